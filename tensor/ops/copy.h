@@ -1,0 +1,19 @@
+// Raw copies, conversions and fills. contiguous() returns t itself when already contiguous.
+#pragma once
+#include "tensor/tensor.h"
+
+namespace okd::ops {
+
+Tensor contiguous(const Tensor& t);
+Tensor clone(const Tensor& t);                 // always a fresh contiguous copy
+Tensor to(const Tensor& t, DType dtype);       // t itself when the dtype already matches
+Tensor to(const Tensor& t, Device device);     // t itself when already there
+// dst[...] = src, src broadcast to dst's shape and converted to dst's dtype. Bumps dst's version.
+void copy_(const Tensor& dst, const Tensor& src);
+void fill_(const Tensor& dst, double value);
+
+// Installed by the CUDA backend: copies a contiguous tensor between devices (same shape, dtype).
+using DeviceCopyFn = void (*)(const Tensor& dst, const Tensor& src);
+void set_device_copy(DeviceCopyFn fn);
+
+}  // namespace okd::ops

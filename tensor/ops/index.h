@@ -1,0 +1,32 @@
+// Raw joining, splitting, indexing and selection ops. Index tensors are int64.
+#pragma once
+#include <utility>
+
+#include "tensor/tensor.h"
+
+namespace okd::ops {
+
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);
+Tensor stack(const std::vector<Tensor>& tensors, int64_t dim);
+// Views of consecutive pieces of split_size (the last may be smaller).
+std::vector<Tensor> split(const Tensor& t, int64_t split_size, int64_t dim);
+std::vector<Tensor> split_sizes(const Tensor& t, const std::vector<int64_t>& sizes, int64_t dim);
+std::vector<Tensor> chunk(const Tensor& t, int64_t chunks, int64_t dim);
+
+// out = t indexed by index (1-D) along dim.
+Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index);
+// out[i][j] = t[index[i][j]][j] for dim 0 (and so on): index has t's rank.
+Tensor gather(const Tensor& t, int64_t dim, const Tensor& index);
+// out = t with out[index[i][j]][j] += src[i][j] for dim 0 (and so on). t is not modified.
+Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src);
+// [N] int64 labels -> [N, num_classes] in dtype (float32 by default).
+Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype = DType::Float32);
+
+// The k largest (or smallest) values along dim and their int64 indices; sorted by value.
+std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim = -1, bool largest = true,
+                               bool sorted = true);
+// The k-th smallest value (k from 1) along dim and its index.
+std::pair<Tensor, Tensor> kthvalue(const Tensor& t, int64_t k, int64_t dim = -1,
+                                   bool keepdim = false);
+
+}  // namespace okd::ops

@@ -1,0 +1,28 @@
+// Raw matrix products. matmul: [M,K]x[K,N] -> [M,N]; batched [B,M,K]x[B,K,N] -> [B,M,N] with the
+// batch dims broadcast; a 1-D operand is treated as NumPy does. gemm is the row-major primitive
+// (OpenBLAS sgemm/dgemm when built with it, a built-in blocked kernel otherwise) that conv uses.
+#pragma once
+#include "tensor/tensor.h"
+
+namespace okd::ops {
+
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+// C[M,N] = alpha * op(A) op(B) + beta * C, row-major, op = transpose when trans_* is set.
+// lda/ldb/ldc are row strides in elements.
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+          const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+          int64_t ldc);
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+          const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
+          int64_t ldc);
+// The plain triple loop the fast paths are tested against.
+void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+                    const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
+                    double* C, int64_t ldc);
+// Forces the built-in kernel even when BLAS is available (benchmarks and tests).
+void gemm_builtin(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                  int64_t ldc);
+
+}  // namespace okd::ops

@@ -1,0 +1,63 @@
+// Thread count and build/runtime description.
+#include "tensor/runtime.h"
+
+#include <atomic>
+#include <thread>
+
+#include "okd/build_config.h"
+#include "tensor/error.h"
+#if OKD_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+namespace okd {
+
+namespace {
+std::atomic<int> g_threads{0};
+int default_threads() {
+#if OKD_HAVE_OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+using DeviceCountFn = int (*)();
+}  // namespace
+
+int num_threads() {
+  int n = g_threads.load(std::memory_order_relaxed);
+  return n > 0 ? n : default_threads();
+}
+
+void set_num_threads(int n) {
+  OKD_CHECK(n >= 0, "set_num_threads: expected n >= 0, got ", n);
+  g_threads = n;
+#if OKD_HAVE_OPENMP
+  if (n > 0) omp_set_num_threads(n);
+#endif
+}
+
+bool cuda_built() { return OKD_HAVE_CUDA; }
+
+#if OKD_HAVE_CUDA
+int cuda_device_count_impl();  // tensor/cuda/runtime_cuda.cu
+int cuda_device_count() { return cuda_device_count_impl(); }
+#else
+int cuda_device_count() { return 0; }
+#endif
+
+std::string blas_name() { return OKD_BLAS_NAME; }
+
+std::string runtime_summary() {
+  std::string s = std::string("okd ") + OKD_VERSION + " | BLAS: " + blas_name();
+#if OKD_HAVE_OPENMP
+  s += " | OpenMP: " + std::to_string(num_threads()) + " threads";
+#else
+  s += " | OpenMP: off (1 thread)";
+#endif
+  if (cuda_built()) s += " | CUDA: built, " + std::to_string(cuda_device_count()) + " device(s)";
+  else s += " | CUDA: not built";
+  return s;
+}
+
+}  // namespace okd

@@ -1,0 +1,45 @@
+// Storage: one reference-counted block of memory shared by a tensor and all its views.
+// CPU memory is 64-byte aligned. Other devices plug in an Allocator (tensor/cuda/ does for CUDA).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "tensor/device.h"
+
+namespace okd {
+
+struct Allocator {
+  virtual ~Allocator() = default;
+  virtual void* allocate(size_t nbytes) = 0;
+  virtual void deallocate(void* ptr, size_t nbytes) = 0;
+};
+
+// Registers the allocator of a device type (the CUDA backend does this at start-up).
+void set_allocator(DeviceType type, Allocator* allocator);
+Allocator* get_allocator(DeviceType type);
+
+class Storage {
+ public:
+  Storage(size_t nbytes, Device device);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  size_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+
+  // Bumped by every in-place write; autograd compares it with the value it saw when it saved a
+  // tensor, so a saved tensor modified before backward is an error rather than a wrong gradient.
+  uint64_t version() const { return version_; }
+  void bump_version() { ++version_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t nbytes_ = 0;
+  Device device_;
+  uint64_t version_ = 0;
+};
+
+}  // namespace okd
