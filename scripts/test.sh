@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's test command: set up, build okd (CUDA code compiled when nvcc is present, warnings
+# as errors), run the whole test suite, then rebuild the CPU code with address and
+# undefined-behaviour sanitizers and run the CPU suite again. Exits non-zero on any failure.
+# OKD_TEST_SANITIZE=0 skips the sanitizer pass (it is on by default, and in CI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=${OKD_JOBS:-$(nproc)}
+
+bash scripts/setup.sh
+
+echo "== build (Release, -Werror) =="
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DOKD_WERROR=ON >/dev/null
+cmake --build build -j"$jobs"
+echo "== tests =="
+ctest --test-dir build --output-on-failure -j"$jobs" --timeout 600
+
+if [[ "${OKD_TEST_SANITIZE:-1}" == 1 ]]; then
+  echo "== build (ASan + UBSan, CPU only) =="
+  cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOKD_SANITIZE=ON -DOKD_CUDA=OFF \
+        -DOKD_WERROR=ON >/dev/null
+  cmake --build build-sanitize -j"$jobs"
+  echo "== tests under sanitizers =="
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-sanitize --output-on-failure -j"$jobs" --timeout 900 -LE slow
+fi
+echo "== all tests passed =="
