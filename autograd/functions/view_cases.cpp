@@ -7,7 +7,6 @@ namespace okd {
 
 void add_view_cases(std::vector<GradcheckCase>& out) {
   using namespace cases;
-  using V = std::vector<int64_t>;
   add(out, Op::reshape, "[3, 4] -> [2, 6]", [](const TensorList& x) { return reshape(x[0], {2, 6}); },
       {leaf({3, 4}, -1, 1, 101)});
   add(out, Op::reshape, "transposed [3, 4] -> [-1] (copies)", [](const TensorList& x) { return reshape(x[0], {-1}); },
@@ -86,7 +85,6 @@ void add_view_cases(std::vector<GradcheckCase>& out) {
       {leaf({3, 4}, -1, 1, 171)}, through_float32);
   add(out, Op::to_dtype, "float64 -> float64 (no copy)", [](const TensorList& x) { return exp(to(x[0], DType::Float64)); },
       {transposed_leaf({3, 4}, -1, 1, 172)});
-  (void)sizeof(V);
 }
 
 }  // namespace okd

@@ -1,0 +1,180 @@
+// train_cifar's flags (CLI11), --config files and validation.
+#include "apps/lib/train_config.h"
+
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <sstream>
+
+#include "distill/method.h"
+#include "nn/models/backbone.h"
+#include "tensor/error.h"
+
+namespace okd::apps {
+
+namespace {
+std::string join(const std::vector<double>& v) {
+  std::ostringstream os;
+  for (size_t i = 0; i < v.size(); ++i) os << (i ? "," : "") << v[i];
+  return os.str();
+}
+std::string num(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+}  // namespace
+
+void add_train_flags(CLI::App& app, TrainConfig& c) {
+  app.option_defaults()->always_capture_default();
+  app.add_option("--method", c.method, "training method (see --list-methods)");
+  app.add_option("--arch", c.arch, "backbone (see --list-archs)");
+  app.add_option("--dataset", c.dataset,
+                 "cifar10 | cifar100 | fashion-mnist | imagefolder (default: fashion-mnist from "
+                 "/usr/share/datasets/fashion-mnist, padded to 32x32, 3 channels)");
+  app.add_option("--data-dir", c.data_dir, "directory holding the dataset files");
+  app.add_option("--augment", c.augment, "standard (random crop 32 pad 4 + flip) | none")
+      ->check(CLI::IsMember({"standard", "none"}));
+  app.add_option("--epochs", c.epochs, "training epochs");
+  app.add_option("--batch-size", c.batch_size, "mini-batch size");
+  app.add_option("--lr", c.lr, "initial learning rate");
+  app.add_option("--momentum", c.momentum, "SGD momentum");
+  app.add_flag("--nesterov,!--no-nesterov", c.nesterov, "Nesterov momentum");
+  app.add_option("--weight-decay", c.weight_decay, "coupled L2 weight decay (all parameters)");
+  app.add_option("--schedule", c.schedule, "learning-rate schedule")
+      ->check(CLI::IsMember({"multistep", "cosine", "step", "constant"}));
+  app.add_option("--milestones", c.milestones, "multistep epochs (default: 50% and 75% of --epochs)")
+      ->delimiter(',');
+  app.add_option("--gamma", c.gamma, "lr factor at each milestone / step");
+  app.add_option("--step-size", c.step_size, "epochs between lr steps (--schedule step)");
+  app.add_option("--warmup-epochs", c.warmup_epochs, "linear warmup epochs in front of the schedule");
+  app.add_option("--final-lr", c.final_lr, "final lr of the cosine schedule");
+  app.add_option("--shortcut", c.shortcut, "CIFAR ResNet shortcut: A (parameter-free) or B (1x1 conv+BN)");
+  app.add_option("--init", c.init, "weight init: he_fanout | he_fanin | pytorch")
+      ->check(CLI::IsMember({"he_fanout", "he_fanin", "pytorch"}));
+  app.add_option("--device", c.device, "cpu | cuda");
+  app.add_option("--threads", c.threads, "CPU threads (0 = all cores)");
+  app.add_option("--workers", c.workers, "data-loader worker threads");
+  app.add_option("--seed", c.seed, "random seed (weights, data order, augmentation)");
+  app.add_option("--out", c.out, "run directory (default: runs/<method>-<arch>-<dataset>-s<seed>)");
+  app.add_option("--limit-train", c.limit_train, "use the first N training images (0 = all)");
+  app.add_option("--limit-test", c.limit_test, "use the first N test images (0 = all)");
+  app.add_option("--checkpoint-every", c.checkpoint_every_steps,
+                 "also checkpoint every N steps within an epoch (0 = end of epoch only)");
+  app.add_option("--resume", c.resume, "continue the run in RUN_DIR from its last checkpoint");
+  app.add_option("--eval-only", c.eval_only, "evaluate the checkpoint directory CHECKPOINT and exit");
+  app.add_flag("--list-methods", c.list_methods, "list the methods and exit");
+  app.add_flag("--list-archs", c.list_archs, "list the architectures and exit");
+
+  for (const auto& name : distill::method_names()) {
+    auto m = distill::make_method(name);
+    for (const auto& spec : m->options().specs()) {
+      std::string key = name + "." + spec.key;
+      c.method_options[key] = spec.default_value;
+      app.add_option("--" + key, c.method_options[key], spec.help)
+          ->group("Options of --method " + name);
+    }
+  }
+}
+
+bool parse_train_args(int argc, const char* const* argv, TrainConfig& cfg, std::string& help) {
+  CLI::App app{"train_cifar: train an image classifier with online knowledge distillation."};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  add_train_flags(app, cfg);
+  std::string config_path;
+  app.add_option("--config", config_path, "TOML file whose keys are flag names; flags override it");
+
+  // The config file's values go first so that the same flags on the command line win.
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) config_path = argv[i + 1];
+    else if (a.rfind("--config=", 0) == 0) config_path = a.substr(9);
+  }
+  std::vector<std::string> merged;
+  if (!config_path.empty()) {
+    for (const auto& [k, v] : read_toml_file(config_path)) {
+      OKD_CHECK(app.get_option_no_throw("--" + k) != nullptr, "config ", config_path, ": unknown key '",
+                k, "' (keys are flag names without the leading --)");
+      merged.push_back("--" + k + "=" + v);
+    }
+  }
+  for (int i = 1; i < argc; ++i) merged.emplace_back(argv[i]);
+  std::reverse(merged.begin(), merged.end());  // CLI11 parses a reversed vector of arguments
+  try {
+    app.parse(merged);
+  } catch (const CLI::CallForHelp&) {
+    help = app.help();
+    return false;
+  } catch (const CLI::ParseError& e) {
+    OKD_FAIL("train_cifar: ", e.what(), " (see --help)");
+  }
+  return true;
+}
+
+void validate(TrainConfig& c) {
+  auto bad = [](const std::string& key, const std::string& why) { OKD_FAIL("--", key, ": ", why); };
+  if (c.dataset.empty()) c.dataset = "fashion-mnist";
+  const std::vector<std::string> datasets{"cifar10", "cifar100", "fashion-mnist", "mnist", "imagefolder"};
+  if (std::find(datasets.begin(), datasets.end(), c.dataset) == datasets.end())
+    bad("dataset", "unknown dataset '" + c.dataset + "' (cifar10, cifar100, fashion-mnist, mnist, imagefolder)");
+  if (c.data_dir.empty()) {
+    if (c.dataset == "fashion-mnist") c.data_dir = "/usr/share/datasets/fashion-mnist";
+    else if (c.dataset == "mnist") c.data_dir = "/usr/share/datasets/mnist";
+    else bad("data-dir", "required for --dataset " + c.dataset);
+  }
+  const auto archs = nn::backbone_names();
+  if (std::find(archs.begin(), archs.end(), c.arch) == archs.end()) {
+    std::string known;
+    for (const auto& a : archs) known += (known.empty() ? "" : ", ") + a;
+    bad("arch", "unknown architecture '" + c.arch + "' (" + known + ")");
+  }
+  distill::make_method(c.method);  // throws listing the known methods
+  if (c.epochs < 1) bad("epochs", "must be at least 1");
+  if (c.batch_size < 1) bad("batch-size", "must be at least 1");
+  if (!(c.lr > 0) || !std::isfinite(c.lr)) bad("lr", "must be a positive number");
+  if (c.momentum < 0 || c.momentum >= 1) bad("momentum", "must be in [0, 1)");
+  if (c.weight_decay < 0) bad("weight-decay", "must be >= 0");
+  if (c.gamma <= 0) bad("gamma", "must be positive");
+  if (c.warmup_epochs < 0 || c.warmup_epochs >= c.epochs) bad("warmup-epochs", "must be in [0, epochs)");
+  if (c.shortcut != 'A' && c.shortcut != 'B') bad("shortcut", "must be A or B");
+  if (c.device != "cpu" && c.device != "cuda" && c.device.rfind("cuda:", 0) != 0)
+    bad("device", "must be cpu or cuda");
+  if (c.threads < 0) bad("threads", "must be >= 0");
+  if (c.workers < 0) bad("workers", "must be >= 0");
+  if (c.limit_train < 0 || c.limit_test < 0) bad("limit-train", "limits must be >= 0");
+  if (c.schedule == "multistep" && c.milestones.empty())
+    c.milestones = {std::floor(c.epochs * 0.5), std::floor(c.epochs * 0.75)};
+  for (double m : c.milestones)
+    if (m <= 0 || m > c.epochs) bad("milestones", "every milestone must be in (0, epochs]");
+  if (c.out.empty())
+    c.out = "runs/" + c.method + "-" + c.arch + "-" + c.dataset + "-s" + std::to_string(c.seed);
+  // Method options: each value must parse as its method declares (checked when the method is
+  // configured); here only the namespace is checked.
+  for (const auto& [k, v] : c.method_options) {
+    auto dot = k.find('.');
+    if (dot == std::string::npos) bad(k, "method options are written <method>.<key>");
+  }
+}
+
+ConfigMap to_config_map(const TrainConfig& c) {
+  ConfigMap m{{"method", c.method}, {"arch", c.arch}, {"dataset", c.dataset}, {"data-dir", c.data_dir},
+              {"augment", c.augment}, {"epochs", std::to_string(c.epochs)},
+              {"batch-size", std::to_string(c.batch_size)}, {"lr", num(c.lr)},
+              {"momentum", num(c.momentum)}, {"nesterov", c.nesterov ? "true" : "false"},
+              {"weight-decay", num(c.weight_decay)}, {"schedule", c.schedule},
+              {"gamma", num(c.gamma)}, {"step-size", std::to_string(c.step_size)},
+              {"warmup-epochs", num(c.warmup_epochs)}, {"final-lr", num(c.final_lr)},
+              {"shortcut", std::string(1, c.shortcut)}, {"init", c.init}, {"device", c.device},
+              {"threads", std::to_string(c.threads)}, {"workers", std::to_string(c.workers)},
+              {"seed", std::to_string(c.seed)}, {"out", c.out},
+              {"limit-train", std::to_string(c.limit_train)},
+              {"limit-test", std::to_string(c.limit_test)},
+              {"checkpoint-every", std::to_string(c.checkpoint_every_steps)}};
+  if (!c.milestones.empty()) m["milestones"] = join(c.milestones);
+  // Only the chosen method's options: the others do not affect the run.
+  for (const auto& [k, v] : c.method_options)
+    if (k.rfind(c.method + ".", 0) == 0) m[k] = v;
+  return m;
+}
+
+}  // namespace okd::apps

@@ -1,0 +1,59 @@
+// The resolved configuration of a train_cifar run: every flag with its default, the method's
+// options, validation, and the TOML form written to config.toml in the run directory.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "apps/lib/toml.h"
+
+namespace CLI {
+class App;
+}
+
+namespace okd::apps {
+
+struct TrainConfig {
+  std::string method = "baseline";
+  std::string arch = "resnet20";
+  std::string dataset = "";          // "" = fashion-mnist unless --data-dir says otherwise
+  std::string data_dir = "";
+  std::string augment = "standard";  // standard | none
+  int64_t epochs = 15;
+  int64_t batch_size = 128;
+  double lr = 0.1;
+  double momentum = 0.9;
+  bool nesterov = false;
+  double weight_decay = 5e-4;
+  std::string schedule = "multistep";  // multistep | cosine | step | constant
+  std::vector<double> milestones;      // epochs; default: 50% and 75% of --epochs
+  double gamma = 0.1;
+  int64_t step_size = 30;
+  double warmup_epochs = 0;
+  double final_lr = 0;                 // cosine
+  char shortcut = 'B';
+  std::string init = "he_fanout";
+  std::string device = "cpu";
+  int threads = 0;                     // 0 = all cores (OpenMP default)
+  int workers = 2;
+  uint64_t seed = 0;
+  std::string out = "";                // "" = runs/<method>-<arch>-<dataset>-s<seed>
+  int64_t limit_train = 0;             // 0 = all
+  int64_t limit_test = 0;
+  std::string resume = "";
+  std::string eval_only = "";
+  bool list_methods = false;
+  bool list_archs = false;
+  int64_t checkpoint_every_steps = 0;  // 0 = at the end of each epoch only
+  ConfigMap method_options;            // "<method>.<key>" -> value
+};
+
+// Adds every flag (with its default in --help) and every method's namespaced options.
+void add_train_flags(CLI::App& app, TrainConfig& cfg);
+// Parses argv, first applying a --config TOML file whose keys are flag names; the command line
+// overrides the file. Returns false when the app should exit (help printed); throws on errors.
+bool parse_train_args(int argc, const char* const* argv, TrainConfig& cfg, std::string& help_text);
+// Checks values and fills derived defaults (dataset, milestones, out dir); throws naming the key.
+void validate(TrainConfig& cfg);
+ConfigMap to_config_map(const TrainConfig& cfg);
+
+}  // namespace okd::apps
