@@ -15,14 +15,14 @@ using Unary = std::function<Tensor(const Tensor&)>;
 using Binary = std::function<Tensor(const Tensor&, const Tensor&)>;
 
 // Four layouts of one unary op with inputs in [lo, hi) avoiding the points in avoid.
-void add_unary(std::vector<GradcheckCase>& out, Op op, const Unary& fn, double lo, double hi,
-               const std::vector<double>& avoid = {}) {
+void add_unary(std::vector<GradcheckCase>& out, Op op, const std::string& what, const Unary& fn,
+               double lo, double hi, const std::vector<double>& avoid = {}) {
   auto f = [fn](const TensorList& x) { return fn(x[0]); };
-  add(out, op, "[7]", f, {leaf({7}, lo, hi, 11, avoid)});
-  add(out, op, "[3, 4]", f, {leaf({3, 4}, lo, hi, 12, avoid)});
-  add(out, op, "[2, 3, 4] transposed", f, {transposed_leaf({2, 3, 4}, lo, hi, 13, avoid)});
-  add(out, op, "[3, 5] strided", f, {strided_leaf({3, 5}, lo, hi, 14, avoid)});
-  add(out, op, "0-d", f, {leaf({}, lo, hi, 15, avoid)});
+  add(out, op, what + " on [7]", f, {leaf({7}, lo, hi, 11, avoid)});
+  add(out, op, what + " on [3, 4]", f, {leaf({3, 4}, lo, hi, 12, avoid)});
+  add(out, op, what + " on transposed [2, 3, 4]", f, {transposed_leaf({2, 3, 4}, lo, hi, 13, avoid)});
+  add(out, op, what + " on strided [3, 5]", f, {strided_leaf({3, 5}, lo, hi, 14, avoid)});
+  add(out, op, what + " on 0-d", f, {leaf({}, lo, hi, 15, avoid)});
 }
 
 // Broadcasting and layout variants of one binary op, with operands drawn from [lo, hi).
@@ -47,22 +47,22 @@ void add_binary(std::vector<GradcheckCase>& out, Op op, const Binary& fn, double
 
 void add_elementwise_cases(std::vector<GradcheckCase>& out) {
   // --- unary ---
-  add_unary(out, Op::neg, [](const Tensor& a) { return neg(a); }, -2, 2);
-  add_unary(out, Op::neg, [](const Tensor& a) { return -a; }, -2, 2);
-  add_unary(out, Op::exp, [](const Tensor& a) { return exp(a); }, -2, 2);
-  add_unary(out, Op::log, [](const Tensor& a) { return log(a); }, 0.3, 3);
-  add_unary(out, Op::sqrt, [](const Tensor& a) { return sqrt(a); }, 0.3, 3);
-  add_unary(out, Op::rsqrt, [](const Tensor& a) { return rsqrt(a); }, 0.3, 3);
-  add_unary(out, Op::abs, [](const Tensor& a) { return abs(a); }, -2, 2, {0.0});
-  add_unary(out, Op::relu, [](const Tensor& a) { return relu(a); }, -2, 2, {0.0});
-  add_unary(out, Op::sigmoid, [](const Tensor& a) { return sigmoid(a); }, -3, 3);
-  add_unary(out, Op::tanh, [](const Tensor& a) { return tanh(a); }, -2, 2);
-  add_unary(out, Op::pow_scalar, [](const Tensor& a) { return pow(a, 2.0); }, -2, 2);
-  add_unary(out, Op::pow_scalar, [](const Tensor& a) { return pow(a, 3.0); }, -2, 2);
-  add_unary(out, Op::pow_scalar, [](const Tensor& a) { return pow(a, 0.5); }, 0.3, 3);
-  add_unary(out, Op::pow_scalar, [](const Tensor& a) { return pow(a, -1.5); }, 0.3, 3);
-  add_unary(out, Op::clamp, [](const Tensor& a) { return clamp(a, -0.5, 0.7); }, -2, 2, {-0.5, 0.7});
-  add_unary(out, Op::clamp, [](const Tensor& a) { return clamp(a, -INFINITY, 0.2); }, -1, 1, {0.2});
+  add_unary(out, Op::neg, "neg(a)", [](const Tensor& a) { return neg(a); }, -2, 2);
+  add_unary(out, Op::neg, "-a", [](const Tensor& a) { return -a; }, -2, 2);
+  add_unary(out, Op::exp, "exp(a)", [](const Tensor& a) { return exp(a); }, -2, 2);
+  add_unary(out, Op::log, "log(a)", [](const Tensor& a) { return log(a); }, 0.3, 3);
+  add_unary(out, Op::sqrt, "sqrt(a)", [](const Tensor& a) { return sqrt(a); }, 0.3, 3);
+  add_unary(out, Op::rsqrt, "rsqrt(a)", [](const Tensor& a) { return rsqrt(a); }, 0.3, 3);
+  add_unary(out, Op::abs, "abs(a)", [](const Tensor& a) { return abs(a); }, -2, 2, {0.0});
+  add_unary(out, Op::relu, "relu(a)", [](const Tensor& a) { return relu(a); }, -2, 2, {0.0});
+  add_unary(out, Op::sigmoid, "sigmoid(a)", [](const Tensor& a) { return sigmoid(a); }, -3, 3);
+  add_unary(out, Op::tanh, "tanh(a)", [](const Tensor& a) { return tanh(a); }, -2, 2);
+  add_unary(out, Op::pow_scalar, "pow(a, 2.0)", [](const Tensor& a) { return pow(a, 2.0); }, -2, 2);
+  add_unary(out, Op::pow_scalar, "pow(a, 3.0)", [](const Tensor& a) { return pow(a, 3.0); }, -2, 2);
+  add_unary(out, Op::pow_scalar, "pow(a, 0.5)", [](const Tensor& a) { return pow(a, 0.5); }, 0.3, 3);
+  add_unary(out, Op::pow_scalar, "pow(a, -1.5)", [](const Tensor& a) { return pow(a, -1.5); }, 0.3, 3);
+  add_unary(out, Op::clamp, "clamp(a, -0.5, 0.7)", [](const Tensor& a) { return clamp(a, -0.5, 0.7); }, -2, 2, {-0.5, 0.7});
+  add_unary(out, Op::clamp, "clamp(a, -INFINITY, 0.2)", [](const Tensor& a) { return clamp(a, -INFINITY, 0.2); }, -1, 1, {0.2});
 
   // --- binary ---
   add_binary(out, Op::add, [](const Tensor& a, const Tensor& b) { return add(a, b); }, -2, 2, -2, 2);
@@ -92,12 +92,12 @@ void add_elementwise_cases(std::vector<GradcheckCase>& out) {
       {leaf({3, 4}, -2, 2, 41), leaf({4}, 0.5, 2, 42)});
 
   // --- with a scalar ---
-  add_unary(out, Op::add_scalar, [](const Tensor& a) { return add(a, 1.5); }, -2, 2);
-  add_unary(out, Op::add_scalar, [](const Tensor& a) { return sub(a, 0.5); }, -2, 2);
-  add_unary(out, Op::mul_scalar, [](const Tensor& a) { return mul(a, -2.5); }, -2, 2);
-  add_unary(out, Op::mul_scalar, [](const Tensor& a) { return div(a, 4.0); }, -2, 2);
-  add_unary(out, Op::rsub_scalar, [](const Tensor& a) { return rsub(2.0, a); }, -2, 2);
-  add_unary(out, Op::rdiv_scalar, [](const Tensor& a) { return rdiv(3.0, a); }, -2, 2, {-0.25, 0.0, 0.25});
+  add_unary(out, Op::add_scalar, "add(a, 1.5)", [](const Tensor& a) { return add(a, 1.5); }, -2, 2);
+  add_unary(out, Op::add_scalar, "sub(a, 0.5)", [](const Tensor& a) { return sub(a, 0.5); }, -2, 2);
+  add_unary(out, Op::mul_scalar, "mul(a, -2.5)", [](const Tensor& a) { return mul(a, -2.5); }, -2, 2);
+  add_unary(out, Op::mul_scalar, "div(a, 4.0)", [](const Tensor& a) { return div(a, 4.0); }, -2, 2);
+  add_unary(out, Op::rsub_scalar, "rsub(2.0, a)", [](const Tensor& a) { return rsub(2.0, a); }, -2, 2);
+  add_unary(out, Op::rdiv_scalar, "rdiv(3.0, a)", [](const Tensor& a) { return rdiv(3.0, a); }, -2, 2, {-0.25, 0.0, 0.25});
 
   // --- where ---
   auto where_f = [](const TensorList& x) { return where(x[0], x[1], x[2]); };

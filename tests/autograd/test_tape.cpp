@@ -68,9 +68,14 @@ TEST_F(TapeTest, MicrogradExample) {
 // The walkthrough of docs/autograd.md: L = relu(a*b + a) at a = 2, b = -3 and at a = 2, b = 3.
 TEST_F(TapeTest, DocsExampleByHand) {
   {
-    Tensor a = scalar_leaf(2.0), b = scalar_leaf(3.0);
+    Tensor a = scalar_leaf(2.0, "a"), b = scalar_leaf(3.0, "b");
     Tensor L = relu(a * b + a);         // relu(6 + 2) = 8
     EXPECT_EQ(Tape::current().size(), 3u);  // mul, add, relu
+    EXPECT_EQ(tape_dump(),
+              "tape: 3 entries, 24 bytes saved\n"
+              "#0 mul(a[], b[]) -> []  saved 16 B\n"
+              "#1 add(#0.0[], a[]) -> []  saved 0 B\n"
+              "#2 relu(#1.0[]) -> []  saved 8 B\n");
     backward(L);
     EXPECT_DOUBLE_EQ(L.item(), 8.0);
     EXPECT_DOUBLE_EQ(a.grad().item(), 4.0);  // b + 1
