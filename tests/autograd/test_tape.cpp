@@ -223,6 +223,36 @@ TEST_F(TapeTest, MaxDimRoutesGradientToTheArgmax) {
   EXPECT_ALLCLOSE(a.grad(), tensor<double>({0, 2, 0, 3, 0, 0}, {2, 3}));
 }
 
+// At kinks and ties gradcheck cannot decide (the function is not differentiable there); these
+// are the choices okd makes, and the expected values are what PyTorch 1.13 returns for the same
+// calls (torch.maximum, amax, clamp, pow, norm, std, relu, abs, max(dim)).
+TEST_F(TapeTest, KinksAndTiesMatchPyTorch) {
+  auto grad_of = [](Tensor x, const std::function<Tensor(const Tensor&)>& f) {
+    x.set_grad({});
+    backward(sum(f(x)));
+    return x.grad();
+  };
+  Tensor a = leaf({0.5, -1.0, 2.0}, {3}), b = leaf({0.5, 1.0, 2.0}, {3});
+  backward(sum(maximum(a, b)));
+  EXPECT_ALLCLOSE(a.grad(), tensor<double>({0.5, 0, 0.5}, {3}));
+  EXPECT_ALLCLOSE(b.grad(), tensor<double>({0.5, 1, 0.5}, {3}));
+  Tensor row = leaf({1, 3, 3, -2}, {1, 4});
+  EXPECT_ALLCLOSE(grad_of(row, [](const Tensor& x) { return amax(x, {1}); }),
+                  tensor<double>({0, 0.5, 0.5, 0}, {1, 4}));
+  EXPECT_ALLCLOSE(grad_of(row, [](const Tensor& x) { return max(x, 1).first; }),
+                  tensor<double>({0, 1, 0, 0}, {1, 4}));
+  EXPECT_ALLCLOSE(grad_of(leaf({-0.5, 0.7, 0.0}, {3}), [](const Tensor& x) { return clamp(x, -0.5, 0.7); }),
+                  tensor<double>({1, 1, 1}, {3}));
+  Tensor base = tensor<double>({0.0, 1.5}, {2});
+  EXPECT_NEAR(grad_of(leaf({1.5, 0.5}, {2}), [&](const Tensor& e) { return pow(base, e); }).at({0}), 0.0, 1e-12);
+  EXPECT_ALLCLOSE(grad_of(leaf({0, 0, 0}, {3}), [](const Tensor& x) { return norm(x); }),
+                  tensor<double>({0, 0, 0}, {3}));
+  EXPECT_ALLCLOSE(grad_of(leaf({1, 1, 1}, {3}), [](const Tensor& x) { return okd::std(x); }),
+                  tensor<double>({0, 0, 0}, {3}));
+  EXPECT_ALLCLOSE(grad_of(leaf({0, 1}, {2}), [](const Tensor& x) { return relu(x); }), tensor<double>({0, 1}, {2}));
+  EXPECT_ALLCLOSE(grad_of(leaf({0, 1}, {2}), [](const Tensor& x) { return abs(x); }), tensor<double>({0, 1}, {2}));
+}
+
 TEST_F(TapeTest, ViewOfContiguousIsANewNodeNotTheInput) {
   Tensor a = leaf({1, 2}, {2});
   Tensor c = contiguous(a);  // the raw op returns a itself; the recorded output must not be a
