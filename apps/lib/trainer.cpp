@@ -94,21 +94,25 @@ class Trainer {
   void setup();
   void print_header();
   void train_epoch(int64_t epoch);
-  std::map<std::string, MemberStats> evaluate(const TrainData::Split& split);
+  std::map<std::string, MemberStats> evaluate(TrainData::Split& split);
+  void set_learning_rate(const distill::TrainClock& clock);
+  double current_lr() const { return current_lr_; }
   void end_epoch(int64_t epoch, double seconds);
   void save_checkpoint(const std::string& name, int64_t next_epoch, int64_t next_step);
   void load_checkpoint(const fs::path& dir, bool with_trainer_state);
   void write_metrics();
   void write_summary(double seconds);
   void write_plot();
-  void print_member_table(const std::map<std::string, MemberStats>& test, const std::string& title);
+  void print_member_table(const std::string& title);
 
   TrainConfig cfg_;
   fs::path run_dir_;
   std::unique_ptr<distill::Method> method_;
   std::unique_ptr<TrainData> data_;
   std::unique_ptr<optim::SGD> optimizer_;
-  std::unique_ptr<optim::Schedule> schedule_;
+  std::unique_ptr<optim::LrSchedule> schedule_;
+  double current_lr_ = 0;
+  Progress clock_{"", 1};  // used as a stopwatch for the whole run
   int64_t start_epoch_ = 0, start_step_ = 0;
   std::vector<EpochRecord> history_;
   std::vector<std::string> term_names_;
@@ -119,6 +123,7 @@ class Trainer {
   double best_top1_ = -1;
   int64_t best_epoch_ = -1;
   double elapsed_before_ = 0;  // seconds spent before a resume
+  std::vector<double> base_lrs_;
   bool interrupted_ = false;
 };
 
@@ -158,8 +163,441 @@ void Trainer::setup() {
   so.nesterov = cfg_.nesterov;
   so.weight_decay = cfg_.weight_decay;
   optimizer_ = std::make_unique<optim::SGD>(groups, so);
-  schedule_ = make_schedule(cfg_);
+  base_lrs_.clear();
+  for (const auto& g : optimizer_->param_groups()) base_lrs_.push_back(g.lr);
+  schedule_ = make_lr_schedule(cfg_);
+}
+
+// The schedule gives a factor of the base lr for (epoch, step); every group keeps its own ratio.
+void Trainer::set_learning_rate(const distill::TrainClock& clock) {
+  const double factor = schedule_->factor(clock.epoch, clock.step_in_epoch, clock.iters_per_epoch);
+  auto& groups = optimizer_->param_groups();
+  for (size_t i = 0; i < groups.size(); ++i) groups[i].lr = base_lrs_[i] * factor;
+  current_lr_ = cfg_.lr * factor;
+}
+
+
+void Trainer::print_header() {
+  std::printf("%s\n", runtime_summary().c_str());
+  std::printf("device: %s | dtype: float32 | seed: %llu | threads: %d\n", cfg_.device.c_str(),
+              static_cast<unsigned long long>(cfg_.seed), num_threads());
+  std::printf("data: %s\n", data_->description.c_str());
+  std::printf("method: %s — %s\n", method_->name().c_str(), method_->description().c_str());
+  std::string variant = method_->variant_summary();
+  if (!variant.empty()) std::printf("variant: %s\n", variant.c_str());
+  for (const auto& [name, net] : method_->networks())
+    std::printf("network %-12s %s: %lld parameters\n", name.c_str(), cfg_.arch.c_str(),
+                static_cast<long long>(net->num_parameters()));
+  std::printf("trained parameters: %lld | deployed (%s): %lld\n",
+              static_cast<long long>(method_->num_parameters()), method_->deployed_member().c_str(),
+              static_cast<long long>(method_->deployed_num_parameters()));
+  std::printf("run directory: %s\n--- configuration ---\n%s---------------------\n",
+              run_dir_.string().c_str(), to_toml(to_config_map(cfg_)).c_str());
+  std::fflush(stdout);
+}
+
+void Trainer::train_epoch(int64_t epoch) {
+  method_->set_training(true);
+  auto& split = *data_->train;
+  const int64_t steps = split.batches_per_epoch();
+  distill::TrainClock clock{epoch, cfg_.epochs, start_step_, steps};
+  if (start_step_ == 0) {
+    train_stats_.clear();
+    term_sums_.clear();
+    term_count_ = 0;
+    method_->on_epoch_start(clock);
+  }
+  split.start_epoch(epoch, start_step_);
+  Progress progress("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(cfg_.epochs), steps);
+  int64_t images = 0;
+  for (int64_t step = start_step_; step < steps; ++step) {
+    auto batch = split.next();
+    OKD_CHECK(batch.has_value(), "train: the loader ended after ", step, " of ", steps, " batches");
+    clock.step_in_epoch = step;
+    set_learning_rate(clock);
+    distill::StepResult r = method_->forward_train(*batch, clock);
+    // A non-finite loss stops the run naming the term; the last good checkpoint stays.
+    for (const auto& [name, t] : r.terms) {
+      double v = t.item();
+      OKD_CHECK(std::isfinite(v), "loss term '", name, "' is ", v, " at epoch ", epoch + 1, ", step ",
+                step + 1, "; stopping (the last good checkpoint is kept in ", run_dir_.string(), ")");
+    }
+    double total = r.loss.item();
+    OKD_CHECK(std::isfinite(total), "the total loss is ", total, " at epoch ", epoch + 1, ", step ",
+              step + 1, "; stopping (the last good checkpoint is kept)");
+    method_->update(r, *optimizer_, clock);
+    method_->after_update(clock);
+
+    const int64_t n = batch->size();
+    images += n;
+    for (const auto& [name, t] : r.terms) term_sums_[name] += t.item() * n;
+    if (term_names_.empty() || term_names_.size() < r.terms.size()) {
+      term_names_.clear();
+      for (const auto& [name, t] : r.terms) term_names_.push_back(name);
+    }
+    term_count_ += n;
+    for (const auto& [member, logits] : r.logits) {
+      auto [c1, c5] = count_correct(logits, batch->labels);
+      auto& st = train_stats_[member];
+      st.correct1 += c1;
+      st.correct5 += c5;
+      st.count += n;
+      st.loss_sum += total * n;
+    }
+    std::string extra = "loss " + fmt(total, 3);
+    const auto& dep = train_stats_[method_->deployed_member()];
+    if (dep.count > 0) extra += " | acc " + fmt(100.0 * dep.correct1 / dep.count, 1) + "%";
+    progress.update(step + 1, images, extra);
+    if (g_stop.load()) {
+      progress.finish();
+      std::printf("interrupted: finishing step %lld and writing a checkpoint\n",
+                  static_cast<long long>(step + 1));
+      save_checkpoint("last", epoch, step + 1);
+      interrupted_ = true;
+      return;
+    }
+    if (cfg_.checkpoint_every_steps > 0 && (step + 1) % cfg_.checkpoint_every_steps == 0 &&
+        step + 1 < steps)
+      save_checkpoint("last", epoch, step + 1);
+  }
+  progress.finish();
+  start_step_ = 0;
+}
+
+std::map<std::string, MemberStats> Trainer::evaluate(TrainData::Split& split) {
+  method_->set_training(false);
+  NoGradGuard no_grad;
+  std::map<std::string, MemberStats> stats;
+  split.start_epoch(0);
+  while (auto batch = split.next()) {
+    for (const auto& [member, logits] : method_->eval_logits(batch->images())) {
+      auto& st = stats[member];
+      Tensor ce = nn::functional::cross_entropy(logits, batch->labels);
+      auto [c1, c5] = count_correct(logits, batch->labels);
+      st.loss_sum += ce.item() * batch->size();
+      st.correct1 += c1;
+      st.correct5 += c5;
+      st.count += batch->size();
+    }
+  }
+  method_->set_training(true);
+  return stats;
+}
+
+
+void Trainer::end_epoch(int64_t epoch, double seconds) {
+  auto test = evaluate(*data_->test);
+  const double lr = current_lr();
+  for (const auto& member : method_->members()) {
+    const auto& tr = train_stats_[member];
+    const auto& te = test[member];
+    EpochRecord r;
+    r.epoch = epoch + 1;
+    r.member = member;
+    r.lr = lr;
+    r.train_loss = tr.count ? tr.loss_sum / tr.count : NAN;
+    r.train_top1 = tr.count ? 100.0 * tr.correct1 / tr.count : NAN;
+    r.test_loss = te.count ? te.loss_sum / te.count : NAN;
+    r.test_top1 = te.count ? 100.0 * te.correct1 / te.count : NAN;
+    r.test_top5 = te.count ? 100.0 * te.correct5 / te.count : NAN;
+    r.seconds = seconds;
+    history_.push_back(r);
+  }
+  for (const auto& name : term_names_)
+    term_history_[name].push_back(term_count_ ? term_sums_[name] / term_count_ : NAN);
+  const auto& dep = test[method_->deployed_member()];
+  const double top1 = dep.count ? 100.0 * dep.correct1 / dep.count : 0;
+  std::printf("epoch %lld/%lld  lr %.4g  %s", static_cast<long long>(epoch + 1),
+              static_cast<long long>(cfg_.epochs), lr, format_duration(seconds).c_str());
+  for (const auto& member : method_->members()) {
+    const auto& te = test[member];
+    std::printf(" | %s %.2f%%", member.c_str(), te.count ? 100.0 * te.correct1 / te.count : 0.0);
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+  write_metrics();
+  save_checkpoint("last", epoch + 1, 0);
+  if (top1 > best_top1_) {
+    best_top1_ = top1;
+    best_epoch_ = epoch + 1;
+    save_checkpoint("best", epoch + 1, 0);
+  }
+}
+
+void Trainer::write_metrics() {
+  std::ostringstream os;
+  os << "epoch,member,lr,train_loss,train_top1,test_loss,test_top1,test_top5,seconds";
+  for (const auto& n : term_names_) os << ",loss_" << n;
+  os << "\n";
+  for (size_t i = 0; i < history_.size(); ++i) {
+    const auto& r = history_[i];
+    os << r.epoch << "," << r.member << "," << r.lr << "," << fmt(r.train_loss, 6) << ","
+       << fmt(r.train_top1, 3) << "," << fmt(r.test_loss, 6) << "," << fmt(r.test_top1, 3) << ","
+       << fmt(r.test_top5, 3) << "," << fmt(r.seconds, 2);
+    for (const auto& n : term_names_) {
+      const auto& h = term_history_[n];
+      size_t e = static_cast<size_t>(r.epoch - 1);
+      os << "," << (e < h.size() ? fmt(h[e], 6) : "");
+    }
+    os << "\n";
+  }
+  write_file_atomic(run_dir_ / "metrics.csv", os.str());
+}
+
+// Per member: last and best top-1/top-5 and the epoch of the best top-1.
+struct MemberSummary {
+  double last1 = NAN, best1 = -1, last5 = NAN, best5 = -1;
+  int64_t best_epoch = 0;
+};
+
+std::map<std::string, MemberSummary> summarize(const std::vector<EpochRecord>& history) {
+  std::map<std::string, MemberSummary> out;
+  for (const auto& r : history) {
+    auto& m = out[r.member];
+    m.last1 = r.test_top1;
+    m.last5 = r.test_top5;
+    if (r.test_top1 > m.best1) {
+      m.best1 = r.test_top1;
+      m.best_epoch = r.epoch;
+    }
+    m.best5 = std::max(m.best5, r.test_top5);
+  }
+  return out;
+}
+
+void Trainer::write_summary(double seconds) {
+  auto sums = summarize(history_);
+  std::ostringstream os;
+  os << "{\n  \"method\": \"" << cfg_.method << "\",\n  \"arch\": \"" << cfg_.arch
+     << "\",\n  \"dataset\": \"" << cfg_.dataset << "\",\n  \"epochs\": " << cfg_.epochs
+     << ",\n  \"seed\": " << cfg_.seed << ",\n  \"seconds\": " << fmt(seconds, 1)
+     << ",\n  \"deployed\": \"" << method_->deployed_member() << "\",\n  \"members\": {";
+  bool first = true;
+  for (const auto& member : method_->members()) {
+    const auto& m = sums[member];
+    os << (first ? "" : ",") << "\n    \"" << member << "\": {\"last_top1\": " << fmt(m.last1, 2)
+       << ", \"best_top1\": " << fmt(m.best1, 2) << ", \"last_top5\": " << fmt(m.last5, 2)
+       << ", \"best_top5\": " << fmt(m.best5, 2) << ", \"best_epoch\": " << m.best_epoch << "}";
+    first = false;
+  }
+  os << "\n  }\n}\n";
+  write_file_atomic(run_dir_ / "summary.json", os.str());
+}
+
+void Trainer::write_plot() {
+  Panel acc{"test top-1", "epoch", "%", {}}, loss{"train loss", "epoch", "loss", {}};
+  for (const auto& member : method_->members()) {
+    Series a{member, {}, {}}, l{member, {}, {}};
+    for (const auto& r : history_)
+      if (r.member == member) {
+        a.x.push_back(static_cast<double>(r.epoch));
+        a.y.push_back(r.test_top1);
+        l.x.push_back(static_cast<double>(r.epoch));
+        l.y.push_back(r.train_loss);
+      }
+    acc.series.push_back(a);
+    loss.series.push_back(l);
+  }
+  write_file_atomic(run_dir_ / "curves.svg", svg_line_plot({acc, loss}));
+}
+
+void Trainer::print_member_table(const std::string& title) {
+  auto sums = summarize(history_);
+  std::printf("\n%s\n%-14s %10s %10s %10s %10s\n", title.c_str(), "member", "last top1",
+              "best top1", "best epoch", "last top5");
+  for (const auto& member : method_->members()) {
+    const auto& m = sums[member];
+    std::printf("%-14s %9.2f%% %9.2f%% %10lld %9.2f%%%s\n", member.c_str(), m.last1, m.best1,
+                static_cast<long long>(m.best_epoch), m.last5,
+                member == method_->deployed_member() ? "  (deployed)" : "");
+  }
+  std::fflush(stdout);
+}
+
+
+// Checkpoint layout: <run>/checkpoints/<name>/ holds <network>.safetensors (each network's
+// state_dict, PyTorch names: torch can load them), trainer.safetensors (optimizer and method
+// state, running train statistics) and trainer.toml (epoch, step, best so far). The directory is
+// written under a temporary name and renamed, so a crash never leaves a half-written checkpoint.
+void Trainer::save_checkpoint(const std::string& name, int64_t next_epoch, int64_t next_step) {
+  fs::path root = run_dir_ / "checkpoints";
+  fs::create_directories(root);
+  fs::path tmp = root / (name + ".tmp"), final_dir = root / name, old = root / (name + ".old");
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  for (const auto& [net_name, net] : method_->networks())
+    nn::save_safetensors((tmp / (net_name + ".safetensors")).string(), net->state_dict(),
+                         {{"arch", cfg_.arch}, {"method", cfg_.method}, {"network", net_name}});
+  nn::NamedTensors state;
+  for (auto& [k, v] : optimizer_->state_dict()) state.emplace_back("optim." + k, v);
+  for (auto& [k, v] : method_->extra_state()) state.emplace_back("method." + k, v);
+  for (const auto& [member, st] : train_stats_)
+    state.emplace_back("train_stats." + member,
+                       from_vector<double>({st.loss_sum, st.correct1, st.correct5,
+                                            static_cast<double>(st.count)}));
+  for (const auto& [term, v] : term_sums_) state.emplace_back("term_sums." + term, from_vector<double>({v}));
+  nn::save_safetensors((tmp / "trainer.safetensors").string(), state);
+  ConfigMap meta{{"next_epoch", std::to_string(next_epoch)}, {"next_step", std::to_string(next_step)},
+                 {"best_top1", fmt(best_top1_, 6)}, {"best_epoch", std::to_string(best_epoch_)},
+                 {"term_count", std::to_string(term_count_)},
+                 {"seconds", fmt(elapsed_before_ + clock_.elapsed_seconds(), 3)}};
+  std::string terms;
+  for (const auto& n : term_names_) terms += (terms.empty() ? "" : ",") + n;
+  meta["terms"] = terms;
+  write_file_atomic(tmp / "trainer.toml", to_toml(meta));
+  fs::remove_all(old);
+  if (fs::exists(final_dir)) fs::rename(final_dir, old);
+  fs::rename(tmp, final_dir);
+  fs::remove_all(old);
+}
+
+void Trainer::load_checkpoint(const fs::path& dir, bool with_trainer_state) {
+  OKD_CHECK(fs::is_directory(dir), "no checkpoint at ", dir.string(),
+            " (expected a directory with <network>.safetensors files)");
+  for (const auto& [net_name, net] : method_->networks()) {
+    fs::path f = dir / (net_name + ".safetensors");
+    OKD_CHECK(fs::exists(f), "checkpoint ", dir.string(), " has no ", f.filename().string(),
+              " for network '", net_name, "' of method ", cfg_.method);
+    net->load_state_dict(nn::load_safetensors(f.string()));
+  }
+  if (!with_trainer_state) return;
+  nn::NamedTensors optim_state, method_state;
+  for (auto& [k, v] : nn::load_safetensors((dir / "trainer.safetensors").string())) {
+    if (k.rfind("optim.", 0) == 0) optim_state.emplace_back(k.substr(6), v);
+    else if (k.rfind("method.", 0) == 0) method_state.emplace_back(k.substr(7), v);
+    else if (k.rfind("train_stats.", 0) == 0) {
+      auto d = to_vector<double>(v);
+      train_stats_[k.substr(12)] = {d[0], d[1], d[2], static_cast<int64_t>(d[3])};
+    } else if (k.rfind("term_sums.", 0) == 0) {
+      term_sums_[k.substr(10)] = v.item();
+    }
+  }
+  optimizer_->load_state_dict(optim_state);
+  method_->load_extra_state(method_state);
+  ConfigMap meta = read_toml_file((dir / "trainer.toml").string());
+  start_epoch_ = std::stoll(meta.at("next_epoch"));
+  start_step_ = std::stoll(meta.at("next_step"));
+  best_top1_ = std::stod(meta.at("best_top1"));
+  best_epoch_ = std::stoll(meta.at("best_epoch"));
+  term_count_ = std::stoll(meta.at("term_count"));
+  elapsed_before_ = std::stod(meta.at("seconds"));
+  term_names_.clear();
+  std::stringstream ss(meta.count("terms") ? meta.at("terms") : "");
+  for (std::string t; std::getline(ss, t, ',');)
+    if (!t.empty()) term_names_.push_back(t);
+  // The metrics of the epochs already done come back from metrics.csv.
+  std::ifstream csv(run_dir_ / "metrics.csv");
+  std::string line;
+  std::getline(csv, line);  // header
+  while (std::getline(csv, line)) {
+    std::vector<std::string> f;
+    std::stringstream ls(line);
+    for (std::string x; std::getline(ls, x, ',');) f.push_back(x);
+    if (f.size() < 9) continue;
+    EpochRecord r{std::stoll(f[0]), f[1], std::stod(f[2]), std::stod(f[3]), std::stod(f[4]),
+                  std::stod(f[5]), std::stod(f[6]), std::stod(f[7]), std::stod(f[8])};
+    if (r.epoch > start_epoch_) continue;
+    history_.push_back(r);
+    for (size_t i = 0; i < term_names_.size() && 9 + i < f.size(); ++i) {
+      auto& h = term_history_[term_names_[i]];
+      if (static_cast<int64_t>(h.size()) < r.epoch) h.push_back(f[9 + i].empty() ? NAN : std::stod(f[9 + i]));
+    }
+  }
+}
+
+int Trainer::run() {
+  if (!cfg_.eval_only.empty()) {
+    setup();
+    run_dir_ = fs::path(cfg_.eval_only).parent_path().parent_path();
+    load_checkpoint(cfg_.eval_only, false);
+    std::printf("%s\nevaluating %s on %s\n", runtime_summary().c_str(), cfg_.eval_only.c_str(),
+                data_->description.c_str());
+    auto test = evaluate(*data_->test);
+    std::printf("%-14s %10s %10s %10s\n", "member", "top1", "top5", "loss");
+    for (const auto& member : method_->members()) {
+      const auto& st = test[member];
+      std::printf("%-14s %9.2f%% %9.2f%% %10.4f%s\n", member.c_str(), 100.0 * st.correct1 / st.count,
+                  100.0 * st.correct5 / st.count, st.loss_sum / st.count,
+                  member == method_->deployed_member() ? "  (deployed)" : "");
+    }
+    return 0;
+  }
+  setup();
+  run_dir_ = cfg_.out;
+  fs::create_directories(run_dir_);
+  if (!cfg_.resume.empty()) {
+    load_checkpoint(run_dir_ / "checkpoints" / "last", true);
+    std::printf("resuming %s at epoch %lld, step %lld\n", run_dir_.string().c_str(),
+                static_cast<long long>(start_epoch_ + 1), static_cast<long long>(start_step_));
+  } else {
+    OKD_CHECK(!fs::exists(run_dir_ / "checkpoints"), "run directory ", run_dir_.string(),
+              " already holds a run; pass --resume ", run_dir_.string(), " to continue it, or choose another --out");
+    write_file_atomic(run_dir_ / "config.toml", to_toml(to_config_map(cfg_)));
+  }
+  print_header();
+  std::signal(SIGINT, on_sigint);
+  for (int64_t epoch = start_epoch_; epoch < cfg_.epochs; ++epoch) {
+    Progress epoch_clock("", 1);
+    train_epoch(epoch);
+    if (interrupted_) {
+      std::printf("checkpoint written to %s; continue with --resume %s\n",
+                  (run_dir_ / "checkpoints" / "last").string().c_str(), run_dir_.string().c_str());
+      return 130;
+    }
+    end_epoch(epoch, epoch_clock.elapsed_seconds());
+  }
+  std::signal(SIGINT, SIG_DFL);
+  const double seconds = elapsed_before_ + clock_.elapsed_seconds();
+  write_summary(seconds);
+  write_plot();
+  print_member_table("results (" + cfg_.method + ", " + cfg_.arch + ", " + cfg_.dataset + ", " +
+                     std::to_string(cfg_.epochs) + " epochs, " + format_duration(seconds) + ")");
+  std::printf("run directory: %s (metrics.csv, summary.json, curves.svg, checkpoints/)\n",
+              run_dir_.string().c_str());
+  return 0;
 }
 
 }  // namespace
+
+int run_train_cifar(int argc, const char* const* argv) {
+  try {
+    TrainConfig cfg;
+    std::string help;
+    if (!parse_train_args(argc, argv, cfg, help)) {
+      std::printf("%s", help.c_str());
+      return 0;
+    }
+    if (cfg.list_methods) {
+      for (const auto& name : distill::method_names())
+        std::printf("%-12s %s\n", name.c_str(), distill::make_method(name)->description().c_str());
+      return 0;
+    }
+    if (cfg.list_archs) {
+      for (const auto& name : nn::backbone_names()) std::printf("%s\n", name.c_str());
+      return 0;
+    }
+    if (!cfg.resume.empty()) {
+      // A resumed run takes its configuration from the run directory; only the schedule of
+      // interruption (nothing else) may differ.
+      TrainConfig saved;
+      std::string unused;
+      std::string conf = (fs::path(cfg.resume) / "config.toml").string();
+      OKD_CHECK(fs::exists(conf), "--resume ", cfg.resume, ": no config.toml there (not a run directory)");
+      std::vector<std::string> args{"train_cifar", "--config", conf};
+      std::vector<const char*> argv2;
+      for (auto& a : args) argv2.push_back(a.c_str());
+      parse_train_args(static_cast<int>(argv2.size()), argv2.data(), saved, unused);
+      saved.resume = cfg.resume;
+      saved.out = cfg.resume;
+      cfg = saved;
+    }
+    validate(cfg);
+    Trainer trainer(cfg);
+    return trainer.run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
+
 }  // namespace okd::apps

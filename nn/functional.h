@@ -1,0 +1,36 @@
+// nn::functional: the user-facing functional API of the network ops (PyTorch's torch.nn.functional
+// shapes). Each function forwards to the differentiable op of its family in autograd/functions/.
+#pragma once
+#include "tensor/random.h"
+#include "tensor/tensor.h"
+
+namespace okd::nn::functional {
+
+// input [N, C_in, H, W], weight [C_out, C_in/groups, kH, kW], bias [C_out] or undefined.
+Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, int64_t stride = 1,
+              int64_t padding = 0, int64_t dilation = 1, int64_t groups = 1);
+// weight [C_in, C_out/groups, kH, kW].
+Tensor conv_transpose2d(const Tensor& input, const Tensor& weight, const Tensor& bias,
+                        int64_t stride = 1, int64_t padding = 0, int64_t output_padding = 0,
+                        int64_t dilation = 1, int64_t groups = 1);
+// x [N, in], weight [out, in], bias [out] or undefined: x W^T + b.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+// Training: batch statistics, running stats updated in place (running = (1-m) running + m batch,
+// unbiased batch variance); eval: running statistics. weight/bias/running_* may be undefined.
+Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight, const Tensor& bias, bool training, double momentum = 0.1,
+                  double eps = 1e-5);
+Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding = 0);
+Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding = 0);
+Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w);
+Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
+
+// softmax(x / T) and log_softmax(x / T) along dim.
+Tensor softmax(const Tensor& x, int64_t dim = -1, double T = 1.0);
+Tensor log_softmax(const Tensor& x, int64_t dim = -1, double T = 1.0);
+// Mean cross-entropy of logits [N, C] against int64 targets [N].
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, double label_smoothing = 0.0,
+                     const Tensor& class_weights = Tensor());
+Tensor mse_loss(const Tensor& a, const Tensor& b);
+
+}  // namespace okd::nn::functional
