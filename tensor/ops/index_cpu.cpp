@@ -1,0 +1,267 @@
+// Joining, splitting, indexing and selection on the CPU. Everything is expressed over an
+// [outer, dim, inner] view of contiguous data, which keeps each kernel a pair of plain loops.
+#include "tensor/ops/index.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "tensor/ops/copy.h"
+#include "tensor/ops/view.h"
+#include "tensor/parallel.h"
+
+namespace okd::ops {
+
+namespace {
+void check_index(const Tensor& index, const char* op) {
+  OKD_CHECK(index.dtype() == DType::Int64, op, ": indices must be int64, got ", dtype_name(index.dtype()));
+  OKD_CHECK(index.device().is_cpu(), op, ": the CPU kernel got indices on ", index.device().str());
+}
+// outer = prod(shape[:d]), inner = prod(shape[d+1:])
+std::pair<int64_t, int64_t> outer_inner(const Shape& s, int64_t d) {
+  int64_t o = 1, i = 1;
+  for (int64_t k = 0; k < d; ++k) o *= s[k];
+  for (size_t k = d + 1; k < s.size(); ++k) i *= s[k];
+  return {o, i};
+}
+}  // namespace
+
+Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
+  OKD_CHECK(!ts.empty(), "cat: expected at least one tensor");
+  const Tensor& first = ts[0];
+  int64_t d = wrap_dim(dim, first.dim(), "cat");
+  Shape out_shape = first.shape();
+  int64_t total = 0;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const Tensor& t = ts[i];
+    OKD_CHECK(t.dim() == first.dim() && t.dtype() == first.dtype() && t.device() == first.device(),
+              "cat: tensor ", i, " (", t.desc(), ") does not match tensor 0 (", first.desc(), ")");
+    for (int64_t k = 0; k < t.dim(); ++k)
+      OKD_CHECK(k == d || t.shape()[k] == first.shape()[k], "cat: tensor ", i, " has shape ",
+                shape_str(t.shape()), " but tensor 0 has ", shape_str(first.shape()),
+                " (only dim ", d, " may differ)");
+    total += t.shape()[d];
+  }
+  out_shape[d] = total;
+  Tensor out = empty(out_shape, first.dtype(), first.device());
+  int64_t pos = 0;
+  for (const auto& t : ts) {
+    if (t.shape()[d] == 0) continue;
+    copy_(narrow(out, d, pos, t.shape()[d]), t);
+    pos += t.shape()[d];
+  }
+  return out;
+}
+
+Tensor stack(const std::vector<Tensor>& ts, int64_t dim) {
+  OKD_CHECK(!ts.empty(), "stack: expected at least one tensor");
+  int64_t d = wrap_dim(dim, ts[0].dim() + 1, "stack");
+  std::vector<Tensor> u;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    OKD_CHECK(ts[i].shape() == ts[0].shape(), "stack: tensor ", i, " has shape ",
+              shape_str(ts[i].shape()), " but tensor 0 has ", shape_str(ts[0].shape()));
+    u.push_back(unsqueeze(ts[i], d));
+  }
+  return cat(u, d);
+}
+
+std::vector<Tensor> split(const Tensor& t, int64_t split_size, int64_t dim) {
+  OKD_CHECK(split_size > 0, "split: split_size must be positive, got ", split_size);
+  int64_t d = wrap_dim(dim, t.dim(), "split");
+  std::vector<Tensor> out;
+  for (int64_t s = 0; s < t.shape()[d]; s += split_size)
+    out.push_back(narrow(t, d, s, std::min(split_size, t.shape()[d] - s)));
+  return out;
+}
+
+std::vector<Tensor> split_sizes(const Tensor& t, const std::vector<int64_t>& sizes, int64_t dim) {
+  int64_t d = wrap_dim(dim, t.dim(), "split_sizes");
+  int64_t total = std::accumulate(sizes.begin(), sizes.end(), int64_t{0});
+  OKD_CHECK(total == t.shape()[d], "split_sizes: sizes ", shape_str(sizes), " add up to ", total,
+            " but dim ", d, " has size ", t.shape()[d]);
+  std::vector<Tensor> out;
+  int64_t s = 0;
+  for (int64_t n : sizes) {
+    out.push_back(narrow(t, d, s, n));
+    s += n;
+  }
+  return out;
+}
+
+std::vector<Tensor> chunk(const Tensor& t, int64_t chunks, int64_t dim) {
+  OKD_CHECK(chunks > 0, "chunk: chunks must be positive, got ", chunks);
+  int64_t d = wrap_dim(dim, t.dim(), "chunk");
+  int64_t size = (t.shape()[d] + chunks - 1) / chunks;
+  return split(t, std::max<int64_t>(size, 1), d);
+}
+
+Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
+  check_index(index, "index_select");
+  OKD_CHECK(index.dim() <= 1, "index_select: index must be 1-D, got ", shape_str(index.shape()));
+  int64_t d = wrap_dim(dim, t.dim(), "index_select");
+  Tensor src = contiguous(t), idx = contiguous(index);
+  const int64_t n = idx.numel(), size = t.dim() ? t.shape()[d] : 1;
+  Shape out_shape = t.shape();
+  if (t.dim()) out_shape[d] = n;
+  Tensor out = empty(out_shape, t.dtype());
+  auto [outer, inner] = outer_inner(t.shape(), d);
+  const int64_t* pi = idx.data<int64_t>();
+  for (int64_t k = 0; k < n; ++k)
+    OKD_CHECK(pi[k] >= -size && pi[k] < size, "index_select: index ", pi[k],
+              " is out of range for dim ", d, " of size ", size);
+  const size_t es = dtype_size(t.dtype());
+  const char* ps = static_cast<const char*>(src.raw_data());
+  char* po = static_cast<char*>(out.raw_data());
+  parallel_for(0, outer, 16, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o)
+      for (int64_t k = 0; k < n; ++k) {
+        int64_t j = pi[k] < 0 ? pi[k] + size : pi[k];
+        std::memcpy(po + ((o * n + k) * inner) * es, ps + ((o * size + j) * inner) * es, inner * es);
+      }
+  });
+  return out;
+}
+
+Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
+  check_index(index, "gather");
+  int64_t d = wrap_dim(dim, t.dim(), "gather");
+  OKD_CHECK(index.dim() == t.dim(), "gather: index has rank ", index.dim(), " but input has rank ",
+            t.dim(), " (input ", shape_str(t.shape()), ", index ", shape_str(index.shape()), ")");
+  for (int64_t k = 0; k < t.dim(); ++k)
+    OKD_CHECK(k == d || index.shape()[k] <= t.shape()[k], "gather: index ", shape_str(index.shape()),
+              " is larger than input ", shape_str(t.shape()), " in dim ", k);
+  Tensor idx = contiguous(index);
+  Tensor out = empty(index.shape(), t.dtype());
+  const int64_t size = t.shape()[d];
+  const int64_t* pi = idx.data<int64_t>();
+  const int64_t n = idx.numel();
+  const Shape& is = idx.shape();
+  OKD_DISPATCH_ALL(t.dtype(), "gather", [&]<class T>() {
+    const T* ps = t.data<T>();
+    T* po = out.data<T>();
+    for (int64_t flat = 0; flat < n; ++flat) {
+      int64_t rem = flat, off = 0;
+      for (int64_t k = t.dim() - 1; k >= 0; --k) {
+        int64_t c = rem % is[k];
+        rem /= is[k];
+        if (k == d) {
+          c = pi[flat];
+          OKD_CHECK(c >= 0 && c < size, "gather: index ", c, " is out of range for dim ", d,
+                    " of size ", size);
+        }
+        off += c * t.strides()[k];
+      }
+      po[flat] = ps[off];
+    }
+  });
+  return out;
+}
+
+Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src) {
+  check_index(index, "scatter_add");
+  int64_t d = wrap_dim(dim, t.dim(), "scatter_add");
+  OKD_CHECK(index.dim() == t.dim() && src.dim() == t.dim(), "scatter_add: input ",
+            shape_str(t.shape()), ", index ", shape_str(index.shape()), " and src ",
+            shape_str(src.shape()), " must have the same rank");
+  OKD_CHECK(src.dtype() == t.dtype(), "scatter_add: src dtype ", dtype_name(src.dtype()),
+            " differs from input dtype ", dtype_name(t.dtype()));
+  for (int64_t k = 0; k < t.dim(); ++k)
+    OKD_CHECK(index.shape()[k] <= src.shape()[k] && (k == d || index.shape()[k] <= t.shape()[k]),
+              "scatter_add: index ", shape_str(index.shape()), " does not fit input ",
+              shape_str(t.shape()), " / src ", shape_str(src.shape()), " in dim ", k);
+  Tensor out = clone(t);
+  Tensor idx = contiguous(index);
+  const int64_t size = t.shape()[d];
+  const int64_t* pi = idx.data<int64_t>();
+  const Shape& is = idx.shape();
+  OKD_DISPATCH_ALL(t.dtype(), "scatter_add", [&]<class T>() {
+    const T* ps = src.data<T>();
+    T* po = out.data<T>();
+    for (int64_t flat = 0; flat < idx.numel(); ++flat) {
+      int64_t rem = flat, off_out = 0, off_src = 0;
+      for (int64_t k = t.dim() - 1; k >= 0; --k) {
+        int64_t c = rem % is[k];
+        rem /= is[k];
+        off_src += c * src.strides()[k];
+        if (k == d) {
+          c = pi[flat];
+          OKD_CHECK(c >= 0 && c < size, "scatter_add: index ", c, " is out of range for dim ", d,
+                    " of size ", size);
+        }
+        off_out += c * out.strides()[k];
+      }
+      po[off_out] += ps[off_src];
+    }
+  });
+  return out;
+}
+
+Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype) {
+  check_index(labels, "one_hot");
+  OKD_CHECK(num_classes > 0, "one_hot: num_classes must be positive, got ", num_classes);
+  Tensor l = contiguous(labels);
+  Shape s = labels.shape();
+  s.push_back(num_classes);
+  Tensor out = zeros(s, dtype);
+  const int64_t* p = l.data<int64_t>();
+  OKD_DISPATCH_ALL(dtype, "one_hot", [&]<class T>() {
+    T* po = out.data<T>();
+    for (int64_t i = 0; i < l.numel(); ++i) {
+      OKD_CHECK(p[i] >= 0 && p[i] < num_classes, "one_hot: label ", p[i], " at position ", i,
+                " is outside [0, ", num_classes, ")");
+      po[i * num_classes + p[i]] = T(1);
+    }
+  });
+  return out;
+}
+
+namespace {
+// For each row along dim (moved last, contiguous), a sorted order of positions by value.
+template <class T>
+void sorted_rows(const Tensor& rows, int64_t R, bool largest, std::vector<int64_t>& order, int64_t row) {
+  const T* p = rows.data<T>() + row * R;
+  order.resize(R);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
+    return largest ? p[x] > p[y] : p[x] < p[y];
+  });
+}
+}  // namespace
+
+std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool largest, bool sorted) {
+  (void)sorted;  // results are always sorted (a valid choice when sorted=false)
+  int64_t d = wrap_dim(dim, t.dim(), "topk");
+  const int64_t R = t.dim() ? t.shape()[d] : 1;
+  OKD_CHECK(k >= 0 && k <= R, "topk: k = ", k, " is out of range for dim ", d, " of size ", R);
+  Tensor moved = contiguous(transpose(t, d, -1));
+  Shape ms = moved.shape();
+  ms.back() = k;
+  Tensor vals = empty(ms, t.dtype()), idx = empty(ms, DType::Int64);
+  const int64_t rows = R ? moved.numel() / R : 0;
+  OKD_DISPATCH_ALL(t.dtype(), "topk", [&]<class T>() {
+    std::vector<int64_t> order;
+    for (int64_t r = 0; r < rows; ++r) {
+      sorted_rows<T>(moved, R, largest, order, r);
+      for (int64_t j = 0; j < k; ++j) {
+        vals.data<T>()[r * k + j] = moved.data<T>()[r * R + order[j]];
+        idx.data<int64_t>()[r * k + j] = order[j];
+      }
+    }
+  });
+  return {contiguous(transpose(vals, d, -1)), contiguous(transpose(idx, d, -1))};
+}
+
+std::pair<Tensor, Tensor> kthvalue(const Tensor& t, int64_t k, int64_t dim, bool keepdim) {
+  int64_t d = wrap_dim(dim, t.dim(), "kthvalue");
+  const int64_t R = t.dim() ? t.shape()[d] : 1;
+  OKD_CHECK(k >= 1 && k <= R, "kthvalue: k = ", k, " is out of range for dim ", d, " of size ", R);
+  auto [v, i] = topk(t, k, d, /*largest=*/false);
+  Tensor vk = narrow(v, d, k - 1, 1), ik = narrow(i, d, k - 1, 1);
+  if (!keepdim && t.dim()) {
+    vk = squeeze(vk, d);
+    ik = squeeze(ik, d);
+  }
+  return {contiguous(vk), contiguous(ik)};
+}
+
+}  // namespace okd::ops
