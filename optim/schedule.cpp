@@ -119,4 +119,32 @@ std::string WarmupSchedule::describe() const {
              options_.mode == WarmupMode::Multiply ? ", times " : ", then ", main_->describe());
 }
 
+LrSchedulePtr make_schedule(const ScheduleSpec& spec) {
+  OKD_CHECK(spec.warmup_epochs >= 0 && spec.warmup_epochs < spec.epochs,
+            "make_schedule: expected warmup_epochs in [0, epochs = ", spec.epochs, "), got ",
+            spec.warmup_epochs);
+  const bool warm = spec.warmup_epochs > 0;
+  const double span =
+      warm && spec.warmup_mode == WarmupMode::Shift ? spec.epochs - spec.warmup_epochs : spec.epochs;
+  LrSchedulePtr s;
+  if (spec.kind == "constant") s = std::make_shared<ConstantSchedule>();
+  else if (spec.kind == "step") s = std::make_shared<StepSchedule>(spec.step_epochs, spec.gamma);
+  else if (spec.kind == "multistep") s = std::make_shared<MultiStepSchedule>(spec.milestones, spec.gamma);
+  else if (spec.kind == "cosine") s = std::make_shared<CosineSchedule>(span, spec.final_factor);
+  else if (spec.kind == "polynomial")
+    s = std::make_shared<PolynomialSchedule>(span, spec.power, spec.final_factor);
+  else
+    OKD_FAIL("make_schedule: unknown schedule '", spec.kind,
+             "' (expected constant, step, multistep, cosine or polynomial)");
+  if (warm) {
+    WarmupOptions w;
+    w.start_factor = spec.warmup_start_factor;
+    w.length = spec.warmup_epochs;
+    w.mode = spec.warmup_mode;
+    s = std::make_shared<WarmupSchedule>(s, w);
+  }
+  s->timing = spec.timing;
+  return s;
+}
+
 }  // namespace okd::optim

@@ -136,4 +136,23 @@ class WarmupSchedule : public LrSchedule {
   WarmupOptions options_;
 };
 
+// A schedule from configuration values (what a --schedule flag and its companions give).
+// kind: constant | step | multistep | cosine | polynomial. With a warmup in Shift mode, cosine and
+// polynomial run over the epochs left after the warmup; in Multiply mode over all epochs.
+struct ScheduleSpec {
+  std::string kind = "multistep";
+  double epochs = 300;                 // length of the run (cosine, polynomial)
+  std::vector<double> milestones;      // multistep
+  double gamma = 0.1;                  // step, multistep
+  double step_epochs = 30;             // step
+  double final_factor = 0;             // cosine, polynomial: final lr / base lr
+  double power = 1;                    // polynomial
+  double warmup_epochs = 0;            // 0: no warmup
+  double warmup_start_factor = 1.0 / 3;
+  WarmupMode warmup_mode = WarmupMode::Multiply;
+  ScheduleTiming timing;
+};
+// Throws naming the unknown kind and the valid ones.
+LrSchedulePtr make_schedule(const ScheduleSpec& spec);
+
 }  // namespace okd::optim

@@ -1,0 +1,35 @@
+// Raw 2-D convolution kernels, forward and both backward passes, NCHW:
+//   input  [N, C, H, W], weight [O, C/groups, kH, kW], bias [O] (optional), output [N, O, OH, OW]
+//   OH = (H + 2 pad - dil (kH - 1) - 1) / stride + 1 (likewise OW).
+// conv_transpose2d is the adjoint of conv2d and is built from the same three kernels:
+//   input [N, C_in, H, W], weight [C_in, C_out/groups, kH, kW], output [N, C_out, OH, OW] with
+//   OH = (H - 1) stride - 2 pad + dil (kH - 1) + output_padding + 1.
+#pragma once
+#include "tensor/tensor.h"
+
+namespace okd::ops {
+
+struct Conv2dParams {
+  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1, groups = 1;
+};
+
+// Output spatial size of conv2d; throws naming the shapes when it would be empty.
+std::pair<int64_t, int64_t> conv2d_output_size(const Shape& input, const Shape& weight,
+                                               const Conv2dParams& p);
+
+Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
+                      const Conv2dParams& p);
+// dL/dinput for conv2d, given dL/doutput; input_shape is [N, C, H, W].
+Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& weight, const Shape& input_shape,
+                             const Conv2dParams& p);
+// dL/dweight for conv2d (summed over the batch in a fixed order: thread-count independent).
+Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& input, const Shape& weight_shape,
+                              const Conv2dParams& p);
+// dL/dbias: grad_out summed over N, H, W.
+Tensor conv2d_backward_bias(const Tensor& grad_out);
+
+Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
+                                const Conv2dParams& p, int64_t output_padding_h,
+                                int64_t output_padding_w);
+
+}  // namespace okd::ops

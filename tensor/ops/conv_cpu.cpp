@@ -1,0 +1,256 @@
+// Convolution on the CPU: im2col + GEMM per sample and group, samples in parallel (the GEMM runs
+// single-threaded inside; see runtime.cpp), 1x1 stride-1 unpadded convolutions skip im2col.
+// The weight gradient is accumulated over fixed chunks of the batch whose partial sums are added
+// in order, so it is bit-identical for any thread count.
+#include "tensor/ops/conv.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "tensor/ops/copy.h"
+#include "tensor/ops/matmul.h"
+#include "tensor/ops/reduce.h"
+#include "tensor/parallel.h"
+
+namespace okd::ops {
+
+namespace {
+
+constexpr int64_t kWeightGradChunks = 16;
+
+bool is_pointwise(const Shape& w, const Conv2dParams& p) {
+  return w[2] == 1 && w[3] == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 &&
+         p.pad_w == 0;
+}
+
+// col[(c, kh, kw), (oh, ow)] = x[c, oh*s - p + kh*d, ow*s - p + kw*d] (0 outside).
+template <class T>
+void im2col(const T* x, int64_t C, int64_t H, int64_t W, int64_t kH, int64_t kW, int64_t OH,
+            int64_t OW, const Conv2dParams& p, T* col) {
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t i = 0; i < kH; ++i)
+      for (int64_t j = 0; j < kW; ++j) {
+        T* row = col + ((c * kH + i) * kW + j) * OH * OW;
+        const T* xc = x + c * H * W;
+        for (int64_t oh = 0; oh < OH; ++oh) {
+          const int64_t h = oh * p.stride_h - p.pad_h + i * p.dil_h;
+          T* r = row + oh * OW;
+          if (h < 0 || h >= H) {
+            std::fill(r, r + OW, T(0));
+            continue;
+          }
+          const T* xr = xc + h * W;
+          if (p.stride_w == 1) {
+            const int64_t off = j * p.dil_w - p.pad_w;
+            for (int64_t ow = 0; ow < OW; ++ow) {
+              const int64_t w = ow + off;
+              r[ow] = (w >= 0 && w < W) ? xr[w] : T(0);
+            }
+          } else {
+            for (int64_t ow = 0; ow < OW; ++ow) {
+              const int64_t w = ow * p.stride_w - p.pad_w + j * p.dil_w;
+              r[ow] = (w >= 0 && w < W) ? xr[w] : T(0);
+            }
+          }
+        }
+      }
+}
+
+// x[c, h, w] += col[(c, kh, kw), (oh, ow)]: the adjoint of im2col.
+template <class T>
+void col2im(const T* col, int64_t C, int64_t H, int64_t W, int64_t kH, int64_t kW, int64_t OH,
+            int64_t OW, const Conv2dParams& p, T* x) {
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t i = 0; i < kH; ++i)
+      for (int64_t j = 0; j < kW; ++j) {
+        const T* row = col + ((c * kH + i) * kW + j) * OH * OW;
+        T* xc = x + c * H * W;
+        for (int64_t oh = 0; oh < OH; ++oh) {
+          const int64_t h = oh * p.stride_h - p.pad_h + i * p.dil_h;
+          if (h < 0 || h >= H) continue;
+          const T* r = row + oh * OW;
+          T* xr = xc + h * W;
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            const int64_t w = ow * p.stride_w - p.pad_w + j * p.dil_w;
+            if (w >= 0 && w < W) xr[w] += r[ow];
+          }
+        }
+      }
+}
+
+void check_conv(const Tensor& input, const Tensor& weight, const Conv2dParams& p, const char* op) {
+  OKD_CHECK(input.dim() == 4, op, ": expected a 4-D input [N, C, H, W], got ", shape_str(input.shape()));
+  OKD_CHECK(weight.dim() == 4, op, ": expected a 4-D weight, got ", shape_str(weight.shape()));
+  OKD_CHECK(input.dtype() == weight.dtype(), op, ": input is ", dtype_name(input.dtype()),
+            " but weight is ", dtype_name(weight.dtype()));
+  OKD_CHECK(is_floating(input.dtype()), op, ": expected float32 or float64, got ", dtype_name(input.dtype()));
+  OKD_CHECK(input.device().is_cpu() && weight.device().is_cpu(), op, ": the CPU kernel got tensors on ",
+            input.device().str(), " and ", weight.device().str());
+  OKD_CHECK(p.groups >= 1 && p.stride_h >= 1 && p.stride_w >= 1 && p.dil_h >= 1 && p.dil_w >= 1 &&
+                p.pad_h >= 0 && p.pad_w >= 0,
+            op, ": invalid stride/padding/dilation/groups");
+}
+
+}  // namespace
+
+std::pair<int64_t, int64_t> conv2d_output_size(const Shape& in, const Shape& w, const Conv2dParams& p) {
+  const int64_t OH = (in[2] + 2 * p.pad_h - p.dil_h * (w[2] - 1) - 1) / p.stride_h + 1;
+  const int64_t OW = (in[3] + 2 * p.pad_w - p.dil_w * (w[3] - 1) - 1) / p.stride_w + 1;
+  OKD_CHECK(OH > 0 && OW > 0, "conv2d: input ", shape_str(in), " is too small for kernel ",
+            shape_str(w), " (output would be ", OH, "x", OW, ")");
+  return {OH, OW};
+}
+
+Tensor conv2d_forward(const Tensor& input_, const Tensor& weight_, const Tensor& bias,
+                      const Conv2dParams& p) {
+  check_conv(input_, weight_, p, "conv2d");
+  const Shape& s = input_.shape();
+  const Shape& ws = weight_.shape();
+  const int64_t N = s[0], C = s[1], H = s[2], W = s[3], O = ws[0], kH = ws[2], kW = ws[3], G = p.groups;
+  OKD_CHECK(O % G == 0 && C % G == 0, "conv2d: channels (", C, " in, ", O, " out) are not divisible by groups ", G);
+  OKD_CHECK(ws[1] * G == C, "conv2d: input has ", C, " channels but weight expects ", ws[1] * G,
+            " (input ", shape_str(s), ", weight ", shape_str(ws), ", groups ", G, ")");
+  if (bias.defined())
+    OKD_CHECK(bias.dim() == 1 && bias.size(0) == O, "conv2d: bias ", shape_str(bias.shape()),
+              " does not match ", O, " output channels");
+  auto [OH, OW] = conv2d_output_size(s, ws, p);
+  Tensor input = contiguous(input_), weight = contiguous(weight_);
+  Tensor out = empty({N, O, OH, OW}, input.dtype());
+  const int64_t Cg = C / G, Og = O / G, K = Cg * kH * kW, L = OH * OW;
+  const bool pointwise = is_pointwise(ws, p);
+  OKD_DISPATCH_FLOAT(input.dtype(), "conv2d", [&]<class T>() {
+    const T* x = input.data<T>();
+    const T* w = weight.data<T>();
+    T* y = out.data<T>();
+    Tensor bias_c = bias.defined() ? contiguous(bias) : Tensor();
+    const T* b = bias_c.defined() ? bias_c.data<T>() : nullptr;
+    parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+      std::vector<T> col(pointwise ? 0 : static_cast<size_t>(K * L));
+      for (int64_t n = n0; n < n1; ++n) {
+        for (int64_t g = 0; g < G; ++g) {
+          const T* xg = x + (n * C + g * Cg) * H * W;
+          const T* colp = xg;
+          if (!pointwise) {
+            im2col(xg, Cg, H, W, kH, kW, OH, OW, p, col.data());
+            colp = col.data();
+          }
+          T* yg = y + (n * O + g * Og) * L;
+          gemm(false, false, Og, L, K, T(1), w + g * Og * K, K, colp, L, T(0), yg, L);
+          if (b)
+            for (int64_t o = 0; o < Og; ++o) {
+              const T bv = b[g * Og + o];
+              T* r = yg + o * L;
+              for (int64_t l = 0; l < L; ++l) r[l] += bv;
+            }
+        }
+      }
+    });
+  });
+  return out;
+}
+
+Tensor conv2d_backward_input(const Tensor& grad_out_, const Tensor& weight_, const Shape& s,
+                             const Conv2dParams& p) {
+  const Shape& ws = weight_.shape();
+  const int64_t N = s[0], C = s[1], H = s[2], W = s[3], O = ws[0], kH = ws[2], kW = ws[3], G = p.groups;
+  const int64_t OH = grad_out_.size(2), OW = grad_out_.size(3);
+  const int64_t Cg = C / G, Og = O / G, K = Cg * kH * kW, L = OH * OW;
+  OKD_CHECK(grad_out_.size(1) == O && grad_out_.size(0) == N, "conv2d backward: grad_output ",
+            shape_str(grad_out_.shape()), " does not match weight ", shape_str(ws), " and input ", shape_str(s));
+  Tensor go = contiguous(grad_out_), weight = contiguous(weight_);
+  Tensor dx = zeros(s, go.dtype());
+  const bool pointwise = is_pointwise(ws, p);
+  OKD_DISPATCH_FLOAT(go.dtype(), "conv2d_backward_input", [&]<class T>() {
+    const T* dy = go.data<T>();
+    const T* w = weight.data<T>();
+    T* dxp = dx.data<T>();
+    parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+      std::vector<T> col(static_cast<size_t>(K * L));
+      for (int64_t n = n0; n < n1; ++n)
+        for (int64_t g = 0; g < G; ++g) {
+          T* dxg = dxp + (n * C + g * Cg) * H * W;
+          // dcol = W_g^T dY_g  [K, L]
+          T* target = pointwise ? dxg : col.data();
+          gemm(true, false, K, L, Og, T(1), w + g * Og * K, K, dy + (n * O + g * Og) * L, L, T(0),
+               target, L);
+          if (!pointwise) col2im(col.data(), Cg, H, W, kH, kW, OH, OW, p, dxg);
+        }
+    });
+  });
+  return dx;
+}
+
+Tensor conv2d_backward_weight(const Tensor& grad_out_, const Tensor& input_, const Shape& ws,
+                              const Conv2dParams& p) {
+  const Shape& s = input_.shape();
+  const int64_t N = s[0], C = s[1], H = s[2], W = s[3], O = ws[0], kH = ws[2], kW = ws[3], G = p.groups;
+  const int64_t OH = grad_out_.size(2), OW = grad_out_.size(3);
+  const int64_t Cg = C / G, Og = O / G, K = Cg * kH * kW, L = OH * OW;
+  Tensor go = contiguous(grad_out_), input = contiguous(input_);
+  const int64_t chunks = std::min<int64_t>(kWeightGradChunks, std::max<int64_t>(N, 1));
+  const int64_t per = (N + chunks - 1) / chunks;
+  const int64_t wsize = O * K;
+  Tensor dw = zeros(ws, go.dtype());
+  const bool pointwise = is_pointwise(ws, p);
+  OKD_DISPATCH_FLOAT(go.dtype(), "conv2d_backward_weight", [&]<class T>() {
+    std::vector<T> partial(static_cast<size_t>(chunks * wsize), T(0));
+    const T* dy = go.data<T>();
+    const T* x = input.data<T>();
+    parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+      std::vector<T> col(pointwise ? 0 : static_cast<size_t>(K * L));
+      for (int64_t c = c0; c < c1; ++c) {
+        T* acc = partial.data() + c * wsize;
+        for (int64_t n = c * per; n < std::min(N, (c + 1) * per); ++n)
+          for (int64_t g = 0; g < G; ++g) {
+            const T* xg = x + (n * C + g * Cg) * H * W;
+            const T* colp = xg;
+            if (!pointwise) {
+              im2col(xg, Cg, H, W, kH, kW, OH, OW, p, col.data());
+              colp = col.data();
+            }
+            // dW_g += dY_g col^T  [Og, K]
+            gemm(false, true, Og, K, L, T(1), dy + (n * O + g * Og) * L, L, colp, L, T(1),
+                 acc + g * Og * K, K);
+          }
+      }
+    });
+    T* out = dw.data<T>();
+    for (int64_t c = 0; c < chunks; ++c)
+      for (int64_t i = 0; i < wsize; ++i) out[i] += partial[c * wsize + i];
+  });
+  return dw;
+}
+
+Tensor conv2d_backward_bias(const Tensor& grad_out) { return sum(grad_out, {0, 2, 3}); }
+
+Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
+                                const Conv2dParams& p, int64_t oph, int64_t opw) {
+  check_conv(input, weight, p, "conv_transpose2d");
+  const Shape& s = input.shape();
+  const Shape& ws = weight.shape();
+  OKD_CHECK(ws[0] == s[1], "conv_transpose2d: input has ", s[1], " channels but weight expects ",
+            ws[0], " (input ", shape_str(s), ", weight ", shape_str(ws), ")");
+  OKD_CHECK(oph >= 0 && opw >= 0 && oph < std::max(p.stride_h, p.dil_h) && opw < std::max(p.stride_w, p.dil_w),
+            "conv_transpose2d: output_padding must be smaller than stride or dilation");
+  const int64_t Cout = ws[1] * p.groups;
+  const int64_t OH = (s[2] - 1) * p.stride_h - 2 * p.pad_h + p.dil_h * (ws[2] - 1) + oph + 1;
+  const int64_t OW = (s[3] - 1) * p.stride_w - 2 * p.pad_w + p.dil_w * (ws[3] - 1) + opw + 1;
+  OKD_CHECK(OH > 0 && OW > 0, "conv_transpose2d: output would be empty for input ", shape_str(s));
+  // The transposed convolution is the input-gradient of a conv2d whose input is the output here.
+  Tensor out = conv2d_backward_input(input, weight, {s[0], Cout, OH, OW}, p);
+  if (bias.defined()) {
+    OKD_CHECK(bias.dim() == 1 && bias.size(0) == Cout, "conv_transpose2d: bias ",
+              shape_str(bias.shape()), " does not match ", Cout, " output channels");
+    Tensor bc = contiguous(bias);
+    OKD_DISPATCH_FLOAT(out.dtype(), "conv_transpose2d", [&]<class T>() {
+      T* o = out.data<T>();
+      const T* b = bc.data<T>();
+      for (int64_t n = 0; n < s[0]; ++n)
+        for (int64_t c = 0; c < Cout; ++c)
+          for (int64_t l = 0; l < OH * OW; ++l) o[(n * Cout + c) * OH * OW + l] += b[c];
+    });
+  }
+  return out;
+}
+
+}  // namespace okd::ops

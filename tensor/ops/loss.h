@@ -1,0 +1,24 @@
+// Raw softmax-family kernels along the last dim of a [R, C] view (other dims are moved/flattened
+// by the caller):
+//   log_softmax(x)_c = x_c - m - log sum_c' exp(x_c' - m), m = max_c x_c (stable for any logits)
+//   backward: dx = dy - softmax(x) * sum_c dy_c.
+//   cross_entropy (mean): with coefficients a[i,c] = ((1-eps) w[y_i] [c = y_i] + eps/C w[c]) / D,
+//   D = sum_i w[y_i] (N without class weights), loss = -sum_{i,c} a[i,c] log_softmax(x)[i,c] and
+//   dx[i,c] = g (softmax[i,c] sum_c' a[i,c'] - a[i,c]) — PyTorch's formulas, label smoothing and
+//   class weights included.
+#pragma once
+#include "tensor/tensor.h"
+
+namespace okd::ops {
+
+Tensor log_softmax_lastdim(const Tensor& x);
+Tensor log_softmax_lastdim_backward(const Tensor& dy, const Tensor& log_softmax_out);
+
+// logits [N, C], targets int64 [N], class_weights [C] or undefined. Returns the scalar loss.
+Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, double label_smoothing,
+                             const Tensor& class_weights);
+// d loss / d logits times the scalar upstream gradient g.
+Tensor cross_entropy_backward(double g, const Tensor& logits, const Tensor& targets,
+                              double label_smoothing, const Tensor& class_weights);
+
+}  // namespace okd::ops
