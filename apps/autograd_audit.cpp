@@ -59,14 +59,14 @@ int main(int argc, char** argv) {
 
   if (list) {
     for (okd::Op op : ops) {
-      std::printf("%-14s %zu case(s)\n", okd::op_name(op), by_op[op].size());
+      std::printf("%-20s %zu case(s)\n", okd::op_name(op), by_op[op].size());
       for (const auto* c : by_op[op]) std::printf("    %s\n", c->label.c_str());
     }
     return 0;
   }
 
   const auto start = std::chrono::steady_clock::now();
-  std::printf("%-14s %6s %12s %12s  %s\n", "op", "cases", "max abs err", "max rel err", "result");
+  std::printf("%-20s %6s %12s %12s  %s\n", "op", "cases", "max abs err", "max rel err", "result");
   int failed_ops = 0, total_cases = 0;
   std::vector<std::string> all_failures;
   for (okd::Op op : ops) {
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
                                      : "pass";
     if (s.cases == 0) s.failures.push_back(std::string(okd::op_name(op)) + ": no gradcheck case registered");
     if (s.cases == 0 || s.failed) ++failed_ops;
-    std::printf("%-14s %6d %12.3e %12.3e  %s\n", okd::op_name(op), s.cases, s.worst_abs, s.worst_rel,
+    std::printf("%-20s %6d %12.3e %12.3e  %s\n", okd::op_name(op), s.cases, s.worst_abs, s.worst_rel,
                 result.c_str());
     all_failures.insert(all_failures.end(), s.failures.begin(), s.failures.end());
   }

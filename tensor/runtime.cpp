@@ -21,7 +21,16 @@ int default_threads() {
   return 1;
 #endif
 }
-using DeviceCountFn = int (*)();
+#if OKD_HAVE_BLAS
+// okd parallelises its kernels itself (over the batch, over rows) and calls the BLAS from inside
+// those parallel regions; OpenBLAS's own thread pool would then oversubscribe the cores, so the
+// BLAS runs single-threaded and a large lone matmul is split by okd (see matmul_cpu.cpp).
+extern "C" void openblas_set_num_threads(int);
+const bool g_blas_single_threaded = [] {
+  openblas_set_num_threads(1);
+  return true;
+}();
+#endif
 }  // namespace
 
 int num_threads() {

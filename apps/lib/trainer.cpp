@@ -22,6 +22,7 @@
 #include "nn/models/backbone.h"
 #include "optim/schedule.h"
 #include "optim/sgd.h"
+#include "tensor/ops/copy.h"
 #include "tensor/runtime.h"
 
 namespace fs = std::filesystem;
@@ -110,7 +111,7 @@ class Trainer {
   std::unique_ptr<distill::Method> method_;
   std::unique_ptr<TrainData> data_;
   std::unique_ptr<optim::SGD> optimizer_;
-  std::unique_ptr<optim::LrSchedule> schedule_;
+  optim::LrSchedulePtr schedule_;
   double current_lr_ = 0;
   Progress clock_{"", 1};  // used as a stopwatch for the whole run
   int64_t start_epoch_ = 0, start_step_ = 0;
@@ -146,7 +147,7 @@ void Trainer::setup() {
   ctx.init = cfg_.init;
   ctx.seed = cfg_.seed;
   ctx.epochs = cfg_.epochs;
-  ctx.iters_per_epoch = data_->train.batches_per_epoch();
+  ctx.iters_per_epoch = data_->train->batches_per_epoch();
   method_->build(ctx);
 
   std::vector<optim::ParamGroup> groups;
@@ -165,7 +166,15 @@ void Trainer::setup() {
   optimizer_ = std::make_unique<optim::SGD>(groups, so);
   base_lrs_.clear();
   for (const auto& g : optimizer_->param_groups()) base_lrs_.push_back(g.lr);
-  schedule_ = make_lr_schedule(cfg_);
+  optim::ScheduleSpec spec;
+  spec.kind = cfg_.schedule;
+  spec.epochs = static_cast<double>(cfg_.epochs);
+  spec.milestones = cfg_.milestones;
+  spec.gamma = cfg_.gamma;
+  spec.step_epochs = static_cast<double>(cfg_.step_size);
+  spec.final_factor = cfg_.final_lr / cfg_.lr;
+  spec.warmup_epochs = cfg_.warmup_epochs;
+  schedule_ = optim::make_schedule(spec);
 }
 
 // The schedule gives a factor of the base lr for (epoch, step); every group keeps its own ratio.

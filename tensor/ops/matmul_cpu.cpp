@@ -154,9 +154,24 @@ MatArg as_gemm_operand(const Tensor& m) {
 void mm(const Tensor& a, const Tensor& b, const Tensor& out) {
   MatArg A = as_gemm_operand(a), B = as_gemm_operand(b);
   const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  // The BLAS runs single-threaded (runtime.cpp); a large product is split into row blocks of C,
+  // one gemm each (rows of op(A) start at A + i0 * lda, or A + i0 when A is transposed).
+  const int64_t flops = M * N * K;
+  const int64_t blocks = flops >= (1 << 21) ? std::min<int64_t>(num_threads(), std::max<int64_t>(M / 16, 1)) : 1;
+  const int64_t rows = (M + blocks - 1) / blocks;
   OKD_DISPATCH_FLOAT(a.dtype(), "matmul", [&]<class T>() {
-    gemm(A.trans, B.trans, M, N, K, T(1), A.keep.data<T>(), A.ld, B.keep.data<T>(), B.ld, T(0),
-         out.data<T>(), std::max<int64_t>(N, 1));
+    const T* pa = A.keep.data<T>();
+    const T* pb = B.keep.data<T>();
+    T* pc = out.data<T>();
+    const int64_t ldc = std::max<int64_t>(N, 1);
+    parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t i0 = b * rows, m = std::min(M, i0 + rows) - i0;
+        if (m <= 0) continue;
+        gemm(A.trans, B.trans, m, N, K, T(1), pa + (A.trans ? i0 : i0 * A.ld), A.ld, pb, B.ld, T(0),
+             pc + i0 * ldc, ldc);
+      }
+    });
   });
 }
 }  // namespace
