@@ -143,7 +143,8 @@ void validate(TrainConfig& c) {
   if (c.workers < 0) bad("workers", "must be >= 0");
   if (c.limit_train < 0 || c.limit_test < 0) bad("limit-train", "limits must be >= 0");
   if (c.schedule == "multistep" && c.milestones.empty())
-    c.milestones = {std::floor(c.epochs * 0.5), std::floor(c.epochs * 0.75)};
+    for (double m : {std::floor(c.epochs * 0.5), std::floor(c.epochs * 0.75)})
+      if (m > 0 && (c.milestones.empty() || m > c.milestones.back())) c.milestones.push_back(m);
   for (double m : c.milestones)
     if (m <= 0 || m > c.epochs) bad("milestones", "every milestone must be in (0, epochs]");
   if (c.out.empty())
