@@ -60,6 +60,8 @@ void add_train_flags(CLI::App& app, TrainConfig& c) {
   app.add_option("--limit-test", c.limit_test, "use the first N test images (0 = all)");
   app.add_option("--checkpoint-every", c.checkpoint_every_steps,
                  "also checkpoint every N steps within an epoch (0 = end of epoch only)");
+  app.add_option("--stop-after", c.stop_after_steps,
+                 "act as if Ctrl-C came after N training steps of this process (tests, demos)");
   app.add_option("--resume", c.resume, "continue the run in RUN_DIR from its last checkpoint");
   app.add_option("--eval-only", c.eval_only, "evaluate the checkpoint directory CHECKPOINT and exit");
   app.add_flag("--list-methods", c.list_methods, "list the methods and exit");

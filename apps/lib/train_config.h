@@ -44,6 +44,7 @@ struct TrainConfig {
   bool list_methods = false;
   bool list_archs = false;
   int64_t checkpoint_every_steps = 0;  // 0 = at the end of each epoch only
+  int64_t stop_after_steps = 0;        // > 0: behave as if Ctrl-C came after this many steps
   ConfigMap method_options;            // "<method>.<key>" -> value
 };
 

@@ -126,6 +126,7 @@ class Trainer {
   double elapsed_before_ = 0;  // seconds spent before a resume
   std::vector<double> base_lrs_;
   bool interrupted_ = false;
+  int64_t steps_this_process_ = 0;
 };
 
 void Trainer::setup() {
@@ -257,6 +258,8 @@ void Trainer::train_epoch(int64_t epoch) {
     const auto& dep = train_stats_[method_->deployed_member()];
     if (dep.count > 0) extra += " | acc " + fmt(100.0 * dep.correct1 / dep.count, 1) + "%";
     progress.update(step + 1, images, extra);
+    ++steps_this_process_;
+    if (cfg_.stop_after_steps > 0 && steps_this_process_ >= cfg_.stop_after_steps) g_stop = true;
     if (g_stop.load()) {
       progress.finish();
       std::printf("interrupted: finishing step %lld and writing a checkpoint\n",
@@ -544,11 +547,13 @@ int Trainer::run() {
     write_file_atomic(run_dir_ / "config.toml", to_toml(to_config_map(cfg_)));
   }
   print_header();
+  g_stop = false;
   std::signal(SIGINT, on_sigint);
   for (int64_t epoch = start_epoch_; epoch < cfg_.epochs; ++epoch) {
     Progress epoch_clock("", 1);
     train_epoch(epoch);
     if (interrupted_) {
+      std::signal(SIGINT, SIG_DFL);
       std::printf("checkpoint written to %s; continue with --resume %s\n",
                   (run_dir_ / "checkpoints" / "last").string().c_str(), run_dir_.string().c_str());
       return 130;
@@ -598,6 +603,8 @@ int run_train_cifar(int argc, const char* const* argv) {
       parse_train_args(static_cast<int>(argv2.size()), argv2.data(), saved, unused);
       saved.resume = cfg.resume;
       saved.out = cfg.resume;
+      saved.stop_after_steps = cfg.stop_after_steps;
+      if (cfg.threads > 0) saved.threads = cfg.threads;
       cfg = saved;
     }
     validate(cfg);
