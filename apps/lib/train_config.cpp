@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 
 #include "distill/method.h"
@@ -149,8 +150,12 @@ void validate(TrainConfig& c) {
       if (m > 0 && (c.milestones.empty() || m > c.milestones.back())) c.milestones.push_back(m);
   for (double m : c.milestones)
     if (m <= 0 || m > c.epochs) bad("milestones", "every milestone must be in (0, epochs]");
-  if (c.out.empty())
-    c.out = "runs/" + c.method + "-" + c.arch + "-" + c.dataset + "-s" + std::to_string(c.seed);
+  if (c.out.empty() && c.eval_only.empty() && c.resume.empty()) {
+    // The default run directory never overwrites an earlier run: -2, -3 ... are appended.
+    const std::string base = "runs/" + c.method + "-" + c.arch + "-" + c.dataset + "-s" + std::to_string(c.seed);
+    c.out = base;
+    for (int k = 2; std::filesystem::exists(c.out); ++k) c.out = base + "-" + std::to_string(k);
+  }
   // Method options: each value must parse as its method declares (checked when the method is
   // configured); here only the namespace is checked.
   for (const auto& [k, v] : c.method_options) {

@@ -1,4 +1,6 @@
-// Raw joining, splitting, indexing and selection ops. Index tensors are int64.
+// Raw joining, splitting, indexing and selection ops. Index tensors are int64 and every index
+// must lie in [0, size of the indexed dim) (no negative indices, as in PyTorch); a bad one is an
+// okd::Error naming the op, the index and the size. All four dtypes are supported.
 #pragma once
 #include <utility>
 
@@ -13,7 +15,7 @@ std::vector<Tensor> split(const Tensor& t, int64_t split_size, int64_t dim);
 std::vector<Tensor> split_sizes(const Tensor& t, const std::vector<int64_t>& sizes, int64_t dim);
 std::vector<Tensor> chunk(const Tensor& t, int64_t chunks, int64_t dim);
 
-// out = t indexed by index (1-D) along dim.
+// out = t indexed by index (1-D, repeats allowed) along dim.
 Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index);
 // out[i][j] = t[index[i][j]][j] for dim 0 (and so on): index has t's rank.
 Tensor gather(const Tensor& t, int64_t dim, const Tensor& index);
@@ -22,10 +24,11 @@ Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tens
 // [N] int64 labels -> [N, num_classes] in dtype (float32 by default).
 Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype = DType::Float32);
 
-// The k largest (or smallest) values along dim and their int64 indices; sorted by value.
+// The k largest (or smallest) values along dim and their int64 indices, always sorted by value;
+// equal values come lower index first, NaN counts as larger than any number (as in PyTorch).
 std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim = -1, bool largest = true,
                                bool sorted = true);
-// The k-th smallest value (k from 1) along dim and its index.
+// The k-th smallest value (k from 1) along dim and its index (the k-th of topk's ascending order).
 std::pair<Tensor, Tensor> kthvalue(const Tensor& t, int64_t k, int64_t dim = -1,
                                    bool keepdim = false);
 

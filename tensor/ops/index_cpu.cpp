@@ -3,8 +3,10 @@
 #include "tensor/ops/index.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <numeric>
+#include <type_traits>
 
 #include "tensor/ops/copy.h"
 #include "tensor/ops/view.h"
@@ -16,6 +18,12 @@ namespace {
 void check_index(const Tensor& index, const char* op) {
   OKD_CHECK(index.dtype() == DType::Int64, op, ": indices must be int64, got ", dtype_name(index.dtype()));
   OKD_CHECK(index.device().is_cpu(), op, ": the CPU kernel got indices on ", index.device().str());
+}
+// Every index in [0, size), checked before any work so a bad one is an error, not a stray write.
+void check_range(const int64_t* p, int64_t n, int64_t size, const char* op, int64_t d) {
+  for (int64_t i = 0; i < n; ++i)
+    OKD_CHECK(p[i] >= 0 && p[i] < size, op, ": index ", p[i], " is out of range for dim ", d,
+              " of size ", size);
 }
 // outer = prod(shape[:d]), inner = prod(shape[d+1:])
 std::pair<int64_t, int64_t> outer_inner(const Shape& s, int64_t d) {
@@ -107,7 +115,7 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
   auto [outer, inner] = outer_inner(t.shape(), d);
   const int64_t* pi = idx.data<int64_t>();
   for (int64_t k = 0; k < n; ++k)
-    OKD_CHECK(pi[k] >= -size && pi[k] < size, "index_select: index ", pi[k],
+    OKD_CHECK(pi[k] >= 0 && pi[k] < size, "index_select: index ", pi[k],
               " is out of range for dim ", d, " of size ", size);
   const size_t es = dtype_size(t.dtype());
   const char* ps = static_cast<const char*>(src.raw_data());
@@ -115,8 +123,8 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
   parallel_for(0, outer, 16, [&](int64_t o0, int64_t o1) {
     for (int64_t o = o0; o < o1; ++o)
       for (int64_t k = 0; k < n; ++k) {
-        int64_t j = pi[k] < 0 ? pi[k] + size : pi[k];
-        std::memcpy(po + ((o * n + k) * inner) * es, ps + ((o * size + j) * inner) * es, inner * es);
+        std::memcpy(po + ((o * n + k) * inner) * es, ps + ((o * size + pi[k]) * inner) * es,
+                    inner * es);
       }
   });
   return out;
@@ -135,24 +143,23 @@ Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
   const int64_t size = t.shape()[d];
   const int64_t* pi = idx.data<int64_t>();
   const int64_t n = idx.numel();
+  check_range(pi, n, size, "gather", d);
   const Shape& is = idx.shape();
   OKD_DISPATCH_ALL(t.dtype(), "gather", [&]<class T>() {
     const T* ps = t.data<T>();
     T* po = out.data<T>();
-    for (int64_t flat = 0; flat < n; ++flat) {
-      int64_t rem = flat, off = 0;
-      for (int64_t k = t.dim() - 1; k >= 0; --k) {
-        int64_t c = rem % is[k];
-        rem /= is[k];
-        if (k == d) {
-          c = pi[flat];
-          OKD_CHECK(c >= 0 && c < size, "gather: index ", c, " is out of range for dim ", d,
-                    " of size ", size);
+    // out[flat] = t[coords of flat in index, with coord d replaced by index[flat]]
+    parallel_for(0, n, 4096, [&](int64_t f0, int64_t f1) {
+      for (int64_t flat = f0; flat < f1; ++flat) {
+        int64_t rem = flat, off = 0;
+        for (int64_t k = t.dim() - 1; k >= 0; --k) {
+          const int64_t c = rem % is[k];
+          rem /= is[k];
+          off += (k == d ? pi[flat] : c) * t.strides()[k];
         }
-        off += c * t.strides()[k];
+        po[flat] = ps[off];
       }
-      po[flat] = ps[off];
-    }
+    });
   });
   return out;
 }
@@ -173,22 +180,20 @@ Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tens
   Tensor idx = contiguous(index);
   const int64_t size = t.shape()[d];
   const int64_t* pi = idx.data<int64_t>();
+  check_range(pi, idx.numel(), size, "scatter_add", d);
   const Shape& is = idx.shape();
+  // Serial on purpose: several entries may add into one element, and a fixed order keeps the
+  // floating-point sums the same on any thread count.
   OKD_DISPATCH_ALL(t.dtype(), "scatter_add", [&]<class T>() {
     const T* ps = src.data<T>();
     T* po = out.data<T>();
     for (int64_t flat = 0; flat < idx.numel(); ++flat) {
       int64_t rem = flat, off_out = 0, off_src = 0;
       for (int64_t k = t.dim() - 1; k >= 0; --k) {
-        int64_t c = rem % is[k];
+        const int64_t c = rem % is[k];
         rem /= is[k];
         off_src += c * src.strides()[k];
-        if (k == d) {
-          c = pi[flat];
-          OKD_CHECK(c >= 0 && c < size, "scatter_add: index ", c, " is out of range for dim ", d,
-                    " of size ", size);
-        }
-        off_out += c * out.strides()[k];
+        off_out += (k == d ? pi[flat] : c) * out.strides()[k];
       }
       po[off_out] += ps[off_src];
     }
@@ -216,45 +221,69 @@ Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype) {
 }
 
 namespace {
-// For each row along dim (moved last, contiguous), a sorted order of positions by value.
+// The order topk sorts by: by value (NaN counts as larger than every number, as in PyTorch),
+// and equal values by position, the lower index first. A strict total order, so the result does
+// not depend on the sort algorithm.
 template <class T>
-void sorted_rows(const Tensor& rows, int64_t R, bool largest, std::vector<int64_t>& order, int64_t row) {
-  const T* p = rows.data<T>() + row * R;
-  order.resize(R);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
-    return largest ? p[x] > p[y] : p[x] < p[y];
-  });
-}
+struct RankBefore {
+  const T* row;
+  bool largest;
+  bool operator()(int64_t x, int64_t y) const {
+    const T a = row[x], b = row[y];
+    if constexpr (std::is_floating_point_v<T>) {
+      const bool na = std::isnan(a), nb = std::isnan(b);
+      if (na || nb) {
+        if (na && nb) return x < y;
+        return largest ? na : nb;  // NaN first when largest, last when smallest
+      }
+    }
+    if (a != b) return largest ? a > b : a < b;
+    return x < y;
+  }
+};
 }  // namespace
 
 std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool largest, bool sorted) {
   (void)sorted;  // results are always sorted (a valid choice when sorted=false)
-  int64_t d = wrap_dim(dim, t.dim(), "topk");
+  const int64_t rank = std::max<int64_t>(t.dim(), 1);
+  const int64_t d = wrap_dim(dim, rank, "topk");
   const int64_t R = t.dim() ? t.shape()[d] : 1;
-  OKD_CHECK(k >= 0 && k <= R, "topk: k = ", k, " is out of range for dim ", d, " of size ", R);
-  Tensor moved = contiguous(transpose(t, d, -1));
+  OKD_CHECK(k >= 0 && k <= R, "topk: k = ", k, " is out of range for dim ", d, " of size ", R,
+            " (input ", shape_str(t.shape()), ")");
+  // Rows along dim, moved last and made contiguous: [rows, R] -> values and indices [rows, k].
+  Tensor moved = t.dim() ? contiguous(transpose(t, d, -1)) : reshape(t, {1});
   Shape ms = moved.shape();
   ms.back() = k;
   Tensor vals = empty(ms, t.dtype()), idx = empty(ms, DType::Int64);
   const int64_t rows = R ? moved.numel() / R : 0;
   OKD_DISPATCH_ALL(t.dtype(), "topk", [&]<class T>() {
-    std::vector<int64_t> order;
-    for (int64_t r = 0; r < rows; ++r) {
-      sorted_rows<T>(moved, R, largest, order, r);
-      for (int64_t j = 0; j < k; ++j) {
-        vals.data<T>()[r * k + j] = moved.data<T>()[r * R + order[j]];
-        idx.data<int64_t>()[r * k + j] = order[j];
+    const T* src = moved.data<T>();
+    T* pv = vals.data<T>();
+    int64_t* pi = idx.data<int64_t>();
+    parallel_for(0, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(R, 1)), [&](int64_t r0, int64_t r1) {
+      std::vector<int64_t> order(static_cast<size_t>(R));
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* row = src + r * R;
+        std::iota(order.begin(), order.end(), int64_t{0});
+        std::partial_sort(order.begin(), order.begin() + k, order.end(), RankBefore<T>{row, largest});
+        for (int64_t j = 0; j < k; ++j) {
+          pv[r * k + j] = row[order[j]];
+          pi[r * k + j] = order[j];
+        }
       }
-    }
+    });
   });
+  if (t.dim() == 0) return {reshape(vals, {}), reshape(idx, {})};
   return {contiguous(transpose(vals, d, -1)), contiguous(transpose(idx, d, -1))};
 }
 
+// The k-th of the ascending order RankBefore defines (equal values: the lower index first).
 std::pair<Tensor, Tensor> kthvalue(const Tensor& t, int64_t k, int64_t dim, bool keepdim) {
-  int64_t d = wrap_dim(dim, t.dim(), "kthvalue");
+  const int64_t d = wrap_dim(dim, std::max<int64_t>(t.dim(), 1), "kthvalue");
   const int64_t R = t.dim() ? t.shape()[d] : 1;
-  OKD_CHECK(k >= 1 && k <= R, "kthvalue: k = ", k, " is out of range for dim ", d, " of size ", R);
+  OKD_CHECK(k >= 1 && k <= R, "kthvalue: k = ", k, " is out of range for dim ", d, " of size ", R,
+            " (input ", shape_str(t.shape()), ")");
+  if (t.dim() == 0) return topk(t, 1, 0, /*largest=*/false);
   auto [v, i] = topk(t, k, d, /*largest=*/false);
   Tensor vk = narrow(v, d, k - 1, 1), ik = narrow(i, d, k - 1, 1);
   if (!keepdim && t.dim()) {

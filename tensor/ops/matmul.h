@@ -24,5 +24,10 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 void gemm_builtin(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                   const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                   int64_t ldc);
+// Which build of the built-in kernel's inner loop runs on this CPU: "avx2+fma" (32-byte vectors,
+// chosen at run time when the CPU has both) or "baseline" (16-byte vectors, any x86-64/other).
+const char* gemm_builtin_isa();
+// Tests: force the baseline build even on an AVX2 CPU (false restores the automatic choice).
+void gemm_builtin_force_baseline(bool force);
 
 }  // namespace okd::ops

@@ -9,7 +9,9 @@
 #include "tensor/ops/matmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
+#include <cstring>
 #include <vector>
 
 #include "okd/build_config.h"
@@ -47,92 +49,113 @@ namespace {
 // Packing zero-pads the ragged edges, so the micro-kernel always runs full size and only the
 // write-back is clipped. beta is applied by the first k-block (C = beta*C + acc), later blocks
 // add (C += acc). The outer loops over kRowsOuter x kColsOuter bound the packed buffers.
-constexpr int64_t kMr = 6, kNr = 16;       // 6x16 floats = 12 AVX registers of accumulators
-constexpr int64_t kKc = 256;               // a B panel: 256 * 16 * 4 bytes = 16 KiB (L1)
-constexpr int64_t kMc = 96, kNc = 256;     // a parallel tile of C
+//
+// The micro-tile is kMr rows x two vectors of VB bytes: 12 vector accumulators, two B loads and
+// one broadcast of A per step fit the 16 vector registers. It is written with GCC/Clang vector
+// extensions (plain C++ arithmetic on vector types, no intrinsics). On x86-64 two builds of the
+// tile loop exist: AVX2+FMA with 32-byte vectors (6 x 16 floats), chosen at run time when the CPU
+// has them, and the baseline ISA with 16-byte SSE vectors (6 x 8 floats).
+constexpr int64_t kMr = 6;
+template <class T, int VB> constexpr int64_t kNr = 2 * VB / sizeof(T);  // two vectors
+constexpr int64_t kKc = 256;               // a float B panel: 256 * 16 * 4 bytes = 16 KiB (L1)
+constexpr int64_t kMc = 96, kNc = 256;     // a parallel tile of C (multiples of kMr and kNr)
 constexpr int64_t kRowsOuter = 1536, kColsOuter = 4096;
 
-template <class T>
+template <class T, int VB>
 [[gnu::always_inline]] inline void micro_kernel(int64_t kc, const T* __restrict a,
                                                 const T* __restrict b, T* __restrict c,
                                                 int64_t ldc, int64_t m, int64_t n, bool first,
                                                 T beta) {
-  T acc[kMr][kNr] = {};
+  typedef T V __attribute__((vector_size(VB)));
+  constexpr int64_t kV = VB / sizeof(T), kN = 2 * kV;
+  V acc[kMr][2] = {};
   for (int64_t k = 0; k < kc; ++k) {
-    const T* bk = b + k * kNr;
+    V b0, b1;
+    std::memcpy(&b0, b + k * kN, sizeof(V));
+    std::memcpy(&b1, b + k * kN + kV, sizeof(V));
     const T* ak = a + k * kMr;
     for (int64_t i = 0; i < kMr; ++i) {
-      const T av = ak[i];
-      for (int64_t j = 0; j < kNr; ++j) acc[i][j] += av * bk[j];
+      acc[i][0] += ak[i] * b0;
+      acc[i][1] += ak[i] * b1;
     }
   }
-  if (m == kMr && n == kNr) {
+  if (m == kMr && n == kN) {
     for (int64_t i = 0; i < kMr; ++i) {
       T* ci = c + i * ldc;
-      if (!first) for (int64_t j = 0; j < kNr; ++j) ci[j] += acc[i][j];
-      else if (beta == T(0)) for (int64_t j = 0; j < kNr; ++j) ci[j] = acc[i][j];
-      else for (int64_t j = 0; j < kNr; ++j) ci[j] = beta * ci[j] + acc[i][j];
+      for (int64_t h = 0; h < 2; ++h) {
+        V old;
+        std::memcpy(&old, ci + h * kV, sizeof(V));
+        V v = !first ? old + acc[i][h] : beta == T(0) ? acc[i][h] : beta * old + acc[i][h];
+        std::memcpy(ci + h * kV, &v, sizeof(V));
+      }
     }
     return;
   }
+  T tmp[kMr][kN];
+  std::memcpy(tmp, acc, sizeof(tmp));
   for (int64_t i = 0; i < m; ++i) {
     T* ci = c + i * ldc;
     for (int64_t j = 0; j < n; ++j) {
-      if (!first) ci[j] += acc[i][j];
-      else ci[j] = beta == T(0) ? acc[i][j] : beta * ci[j] + acc[i][j];
+      if (!first) ci[j] += tmp[i][j];
+      else ci[j] = beta == T(0) ? tmp[i][j] : beta * ci[j] + tmp[i][j];
     }
   }
 }
 
 // One tile of C: rows [0, mc) x cols [0, nc) of the packed block (apack/bpack point at the
 // tile's first panels).
-template <class T>
+template <class T, int VB>
 [[gnu::always_inline]] inline void tile_impl(int64_t mc, int64_t nc, int64_t kc, const T* apack,
                                              const T* bpack, T* c, int64_t ldc, bool first,
                                              T beta) {
-  for (int64_t j = 0; j < nc; j += kNr) {
-    const T* bp = bpack + (j / kNr) * kc * kNr;
+  for (int64_t j = 0; j < nc; j += kNr<T, VB>) {
+    const T* bp = bpack + (j / kNr<T, VB>) * kc * kNr<T, VB>;
     for (int64_t i = 0; i < mc; i += kMr)
-      micro_kernel<T>(kc, apack + (i / kMr) * kc * kMr, bp, c + i * ldc + j, ldc,
-                      std::min(kMr, mc - i), std::min(kNr, nc - j), first, beta);
+      micro_kernel<T, VB>(kc, apack + (i / kMr) * kc * kMr, bp, c + i * ldc + j, ldc,
+                      std::min(kMr, mc - i), std::min(kNr<T, VB>, nc - j), first, beta);
   }
 }
 
-// Compiled twice: for AVX2+FMA (chosen at load time on CPUs that have it) and for the baseline
-// ISA, so a portable build still gets vector FMA. fp-contract lets GCC fuse a*b+c into an FMA
-// (ISO C++ mode turns that off by default).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define OKD_GEMM_CLONES __attribute__((target_clones("arch=haswell", "default"), optimize("fp-contract=fast")))
+// The tile loop per ISA. fp-contract lets GCC fuse a*b+c into one FMA (ISO C++ mode turns that
+// off by default).
+#if defined(__GNUC__) && defined(__x86_64__)
+#define OKD_GEMM_AVX2 1
+[[gnu::target("avx2,fma"), gnu::optimize("fp-contract=fast")]] void tile_avx2(
+    int64_t mc, int64_t nc, int64_t kc, const float* apack, const float* bpack, float* c,
+    int64_t ldc, bool first, float beta) {
+  tile_impl<float, 32>(mc, nc, kc, apack, bpack, c, ldc, first, beta);
+}
+[[gnu::target("avx2,fma"), gnu::optimize("fp-contract=fast")]] void tile_avx2(
+    int64_t mc, int64_t nc, int64_t kc, const double* apack, const double* bpack, double* c,
+    int64_t ldc, bool first, double beta) {
+  tile_impl<double, 32>(mc, nc, kc, apack, bpack, c, ldc, first, beta);
+}
+std::atomic<bool> g_force_baseline{false};
+bool use_avx2_fma() {
+  static const bool cpu_has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return cpu_has && !g_force_baseline.load(std::memory_order_relaxed);
+}
 #else
-#define OKD_GEMM_CLONES
+#define OKD_GEMM_AVX2 0
 #endif
-
-OKD_GEMM_CLONES void tile(int64_t mc, int64_t nc, int64_t kc, const float* apack,
-                          const float* bpack, float* c, int64_t ldc, bool first, float beta) {
-  tile_impl<float>(mc, nc, kc, apack, bpack, c, ldc, first, beta);
-}
-OKD_GEMM_CLONES void tile(int64_t mc, int64_t nc, int64_t kc, const double* apack,
-                          const double* bpack, double* c, int64_t ldc, bool first, double beta) {
-  tile_impl<double>(mc, nc, kc, apack, bpack, c, ldc, first, beta);
-}
-
 template <class T>
-void builtin_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
-                  int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == T(0)) {  // C = beta * C
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
-    return;
-  }
+[[gnu::optimize("fp-contract=fast")]] void tile_baseline(int64_t mc, int64_t nc, int64_t kc,
+                                                          const T* apack, const T* bpack, T* c,
+                                                          int64_t ldc, bool first, T beta) {
+  tile_impl<T, 16>(mc, nc, kc, apack, bpack, c, ldc, first, beta);
+}
+
+template <class T, int VB>
+void builtin_gemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   const int64_t rows_outer = std::min(M, kRowsOuter), cols_outer = std::min(N, kColsOuter);
   const int64_t kc_max = std::min(K, kKc);
   std::vector<T> apack(static_cast<size_t>((rows_outer + kMr - 1) / kMr * kMr * kc_max));
-  std::vector<T> bpack(static_cast<size_t>((cols_outer + kNr - 1) / kNr * kNr * kc_max));
+  std::vector<T> bpack(static_cast<size_t>((cols_outer + kNr<T, VB> - 1) / kNr<T, VB> * kNr<T, VB> * kc_max));
   for (int64_t i0 = 0; i0 < M; i0 += kRowsOuter) {
     const int64_t mo = std::min(kRowsOuter, M - i0), a_panels = (mo + kMr - 1) / kMr;
     for (int64_t j0 = 0; j0 < N; j0 += kColsOuter) {
-      const int64_t no = std::min(kColsOuter, N - j0), b_panels = (no + kNr - 1) / kNr;
+      const int64_t no = std::min(kColsOuter, N - j0), b_panels = (no + kNr<T, VB> - 1) / kNr<T, VB>;
       for (int64_t k0 = 0; k0 < K; k0 += kKc) {
         const int64_t kc = std::min(kKc, K - k0);
         const bool first = k0 == 0;
@@ -154,17 +177,17 @@ void builtin_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, co
               }
             } else {
               const int64_t q = p - a_panels;
-              T* dst = bpack.data() + q * kc * kNr;
-              const int64_t jb = j0 + q * kNr, nj = std::min(kNr, j0 + no - jb);
+              T* dst = bpack.data() + q * kc * kNr<T, VB>;
+              const int64_t jb = j0 + q * kNr<T, VB>, nj = std::min(kNr<T, VB>, j0 + no - jb);
               for (int64_t k = 0; k < kc; ++k) {
-                T* d = dst + k * kNr;
+                T* d = dst + k * kNr<T, VB>;
                 if (tb) {  // op(B)[k][j] = B[j][k]
                   for (int64_t jj = 0; jj < nj; ++jj) d[jj] = B[(jb + jj) * ldb + k0 + k];
                 } else {
                   const T* src = B + (k0 + k) * ldb + jb;
                   for (int64_t jj = 0; jj < nj; ++jj) d[jj] = src[jj];
                 }
-                for (int64_t jj = nj; jj < kNr; ++jj) d[jj] = T(0);
+                for (int64_t jj = nj; jj < kNr<T, VB>; ++jj) d[jj] = T(0);
               }
             }
           }
@@ -173,14 +196,38 @@ void builtin_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, co
         parallel_for(0, tiles_m * tiles_n, 1, [&](int64_t t0, int64_t t1) {
           for (int64_t t = t0; t < t1; ++t) {
             const int64_t ti = (t / tiles_n) * kMc, tj = (t % tiles_n) * kNc;
-            tile(std::min(kMc, mo - ti), std::min(kNc, no - tj), kc,
-                 apack.data() + (ti / kMr) * kc * kMr, bpack.data() + (tj / kNr) * kc * kNr,
-                 C + (i0 + ti) * ldc + j0 + tj, ldc, first, beta);
+            const int64_t mc = std::min(kMc, mo - ti), nc = std::min(kNc, no - tj);
+            const T* ap = apack.data() + (ti / kMr) * kc * kMr;
+            const T* bp = bpack.data() + (tj / kNr<T, VB>) * kc * kNr<T, VB>;
+            T* c = C + (i0 + ti) * ldc + j0 + tj;
+#if OKD_GEMM_AVX2
+            if constexpr (VB == 32) tile_avx2(mc, nc, kc, ap, bp, c, ldc, first, beta);
+            else
+#endif
+              tile_baseline<T>(mc, nc, kc, ap, bp, c, ldc, first, beta);
           }
         });
       }
     }
   }
+}
+
+template <class T>
+void builtin_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                  int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == T(0)) {  // C = beta * C
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+    return;
+  }
+#if OKD_GEMM_AVX2
+  if (use_avx2_fma()) {
+    builtin_gemm_blocked<T, 32>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+#endif
+  builtin_gemm_blocked<T, 16>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 #if OKD_HAVE_BLAS
@@ -191,6 +238,19 @@ void check_blas_range(int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb,
 #endif
 
 }  // namespace
+
+const char* gemm_builtin_isa() {
+#if OKD_GEMM_AVX2
+  if (use_avx2_fma()) return "avx2+fma";
+#endif
+  return "baseline";
+}
+
+void gemm_builtin_force_baseline([[maybe_unused]] bool force) {
+#if OKD_GEMM_AVX2
+  g_force_baseline = force;
+#endif
+}
 
 void gemm_builtin(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {

@@ -24,7 +24,8 @@ g = torch.Generator().manual_seed(20261122)
 
 def save(name, t):
     a = t.numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
-    np.save(os.path.join(OUT, name + ".npy"), np.ascontiguousarray(a))
+    # np.array, not np.ascontiguousarray, which turns a 0-d result into shape (1,)
+    np.save(os.path.join(OUT, name + ".npy"), np.array(a, order="C"))
 
 
 def rnd(*shape, dtype=torch.float64):
@@ -67,9 +68,9 @@ save("cat_dim_neg1", torch.cat([x, rnd(3, 4, 2)], -1))
 save("cat_dim_neg1_in1", torch.cat([x[..., :0], x], -1))  # an empty piece
 save("stack_dim1", torch.stack([x, x * 2, x * 3], 1))
 
-idx_sel = torch.tensor([3, 0, 0, 2, -1], dtype=torch.int64)  # repeats, and -1 = last
+idx_sel = torch.tensor([3, 0, 0, 2, 1], dtype=torch.int64)  # repeats allowed
 save("index_select_idx", idx_sel)
-save("index_select_dim1", torch.index_select(x, 1, idx_sel % 4))
+save("index_select_dim1", torch.index_select(x, 1, idx_sel))
 
 gidx = torch.randint(0, 4, (3, 6, 5), generator=g)  # dim 1 of size 6 > 4: gather may grow it
 save("gather_idx", gidx)

@@ -1,0 +1,154 @@
+// bench_tensor: throughput of the tensor core's two hot paths, beside what the BLAS and the
+// memory system deliver on the same machine and thread count.
+//
+//   matmul  float32 [n,n] @ [n,n] at n = 256, 512, 1024, in GFLOP/s = 2 n^3 / seconds, through
+//           okd::ops::matmul (allocates its result), through cblas_sgemm called directly
+//           (OpenBLAS with its own thread pool set to --threads), and through the built-in blocked
+//           kernel (ops::gemm_builtin).
+//   add     float32 elementwise add of 2^k elements (--add-log2, default 24), in GB/s where the
+//           bytes moved are read a + read b + write out = 3 * 4 * 2^k: ops::add (allocates its
+//           result, as torch.add does) and ops::add_ (in place, no allocation). The ceiling beside
+//           them is a memcpy of one 4 * 2^k-byte array (read + write = 2 * 4 * 2^k bytes), split
+//           over the same threads.
+//
+// Each figure is the best of --repeat timed runs after at least 0.2 s of warm-up runs. --csv prints
+// "metric,value" lines instead of the tables (bench/run_tensor_bench.sh joins them with the
+// NumPy and PyTorch figures of bench/tensor_peer.py).
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "okd/build_config.h"
+#include "tensor/ops/elementwise.h"
+#include "tensor/ops/matmul.h"
+#include "tensor/parallel.h"
+#include "tensor/random.h"
+#include "tensor/runtime.h"
+#if OKD_HAVE_BLAS
+#include <cblas.h>
+extern "C" void openblas_set_num_threads(int);
+#endif
+
+using namespace okd;
+
+namespace {
+
+// Best wall time in seconds of `repeat` runs of f, after warm-up runs for at least 0.2 s (thread
+// pools started, pages touched, a BLAS pool that spins after its last call gone quiet).
+double best_seconds(int repeat, const std::function<void()>& f) {
+  const auto warm_start = std::chrono::steady_clock::now();
+  do f();
+  while (std::chrono::steady_clock::now() - warm_start < std::chrono::milliseconds(200));
+  double best = std::numeric_limits<double>::infinity();
+  for (int r = 0; r < repeat; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    auto t1 = std::chrono::steady_clock::now();
+    best = std::min(best, std::chrono::duration<double>(t1 - t0).count());
+  }
+  return best;
+}
+
+struct Metric {
+  std::string name;
+  double value;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"bench_tensor: float32 matmul GFLOP/s and elementwise-add GB/s, okd vs BLAS vs memcpy"};
+  int threads = 0, repeat = 5, add_log2 = 24;
+  bool csv = false;
+  std::vector<int64_t> sizes = {256, 512, 1024};
+  app.add_option("--threads", threads, "CPU threads (0: OpenMP's default)")->check(CLI::NonNegativeNumber);
+  app.add_option("--repeat", repeat, "timed runs per figure (the best is reported)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--sizes", sizes, "matmul sizes n ([n,n] @ [n,n])")->capture_default_str();
+  app.add_option("--add-log2", add_log2, "elementwise add of 2^k floats")
+      ->check(CLI::Range(10, 30))->capture_default_str();
+  app.add_flag("--csv", csv, "print metric,value lines instead of tables");
+  CLI11_PARSE(app, argc, argv);
+  if (threads > 0) set_num_threads(threads);
+  threads = num_threads();
+
+  Generator gen(1);
+  std::vector<Metric> metrics;
+  if (!csv) {
+    std::printf("%s\n", runtime_summary().c_str());
+    std::printf("threads %d, best of %d runs after 0.2 s of warm-up; built-in GEMM inner loop: %s\n\n",
+                threads, repeat, ops::gemm_builtin_isa());
+    std::printf("float32 matmul [n,n] @ [n,n], GFLOP/s\n");
+    std::printf("%6s %10s %12s %10s %10s %14s\n", "n", "okd", "BLAS direct", "built-in",
+                "okd/BLAS", "built-in/BLAS");
+  }
+  for (int64_t n : sizes) {
+    Tensor a = randn({n, n}, gen), b = randn({n, n}, gen);
+    Tensor c = empty({n, n});
+    const double flop = 2.0 * double(n) * double(n) * double(n);
+    const double okd_gflops = flop / best_seconds(repeat, [&] { ops::matmul(a, b); }) / 1e9;
+    double blas_gflops = std::nan("");
+#if OKD_HAVE_BLAS
+    // The BLAS on its own, with its own thread pool at the same thread count. okd runs it
+    // single-threaded and splits the product itself (runtime.cpp), so that is restored after.
+    openblas_set_num_threads(threads);
+    blas_gflops = flop / best_seconds(repeat, [&] {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(n), int(n), 1.f,
+                  a.data<float>(), int(n), b.data<float>(), int(n), 0.f, c.data<float>(), int(n));
+    }) / 1e9;
+    openblas_set_num_threads(1);
+#endif
+    const double builtin_gflops = flop / best_seconds(repeat, [&] {
+      ops::gemm_builtin(false, false, n, n, n, 1.f, a.data<float>(), n, b.data<float>(), n, 0.f,
+                        c.data<float>(), n);
+    }) / 1e9;
+    const std::string s = std::to_string(n);
+    metrics.push_back({"matmul_okd_" + s, okd_gflops});
+    metrics.push_back({"matmul_blas_" + s, blas_gflops});
+    metrics.push_back({"matmul_builtin_" + s, builtin_gflops});
+    if (!csv)
+      std::printf("%6lld %10.1f %12.1f %10.1f %9.0f%% %13.0f%%\n", static_cast<long long>(n),
+                  okd_gflops, blas_gflops, builtin_gflops, 100.0 * okd_gflops / blas_gflops,
+                  100.0 * builtin_gflops / blas_gflops);
+  }
+
+  const int64_t numel = int64_t{1} << add_log2;
+  Tensor x = randn({numel}, gen), y = randn({numel}, gen);
+  Tensor dst = randn({numel}, gen);
+  const double bytes_add = 3.0 * 4.0 * double(numel), bytes_copy = 2.0 * 4.0 * double(numel);
+  const double add_gbs = bytes_add / best_seconds(repeat, [&] { ops::add(x, y); }) / 1e9;
+  const double add_inplace_gbs = bytes_add / best_seconds(repeat, [&] { ops::add_(dst, y); }) / 1e9;
+  const double copy_gbs = bytes_copy / best_seconds(repeat, [&] {
+    const char* src = static_cast<const char*>(x.raw_data());
+    char* out = static_cast<char*>(dst.raw_data());
+    const int64_t total = numel * 4, chunk = int64_t{1} << 20;
+    parallel_for(0, (total + chunk - 1) / chunk, 1, [&](int64_t c0, int64_t c1) {
+      std::memcpy(out + c0 * chunk, src + c0 * chunk,
+                  static_cast<size_t>(std::min(total, c1 * chunk) - c0 * chunk));
+    });
+  }) / 1e9;
+  metrics.push_back({"add_gbs", add_gbs});
+  metrics.push_back({"add_inplace_gbs", add_inplace_gbs});
+  metrics.push_back({"copy_gbs", copy_gbs});
+  if (csv) {
+    std::printf("threads,%d\n", threads);
+    for (const Metric& m : metrics) std::printf("%s,%.3f\n", m.name.c_str(), m.value);
+    return 0;
+  }
+  std::printf("\nfloat32 add of 2^%d elements, GB/s (add counts 3 x 4 bytes per element, memcpy 2 x 4)\n",
+              add_log2);
+  std::printf("%-26s %10s %10s %10s\n", "", "GB/s", "memcpy", "of memcpy");
+  std::printf("%-26s %10.2f %10.2f %9.0f%%\n", "ops::add(x, y)", add_gbs, copy_gbs,
+              100.0 * add_gbs / copy_gbs);
+  std::printf("%-26s %10.2f %10.2f %9.0f%%\n", "ops::add_(x, y) in place", add_inplace_gbs,
+              copy_gbs, 100.0 * add_inplace_gbs / copy_gbs);
+  return 0;
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# CPU training-step throughput, okd beside PyTorch on the same machine in one run.
+# Usage: bench/run_train_bench.sh [threads] [arch ...]   (build first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+threads=${1:-2}
+shift || true
+archs=("${@:-resnet20 resnet32 resnet56}")
+read -r -a archs <<< "${archs[*]}"
+echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+for a in "${archs[@]}"; do
+  ./build/apps/bench_train --threads "$threads" --arch "$a"
+  /usr/bin/python3 bench/train_peer.py "$threads" "$a"
+done
