@@ -8,8 +8,8 @@
 //   add     float32 elementwise add of 2^k elements (--add-log2, default 24), in GB/s where the
 //           bytes moved are read a + read b + write out = 3 * 4 * 2^k: ops::add (allocates its
 //           result, as torch.add does) and ops::add_ (in place, no allocation). The ceiling beside
-//           them is a memcpy of one 4 * 2^k-byte array (read + write = 2 * 4 * 2^k bytes), split
-//           over the same threads.
+//           them is a memcpy of one 4 * 2^k-byte array (read + write = 2 * 4 * 2^k bytes), one
+//           contiguous share per thread.
 //
 // Each figure is the best of --repeat timed runs after at least 0.2 s of warm-up runs. --csv prints
 // "metric,value" lines instead of the tables (bench/run_tensor_bench.sh joins them with the
@@ -82,42 +82,23 @@ int main(int argc, char** argv) {
 
   Generator gen(1);
   std::vector<Metric> metrics;
-  if (!csv) {
-    std::printf("%s\n", runtime_summary().c_str());
-    std::printf("threads %d, best of %d runs after 0.2 s of warm-up; built-in GEMM inner loop: %s\n\n",
-                threads, repeat, ops::gemm_builtin_isa());
-    std::printf("float32 matmul [n,n] @ [n,n], GFLOP/s\n");
-    std::printf("%6s %10s %12s %10s %10s %14s\n", "n", "okd", "BLAS direct", "built-in",
-                "okd/BLAS", "built-in/BLAS");
-  }
+  // okd's paths first, the BLAS with its own thread pool last: that pool's threads keep spinning
+  // for a while after each call and would steal the cores from whatever is timed next.
+  struct MatmulRow {
+    int64_t n;
+    double okd, builtin, blas = std::nan("");
+  };
+  std::vector<MatmulRow> rows;
   for (int64_t n : sizes) {
-    Tensor a = randn({n, n}, gen), b = randn({n, n}, gen);
-    Tensor c = empty({n, n});
+    Tensor a = randn({n, n}, gen), b = randn({n, n}, gen), c = empty({n, n});
     const double flop = 2.0 * double(n) * double(n) * double(n);
-    const double okd_gflops = flop / best_seconds(repeat, [&] { ops::matmul(a, b); }) / 1e9;
-    double blas_gflops = std::nan("");
-#if OKD_HAVE_BLAS
-    // The BLAS on its own, with its own thread pool at the same thread count. okd runs it
-    // single-threaded and splits the product itself (runtime.cpp), so that is restored after.
-    openblas_set_num_threads(threads);
-    blas_gflops = flop / best_seconds(repeat, [&] {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(n), int(n), 1.f,
-                  a.data<float>(), int(n), b.data<float>(), int(n), 0.f, c.data<float>(), int(n));
-    }) / 1e9;
-    openblas_set_num_threads(1);
-#endif
-    const double builtin_gflops = flop / best_seconds(repeat, [&] {
+    MatmulRow row{n, 0, 0};
+    row.okd = flop / best_seconds(repeat, [&] { ops::matmul(a, b); }) / 1e9;
+    row.builtin = flop / best_seconds(repeat, [&] {
       ops::gemm_builtin(false, false, n, n, n, 1.f, a.data<float>(), n, b.data<float>(), n, 0.f,
                         c.data<float>(), n);
     }) / 1e9;
-    const std::string s = std::to_string(n);
-    metrics.push_back({"matmul_okd_" + s, okd_gflops});
-    metrics.push_back({"matmul_blas_" + s, blas_gflops});
-    metrics.push_back({"matmul_builtin_" + s, builtin_gflops});
-    if (!csv)
-      std::printf("%6lld %10.1f %12.1f %10.1f %9.0f%% %13.0f%%\n", static_cast<long long>(n),
-                  okd_gflops, blas_gflops, builtin_gflops, 100.0 * okd_gflops / blas_gflops,
-                  100.0 * builtin_gflops / blas_gflops);
+    rows.push_back(row);
   }
 
   const int64_t numel = int64_t{1} << add_log2;
@@ -126,15 +107,53 @@ int main(int argc, char** argv) {
   const double bytes_add = 3.0 * 4.0 * double(numel), bytes_copy = 2.0 * 4.0 * double(numel);
   const double add_gbs = bytes_add / best_seconds(repeat, [&] { ops::add(x, y); }) / 1e9;
   const double add_inplace_gbs = bytes_add / best_seconds(repeat, [&] { ops::add_(dst, y); }) / 1e9;
+  // One memcpy per thread over its contiguous share: large copies take glibc's streaming path
+  // (small chunks would use rep movsb, which is slow on some AMD cores).
   const double copy_gbs = bytes_copy / best_seconds(repeat, [&] {
     const char* src = static_cast<const char*>(x.raw_data());
     char* out = static_cast<char*>(dst.raw_data());
-    const int64_t total = numel * 4, chunk = int64_t{1} << 20;
-    parallel_for(0, (total + chunk - 1) / chunk, 1, [&](int64_t c0, int64_t c1) {
-      std::memcpy(out + c0 * chunk, src + c0 * chunk,
-                  static_cast<size_t>(std::min(total, c1 * chunk) - c0 * chunk));
+    const int64_t total = numel * 4, share = (total + threads - 1) / threads;
+    parallel_for(0, threads, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t begin = t * share, end = std::min(total, begin + share);
+        if (begin < end) std::memcpy(out + begin, src + begin, static_cast<size_t>(end - begin));
+      }
     });
   }) / 1e9;
+
+#if OKD_HAVE_BLAS
+  // The BLAS on its own, with its own thread pool at the same thread count. okd runs it
+  // single-threaded and splits the product itself (runtime.cpp), so that is restored after.
+  openblas_set_num_threads(threads);
+  for (MatmulRow& row : rows) {
+    const int64_t n = row.n;
+    Tensor a = randn({n, n}, gen), b = randn({n, n}, gen), c = empty({n, n});
+    row.blas = 2.0 * double(n) * double(n) * double(n) / best_seconds(repeat, [&] {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(n), int(n), 1.f,
+                  a.data<float>(), int(n), b.data<float>(), int(n), 0.f, c.data<float>(), int(n));
+    }) / 1e9;
+  }
+  openblas_set_num_threads(1);
+#endif
+
+  if (!csv) {
+    std::printf("%s\n", runtime_summary().c_str());
+    std::printf("threads %d, best of %d runs after 0.2 s of warm-up; built-in GEMM inner loop: %s\n\n",
+                threads, repeat, ops::gemm_builtin_isa());
+    std::printf("float32 matmul [n,n] @ [n,n], GFLOP/s\n");
+    std::printf("%6s %10s %12s %10s %10s %14s\n", "n", "okd", "BLAS direct", "built-in",
+                "okd/BLAS", "built-in/BLAS");
+  }
+  for (const MatmulRow& row : rows) {
+    const std::string s = std::to_string(row.n);
+    metrics.push_back({"matmul_okd_" + s, row.okd});
+    metrics.push_back({"matmul_blas_" + s, row.blas});
+    metrics.push_back({"matmul_builtin_" + s, row.builtin});
+    if (!csv)
+      std::printf("%6lld %10.1f %12.1f %10.1f %9.0f%% %13.0f%%\n", static_cast<long long>(row.n),
+                  row.okd, row.blas, row.builtin, 100.0 * row.okd / row.blas,
+                  100.0 * row.builtin / row.blas);
+  }
   metrics.push_back({"add_gbs", add_gbs});
   metrics.push_back({"add_inplace_gbs", add_inplace_gbs});
   metrics.push_back({"copy_gbs", copy_gbs});

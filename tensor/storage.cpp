@@ -1,6 +1,8 @@
 // CPU aligned allocation and the per-device allocator table.
 #include "tensor/storage.h"
 
+#include <malloc.h>
+
 #include <cstdlib>
 #include <new>
 
@@ -21,6 +23,15 @@ struct CpuAllocator final : Allocator {
   }
   void deallocate(void* ptr, size_t) override { std::free(ptr); }
 };
+
+// glibc returns large blocks to the OS on free and maps them again on the next allocation, so every
+// training step would page-fault its activations in anew. Raising the mmap and trim thresholds
+// keeps freed blocks in the heap for reuse (what a caching allocator does, at no code cost).
+const bool g_malloc_tuned = [] {
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  return true;
+}();
 
 Allocator*& slot(DeviceType type) {
   static CpuAllocator cpu;

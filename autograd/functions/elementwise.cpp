@@ -5,6 +5,8 @@
 // with ops::sum_to. The formulas are collected in docs/autograd.md.
 #include "autograd/functions/elementwise.h"
 
+#include "tensor/ops/activation.h"
+
 #include <cmath>
 
 #include "autograd/functions/common.h"
@@ -95,7 +97,7 @@ Tensor relu(const Tensor& a) {
   Tensor out = ops::relu(a);
   if (needs_record(a))
     record_unary(Op::relu, a, out, out, [](const Tensor& dout, const Tensor& y) {
-      return ops::where(ops::gt(y, 0.0), dout, zero_scalar(dout));
+      return ops::relu_backward(dout, y);  // dout where y > 0 (fused)
     });
   return out;
 }

@@ -23,7 +23,16 @@ bool is_pointwise(const Shape& w, const Conv2dParams& p) {
          p.pad_w == 0;
 }
 
-// col[(c, kh, kw), (oh, ow)] = x[c, oh*s - p + kh*d, ow*s - p + kw*d] (0 outside).
+// The range [lo, hi) of output columns ow whose input column ow*s - p + j*d lies in [0, W).
+inline void valid_columns(int64_t OW, int64_t W, int64_t s, int64_t off, int64_t& lo, int64_t& hi) {
+  // w = ow * s + off must satisfy 0 <= w < W
+  lo = off >= 0 ? 0 : (-off + s - 1) / s;
+  hi = W - off <= 0 ? 0 : std::min<int64_t>(OW, (W - off + s - 1) / s);
+  if (hi < lo) hi = lo;
+}
+
+// col[(c, kh, kw), (oh, ow)] = x[c, oh*s - p + kh*d, ow*s - p + kw*d] (0 outside). The valid
+// column range of each kernel tap is computed once, so the inner loop is a branch-free copy.
 template <class T>
 void im2col(const T* x, int64_t C, int64_t H, int64_t W, int64_t kH, int64_t kW, int64_t OH,
             int64_t OW, const Conv2dParams& p, T* col) {
@@ -32,6 +41,9 @@ void im2col(const T* x, int64_t C, int64_t H, int64_t W, int64_t kH, int64_t kW,
       for (int64_t j = 0; j < kW; ++j) {
         T* row = col + ((c * kH + i) * kW + j) * OH * OW;
         const T* xc = x + c * H * W;
+        const int64_t off = j * p.dil_w - p.pad_w;
+        int64_t lo, hi;
+        valid_columns(OW, W, p.stride_w, off, lo, hi);
         for (int64_t oh = 0; oh < OH; ++oh) {
           const int64_t h = oh * p.stride_h - p.pad_h + i * p.dil_h;
           T* r = row + oh * OW;
@@ -39,19 +51,14 @@ void im2col(const T* x, int64_t C, int64_t H, int64_t W, int64_t kH, int64_t kW,
             std::fill(r, r + OW, T(0));
             continue;
           }
-          const T* xr = xc + h * W;
+          const T* xr = xc + h * W;  // input column of ow is ow * stride + off
+          std::fill(r, r + lo, T(0));
           if (p.stride_w == 1) {
-            const int64_t off = j * p.dil_w - p.pad_w;
-            for (int64_t ow = 0; ow < OW; ++ow) {
-              const int64_t w = ow + off;
-              r[ow] = (w >= 0 && w < W) ? xr[w] : T(0);
-            }
+            if (hi > lo) std::copy(xr + lo + off, xr + hi + off, r + lo);
           } else {
-            for (int64_t ow = 0; ow < OW; ++ow) {
-              const int64_t w = ow * p.stride_w - p.pad_w + j * p.dil_w;
-              r[ow] = (w >= 0 && w < W) ? xr[w] : T(0);
-            }
+            for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * p.stride_w + off];
           }
+          std::fill(r + hi, r + OW, T(0));
         }
       }
 }
@@ -65,14 +72,20 @@ void col2im(const T* col, int64_t C, int64_t H, int64_t W, int64_t kH, int64_t k
       for (int64_t j = 0; j < kW; ++j) {
         const T* row = col + ((c * kH + i) * kW + j) * OH * OW;
         T* xc = x + c * H * W;
+        const int64_t off = j * p.dil_w - p.pad_w;
+        int64_t lo, hi;
+        valid_columns(OW, W, p.stride_w, off, lo, hi);
         for (int64_t oh = 0; oh < OH; ++oh) {
           const int64_t h = oh * p.stride_h - p.pad_h + i * p.dil_h;
           if (h < 0 || h >= H) continue;
           const T* r = row + oh * OW;
           T* xr = xc + h * W;
-          for (int64_t ow = 0; ow < OW; ++ow) {
-            const int64_t w = ow * p.stride_w - p.pad_w + j * p.dil_w;
-            if (w >= 0 && w < W) xr[w] += r[ow];
+          if (p.stride_w == 1) {
+            T* xo = xr + off + lo;
+            const T* ro = r + lo;
+            for (int64_t k = 0; k < hi - lo; ++k) xo[k] += ro[k];
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) xr[ow * p.stride_w + off] += r[ow];
           }
         }
       }

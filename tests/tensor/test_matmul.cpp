@@ -210,7 +210,9 @@ TEST(Gemm, BlasBuiltinAndReferenceAgreeForAllTransposes) {
     const int threads = run == 0 ? 1 : 2;
     set_num_threads(threads);
     ops::gemm_builtin_force_baseline(run == 2);
-    if (run == 2) EXPECT_STREQ(ops::gemm_builtin_isa(), "baseline");
+    if (run == 2) {
+      EXPECT_STREQ(ops::gemm_builtin_isa(), "baseline");
+    }
     for (const GemmCase& s : cases)
       for (bool ta : {false, true})
         for (bool tb : {false, true}) {
