@@ -11,7 +11,8 @@
 //           them is a memcpy of one 4 * 2^k-byte array (read + write = 2 * 4 * 2^k bytes), one
 //           contiguous share per thread.
 //
-// Each figure is the best of --repeat timed runs after at least 0.2 s of warm-up runs. --csv prints
+// Each figure is the best of --repeat timed runs after at least 0.2 s of warm-up runs; the
+// variants of one row are timed interleaved (see best_seconds). --csv prints
 // "metric,value" lines instead of the tables (bench/run_tensor_bench.sh joins them with the
 // NumPy and PyTorch figures of bench/tensor_peer.py).
 #include <CLI/CLI.hpp>
@@ -41,19 +42,24 @@ using namespace okd;
 
 namespace {
 
-// Best wall time in seconds of `repeat` runs of f, after warm-up runs for at least 0.2 s (thread
-// pools started, pages touched, a BLAS pool that spins after its last call gone quiet).
-double best_seconds(int repeat, const std::function<void()>& f) {
-  const auto warm_start = std::chrono::steady_clock::now();
-  do f();
-  while (std::chrono::steady_clock::now() - warm_start < std::chrono::milliseconds(200));
-  double best = std::numeric_limits<double>::infinity();
-  for (int r = 0; r < repeat; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    auto t1 = std::chrono::steady_clock::now();
-    best = std::min(best, std::chrono::duration<double>(t1 - t0).count());
+// Best wall time in seconds of each of several functions. They are timed interleaved, one run of
+// each in turn for `repeat` rounds, after at least 0.2 s of warm-up runs each (thread pools
+// started, pages touched), so that load from other processes on a shared machine falls on all of
+// them alike instead of on whichever happened to be timed at a bad moment.
+std::vector<double> best_seconds(int repeat, const std::vector<std::function<void()>>& fs) {
+  for (const auto& f : fs) {
+    const auto warm_start = std::chrono::steady_clock::now();
+    do f();
+    while (std::chrono::steady_clock::now() - warm_start < std::chrono::milliseconds(200));
   }
+  std::vector<double> best(fs.size(), std::numeric_limits<double>::infinity());
+  for (int r = 0; r < repeat; ++r)
+    for (size_t i = 0; i < fs.size(); ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      fs[i]();
+      auto t1 = std::chrono::steady_clock::now();
+      best[i] = std::min(best[i], std::chrono::duration<double>(t1 - t0).count());
+    }
   return best;
 }
 
@@ -82,8 +88,6 @@ int main(int argc, char** argv) {
 
   Generator gen(1);
   std::vector<Metric> metrics;
-  // okd's paths first, the BLAS with its own thread pool last: that pool's threads keep spinning
-  // for a while after each call and would steal the cores from whatever is timed next.
   struct MatmulRow {
     int64_t n;
     double okd, builtin, blas = std::nan("");
@@ -91,54 +95,60 @@ int main(int argc, char** argv) {
   std::vector<MatmulRow> rows;
   for (int64_t n : sizes) {
     Tensor a = randn({n, n}, gen), b = randn({n, n}, gen), c = empty({n, n});
-    const double flop = 2.0 * double(n) * double(n) * double(n);
-    MatmulRow row{n, 0, 0};
-    row.okd = flop / best_seconds(repeat, [&] { ops::matmul(a, b); }) / 1e9;
-    row.builtin = flop / best_seconds(repeat, [&] {
-      ops::gemm_builtin(false, false, n, n, n, 1.f, a.data<float>(), n, b.data<float>(), n, 0.f,
-                        c.data<float>(), n);
-    }) / 1e9;
-    rows.push_back(row);
+    const double gflop = 2.0 * double(n) * double(n) * double(n) / 1e9;
+    std::vector<std::function<void()>> fs = {
+        [&] { ops::matmul(a, b); },
+        [&] {
+          ops::gemm_builtin(false, false, n, n, n, 1.f, a.data<float>(), n, b.data<float>(), n,
+                            0.f, c.data<float>(), n);
+        }};
+    const std::vector<double> t = best_seconds(repeat, fs);
+    rows.push_back({n, gflop / t[0], gflop / t[1]});
   }
 
   const int64_t numel = int64_t{1} << add_log2;
   Tensor x = randn({numel}, gen), y = randn({numel}, gen);
-  Tensor dst = randn({numel}, gen);
-  const double bytes_add = 3.0 * 4.0 * double(numel), bytes_copy = 2.0 * 4.0 * double(numel);
-  const double add_gbs = bytes_add / best_seconds(repeat, [&] { ops::add(x, y); }) / 1e9;
-  const double add_inplace_gbs = bytes_add / best_seconds(repeat, [&] { ops::add_(dst, y); }) / 1e9;
-  // One memcpy per thread over its contiguous share: large copies take glibc's streaming path
-  // (small chunks would use rep movsb, which is slow on some AMD cores).
-  const double copy_gbs = bytes_copy / best_seconds(repeat, [&] {
-    const char* src = static_cast<const char*>(x.raw_data());
-    char* out = static_cast<char*>(dst.raw_data());
-    const int64_t total = numel * 4, share = (total + threads - 1) / threads;
-    parallel_for(0, threads, 1, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t begin = t * share, end = std::min(total, begin + share);
-        if (begin < end) std::memcpy(out + begin, src + begin, static_cast<size_t>(end - begin));
-      }
-    });
-  }) / 1e9;
+  Tensor dst = randn({numel}, gen), copy_dst = empty({numel});
+  const double gb_add = 3.0 * 4.0 * double(numel) / 1e9, gb_copy = 2.0 * 4.0 * double(numel) / 1e9;
+  const std::vector<double> t_elem = best_seconds(repeat, {
+      [&] { ops::add(x, y); },
+      [&] { ops::add_(dst, y); },
+      // One memcpy per thread over its contiguous share: large copies take glibc's streaming
+      // path (small chunks would use rep movsb, which is slow on some AMD cores).
+      [&] {
+        const char* src = static_cast<const char*>(x.raw_data());
+        char* out = static_cast<char*>(copy_dst.raw_data());
+        const int64_t total = numel * 4, share = (total + threads - 1) / threads;
+        parallel_for(0, threads, 1, [&](int64_t t0, int64_t t1) {
+          for (int64_t t = t0; t < t1; ++t) {
+            const int64_t begin = t * share, end = std::min(total, begin + share);
+            if (begin < end) std::memcpy(out + begin, src + begin, static_cast<size_t>(end - begin));
+          }
+        });
+      }});
+  const double add_gbs = gb_add / t_elem[0], add_inplace_gbs = gb_add / t_elem[1];
+  const double copy_gbs = gb_copy / t_elem[2];
 
 #if OKD_HAVE_BLAS
-  // The BLAS on its own, with its own thread pool at the same thread count. okd runs it
-  // single-threaded and splits the product itself (runtime.cpp), so that is restored after.
+  // The BLAS on its own, with its own thread pool at the same thread count, timed last: after
+  // each call that pool's threads keep spinning for a while and would steal the cores from
+  // whatever ran next. okd runs the BLAS single-threaded and splits products itself
+  // (runtime.cpp), so that setting is restored after.
   openblas_set_num_threads(threads);
   for (MatmulRow& row : rows) {
     const int64_t n = row.n;
     Tensor a = randn({n, n}, gen), b = randn({n, n}, gen), c = empty({n, n});
-    row.blas = 2.0 * double(n) * double(n) * double(n) / best_seconds(repeat, [&] {
+    row.blas = 2.0 * double(n) * double(n) * double(n) / 1e9 / best_seconds(repeat, {[&] {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(n), int(n), 1.f,
                   a.data<float>(), int(n), b.data<float>(), int(n), 0.f, c.data<float>(), int(n));
-    }) / 1e9;
+    }})[0];
   }
   openblas_set_num_threads(1);
 #endif
 
   if (!csv) {
     std::printf("%s\n", runtime_summary().c_str());
-    std::printf("threads %d, best of %d runs after 0.2 s of warm-up; built-in GEMM inner loop: %s\n\n",
+    std::printf("threads %d, best of %d interleaved runs after 0.2 s of warm-up; built-in GEMM inner loop: %s\n\n",
                 threads, repeat, ops::gemm_builtin_isa());
     std::printf("float32 matmul [n,n] @ [n,n], GFLOP/s\n");
     std::printf("%6s %10s %12s %10s %10s %14s\n", "n", "okd", "BLAS direct", "built-in",
