@@ -9,6 +9,6 @@ archs=("${@:-resnet20 resnet32 resnet56}")
 read -r -a archs <<< "${archs[*]}"
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
 for a in "${archs[@]}"; do
-  ./build/apps/bench_train --threads "$threads" --arch "$a"
+  ./${OKD_BUILD_DIR:-build}/apps/bench_train --threads "$threads" --arch "$a"
   /usr/bin/python3 bench/train_peer.py "$threads" "$a"
 done
