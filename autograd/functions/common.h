@@ -7,6 +7,7 @@
 #include "autograd/tape.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/elementwise.h"
+#include "tensor/ops/reduce.h"
 #include "tensor/ops/view.h"
 
 namespace okd::autograd_detail {
@@ -25,20 +26,8 @@ inline Tensor zero_scalar(const Tensor& t) { return scalar_tensor(0.0, t.dtype()
 // A uint8 mask as 0/1 values of like's dtype, to multiply a gradient with.
 inline Tensor mask_as(const Tensor& mask, const Tensor& like) { return ops::to(mask, like.dtype()); }
 
-// Reduction dims normalised against rank: sorted, unique, non-negative; empty means all dims.
-inline std::vector<int64_t> normalize_dims(const std::vector<int64_t>& dims, int64_t rank,
-                                           const char* op) {
-  std::vector<int64_t> out;
-  if (dims.empty()) {
-    for (int64_t d = 0; d < rank; ++d) out.push_back(d);
-    return out;
-  }
-  for (int64_t d : dims) out.push_back(wrap_dim(d, rank, op));
-  std::sort(out.begin(), out.end());
-  OKD_CHECK(std::adjacent_find(out.begin(), out.end()) == out.end(), op, ": dim repeated in ",
-            shape_str(dims));
-  return out;
-}
+// Reduction dims normalised against rank (sorted, unique, non-negative): the raw layer's helper.
+using ops::normalize_dims;
 
 // The shape a reduction over dims has with keepdim = true.
 inline Shape keepdim_shape(const Shape& in_shape, const std::vector<int64_t>& norm_dims) {

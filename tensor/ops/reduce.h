@@ -29,6 +29,10 @@ std::pair<Tensor, Tensor> min(const Tensor& a, int64_t dim, bool keepdim = false
 Tensor argmax(const Tensor& a, int64_t dim, bool keepdim = false);
 Tensor argmin(const Tensor& a, int64_t dim, bool keepdim = false);
 
+// Reduction dims normalised against rank: sorted, unique, non-negative; empty means all dims.
+// Throws naming op for a repeated or out-of-range dim.
+std::vector<int64_t> normalize_dims(const std::vector<int64_t>& dims, int64_t rank, const char* op);
+
 // Sums a (broadcast) gradient back to shape: the reverse of broadcasting.
 Tensor sum_to(const Tensor& a, const Shape& shape);
 

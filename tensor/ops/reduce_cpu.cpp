@@ -18,19 +18,6 @@ namespace {
 
 constexpr int64_t kBlock = 1 << 15;
 
-std::vector<int64_t> norm_dims(const std::vector<int64_t>& dims, int64_t rank, const char* op) {
-  std::vector<int64_t> out;
-  if (dims.empty()) {
-    for (int64_t d = 0; d < rank; ++d) out.push_back(d);
-    return out;
-  }
-  for (int64_t d : dims) out.push_back(wrap_dim(d, rank, op));
-  std::sort(out.begin(), out.end());
-  OKD_CHECK(std::adjacent_find(out.begin(), out.end()) == out.end(), op, ": dim repeated in ",
-            shape_str(dims));
-  return out;
-}
-
 struct Rows {
   Tensor data;       // contiguous [O, R]
   int64_t O = 1, R = 1;
@@ -39,7 +26,7 @@ struct Rows {
 
 Rows to_rows(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim, const char* op) {
   OKD_CHECK(a.device().is_cpu(), op, ": the CPU kernel got a tensor on ", a.device().str());
-  auto rd = norm_dims(dims, a.dim(), op);
+  auto rd = normalize_dims(dims, a.dim(), op);
   std::vector<bool> reduced(a.dim(), false);
   for (int64_t d : rd) reduced[d] = true;
   std::vector<int64_t> perm;
@@ -258,6 +245,19 @@ Tensor norm(const Tensor& a, double pn, const std::vector<int64_t>& dims, bool k
       return static_cast<T>(std::pow(s, 1.0 / pn));
     });
   });
+}
+
+std::vector<int64_t> normalize_dims(const std::vector<int64_t>& dims, int64_t rank, const char* op) {
+  std::vector<int64_t> out;
+  if (dims.empty()) {
+    for (int64_t d = 0; d < rank; ++d) out.push_back(d);
+    return out;
+  }
+  for (int64_t d : dims) out.push_back(wrap_dim(d, rank, op));
+  std::sort(out.begin(), out.end());
+  OKD_CHECK(std::adjacent_find(out.begin(), out.end()) == out.end(), op, ": dim repeated in ",
+            shape_str(dims));
+  return out;
 }
 
 Tensor sum_to(const Tensor& a, const Shape& shape) {
