@@ -6,7 +6,6 @@
 //   autograd_audit --op matmul  one op, with one line per case
 //   autograd_audit --list       the inventory with the case labels, nothing run
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -52,7 +51,8 @@ int main(int argc, char** argv) {
   for (okd::Op op : okd::all_ops())
     if (only_op.empty() || only_op == okd::op_name(op)) ops.push_back(op);
   if (ops.empty()) {
-    std::cerr << "autograd_audit: no op named '" << only_op << "' in the inventory; --list shows them\n";
+    std::cerr << "autograd_audit: no op named '" << only_op
+              << "' in the inventory; --list shows them\n";
     return 2;
   }
   if (!only_op.empty()) verbose = true;
@@ -88,16 +88,19 @@ int main(int argc, char** argv) {
         s.failures.push_back(std::string(okd::op_name(op)) + " [" + c->label + "]: " + r.message);
       }
       if (verbose)
-        std::printf("  %-50s %12.3e %12.3e  %s\n", c->label.c_str(), abs_err, rel_err, r.passed ? "pass" : "FAIL");
+        std::printf("  %-50s %12.3e %12.3e  %s\n", c->label.c_str(), abs_err, rel_err,
+                    r.passed ? "pass" : "FAIL");
     }
     total_cases += s.cases;
-    std::string result = s.cases == 0 ? "FAIL (no gradcheck case)"
-                         : s.failed  ? "FAIL (" + std::to_string(s.failed) + " of " + std::to_string(s.cases) + ")"
-                                     : "pass";
-    if (s.cases == 0) s.failures.push_back(std::string(okd::op_name(op)) + ": no gradcheck case registered");
+    std::string result =
+        s.cases == 0 ? "FAIL (no gradcheck case)"
+        : s.failed   ? "FAIL (" + std::to_string(s.failed) + " of " + std::to_string(s.cases) + ")"
+                     : "pass";
+    if (s.cases == 0)
+      s.failures.push_back(std::string(okd::op_name(op)) + ": no gradcheck case registered");
     if (s.cases == 0 || s.failed) ++failed_ops;
-    std::printf("%-20s %6d %12.3e %12.3e  %s\n", okd::op_name(op), s.cases, s.worst_abs, s.worst_rel,
-                result.c_str());
+    std::printf("%-20s %6d %12.3e %12.3e  %s\n", okd::op_name(op), s.cases, s.worst_abs,
+                s.worst_rel, result.c_str());
     all_failures.insert(all_failures.end(), s.failures.begin(), s.failures.end());
   }
   const double seconds =

@@ -54,9 +54,10 @@ int main(int argc, char** argv) {
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     rusage ru{};
     getrusage(RUSAGE_SELF, &ru);
-    std::printf("okd %-10s batch %lld threads %d: %8.1f images/s  (%.3f s/step, peak RSS %.0f MiB)\n",
-                arch.c_str(), static_cast<long long>(batch), threads, batch * steps / s, s / steps,
-                ru.ru_maxrss / 1024.0);
+    std::printf(
+        "okd %-10s batch %lld threads %d: %8.1f images/s  (%.3f s/step, peak RSS %.0f MiB)\n",
+        arch.c_str(), static_cast<long long>(batch), threads, batch * steps / s, s / steps,
+        ru.ru_maxrss / 1024.0);
     std::fflush(stdout);
   }
   return 0;

@@ -4,7 +4,7 @@
 #include "autograd/functions/elementwise.h"
 #include "autograd/functions/index.h"
 #include "autograd/functions/matmul.h"
-#include "autograd/functions/reduce.h"
 #include "autograd/functions/nn.h"
+#include "autograd/functions/reduce.h"
 #include "autograd/functions/view.h"
 #include "autograd/tape.h"

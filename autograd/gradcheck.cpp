@@ -25,6 +25,7 @@ class GradModeOn {
  public:
   GradModeOn() : prev_(grad_enabled()) { set_grad_enabled(true); }
   ~GradModeOn() { set_grad_enabled(prev_); }
+
  private:
   bool prev_;
 };
@@ -61,8 +62,8 @@ double weighted_sum(const Tensor& out, const std::vector<double>& w) {
 
 }  // namespace
 
-GradcheckResult gradcheck(const std::function<Tensor(const TensorList&)>& f, const TensorList& inputs,
-                          const GradcheckOptions& options) {
+GradcheckResult gradcheck(const std::function<Tensor(const TensorList&)>& f,
+                          const TensorList& inputs, const GradcheckOptions& options) {
   GradcheckResult result;
   result.max_abs_error.assign(inputs.size(), 0.0);
   result.max_rel_error.assign(inputs.size(), 0.0);
@@ -87,7 +88,8 @@ GradcheckResult gradcheck(const std::function<Tensor(const TensorList&)>& f, con
               " requires grad and must be a float64 CPU tensor, got ", in.desc());
     for (int64_t d = 0; d < in.dim(); ++d)
       OKD_CHECK(in.shape()[d] <= 1 || in.strides()[d] != 0, "gradcheck: input ", i, " ", in.desc(),
-                " has a broadcast (stride-0) dim ", d, "; its elements alias and cannot be perturbed "
+                " has a broadcast (stride-0) dim ", d,
+                "; its elements alias and cannot be perturbed "
                 "one at a time");
     Tensor x = copy_with_layout(in);
     x.requires_grad_(true);
@@ -105,15 +107,18 @@ GradcheckResult gradcheck(const std::function<Tensor(const TensorList&)>& f, con
     Tape::current().clear();
     out = f(xs);
     if (!out.defined() || !out.requires_grad())
-      return fail("gradcheck: the output of f does not require grad (no checked input reaches it, "
-                  "or the function did not record itself on the tape)");
-    OKD_CHECK(is_floating(out.dtype()), "gradcheck: the output of f must be floating, got ", out.desc());
+      return fail(
+          "gradcheck: the output of f does not require grad (no checked input reaches it, "
+          "or the function did not record itself on the tape)");
+    OKD_CHECK(is_floating(out.dtype()), "gradcheck: the output of f must be floating, got ",
+              out.desc());
     Generator gen(0x6a09e667);
     Tensor weights = uniform(out.shape(), -1.0, 1.0, gen, DType::Float64);
     w = to_vector<double>(weights);
     backward(out, ops::to(weights, out.dtype()));
     for (size_t i = 0; i < inputs.size(); ++i)
-      if (checked[i]) analytic[i] = xs[i].grad().defined() ? xs[i].grad() : zeros(xs[i].shape(), DType::Float64);
+      if (checked[i])
+        analytic[i] = xs[i].grad().defined() ? xs[i].grad() : zeros(xs[i].shape(), DType::Float64);
   } catch (const std::exception& e) {
     return fail(str("gradcheck: the analytic pass threw: ", e.what()));
   }
@@ -149,8 +154,10 @@ GradcheckResult gradcheck(const std::function<Tensor(const TensorList&)>& f, con
       // gradient is 0 reports a finite number.
       const double rel = diff / (std::fabs(numeric) + options.atol);
       const double allowed = options.atol + options.rtol * std::fabs(numeric);
-      if (!(diff <= result.max_abs_error[i])) result.max_abs_error[i] = std::isnan(diff) ? INFINITY : diff;
-      if (!(rel <= result.max_rel_error[i])) result.max_rel_error[i] = std::isnan(rel) ? INFINITY : rel;
+      if (!(diff <= result.max_abs_error[i]))
+        result.max_abs_error[i] = std::isnan(diff) ? INFINITY : diff;
+      if (!(rel <= result.max_rel_error[i]))
+        result.max_rel_error[i] = std::isnan(rel) ? INFINITY : rel;
       const double excess = std::isnan(diff) ? INFINITY : diff - allowed;
       if (excess > 0 && (worst_message.empty() || excess > worst_excess)) {
         worst_excess = excess;

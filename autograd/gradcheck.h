@@ -10,8 +10,8 @@
 namespace okd {
 
 struct GradcheckOptions {
-  double eps = 1e-6;    // finite-difference step
-  double atol = 1e-5;   // pass when |analytic - numeric| <= atol + rtol * |numeric| everywhere
+  double eps = 1e-6;   // finite-difference step
+  double atol = 1e-5;  // pass when |analytic - numeric| <= atol + rtol * |numeric| everywhere
   double rtol = 1e-3;
 };
 
@@ -19,14 +19,14 @@ struct GradcheckResult {
   bool passed = true;
   std::vector<double> max_abs_error;  // per input (0 for inputs that do not require grad)
   std::vector<double> max_rel_error;
-  std::string message;                // on failure: which input, which element, both values
+  std::string message;  // on failure: which input, which element, both values
 };
 
 // f maps inputs (float64 CPU tensors; those with requires_grad are checked) to an output of any
 // shape. The output is reduced against a fixed random weighting w: L = sum(f(x) * w), so every
 // output element's gradient is exercised. Each input element is perturbed by +-eps.
-GradcheckResult gradcheck(const std::function<Tensor(const TensorList&)>& f, const TensorList& inputs,
-                          const GradcheckOptions& options = {});
+GradcheckResult gradcheck(const std::function<Tensor(const TensorList&)>& f,
+                          const TensorList& inputs, const GradcheckOptions& options = {});
 
 // One gradcheck case of an inventory op: label says which variant (broadcast, non-contiguous ...).
 struct GradcheckCase {
@@ -46,6 +46,6 @@ void add_reduce_cases(std::vector<GradcheckCase>& cases);
 void add_matmul_cases(std::vector<GradcheckCase>& cases);
 void add_view_cases(std::vector<GradcheckCase>& cases);
 void add_index_cases(std::vector<GradcheckCase>& cases);
-void add_nn_cases(std::vector<GradcheckCase>& cases);   // conv, norm, pool, losses (issue 3)
+void add_nn_cases(std::vector<GradcheckCase>& cases);  // conv, norm, pool, losses (issue 3)
 
 }  // namespace okd

@@ -16,7 +16,8 @@ const char* op_name(Op op) {
 const std::vector<Op>& all_ops() {
   static const std::vector<Op> ops = [] {
     std::vector<Op> v;
-    for (uint16_t i = 0; i < static_cast<uint16_t>(Op::kCount); ++i) v.push_back(static_cast<Op>(i));
+    for (uint16_t i = 0; i < static_cast<uint16_t>(Op::kCount); ++i)
+      v.push_back(static_cast<Op>(i));
     return v;
   }();
   return ops;

@@ -22,7 +22,8 @@ const Tensor& Saved::get(Op op) const {
   if (tensor.defined() && tensor.impl()->storage->version() != version) {
     OKD_FAIL("backward of ", op_name(op), ": a tensor it saved (", tensor.desc(),
              ") was modified in place after the forward (version ", version, " -> ",
-             tensor.impl()->storage->version(), "); clone it before modifying, or modify after backward");
+             tensor.impl()->storage->version(),
+             "); clone it before modifying, or modify after backward");
   }
   return tensor;
 }
@@ -65,7 +66,8 @@ void Tape::record(Op op, const TensorList& inputs, const TensorList& outputs, Ba
       in.name = m.name;
       if (m.requires_grad && m.producer >= 0) {
         OKD_CHECK(m.generation == generation_ && m.producer < static_cast<int64_t>(entries_.size()),
-                  op_name(op), ": an input (", t.desc(), ") was produced by a graph that backward() "
+                  op_name(op), ": an input (", t.desc(),
+                  ") was produced by a graph that backward() "
                   "has already consumed and freed; detach() it, or pass retain_graph to backward");
         in.producer = m.producer;
         in.slot = m.slot;
@@ -93,14 +95,17 @@ void Tape::record(Op op, const TensorList& inputs, const TensorList& outputs, Ba
 namespace {
 // a += b where a may be undefined (then a = b). Never writes into b's storage.
 void accumulate(Tensor& a, const Tensor& b) {
-  if (!a.defined()) a = b;
-  else a = ops::add(a, b);
+  if (!a.defined())
+    a = b;
+  else
+    a = ops::add(a, b);
 }
 }  // namespace
 
 void backward(const Tensor& loss, const Tensor& grad_output, bool retain_graph) {
   OKD_CHECK(loss.defined(), "backward: the loss is an undefined tensor");
-  OKD_CHECK(loss.requires_grad(), "backward: the loss ", loss.desc(), " does not require grad "
+  OKD_CHECK(loss.requires_grad(), "backward: the loss ", loss.desc(),
+            " does not require grad "
             "(nothing on its path requires grad, or it was computed under NoGradGuard)");
   Tensor seed = grad_output;
   if (!seed.defined()) {
@@ -148,9 +153,9 @@ void backward(const Tensor& loss, const Tensor& grad_output, bool retain_graph) 
     for (size_t j = 0; j < e.inputs.size(); ++j) {
       const auto& in = e.inputs[j];
       if (!in.needs_grad || !in_grads[j].defined()) continue;
-      OKD_CHECK(in_grads[j].shape() == in.shape, "backward of ", op_name(e.op), ": gradient for input ",
-                j, " has shape ", shape_str(in_grads[j].shape()), " but the input has shape ",
-                shape_str(in.shape));
+      OKD_CHECK(in_grads[j].shape() == in.shape, "backward of ", op_name(e.op),
+                ": gradient for input ", j, " has shape ", shape_str(in_grads[j].shape()),
+                " but the input has shape ", shape_str(in.shape));
       if (in.producer >= 0) {
         TapeEntry& p = entries[in.producer];
         p.grads.resize(p.outputs.size());
@@ -183,13 +188,17 @@ std::string tape_dump() {
     for (size_t j = 0; j < e.inputs.size(); ++j) {
       const auto& in = e.inputs[j];
       if (j) os << ", ";
-      if (in.producer >= 0) os << "#" << in.producer << "." << in.slot;
-      else if (!in.name.empty()) os << in.name;
-      else os << (in.needs_grad ? "leaf" : "const");
+      if (in.producer >= 0)
+        os << "#" << in.producer << "." << in.slot;
+      else if (!in.name.empty())
+        os << in.name;
+      else
+        os << (in.needs_grad ? "leaf" : "const");
       os << shape_str(in.shape);
     }
     os << ") -> ";
-    for (size_t k = 0; k < e.outputs.size(); ++k) os << (k ? ", " : "") << shape_str(e.outputs[k].shape);
+    for (size_t k = 0; k < e.outputs.size(); ++k)
+      os << (k ? ", " : "") << shape_str(e.outputs[k].shape);
     os << "  saved " << e.saved_bytes << " B\n";
   }
   return os.str();
@@ -220,7 +229,8 @@ std::string tape_dot(const Tensor& loss) {
         const TensorImpl* p = in.leaf.get();
         if (leaves.insert(p).second)
           os << "  l" << reinterpret_cast<uintptr_t>(p) << " [shape=ellipse,label=\""
-             << (in.name.empty() ? "leaf" : in.name) << "\\n" << shape_str(in.shape) << "\"];\n";
+             << (in.name.empty() ? "leaf" : in.name) << "\\n"
+             << shape_str(in.shape) << "\"];\n";
         os << "  l" << reinterpret_cast<uintptr_t>(p) << " -> e" << i << ";\n";
       }
     }

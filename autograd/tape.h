@@ -29,6 +29,7 @@ class NoGradGuard {
   ~NoGradGuard() { set_grad_enabled(prev_); }
   NoGradGuard(const NoGradGuard&) = delete;
   NoGradGuard& operator=(const NoGradGuard&) = delete;
+
  private:
   bool prev_;
 };
@@ -39,7 +40,8 @@ struct Saved {
   Tensor tensor;
   uint64_t version = 0;
   Saved() = default;
-  explicit Saved(const Tensor& t) : tensor(t), version(t.defined() ? t.impl()->storage->version() : 0) {}
+  explicit Saved(const Tensor& t)
+      : tensor(t), version(t.defined() ? t.impl()->storage->version() : 0) {}
   const Tensor& get(Op op) const;
 };
 
@@ -51,9 +53,9 @@ using BackwardFn = std::function<TensorList(const TensorList& grad_outputs,
 struct TapeEntry {
   struct Input {
     bool needs_grad = false;
-    int64_t producer = -1;                 // entry that made it; -1 for a leaf
-    int slot = 0;                          // which output of that entry
-    std::shared_ptr<TensorImpl> leaf;      // held only for leaves that require grad
+    int64_t producer = -1;             // entry that made it; -1 for a leaf
+    int slot = 0;                      // which output of that entry
+    std::shared_ptr<TensorImpl> leaf;  // held only for leaves that require grad
     Shape shape;
     std::string name;
   };
@@ -61,14 +63,14 @@ struct TapeEntry {
     Shape shape;
     DType dtype;
     Device device;
-    std::weak_ptr<TensorImpl> tensor;      // weak: the tape never keeps activations alive itself
+    std::weak_ptr<TensorImpl> tensor;  // weak: the tape never keeps activations alive itself
   };
   Op op;
   std::vector<Input> inputs;
   std::vector<Output> outputs;
   BackwardFn backward;
   size_t saved_bytes = 0;
-  TensorList grads;                        // filled during backward
+  TensorList grads;  // filled during backward
 };
 
 class Tape {
@@ -111,8 +113,9 @@ void backward(const Tensor& loss, const Tensor& grad_output = {}, bool retain_gr
 // A view of t sharing storage that does not require grad and has no producer.
 Tensor detach(const Tensor& t);
 
-// ---- audit ---------------------------------------------------------------------------------------
-// One line per entry: index, op, input shapes (leaf names where set), output shapes, saved bytes.
+// ---- audit
+// --------------------------------------------------------------------------------------- One line
+// per entry: index, op, input shapes (leaf names where set), output shapes, saved bytes.
 std::string tape_dump();
 // Graphviz DOT of the entries and leaves the loss depends on.
 std::string tape_dot(const Tensor& loss);

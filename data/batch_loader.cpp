@@ -78,7 +78,8 @@ std::vector<int64_t> BatchLoader::epoch_order(int64_t epoch) const {
 LoadedBatch BatchLoader::build(int64_t batch) const {
   const int64_t start = batch * opt_.batch_size;
   const int64_t B = std::min(opt_.batch_size, size() - start);
-  const int64_t C = dataset_.images.size(1), H = dataset_.images.size(2), W = dataset_.images.size(3);
+  const int64_t C = dataset_.images.size(1), H = dataset_.images.size(2),
+                W = dataset_.images.size(3);
   LoadedBatch out;
   out.labels = empty({B}, DType::Int64);
   const uint8_t* imgs = dataset_.images.data<uint8_t>();
@@ -89,8 +90,8 @@ LoadedBatch BatchLoader::build(int64_t batch) const {
     out.labels.data<int64_t>()[i] = labels[idx];
     for (int v = 0; v < opt_.views; ++v)
       augment_image(imgs + idx * C * H * W, C, H, W, opt_.augment, opt_.seed,
-                    static_cast<uint64_t>(epoch_), static_cast<uint64_t>(idx), static_cast<uint64_t>(v),
-                    out.views[v].data<float>() + i * C * H * W);
+                    static_cast<uint64_t>(epoch_), static_cast<uint64_t>(idx),
+                    static_cast<uint64_t>(v), out.views[v].data<float>() + i * C * H * W);
   }
   return out;
 }

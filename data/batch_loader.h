@@ -17,9 +17,9 @@
 namespace okd::data {
 
 struct Augment {
-  int64_t crop_padding = 0;   // random crop back to the image size after padding by this much
+  int64_t crop_padding = 0;  // random crop back to the image size after padding by this much
   bool reflect_padding = false;
-  bool hflip = false;         // horizontal flip with p = 0.5
+  bool hflip = false;            // horizontal flip with p = 0.5
   std::vector<float> mean, std;  // per channel, on [0, 1] pixel values; empty: no normalisation
 };
 
@@ -28,8 +28,8 @@ struct LoaderOptions {
   bool shuffle = true;
   bool drop_last = false;
   uint64_t seed = 0;
-  int workers = 2;            // 0: build batches on the calling thread
-  int views = 1;              // independent augmentations of each image
+  int workers = 2;  // 0: build batches on the calling thread
+  int views = 1;    // independent augmentations of each image
   Augment augment;
 };
 

@@ -91,8 +91,8 @@ ImageDataset read_cifar_records(const std::vector<std::string>& files, int64_t l
 }  // namespace
 
 ImageDataset load_cifar10(const std::string& dir, bool train) {
-  std::string root = find_dir(dir, "cifar-10-batches-bin", train ? "data_batch_1.bin" : "test_batch.bin",
-                              "cifar10");
+  std::string root = find_dir(dir, "cifar-10-batches-bin",
+                              train ? "data_batch_1.bin" : "test_batch.bin", "cifar10");
   std::vector<std::string> files;
   if (train)
     for (int i = 1; i <= 5; ++i) {
@@ -103,12 +103,14 @@ ImageDataset load_cifar10(const std::string& dir, bool train) {
   else
     files.push_back((fs::path(root) / "test_batch.bin").string());
   ImageDataset d = read_cifar_records(files, 1, 0, 10, train ? "cifar10/train" : "cifar10/test");
-  d.class_names = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
+  d.class_names = {"airplane", "automobile", "bird",  "cat",  "deer",
+                   "dog",      "frog",       "horse", "ship", "truck"};
   return d;
 }
 
 ImageDataset load_cifar100(const std::string& dir, bool train, bool coarse) {
-  std::string root = find_dir(dir, "cifar-100-binary", train ? "train.bin" : "test.bin", "cifar100");
+  std::string root =
+      find_dir(dir, "cifar-100-binary", train ? "train.bin" : "test.bin", "cifar100");
   std::string f = (fs::path(root) / (train ? "train.bin" : "test.bin")).string();
   return read_cifar_records({f}, 2, coarse ? 0 : 1, coarse ? 20 : 100,
                             train ? "cifar100/train" : "cifar100/test");
@@ -129,8 +131,10 @@ std::string find_idx(const std::string& dir, const std::string& stem) {
 
 ImageDataset load_idx(const std::string& dir, bool train, int64_t pad_to, int64_t channels,
                       const std::string& name) {
-  OKD_CHECK(fs::is_directory(dir), name, ": data directory ", dir, " does not exist. On Debian, "
-            "apt-get install dataset-fashion-mnist installs Fashion-MNIST in /usr/share/datasets/fashion-mnist");
+  OKD_CHECK(fs::is_directory(dir), name, ": data directory ", dir,
+            " does not exist. On Debian, "
+            "apt-get install dataset-fashion-mnist installs Fashion-MNIST in "
+            "/usr/share/datasets/fashion-mnist");
   const std::string prefix = train ? "train" : "t10k";
   std::string img_path = find_idx(dir, prefix + "-images-idx3-ubyte");
   std::string lab_path = find_idx(dir, prefix + "-labels-idx1-ubyte");
@@ -140,10 +144,11 @@ ImageDataset load_idx(const std::string& dir, bool train, int64_t pad_to, int64_
   OKD_CHECK(lab.size() >= 8 && be32(lab.data()) == 0x00000801, lab_path,
             ": not an IDX label file (magic must be 0x00000801)");
   const int64_t n = be32(img.data() + 4), h = be32(img.data() + 8), w = be32(img.data() + 12);
-  OKD_CHECK(static_cast<int64_t>(img.size()) == 16 + n * h * w, img_path, ": expected ", 16 + n * h * w,
-            " bytes for ", n, " images of ", h, "x", w, ", got ", img.size());
+  OKD_CHECK(static_cast<int64_t>(img.size()) == 16 + n * h * w, img_path, ": expected ",
+            16 + n * h * w, " bytes for ", n, " images of ", h, "x", w, ", got ", img.size());
   OKD_CHECK(be32(lab.data() + 4) == n && static_cast<int64_t>(lab.size()) == 8 + n, lab_path,
-            ": holds ", be32(lab.data() + 4), " labels (", lab.size(), " bytes) for ", n, " images");
+            ": holds ", be32(lab.data() + 4), " labels (", lab.size(), " bytes) for ", n,
+            " images");
   OKD_CHECK(channels == 1 || channels == 3, name, ": channels must be 1 or 3");
   const int64_t H = std::max(pad_to, h), W = std::max(pad_to, w);
   const int64_t top = (H - h) / 2, left = (W - w) / 2;
@@ -155,14 +160,17 @@ ImageDataset load_idx(const std::string& dir, bool train, int64_t pad_to, int64_
   uint8_t* pi = d.images.data<uint8_t>();
   int64_t* pl = d.labels.data<int64_t>();
   for (int64_t i = 0; i < n; ++i) {
-    OKD_CHECK(lab[8 + i] < 10, lab_path, ": label ", int(lab[8 + i]), " at index ", i, " is not in 0..9");
+    OKD_CHECK(lab[8 + i] < 10, lab_path, ": label ", int(lab[8 + i]), " at index ", i,
+              " is not in 0..9");
     pl[i] = lab[8 + i];
     for (int64_t c = 0; c < channels; ++c)
       for (int64_t r = 0; r < h; ++r)
-        std::memcpy(pi + ((i * channels + c) * H + top + r) * W + left, img.data() + 16 + (i * h + r) * w, w);
+        std::memcpy(pi + ((i * channels + c) * H + top + r) * W + left,
+                    img.data() + 16 + (i * h + r) * w, w);
   }
   if (name == "fashion-mnist")
-    d.class_names = {"t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"};
+    d.class_names = {"t-shirt", "trouser", "pullover", "dress", "coat",
+                     "sandal",  "shirt",   "sneaker",  "bag",   "boot"};
   return d;
 }
 

@@ -10,11 +10,11 @@
 namespace okd::data {
 
 struct ImageDataset {
-  Tensor images;                     // uint8 [N, C, H, W]
-  Tensor labels;                     // int64 [N]
+  Tensor images;  // uint8 [N, C, H, W]
+  Tensor labels;  // int64 [N]
   int64_t num_classes = 0;
   std::vector<std::string> class_names;
-  std::string name;                  // "cifar10/train" ...
+  std::string name;  // "cifar10/train" ...
   int64_t size() const { return labels.defined() ? labels.numel() : 0; }
   // The first n samples (n <= 0 or >= size: everything), sharing no storage with this one.
   ImageDataset first(int64_t n) const;

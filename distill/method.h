@@ -49,8 +49,8 @@ struct BuildContext {
   int64_t num_classes = 10;
   int64_t in_channels = 3;
   int64_t image_size = 32;
-  char shortcut = 'B';               // CIFAR ResNet shortcut option (a method may override)
-  std::string init = "he_fanout";    // weight initialisation scheme (nn/models/zoo_internal.h)
+  char shortcut = 'B';             // CIFAR ResNet shortcut option (a method may override)
+  std::string init = "he_fanout";  // weight initialisation scheme (nn/models/zoo_internal.h)
   uint64_t seed = 0;
   Device device = kCPU;
   int64_t epochs = 1;

@@ -30,18 +30,21 @@ Tensor mse_loss(const Tensor& a, const Tensor& b) { return okd::mse_loss(a, b); 
 
 Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, int64_t stride,
               int64_t padding, int64_t dilation, int64_t groups) {
-  return okd::conv2d(input, weight, bias, {stride, stride, padding, padding, dilation, dilation, groups});
+  return okd::conv2d(input, weight, bias,
+                     {stride, stride, padding, padding, dilation, dilation, groups});
 }
 
-Tensor conv_transpose2d(const Tensor& input, const Tensor& weight, const Tensor& bias, int64_t stride,
-                        int64_t padding, int64_t output_padding, int64_t dilation, int64_t groups) {
+Tensor conv_transpose2d(const Tensor& input, const Tensor& weight, const Tensor& bias,
+                        int64_t stride, int64_t padding, int64_t output_padding, int64_t dilation,
+                        int64_t groups) {
   return okd::conv_transpose2d(input, weight, bias,
                                {stride, stride, padding, padding, dilation, dilation, groups},
                                output_padding, output_padding);
 }
 
 Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor& running_var,
-                  const Tensor& weight, const Tensor& bias, bool training, double momentum, double eps) {
+                  const Tensor& weight, const Tensor& bias, bool training, double momentum,
+                  double eps) {
   return okd::batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps);
 }
 

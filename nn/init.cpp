@@ -17,11 +17,16 @@ std::pair<int64_t, int64_t> fan_in_and_out(const Tensor& w) {
 
 double calculate_gain(Nonlinearity nl, double param) {
   switch (nl) {
-    case Nonlinearity::Linear: return 1.0;
-    case Nonlinearity::Sigmoid: return 1.0;
-    case Nonlinearity::Tanh: return 5.0 / 3.0;
-    case Nonlinearity::ReLU: return std::sqrt(2.0);
-    case Nonlinearity::LeakyReLU: return std::sqrt(2.0 / (1 + param * param));
+    case Nonlinearity::Linear:
+      return 1.0;
+    case Nonlinearity::Sigmoid:
+      return 1.0;
+    case Nonlinearity::Tanh:
+      return 5.0 / 3.0;
+    case Nonlinearity::ReLU:
+      return std::sqrt(2.0);
+    case Nonlinearity::LeakyReLU:
+      return std::sqrt(2.0 / (1 + param * param));
   }
   return 1.0;
 }

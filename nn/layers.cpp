@@ -41,14 +41,17 @@ ConvTranspose2d::ConvTranspose2d(const ConvTranspose2dOptions& o, Generator& gen
 }
 
 Tensor ConvTranspose2d::forward(const Tensor& x) {
-  return F::conv_transpose2d(x, weight, bias, o_.stride, o_.padding, o_.output_padding,
-                             o_.dilation, o_.groups);
+  return F::conv_transpose2d(x, weight, bias, o_.stride, o_.padding, o_.output_padding, o_.dilation,
+                             o_.groups);
 }
 
 BatchNorm::BatchNorm(int64_t c, int spatial_dims, double eps, double momentum, bool affine,
                      bool track)
-    : Layer(spatial_dims == 2 ? "BatchNorm2d" : "BatchNorm1d"), num_features_(c),
-      spatial_dims_(spatial_dims), eps_(eps), momentum_(momentum) {
+    : Layer(spatial_dims == 2 ? "BatchNorm2d" : "BatchNorm1d"),
+      num_features_(c),
+      spatial_dims_(spatial_dims),
+      eps_(eps),
+      momentum_(momentum) {
   if (affine) {
     weight = register_parameter("weight", ones({c}));
     bias = register_parameter("bias", zeros({c}));
@@ -65,11 +68,12 @@ Tensor BatchNorm::forward(const Tensor& x) {
   OKD_CHECK(x.dim() == want_rank || (spatial_dims_ == 0 && x.dim() == 3), type_name(),
             ": expected a ", want_rank, "-D input, got ", shape_str(x.shape()));
   OKD_CHECK(x.size(1) == num_features_, type_name(), ": input has ", x.size(1),
-            " channels but the layer was built for ", num_features_, " (input ", shape_str(x.shape()), ")");
+            " channels but the layer was built for ", num_features_, " (input ",
+            shape_str(x.shape()), ")");
   const bool use_batch_stats = is_training() || !running_mean.defined();
-  if (is_training() && num_batches_tracked.defined())
-    num_batches_tracked.data<int64_t>()[0] += 1;
-  return F::batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats, momentum_, eps_);
+  if (is_training() && num_batches_tracked.defined()) num_batches_tracked.data<int64_t>()[0] += 1;
+  return F::batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats, momentum_,
+                       eps_);
 }
 
 Linear::Linear(int64_t in, int64_t out, Generator& gen, bool has_bias) : Layer("Linear") {

@@ -110,7 +110,8 @@ class AvgPool2d : public Layer {
 
 class AdaptiveAvgPool2d : public Layer {
  public:
-  AdaptiveAvgPool2d(int64_t out_h, int64_t out_w) : Layer("AdaptiveAvgPool2d"), h_(out_h), w_(out_w) {}
+  AdaptiveAvgPool2d(int64_t out_h, int64_t out_w)
+      : Layer("AdaptiveAvgPool2d"), h_(out_h), w_(out_w) {}
   Tensor forward(const Tensor& x) override;
 
  private:
@@ -166,7 +167,8 @@ class ModuleList : public Module {
   void push_back(ModulePtr m);
   size_t size() const { return items_.size(); }
   const ModulePtr& operator[](size_t i) const { return items_.at(i); }
-  template <class M> std::shared_ptr<M> at(size_t i) const {
+  template <class M>
+  std::shared_ptr<M> at(size_t i) const {
     return std::dynamic_pointer_cast<M>(items_.at(i));
   }
 

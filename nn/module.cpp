@@ -12,8 +12,8 @@ namespace okd::nn {
 
 namespace {
 void check_name(const std::string& owner, const std::string& name) {
-  OKD_CHECK(!name.empty() && name.find('.') == std::string::npos, owner,
-            ": invalid name '", name, "' (must be non-empty and contain no '.')");
+  OKD_CHECK(!name.empty() && name.find('.') == std::string::npos, owner, ": invalid name '", name,
+            "' (must be non-empty and contain no '.')");
 }
 template <class V>
 bool has_name(const V& v, const std::string& name) {
@@ -90,7 +90,7 @@ std::vector<Tensor> Module::buffers() const {
 std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modules() const {
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> out;
   std::function<void(const std::string&, const Module&)> walk = [&](const std::string& prefix,
-                                                                   const Module& m) {
+                                                                    const Module& m) {
     for (const auto& [n, c] : m.children_) {
       out.emplace_back(prefix + n, c);
       walk(prefix + n + ".", *c);

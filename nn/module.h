@@ -26,7 +26,8 @@ class Module : public std::enable_shared_from_this<Module> {
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
 
-  // Registration returns what it registered so a constructor can write w_ = register_parameter(...).
+  // Registration returns what it registered so a constructor can write w_ =
+  // register_parameter(...).
   Tensor register_parameter(const std::string& name, Tensor value, bool requires_grad = true);
   Tensor register_buffer(const std::string& name, Tensor value);
   template <class M>

@@ -15,10 +15,14 @@ namespace okd::nn {
 namespace {
 const char* st_dtype(DType t) {
   switch (t) {
-    case DType::Float32: return "F32";
-    case DType::Float64: return "F64";
-    case DType::Int64: return "I64";
-    case DType::UInt8: return "U8";
+    case DType::Float32:
+      return "F32";
+    case DType::Float64:
+      return "F64";
+    case DType::Int64:
+      return "I64";
+    case DType::UInt8:
+      return "U8";
   }
   return "?";
 }
@@ -58,12 +62,21 @@ struct JsonParser {
   const std::string& s;
   const std::string& path;
   size_t i = 0;
-  void ws() { while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i; }
+  void ws() {
+    while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  }
   [[noreturn]] void fail(const char* what) {
     OKD_FAIL("load_safetensors(", path, "): malformed header JSON at byte ", i, ": ", what);
   }
-  char peek() { ws(); if (i >= s.size()) fail("unexpected end"); return s[i]; }
-  void expect(char c) { if (peek() != c) fail("unexpected character"); ++i; }
+  char peek() {
+    ws();
+    if (i >= s.size()) fail("unexpected end");
+    return s[i];
+  }
+  void expect(char c) {
+    if (peek() != c) fail("unexpected character");
+    ++i;
+  }
   std::string string() {
     expect('"');
     std::string o;
@@ -81,12 +94,18 @@ struct JsonParser {
     if (c == '{') {
       v.kind = Json::Obj;
       ++i;
-      if (peek() == '}') { ++i; return v; }
+      if (peek() == '}') {
+        ++i;
+        return v;
+      }
       while (true) {
         std::string k = string();
         expect(':');
         v.obj.emplace_back(k, value());
-        if (peek() == ',') { ++i; continue; }
+        if (peek() == ',') {
+          ++i;
+          continue;
+        }
         expect('}');
         return v;
       }
@@ -94,15 +113,25 @@ struct JsonParser {
     if (c == '[') {
       v.kind = Json::Arr;
       ++i;
-      if (peek() == ']') { ++i; return v; }
+      if (peek() == ']') {
+        ++i;
+        return v;
+      }
       while (true) {
         v.arr.push_back(value());
-        if (peek() == ',') { ++i; continue; }
+        if (peek() == ',') {
+          ++i;
+          continue;
+        }
         expect(']');
         return v;
       }
     }
-    if (c == '"') { v.kind = Json::Str; v.str = string(); return v; }
+    if (c == '"') {
+      v.kind = Json::Str;
+      v.str = string();
+      return v;
+    }
     if (c == '-' || std::isdigit(static_cast<unsigned char>(c))) {
       size_t end = i + 1;
       while (end < s.size() && (std::isdigit(static_cast<unsigned char>(s[end])) || s[end] == '.' ||
@@ -113,7 +142,10 @@ struct JsonParser {
       i = end;
       return v;
     }
-    if (s.compare(i, 4, "null") == 0) { i += 4; return v; }
+    if (s.compare(i, 4, "null") == 0) {
+      i += 4;
+      return v;
+    }
     fail("unexpected value");
   }
 };
@@ -139,8 +171,8 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   for (const auto& [name, t] : tensors) {
     Tensor c = ops::contiguous(ops::to(t, kCPU));
     cpu.push_back(c);
-    h << (first ? "" : ",") << "\"" << json_escape(name) << "\":{\"dtype\":\"" << st_dtype(c.dtype())
-      << "\",\"shape\":[";
+    h << (first ? "" : ",") << "\"" << json_escape(name) << "\":{\"dtype\":\""
+      << st_dtype(c.dtype()) << "\",\"shape\":[";
     for (size_t i = 0; i < c.shape().size(); ++i) h << (i ? "," : "") << c.shape()[i];
     h << "],\"data_offsets\":[" << offset << "," << offset + c.nbytes() << "]}";
     offset += c.nbytes();
@@ -158,7 +190,8 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
     for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
     f.write(reinterpret_cast<const char*>(len), 8);
     f.write(header.data(), static_cast<std::streamsize>(header.size()));
-    for (const auto& c : cpu) f.write(static_cast<const char*>(c.raw_data()), static_cast<std::streamsize>(c.nbytes()));
+    for (const auto& c : cpu)
+      f.write(static_cast<const char*>(c.raw_data()), static_cast<std::streamsize>(c.nbytes()));
     f.flush();
     OKD_CHECK(f.good(), "save_safetensors: write to ", tmp, " failed (disk full?)");
   }
@@ -166,13 +199,15 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
             " to ", path);
 }
 
-NamedTensors load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
+NamedTensors load_safetensors(const std::string& path,
+                              std::map<std::string, std::string>* metadata) {
   std::ifstream f(path, std::ios::binary);
   OKD_CHECK(f.good(), "load_safetensors: cannot open ", path);
   f.seekg(0, std::ios::end);
   const uint64_t file_size = static_cast<uint64_t>(f.tellg());
   f.seekg(0);
-  OKD_CHECK(file_size >= 8, "load_safetensors(", path, "): file is ", file_size, " bytes, too short");
+  OKD_CHECK(file_size >= 8, "load_safetensors(", path, "): file is ", file_size,
+            " bytes, too short");
   unsigned char len[8];
   f.read(reinterpret_cast<char*>(len), 8);
   uint64_t n = 0;
@@ -195,14 +230,14 @@ NamedTensors load_safetensors(const std::string& path, std::map<std::string, std
     const Json* dt = v.get("dtype");
     const Json* sh = v.get("shape");
     const Json* off = v.get("data_offsets");
-    OKD_CHECK(dt && sh && off && off->arr.size() == 2, "load_safetensors(", path, "): entry '", name,
-              "' lacks dtype, shape or data_offsets");
+    OKD_CHECK(dt && sh && off && off->arr.size() == 2, "load_safetensors(", path, "): entry '",
+              name, "' lacks dtype, shape or data_offsets");
     Shape shape;
     for (const auto& d : sh->arr) shape.push_back(d.num);
     Tensor t = empty(shape, parse_st_dtype(dt->str, path));
     uint64_t b = static_cast<uint64_t>(off->arr[0].num), e = static_cast<uint64_t>(off->arr[1].num);
-    OKD_CHECK(e >= b && e - b == t.nbytes(), "load_safetensors(", path, "): entry '", name, "' has ",
-              e - b, " bytes but shape ", shape_str(shape), " needs ", t.nbytes());
+    OKD_CHECK(e >= b && e - b == t.nbytes(), "load_safetensors(", path, "): entry '", name,
+              "' has ", e - b, " bytes but shape ", shape_str(shape), " needs ", t.nbytes());
     OKD_CHECK(data_start + e <= file_size, "load_safetensors(", path, "): entry '", name,
               "' runs past the end of the file (truncated?)");
     f.seekg(static_cast<std::streamoff>(data_start + b));

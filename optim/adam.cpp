@@ -36,7 +36,8 @@ Adam::Adam(const char* name, std::vector<ParamGroup> groups, AdamOptions options
   OKD_CHECK(options_.eps >= 0, name, ": expected eps >= 0, got ", options_.eps);
 }
 
-void Adam::update(const ParamGroup& group, const Tensor& param, const Tensor& grad, ParamState& state) {
+void Adam::update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
+                  ParamState& state) {
   const int64_t n = param.numel();
   const bool amsgrad = options_.amsgrad;
   for (const char* b : {"exp_avg", "exp_avg_sq"})

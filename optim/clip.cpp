@@ -42,10 +42,14 @@ double norm_of(const Tensor& g, double p) {
         double acc = 0;
         for (int64_t i = b * kBlock, e = std::min(n, (b + 1) * kBlock); i < e; ++i) {
           const double a = std::fabs(static_cast<double>(d[i]));
-          if (inf) acc = std::isnan(a) || acc < a ? a : acc;
-          else if (p == 2) acc += a * a;
-          else if (p == 1) acc += a;
-          else acc += std::pow(a, p);
+          if (inf)
+            acc = std::isnan(a) || acc < a ? a : acc;
+          else if (p == 2)
+            acc += a * a;
+          else if (p == 1)
+            acc += a;
+          else
+            acc += std::pow(a, p);
         }
         partial[static_cast<size_t>(b)] = acc;
       }
@@ -53,8 +57,10 @@ double norm_of(const Tensor& g, double p) {
   });
   double total = 0;
   for (double v : partial) {
-    if (inf) total = std::isnan(v) || total < v ? v : total;
-    else total += v;
+    if (inf)
+      total = std::isnan(v) || total < v ? v : total;
+    else
+      total += v;
   }
   return inf ? total : std::pow(total, 1.0 / p);
 }
@@ -64,8 +70,10 @@ double total_norm(const std::vector<Tensor>& grads, double p) {
   double acc = 0;
   for (const Tensor& g : grads) {
     const double nrm = norm_of(g, p);
-    if (std::isinf(p)) acc = std::isnan(nrm) || acc < nrm ? nrm : acc;
-    else acc += p == 2 ? nrm * nrm : std::pow(nrm, p);
+    if (std::isinf(p))
+      acc = std::isnan(nrm) || acc < nrm ? nrm : acc;
+    else
+      acc += p == 2 ? nrm * nrm : std::pow(nrm, p);
   }
   return std::isinf(p) ? acc : std::pow(acc, 1.0 / p);
 }
@@ -79,14 +87,15 @@ double grad_norm(const std::vector<Tensor>& params, double norm_type) {
 
 double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, double norm_type,
                        bool error_if_nonfinite) {
-  OKD_CHECK(norm_type > 0, "clip_grad_norm_: expected norm_type > 0 (or INFINITY), got ", norm_type);
+  OKD_CHECK(norm_type > 0, "clip_grad_norm_: expected norm_type > 0 (or INFINITY), got ",
+            norm_type);
   OKD_CHECK(max_norm >= 0, "clip_grad_norm_: expected max_norm >= 0, got ", max_norm);
   NoGradGuard no_grad;
   std::vector<Tensor> grads = present_grads("clip_grad_norm_", params);
   if (grads.empty()) return 0.0;
   const double total = total_norm(grads, norm_type);
-  OKD_CHECK(!error_if_nonfinite || std::isfinite(total), "clip_grad_norm_: the total norm of order ",
-            norm_type, " of the gradients is ", total,
+  OKD_CHECK(!error_if_nonfinite || std::isfinite(total),
+            "clip_grad_norm_: the total norm of order ", norm_type, " of the gradients is ", total,
             " (non-finite); pass error_if_nonfinite = false to scale by it anyway");
   const double coef = max_norm / (total + 1e-6);
   // PyTorch clamps coef to 1 and always multiplies; multiplying by 1 changes nothing, so skip it.

@@ -36,8 +36,8 @@ Ema::Ema(std::vector<Tensor> averaged, std::vector<Tensor> source, EmaOptions op
   for (size_t i = 0; i < averaged_.size(); ++i) {
     const Tensor &a = averaged_[i], &s = source_[i];
     OKD_CHECK(a.defined() && s.defined(), "Ema: tensor pair ", i, " has an undefined tensor");
-    OKD_CHECK(a.shape() == s.shape() && a.dtype() == s.dtype(), "Ema: pair ", i, " differs: averaged ",
-              a.desc(), " vs source ", s.desc());
+    OKD_CHECK(a.shape() == s.shape() && a.dtype() == s.dtype(), "Ema: pair ", i,
+              " differs: averaged ", a.desc(), " vs source ", s.desc());
     OKD_CHECK(a.device().is_cpu() && s.device().is_cpu() && is_floating(a.dtype()) &&
                   a.is_contiguous() && s.is_contiguous(),
               "Ema: pair ", i, " must be contiguous float CPU tensors, got ", a.desc(), " and ",

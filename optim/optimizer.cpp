@@ -14,15 +14,16 @@ namespace detail {
 
 Tensor checked_grad(const char* op, const std::string& where, const Tensor& param,
                     const Tensor& grad) {
-  OKD_CHECK(param.device().is_cpu(), op, ": ", where,
-            " is on ", param.device(), "; the optimizer updates CPU tensors only");
+  OKD_CHECK(param.device().is_cpu(), op, ": ", where, " is on ", param.device(),
+            "; the optimizer updates CPU tensors only");
   OKD_CHECK(is_floating(param.dtype()), op, ": ", where, " must be float32 or float64, got ",
             param.desc());
   OKD_CHECK(param.is_contiguous(), op, ": ", where,
             " must be contiguous to be updated in place, got strides ", shape_str(param.strides()),
             " for shape ", shape_str(param.shape()));
-  OKD_CHECK(grad.shape() == param.shape() && grad.dtype() == param.dtype(), op, ": the gradient of ",
-            where, " is ", grad.desc(), " but the parameter is ", param.desc());
+  OKD_CHECK(grad.shape() == param.shape() && grad.dtype() == param.dtype(), op,
+            ": the gradient of ", where, " is ", grad.desc(), " but the parameter is ",
+            param.desc());
   OKD_CHECK(grad.device() == param.device(), op, ": the gradient of ", where, " is on ",
             grad.device(), " but the parameter is on ", param.device());
   return grad.is_contiguous() ? grad : ops::contiguous(grad);

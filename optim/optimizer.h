@@ -41,8 +41,8 @@ struct ParamGroup {
 
 // What the optimizer keeps for one parameter.
 struct ParamState {
-  int64_t step = 0;                        // updates received so far (after this step's update)
-  std::map<std::string, Tensor> buffers;   // same shape and dtype as the parameter
+  int64_t step = 0;                       // updates received so far (after this step's update)
+  std::map<std::string, Tensor> buffers;  // same shape and dtype as the parameter
   bool has(const std::string& name) const { return buffers.count(name) != 0; }
 };
 

@@ -36,7 +36,8 @@ void LrSchedule::apply(Optimizer& optimizer, const std::vector<double>& base_lrs
   for (size_t i = 0; i < groups.size(); ++i) groups[i].lr = base_lrs[i] * f;
 }
 
-StepSchedule::StepSchedule(double step_epochs, double gamma) : step_epochs_(step_epochs), gamma_(gamma) {
+StepSchedule::StepSchedule(double step_epochs, double gamma)
+    : step_epochs_(step_epochs), gamma_(gamma) {
   OKD_CHECK(step_epochs > 0, "StepSchedule: expected step_epochs > 0, got ", step_epochs);
   OKD_CHECK(gamma > 0, "StepSchedule: expected gamma > 0, got ", gamma);
 }
@@ -55,7 +56,8 @@ MultiStepSchedule::MultiStepSchedule(std::vector<double> milestones, double gamm
   std::sort(milestones_.begin(), milestones_.end());
 }
 double MultiStepSchedule::factor_at(const ScheduleClock& c) const {
-  const auto passed = std::upper_bound(milestones_.begin(), milestones_.end(), c.epochs) - milestones_.begin();
+  const auto passed =
+      std::upper_bound(milestones_.begin(), milestones_.end(), c.epochs) - milestones_.begin();
   return std::pow(gamma_, static_cast<double>(passed));
 }
 std::string MultiStepSchedule::describe() const {
@@ -81,7 +83,8 @@ PolynomialSchedule::PolynomialSchedule(double total_epochs, double power, double
     : total_(total_epochs), power_(power), final_(final_factor) {
   OKD_CHECK(total_epochs > 0, "PolynomialSchedule: expected total_epochs > 0, got ", total_epochs);
   OKD_CHECK(power > 0, "PolynomialSchedule: expected power > 0, got ", power);
-  OKD_CHECK(final_factor >= 0, "PolynomialSchedule: expected final_factor >= 0, got ", final_factor);
+  OKD_CHECK(final_factor >= 0, "PolynomialSchedule: expected final_factor >= 0, got ",
+            final_factor);
 }
 double PolynomialSchedule::factor_at(const ScheduleClock& c) const {
   const double t = std::clamp(c.epochs, 0.0, total_);
@@ -124,13 +127,18 @@ LrSchedulePtr make_schedule(const ScheduleSpec& spec) {
             "make_schedule: expected warmup_epochs in [0, epochs = ", spec.epochs, "), got ",
             spec.warmup_epochs);
   const bool warm = spec.warmup_epochs > 0;
-  const double span =
-      warm && spec.warmup_mode == WarmupMode::Shift ? spec.epochs - spec.warmup_epochs : spec.epochs;
+  const double span = warm && spec.warmup_mode == WarmupMode::Shift
+                          ? spec.epochs - spec.warmup_epochs
+                          : spec.epochs;
   LrSchedulePtr s;
-  if (spec.kind == "constant") s = std::make_shared<ConstantSchedule>();
-  else if (spec.kind == "step") s = std::make_shared<StepSchedule>(spec.step_epochs, spec.gamma);
-  else if (spec.kind == "multistep") s = std::make_shared<MultiStepSchedule>(spec.milestones, spec.gamma);
-  else if (spec.kind == "cosine") s = std::make_shared<CosineSchedule>(span, spec.final_factor);
+  if (spec.kind == "constant")
+    s = std::make_shared<ConstantSchedule>();
+  else if (spec.kind == "step")
+    s = std::make_shared<StepSchedule>(spec.step_epochs, spec.gamma);
+  else if (spec.kind == "multistep")
+    s = std::make_shared<MultiStepSchedule>(spec.milestones, spec.gamma);
+  else if (spec.kind == "cosine")
+    s = std::make_shared<CosineSchedule>(span, spec.final_factor);
   else if (spec.kind == "polynomial")
     s = std::make_shared<PolynomialSchedule>(span, spec.power, spec.final_factor);
   else

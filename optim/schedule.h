@@ -80,6 +80,7 @@ class StepSchedule : public LrSchedule {
   StepSchedule(double step_epochs, double gamma);
   double factor_at(const ScheduleClock& c) const override;
   std::string describe() const override;
+
  private:
   double step_epochs_, gamma_;
 };
@@ -90,6 +91,7 @@ class MultiStepSchedule : public LrSchedule {
   MultiStepSchedule(std::vector<double> milestones, double gamma);
   double factor_at(const ScheduleClock& c) const override;
   std::string describe() const override;
+
  private:
   std::vector<double> milestones_;
   double gamma_;
@@ -101,6 +103,7 @@ class CosineSchedule : public LrSchedule {
   CosineSchedule(double total_epochs, double final_factor = 0);
   double factor_at(const ScheduleClock& c) const override;
   std::string describe() const override;
+
  private:
   double total_, final_;
 };
@@ -110,6 +113,7 @@ class PolynomialSchedule : public LrSchedule {
   PolynomialSchedule(double total_epochs, double power = 1.0, double final_factor = 0);
   double factor_at(const ScheduleClock& c) const override;
   std::string describe() const override;
+
  private:
   double total_, power_, final_;
 };
@@ -131,6 +135,7 @@ class WarmupSchedule : public LrSchedule {
   std::string describe() const override;
   // The warmup's length in epochs for a given epoch length.
   double length_epochs(int64_t iters_per_epoch) const;
+
  private:
   LrSchedulePtr main_;
   WarmupOptions options_;
@@ -141,13 +146,13 @@ class WarmupSchedule : public LrSchedule {
 // polynomial run over the epochs left after the warmup; in Multiply mode over all epochs.
 struct ScheduleSpec {
   std::string kind = "multistep";
-  double epochs = 300;                 // length of the run (cosine, polynomial)
-  std::vector<double> milestones;      // multistep
-  double gamma = 0.1;                  // step, multistep
-  double step_epochs = 30;             // step
-  double final_factor = 0;             // cosine, polynomial: final lr / base lr
-  double power = 1;                    // polynomial
-  double warmup_epochs = 0;            // 0: no warmup
+  double epochs = 300;             // length of the run (cosine, polynomial)
+  std::vector<double> milestones;  // multistep
+  double gamma = 0.1;              // step, multistep
+  double step_epochs = 30;         // step
+  double final_factor = 0;         // cosine, polynomial: final lr / base lr
+  double power = 1;                // polynomial
+  double warmup_epochs = 0;        // 0: no warmup
   double warmup_start_factor = 1.0 / 3;
   WarmupMode warmup_mode = WarmupMode::Multiply;
   ScheduleTiming timing;

@@ -14,7 +14,8 @@ std::vector<ParamGroup> one_group(std::vector<Tensor> params) {
 }
 }  // namespace
 
-SGD::SGD(std::vector<Tensor> params, SGDOptions options) : SGD(one_group(std::move(params)), options) {}
+SGD::SGD(std::vector<Tensor> params, SGDOptions options)
+    : SGD(one_group(std::move(params)), options) {}
 
 SGD::SGD(std::vector<ParamGroup> groups, SGDOptions options)
     : Optimizer("SGD", std::move(groups), options.lr, options.weight_decay), options_(options) {
@@ -26,11 +27,13 @@ SGD::SGD(std::vector<ParamGroup> groups, SGDOptions options)
             options_.momentum, " and dampening ", options_.dampening);
 }
 
-void SGD::update(const ParamGroup& group, const Tensor& param, const Tensor& grad, ParamState& state) {
+void SGD::update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
+                 ParamState& state) {
   const int64_t n = param.numel();
   const double momentum = options_.momentum;
   const bool first = momentum != 0 && !state.has("momentum_buffer");
-  if (momentum != 0 && first) state.buffers["momentum_buffer"] = empty(param.shape(), param.dtype());
+  if (momentum != 0 && first)
+    state.buffers["momentum_buffer"] = empty(param.shape(), param.dtype());
   OKD_DISPATCH_FLOAT(param.dtype(), "SGD::step", [&]<class T>() {
     T* p = param.data<T>();
     const T* dp = grad.data<T>();

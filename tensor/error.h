@@ -36,8 +36,8 @@ std::string shape_str(const std::vector<int64_t>& shape);
 }  // namespace okd
 
 // OKD_CHECK(cond, pieces...): throws okd::Error(pieces...) when cond is false.
-#define OKD_CHECK(cond, ...)                          \
-  do {                                                \
+#define OKD_CHECK(cond, ...)                                  \
+  do {                                                        \
     if (!(cond)) throw ::okd::Error(::okd::str(__VA_ARGS__)); \
   } while (0)
 

@@ -14,9 +14,11 @@
 namespace okd {
 
 namespace {
-std::string header_value(const std::string& header, const std::string& key, const std::string& path) {
+std::string header_value(const std::string& header, const std::string& key,
+                         const std::string& path) {
   size_t k = header.find("'" + key + "'");
-  OKD_CHECK(k != std::string::npos, "load_npy(", path, "): header has no '", key, "' (", header, ")");
+  OKD_CHECK(k != std::string::npos, "load_npy(", path, "): header has no '", key, "' (", header,
+            ")");
   size_t colon = header.find(':', k);
   OKD_CHECK(colon != std::string::npos, "load_npy(", path, "): malformed header ", header);
   return header.substr(colon + 1);
@@ -52,17 +54,24 @@ Tensor load_npy(const std::string& path) {
   size_t q1 = descr_v.find('\''), q2 = descr_v.find('\'', q1 + 1);
   std::string descr = descr_v.substr(q1 + 1, q2 - q1 - 1);
   DType dtype;
-  if (descr == "<f4") dtype = DType::Float32;
-  else if (descr == "<f8") dtype = DType::Float64;
-  else if (descr == "<i8") dtype = DType::Int64;
-  else if (descr == "|u1" || descr == "|b1") dtype = DType::UInt8;
-  else OKD_FAIL("load_npy(", path, "): unsupported dtype '", descr, "' (okd reads <f4, <f8, <i8, |u1, |b1)");
+  if (descr == "<f4")
+    dtype = DType::Float32;
+  else if (descr == "<f8")
+    dtype = DType::Float64;
+  else if (descr == "<i8")
+    dtype = DType::Int64;
+  else if (descr == "|u1" || descr == "|b1")
+    dtype = DType::UInt8;
+  else
+    OKD_FAIL("load_npy(", path, "): unsupported dtype '", descr,
+             "' (okd reads <f4, <f8, <i8, |u1, |b1)");
 
   std::string fo = header_value(header, "fortran_order", path);
   bool fortran = fo.find("True") < fo.find(',');
   std::string sv = header_value(header, "shape", path);
   size_t p1 = sv.find('('), p2 = sv.find(')');
-  OKD_CHECK(p1 != std::string::npos && p2 != std::string::npos, "load_npy(", path, "): malformed shape");
+  OKD_CHECK(p1 != std::string::npos && p2 != std::string::npos, "load_npy(", path,
+            "): malformed shape");
   Shape shape;
   std::stringstream ss(sv.substr(p1 + 1, p2 - p1 - 1));
   for (std::string item; std::getline(ss, item, ',');) {
@@ -83,16 +92,19 @@ Tensor load_npy(const std::string& path) {
 
 void save_npy(const std::string& path, const Tensor& t) {
   Tensor c = ops::contiguous(ops::to(t, kCPU));
-  const char* descr = c.dtype() == DType::Float32 ? "<f4"
+  const char* descr = c.dtype() == DType::Float32   ? "<f4"
                       : c.dtype() == DType::Float64 ? "<f8"
                       : c.dtype() == DType::Int64   ? "<i8"
                                                     : "|u1";
   std::string shape = "(";
   for (size_t i = 0; i < c.shape().size(); ++i) shape += std::to_string(c.shape()[i]) + ", ";
-  if (c.shape().size() > 1) shape.resize(shape.size() - 2);
-  else if (c.shape().size() == 1) shape.resize(shape.size() - 1);
+  if (c.shape().size() > 1)
+    shape.resize(shape.size() - 2);
+  else if (c.shape().size() == 1)
+    shape.resize(shape.size() - 1);
   shape += ")";
-  std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
+  std::string header =
+      std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
   size_t total = 10 + header.size() + 1;
   header += std::string((64 - total % 64) % 64, ' ') + "\n";
   std::ofstream f(path, std::ios::binary | std::ios::trunc);

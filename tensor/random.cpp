@@ -21,7 +21,10 @@ std::array<uint32_t, 4> philox4x32(uint64_t counter_lo, uint64_t counter_hi, uin
     uint32_t hi0 = static_cast<uint32_t>(p0 >> 32), lo0 = static_cast<uint32_t>(p0);
     uint32_t hi1 = static_cast<uint32_t>(p1 >> 32), lo1 = static_cast<uint32_t>(p1);
     uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
-    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+    c0 = n0;
+    c1 = n1;
+    c2 = n2;
+    c3 = n3;
     k0 += kW0;
     k1 += kW1;
   }
@@ -61,7 +64,9 @@ Tensor uniform(const Shape& shape, double lo, double hi, Generator& gen, DType d
   return t;
 }
 
-Tensor rand(const Shape& shape, Generator& gen, DType dtype) { return uniform(shape, 0, 1, gen, dtype); }
+Tensor rand(const Shape& shape, Generator& gen, DType dtype) {
+  return uniform(shape, 0, 1, gen, dtype);
+}
 
 // Box-Muller on two words per value: z = sqrt(-2 ln u1) cos(2 pi u2), u1 in (0, 1].
 Tensor randn(const Shape& shape, Generator& gen, DType dtype) {

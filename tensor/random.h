@@ -17,8 +17,14 @@ class Generator {
   explicit Generator(uint64_t seed = 0) : seed_(seed) {}
   uint64_t seed() const { return seed_; }
   uint64_t offset() const { return offset_; }
-  void set_state(uint64_t seed, uint64_t offset) { seed_ = seed; offset_ = offset; }
-  void manual_seed(uint64_t seed) { seed_ = seed; offset_ = 0; }
+  void set_state(uint64_t seed, uint64_t offset) {
+    seed_ = seed;
+    offset_ = offset;
+  }
+  void manual_seed(uint64_t seed) {
+    seed_ = seed;
+    offset_ = 0;
+  }
   // Reserves n blocks (4 numbers each) and returns the first block's counter.
   uint64_t reserve(uint64_t blocks) {
     uint64_t first = offset_;
@@ -46,8 +52,12 @@ Tensor bernoulli(const Shape& shape, double p, Generator& gen, DType dtype = DTy
 // Uniform in [lo, hi).
 Tensor uniform(const Shape& shape, double lo, double hi, Generator& gen,
                DType dtype = DType::Float32);
-inline Tensor rand(const Shape& s, DType d = DType::Float32) { return rand(s, default_generator(), d); }
-inline Tensor randn(const Shape& s, DType d = DType::Float32) { return randn(s, default_generator(), d); }
+inline Tensor rand(const Shape& s, DType d = DType::Float32) {
+  return rand(s, default_generator(), d);
+}
+inline Tensor randn(const Shape& s, DType d = DType::Float32) {
+  return randn(s, default_generator(), d);
+}
 // A random permutation of 0..n-1 (int64), from the generator.
 Tensor randperm(int64_t n, Generator& gen);
 

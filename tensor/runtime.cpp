@@ -64,8 +64,10 @@ std::string runtime_summary() {
 #else
   s += " | OpenMP: off (1 thread)";
 #endif
-  if (cuda_built()) s += " | CUDA: built, " + std::to_string(cuda_device_count()) + " device(s)";
-  else s += " | CUDA: not built";
+  if (cuda_built())
+    s += " | CUDA: built, " + std::to_string(cuda_device_count()) + " device(s)";
+  else
+    s += " | CUDA: not built";
   return s;
 }
 

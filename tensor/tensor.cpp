@@ -53,7 +53,8 @@ Shape contiguous_strides(const Shape& shape) {
 
 int64_t wrap_dim(int64_t dim, int64_t rank, const char* op) {
   int64_t r = std::max<int64_t>(rank, 1);
-  OKD_CHECK(dim >= -r && dim < r, op, ": dim ", dim, " is out of range for a tensor of rank ", rank);
+  OKD_CHECK(dim >= -r && dim < r, op, ": dim ", dim, " is out of range for a tensor of rank ",
+            rank);
   return dim < 0 ? dim + r : dim;
 }
 
@@ -97,7 +98,8 @@ bool Tensor::shares_storage(const Tensor& o) const {
 }
 
 double Tensor::item() const {
-  OKD_CHECK(numel() == 1, "item(): expected a tensor with one element, got shape ", shape_str(shape()));
+  OKD_CHECK(numel() == 1, "item(): expected a tensor with one element, got shape ",
+            shape_str(shape()));
   return at(std::vector<int64_t>(dim(), 0));
 }
 
@@ -123,8 +125,10 @@ double Tensor::at(const std::vector<int64_t>& index) const {
 }
 
 Tensor& Tensor::requires_grad_(bool value) {
-  OKD_CHECK(!value || is_floating(dtype()), "requires_grad_: only floating tensors can require "
-            "gradients, got ", dtype_name(dtype()));
+  OKD_CHECK(!value || is_floating(dtype()),
+            "requires_grad_: only floating tensors can require "
+            "gradients, got ",
+            dtype_name(dtype()));
   checked()->autograd.requires_grad = value;
   return *this;
 }
@@ -149,8 +153,10 @@ void print_rec(std::ostringstream& os, const Tensor& t, std::vector<int64_t>& id
     idx[d] = i;
     if (d + 1 == t.dim()) {
       double v = t.at(idx);
-      if (is_floating(t.dtype())) os << std::setprecision(6) << v;
-      else os << static_cast<int64_t>(v);
+      if (is_floating(t.dtype()))
+        os << std::setprecision(6) << v;
+      else
+        os << static_cast<int64_t>(v);
     } else {
       print_rec(os, t, idx, d + 1, edge, indent + 1);
     }
@@ -180,7 +186,8 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.to_
 
 // ---- creation ------------------------------------------------------------------------------
 Tensor empty(const Shape& shape, DType dtype, Device device) {
-  for (int64_t d : shape) OKD_CHECK(d >= 0, "empty: negative dimension in shape ", shape_str(shape));
+  for (int64_t d : shape)
+    OKD_CHECK(d >= 0, "empty: negative dimension in shape ", shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), device);
   impl->shape = shape;
@@ -196,12 +203,18 @@ Tensor full(const Shape& shape, double value, DType dtype, Device device) {
 }
 Tensor zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
-  if (device.is_cpu()) std::memset(t.raw_data(), 0, t.nbytes());
-  else ops::fill_(t, 0.0);
+  if (device.is_cpu())
+    std::memset(t.raw_data(), 0, t.nbytes());
+  else
+    ops::fill_(t, 0.0);
   return t;
 }
-Tensor ones(const Shape& shape, DType dtype, Device device) { return full(shape, 1.0, dtype, device); }
-Tensor scalar_tensor(double value, DType dtype, Device device) { return full({}, value, dtype, device); }
+Tensor ones(const Shape& shape, DType dtype, Device device) {
+  return full(shape, 1.0, dtype, device);
+}
+Tensor scalar_tensor(double value, DType dtype, Device device) {
+  return full({}, value, dtype, device);
+}
 Tensor empty_like(const Tensor& t) { return empty(t.shape(), t.dtype(), t.device()); }
 Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype(), t.device()); }
 Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype(), t.device()); }
@@ -216,12 +229,14 @@ Tensor arange(double start, double end, double step, DType dtype) {
   });
   return t;
 }
-Tensor arange(int64_t end, DType dtype) { return arange(0.0, static_cast<double>(end), 1.0, dtype); }
+Tensor arange(int64_t end, DType dtype) {
+  return arange(0.0, static_cast<double>(end), 1.0, dtype);
+}
 
 template <class T>
 Tensor from_vector(const std::vector<T>& values, const Shape& shape) {
-  OKD_CHECK(shape_numel(shape) == static_cast<int64_t>(values.size()), "from_vector: ",
-            values.size(), " values do not fill shape ", shape_str(shape));
+  OKD_CHECK(shape_numel(shape) == static_cast<int64_t>(values.size()),
+            "from_vector: ", values.size(), " values do not fill shape ", shape_str(shape));
   Tensor t = empty(shape, dtype_v<T>);
   if (!values.empty()) std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(T));
   return t;
@@ -250,7 +265,10 @@ Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, i
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == 0) empty_view = true;
     int64_t ext = (shape[i] - 1) * strides[i];
-    if (ext > 0) hi += ext; else lo += ext;
+    if (ext > 0)
+      hi += ext;
+    else
+      lo += ext;
   }
   int64_t cap = static_cast<int64_t>(base.impl()->storage->nbytes() / dtype_size(base.dtype()));
   OKD_CHECK(empty_view || (lo >= 0 && hi < std::max<int64_t>(cap, 1)), "make_view: view ",
@@ -286,8 +304,8 @@ Shape infer_shape(const Shape& shape, int64_t numel, const char* op, const Shape
               " for ", numel, " elements (from ", shape_str(from), ")");
     out[infer] = numel / known;
   }
-  OKD_CHECK(shape_numel(out) == numel, op, ": shape ", shape_str(shape), " is invalid for input of shape ",
-            shape_str(from), " (", numel, " elements)");
+  OKD_CHECK(shape_numel(out) == numel, op, ": shape ", shape_str(shape),
+            " is invalid for input of shape ", shape_str(from), " (", numel, " elements)");
   return out;
 }
 
@@ -297,7 +315,10 @@ bool view_strides(const Tensor& t, const Shape& shape, Shape& out) {
   const Shape& os = t.shape();
   const Shape& ost = t.strides();
   out.assign(shape.size(), 0);
-  if (t.numel() == 0) { out = contiguous_strides(shape); return true; }
+  if (t.numel() == 0) {
+    out = contiguous_strides(shape);
+    return true;
+  }
   int64_t view_d = static_cast<int64_t>(shape.size()) - 1;
   int64_t chunk_base_stride = ost.empty() ? 1 : ost.back();
   int64_t tensor_numel = 1, view_numel = 1;

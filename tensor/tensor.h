@@ -36,7 +36,7 @@ struct AutogradMeta {
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
   Shape shape;
-  Shape strides;  // in elements
+  Shape strides;       // in elements
   int64_t offset = 0;  // in elements
   DType dtype = DType::Float32;
   AutogradMeta autograd;
@@ -51,7 +51,7 @@ class Tensor {
   const Shape& shape() const { return checked()->shape; }
   const Shape& strides() const { return checked()->strides; }
   int64_t dim() const { return static_cast<int64_t>(shape().size()); }
-  int64_t size(int64_t d) const;    // negative d counts from the end
+  int64_t size(int64_t d) const;  // negative d counts from the end
   int64_t stride(int64_t d) const;
   int64_t numel() const;
   int64_t offset() const { return checked()->offset; }
@@ -62,14 +62,18 @@ class Tensor {
 
   // Pointer to element [0,...,0] (storage base + offset). data<T>() checks T against the dtype.
   void* raw_data() const;
-  template <class T> T* data() const {
+  template <class T>
+  T* data() const {
     OKD_CHECK(dtype() == dtype_v<T>, "data<", dtype_name(dtype_v<T>), ">() called on a ",
               dtype_name(dtype()), " tensor");
     return static_cast<T*>(raw_data());
   }
   // The value of a one-element CPU tensor, converted to double.
   double item() const;
-  template <class T> T item() const { return static_cast<T>(item()); }
+  template <class T>
+  T item() const {
+    return static_cast<T>(item());
+  }
   // Value at a multi-index (slow; for tests and debugging), converted to double.
   double at(std::initializer_list<int64_t> index) const;
   double at(const std::vector<int64_t>& index) const;
@@ -84,7 +88,10 @@ class Tensor {
   // Keep the gradient of this non-leaf after backward (for auditing intermediate values).
   void retain_grad() { checked()->autograd.retains_grad = true; }
   const std::string& name() const { return checked()->autograd.name; }
-  Tensor& set_name(std::string n) { checked()->autograd.name = std::move(n); return *this; }
+  Tensor& set_name(std::string n) {
+    checked()->autograd.name = std::move(n);
+    return *this;
+  }
 
   TensorImpl* impl() const { return impl_.get(); }
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }

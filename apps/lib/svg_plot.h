@@ -17,6 +17,7 @@ struct Panel {
 };
 
 // Returns the SVG document; panels are laid out left to right.
-std::string svg_line_plot(const std::vector<Panel>& panels, int panel_width = 480, int height = 360);
+std::string svg_line_plot(const std::vector<Panel>& panels, int panel_width = 480,
+                          int height = 360);
 
 }  // namespace okd::apps

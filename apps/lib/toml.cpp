@@ -72,7 +72,8 @@ ConfigMap parse_toml(const std::string& text, const std::string& source) {
     size_t eq = l.find('=');
     OKD_CHECK(eq != std::string::npos, where, ": expected 'key = value', got '", l, "'");
     std::string key = trim(l.substr(0, eq));
-    if (key.size() >= 2 && key.front() == '"' && key.back() == '"') key = key.substr(1, key.size() - 2);
+    if (key.size() >= 2 && key.front() == '"' && key.back() == '"')
+      key = key.substr(1, key.size() - 2);
     OKD_CHECK(!key.empty(), where, ": empty key");
     std::string full = table.empty() ? key : table + "." + key;
     OKD_CHECK(!out.count(full), where, ": key '", full, "' appears twice");
@@ -106,8 +107,10 @@ std::string to_toml(const ConfigMap& values) {
   std::map<std::string, ConfigMap> tables;
   for (const auto& [k, v] : values) {
     size_t dot = k.find('.');
-    if (dot == std::string::npos) os << k << " = " << literal(v) << "\n";
-    else tables[k.substr(0, dot)][k.substr(dot + 1)] = v;
+    if (dot == std::string::npos)
+      os << k << " = " << literal(v) << "\n";
+    else
+      tables[k.substr(0, dot)][k.substr(dot + 1)] = v;
   }
   for (const auto& [t, kv] : tables) {
     os << "\n[" << t << "]\n";

@@ -43,13 +43,16 @@ void add_train_flags(CLI::App& app, TrainConfig& c) {
   app.add_option("--weight-decay", c.weight_decay, "coupled L2 weight decay (all parameters)");
   app.add_option("--schedule", c.schedule, "learning-rate schedule")
       ->check(CLI::IsMember({"multistep", "cosine", "step", "constant"}));
-  app.add_option("--milestones", c.milestones, "multistep epochs (default: 50% and 75% of --epochs)")
+  app.add_option("--milestones", c.milestones,
+                 "multistep epochs (default: 50% and 75% of --epochs)")
       ->delimiter(',');
   app.add_option("--gamma", c.gamma, "lr factor at each milestone / step");
   app.add_option("--step-size", c.step_size, "epochs between lr steps (--schedule step)");
-  app.add_option("--warmup-epochs", c.warmup_epochs, "linear warmup epochs in front of the schedule");
+  app.add_option("--warmup-epochs", c.warmup_epochs,
+                 "linear warmup epochs in front of the schedule");
   app.add_option("--final-lr", c.final_lr, "final lr of the cosine schedule");
-  app.add_option("--shortcut", c.shortcut, "CIFAR ResNet shortcut: A (parameter-free) or B (1x1 conv+BN)");
+  app.add_option("--shortcut", c.shortcut,
+                 "CIFAR ResNet shortcut: A (parameter-free) or B (1x1 conv+BN)");
   app.add_option("--init", c.init, "weight init: he_fanout | he_fanin | pytorch")
       ->check(CLI::IsMember({"he_fanout", "he_fanin", "pytorch"}));
   app.add_option("--device", c.device, "cpu | cuda");
@@ -64,7 +67,8 @@ void add_train_flags(CLI::App& app, TrainConfig& c) {
   app.add_option("--stop-after", c.stop_after_steps,
                  "act as if Ctrl-C came after N training steps of this process (tests, demos)");
   app.add_option("--resume", c.resume, "continue the run in RUN_DIR from its last checkpoint");
-  app.add_option("--eval-only", c.eval_only, "evaluate the checkpoint directory CHECKPOINT and exit");
+  app.add_option("--eval-only", c.eval_only,
+                 "evaluate the checkpoint directory CHECKPOINT and exit");
   app.add_flag("--list-methods", c.list_methods, "list the methods and exit");
   app.add_flag("--list-archs", c.list_archs, "list the architectures and exit");
 
@@ -90,14 +94,16 @@ bool parse_train_args(int argc, const char* const* argv, TrainConfig& cfg, std::
   std::vector<std::string> args;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--config" && i + 1 < argc) config_path = argv[i + 1];
-    else if (a.rfind("--config=", 0) == 0) config_path = a.substr(9);
+    if (a == "--config" && i + 1 < argc)
+      config_path = argv[i + 1];
+    else if (a.rfind("--config=", 0) == 0)
+      config_path = a.substr(9);
   }
   std::vector<std::string> merged;
   if (!config_path.empty()) {
     for (const auto& [k, v] : read_toml_file(config_path)) {
-      OKD_CHECK(app.get_option_no_throw("--" + k) != nullptr, "config ", config_path, ": unknown key '",
-                k, "' (keys are flag names without the leading --)");
+      OKD_CHECK(app.get_option_no_throw("--" + k) != nullptr, "config ", config_path,
+                ": unknown key '", k, "' (keys are flag names without the leading --)");
       merged.push_back("--" + k + "=" + v);
     }
   }
@@ -117,13 +123,18 @@ bool parse_train_args(int argc, const char* const* argv, TrainConfig& cfg, std::
 void validate(TrainConfig& c) {
   auto bad = [](const std::string& key, const std::string& why) { OKD_FAIL("--", key, ": ", why); };
   if (c.dataset.empty()) c.dataset = "fashion-mnist";
-  const std::vector<std::string> datasets{"cifar10", "cifar100", "fashion-mnist", "mnist", "imagefolder"};
+  const std::vector<std::string> datasets{"cifar10", "cifar100", "fashion-mnist", "mnist",
+                                          "imagefolder"};
   if (std::find(datasets.begin(), datasets.end(), c.dataset) == datasets.end())
-    bad("dataset", "unknown dataset '" + c.dataset + "' (cifar10, cifar100, fashion-mnist, mnist, imagefolder)");
+    bad("dataset", "unknown dataset '" + c.dataset +
+                       "' (cifar10, cifar100, fashion-mnist, mnist, imagefolder)");
   if (c.data_dir.empty()) {
-    if (c.dataset == "fashion-mnist") c.data_dir = "/usr/share/datasets/fashion-mnist";
-    else if (c.dataset == "mnist") c.data_dir = "/usr/share/datasets/mnist";
-    else bad("data-dir", "required for --dataset " + c.dataset);
+    if (c.dataset == "fashion-mnist")
+      c.data_dir = "/usr/share/datasets/fashion-mnist";
+    else if (c.dataset == "mnist")
+      c.data_dir = "/usr/share/datasets/mnist";
+    else
+      bad("data-dir", "required for --dataset " + c.dataset);
   }
   const auto archs = nn::backbone_names();
   if (std::find(archs.begin(), archs.end(), c.arch) == archs.end()) {
@@ -138,7 +149,8 @@ void validate(TrainConfig& c) {
   if (c.momentum < 0 || c.momentum >= 1) bad("momentum", "must be in [0, 1)");
   if (c.weight_decay < 0) bad("weight-decay", "must be >= 0");
   if (c.gamma <= 0) bad("gamma", "must be positive");
-  if (c.warmup_epochs < 0 || c.warmup_epochs >= c.epochs) bad("warmup-epochs", "must be in [0, epochs)");
+  if (c.warmup_epochs < 0 || c.warmup_epochs >= c.epochs)
+    bad("warmup-epochs", "must be in [0, epochs)");
   if (c.shortcut != 'A' && c.shortcut != 'B') bad("shortcut", "must be A or B");
   if (c.device != "cpu" && c.device != "cuda" && c.device.rfind("cuda:", 0) != 0)
     bad("device", "must be cpu or cuda");
@@ -152,7 +164,8 @@ void validate(TrainConfig& c) {
     if (m <= 0 || m > c.epochs) bad("milestones", "every milestone must be in (0, epochs]");
   if (c.out.empty() && c.eval_only.empty() && c.resume.empty()) {
     // The default run directory never overwrites an earlier run: -2, -3 ... are appended.
-    const std::string base = "runs/" + c.method + "-" + c.arch + "-" + c.dataset + "-s" + std::to_string(c.seed);
+    const std::string base =
+        "runs/" + c.method + "-" + c.arch + "-" + c.dataset + "-s" + std::to_string(c.seed);
     c.out = base;
     for (int k = 2; std::filesystem::exists(c.out); ++k) c.out = base + "-" + std::to_string(k);
   }
@@ -165,16 +178,29 @@ void validate(TrainConfig& c) {
 }
 
 ConfigMap to_config_map(const TrainConfig& c) {
-  ConfigMap m{{"method", c.method}, {"arch", c.arch}, {"dataset", c.dataset}, {"data-dir", c.data_dir},
-              {"augment", c.augment}, {"epochs", std::to_string(c.epochs)},
-              {"batch-size", std::to_string(c.batch_size)}, {"lr", num(c.lr)},
-              {"momentum", num(c.momentum)}, {"nesterov", c.nesterov ? "true" : "false"},
-              {"weight-decay", num(c.weight_decay)}, {"schedule", c.schedule},
-              {"gamma", num(c.gamma)}, {"step-size", std::to_string(c.step_size)},
-              {"warmup-epochs", num(c.warmup_epochs)}, {"final-lr", num(c.final_lr)},
-              {"shortcut", std::string(1, c.shortcut)}, {"init", c.init}, {"device", c.device},
-              {"threads", std::to_string(c.threads)}, {"workers", std::to_string(c.workers)},
-              {"seed", std::to_string(c.seed)}, {"out", c.out},
+  ConfigMap m{{"method", c.method},
+              {"arch", c.arch},
+              {"dataset", c.dataset},
+              {"data-dir", c.data_dir},
+              {"augment", c.augment},
+              {"epochs", std::to_string(c.epochs)},
+              {"batch-size", std::to_string(c.batch_size)},
+              {"lr", num(c.lr)},
+              {"momentum", num(c.momentum)},
+              {"nesterov", c.nesterov ? "true" : "false"},
+              {"weight-decay", num(c.weight_decay)},
+              {"schedule", c.schedule},
+              {"gamma", num(c.gamma)},
+              {"step-size", std::to_string(c.step_size)},
+              {"warmup-epochs", num(c.warmup_epochs)},
+              {"final-lr", num(c.final_lr)},
+              {"shortcut", std::string(1, c.shortcut)},
+              {"init", c.init},
+              {"device", c.device},
+              {"threads", std::to_string(c.threads)},
+              {"workers", std::to_string(c.workers)},
+              {"seed", std::to_string(c.seed)},
+              {"out", c.out},
               {"limit-train", std::to_string(c.limit_train)},
               {"limit-test", std::to_string(c.limit_test)},
               {"checkpoint-every", std::to_string(c.checkpoint_every_steps)}};

@@ -15,7 +15,7 @@ namespace okd::apps {
 struct TrainConfig {
   std::string method = "baseline";
   std::string arch = "resnet20";
-  std::string dataset = "";          // "" = fashion-mnist unless --data-dir says otherwise
+  std::string dataset = "";  // "" = fashion-mnist unless --data-dir says otherwise
   std::string data_dir = "";
   std::string augment = "standard";  // standard | none
   int64_t epochs = 15;
@@ -29,15 +29,15 @@ struct TrainConfig {
   double gamma = 0.1;
   int64_t step_size = 30;
   double warmup_epochs = 0;
-  double final_lr = 0;                 // cosine
+  double final_lr = 0;  // cosine
   char shortcut = 'B';
   std::string init = "he_fanout";
   std::string device = "cpu";
-  int threads = 0;                     // 0 = all cores (OpenMP default)
+  int threads = 0;  // 0 = all cores (OpenMP default)
   int workers = 2;
   uint64_t seed = 0;
-  std::string out = "";                // "" = runs/<method>-<arch>-<dataset>-s<seed>
-  int64_t limit_train = 0;             // 0 = all
+  std::string out = "";     // "" = runs/<method>-<arch>-<dataset>-s<seed>
+  int64_t limit_train = 0;  // 0 = all
   int64_t limit_test = 0;
   std::string resume = "";
   std::string eval_only = "";

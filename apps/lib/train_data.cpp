@@ -10,10 +10,13 @@ namespace {
 
 class LoaderSplit : public TrainData::Split {
  public:
-  LoaderSplit(data::ImageDataset ds, data::LoaderOptions o) : loader_(std::move(ds), std::move(o)) {}
+  LoaderSplit(data::ImageDataset ds, data::LoaderOptions o)
+      : loader_(std::move(ds), std::move(o)) {}
   int64_t size() const override { return loader_.size(); }
   int64_t batches_per_epoch() const override { return loader_.batches_per_epoch(); }
-  void start_epoch(int64_t epoch, int64_t first_batch) override { loader_.start_epoch(epoch, first_batch); }
+  void start_epoch(int64_t epoch, int64_t first_batch) override {
+    loader_.start_epoch(epoch, first_batch);
+  }
   std::optional<distill::Batch> next() override {
     auto b = loader_.next();
     if (!b) return std::nullopt;
@@ -34,7 +37,8 @@ std::unique_ptr<TrainData> make_train_data(const TrainConfig& cfg, int views) {
     train = data::load_idx(cfg.data_dir, true, 32, 3, cfg.dataset);
     test = data::load_idx(cfg.data_dir, false, 32, 3, cfg.dataset);
     // Per-pixel statistics of the 28x28 training images, replicated over the three channels.
-    const float m = cfg.dataset == "mnist" ? 0.1307f : 0.2860f, s = cfg.dataset == "mnist" ? 0.3081f : 0.3530f;
+    const float m = cfg.dataset == "mnist" ? 0.1307f : 0.2860f,
+                s = cfg.dataset == "mnist" ? 0.3081f : 0.3530f;
     mean = {m, m, m};
     std = {s, s, s};
     name = cfg.dataset == "mnist" ? "MNIST" : "Fashion-MNIST";
@@ -51,7 +55,8 @@ std::unique_ptr<TrainData> make_train_data(const TrainConfig& cfg, int views) {
     std = {0.2673f, 0.2564f, 0.2762f};
     name = "CIFAR-100";
   } else {
-    OKD_FAIL("--dataset ", cfg.dataset, ": not supported by train_cifar yet (use cifar10, cifar100, "
+    OKD_FAIL("--dataset ", cfg.dataset,
+             ": not supported by train_cifar yet (use cifar10, cifar100, "
              "fashion-mnist or mnist)");
   }
   train = train.first(cfg.limit_train);
@@ -61,11 +66,12 @@ std::unique_ptr<TrainData> make_train_data(const TrainConfig& cfg, int views) {
   out->num_classes = train.num_classes;
   out->channels = train.images.size(1);
   out->image_size = train.images.size(2);
-  out->description = name + " (" + cfg.data_dir + "): " + std::to_string(train.size()) + " train, " +
-                     std::to_string(test.size()) + " test, " + std::to_string(train.num_classes) +
-                     " classes, " + std::to_string(out->channels) + "x" + std::to_string(out->image_size) +
-                     "x" + std::to_string(out->image_size) +
-                     (cfg.augment == "standard" ? ", augmentation: crop 32 pad 4 + flip" : ", no augmentation");
+  out->description =
+      name + " (" + cfg.data_dir + "): " + std::to_string(train.size()) + " train, " +
+      std::to_string(test.size()) + " test, " + std::to_string(train.num_classes) + " classes, " +
+      std::to_string(out->channels) + "x" + std::to_string(out->image_size) + "x" +
+      std::to_string(out->image_size) +
+      (cfg.augment == "standard" ? ", augmentation: crop 32 pad 4 + flip" : ", no augmentation");
 
   data::LoaderOptions tr;
   tr.batch_size = cfg.batch_size;

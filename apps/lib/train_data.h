@@ -14,7 +14,7 @@ struct TrainData {
   class Split {
    public:
     virtual ~Split() = default;
-    virtual int64_t size() const = 0;              // images in the split (after --limit-*)
+    virtual int64_t size() const = 0;  // images in the split (after --limit-*)
     virtual int64_t batches_per_epoch() const = 0;
     // Starts an epoch at batch `first_batch` (resume); the order depends on (seed, epoch) only.
     virtual void start_epoch(int64_t epoch, int64_t first_batch = 0) = 0;

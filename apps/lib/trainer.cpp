@@ -131,11 +131,13 @@ class Trainer {
 
 void Trainer::setup() {
   if (cfg_.threads > 0) set_num_threads(cfg_.threads);
-  OKD_CHECK(cfg_.device == "cpu", "--device ", cfg_.device, ": this build of okd trains on the CPU "
+  OKD_CHECK(cfg_.device == "cpu", "--device ", cfg_.device,
+            ": this build of okd trains on the CPU "
             "only for now (the CUDA backend is not implemented yet); use --device cpu");
   method_ = distill::make_method(cfg_.method);
   for (const auto& [k, v] : cfg_.method_options)
-    if (k.rfind(cfg_.method + ".", 0) == 0) method_->options().set(k.substr(cfg_.method.size() + 1), v);
+    if (k.rfind(cfg_.method + ".", 0) == 0)
+      method_->options().set(k.substr(cfg_.method.size() + 1), v);
 
   data_ = make_train_data(cfg_, method_->num_views());
   distill::BuildContext ctx;
@@ -186,7 +188,6 @@ void Trainer::set_learning_rate(const distill::TrainClock& clock) {
   current_lr_ = cfg_.lr * factor;
 }
 
-
 void Trainer::print_header() {
   std::printf("%s\n", runtime_summary().c_str());
   std::printf("device: %s | dtype: float32 | seed: %llu | threads: %d\n", cfg_.device.c_str(),
@@ -218,7 +219,8 @@ void Trainer::train_epoch(int64_t epoch) {
     method_->on_epoch_start(clock);
   }
   split.start_epoch(epoch, start_step_);
-  Progress progress("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(cfg_.epochs), steps);
+  Progress progress("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(cfg_.epochs),
+                    steps);
   int64_t images = 0;
   for (int64_t step = start_step_; step < steps; ++step) {
     auto batch = split.next();
@@ -229,8 +231,9 @@ void Trainer::train_epoch(int64_t epoch) {
     // A non-finite loss stops the run naming the term; the last good checkpoint stays.
     for (const auto& [name, t] : r.terms) {
       double v = t.item();
-      OKD_CHECK(std::isfinite(v), "loss term '", name, "' is ", v, " at epoch ", epoch + 1, ", step ",
-                step + 1, "; stopping (the last good checkpoint is kept in ", run_dir_.string(), ")");
+      OKD_CHECK(std::isfinite(v), "loss term '", name, "' is ", v, " at epoch ", epoch + 1,
+                ", step ", step + 1, "; stopping (the last good checkpoint is kept in ",
+                run_dir_.string(), ")");
     }
     double total = r.loss.item();
     OKD_CHECK(std::isfinite(total), "the total loss is ", total, " at epoch ", epoch + 1, ", step ",
@@ -295,7 +298,6 @@ std::map<std::string, MemberStats> Trainer::evaluate(TrainData::Split& split) {
   method_->set_training(true);
   return stats;
 }
-
 
 void Trainer::end_epoch(int64_t epoch, double seconds) {
   auto test = evaluate(*data_->test);
@@ -426,7 +428,6 @@ void Trainer::print_member_table(const std::string& title) {
   std::fflush(stdout);
 }
 
-
 // Checkpoint layout: <run>/checkpoints/<name>/ holds <network>.safetensors (each network's
 // state_dict, PyTorch names: torch can load them), trainer.safetensors (optimizer and method
 // state, running train statistics) and trainer.toml (epoch, step, best so far). The directory is
@@ -445,12 +446,15 @@ void Trainer::save_checkpoint(const std::string& name, int64_t next_epoch, int64
   for (auto& [k, v] : method_->extra_state()) state.emplace_back("method." + k, v);
   for (const auto& [member, st] : train_stats_)
     state.emplace_back("train_stats." + member,
-                       from_vector<double>({st.loss_sum, st.correct1, st.correct5,
-                                            static_cast<double>(st.count)}));
-  for (const auto& [term, v] : term_sums_) state.emplace_back("term_sums." + term, from_vector<double>({v}));
+                       from_vector<double>(
+                           {st.loss_sum, st.correct1, st.correct5, static_cast<double>(st.count)}));
+  for (const auto& [term, v] : term_sums_)
+    state.emplace_back("term_sums." + term, from_vector<double>({v}));
   nn::save_safetensors((tmp / "trainer.safetensors").string(), state);
-  ConfigMap meta{{"next_epoch", std::to_string(next_epoch)}, {"next_step", std::to_string(next_step)},
-                 {"best_top1", fmt(best_top1_, 6)}, {"best_epoch", std::to_string(best_epoch_)},
+  ConfigMap meta{{"next_epoch", std::to_string(next_epoch)},
+                 {"next_step", std::to_string(next_step)},
+                 {"best_top1", fmt(best_top1_, 6)},
+                 {"best_epoch", std::to_string(best_epoch_)},
                  {"term_count", std::to_string(term_count_)},
                  {"seconds", fmt(elapsed_before_ + clock_.elapsed_seconds(), 3)}};
   std::string terms;
@@ -475,8 +479,10 @@ void Trainer::load_checkpoint(const fs::path& dir, bool with_trainer_state) {
   if (!with_trainer_state) return;
   nn::NamedTensors optim_state, method_state;
   for (auto& [k, v] : nn::load_safetensors((dir / "trainer.safetensors").string())) {
-    if (k.rfind("optim.", 0) == 0) optim_state.emplace_back(k.substr(6), v);
-    else if (k.rfind("method.", 0) == 0) method_state.emplace_back(k.substr(7), v);
+    if (k.rfind("optim.", 0) == 0)
+      optim_state.emplace_back(k.substr(6), v);
+    else if (k.rfind("method.", 0) == 0)
+      method_state.emplace_back(k.substr(7), v);
     else if (k.rfind("train_stats.", 0) == 0) {
       auto d = to_vector<double>(v);
       train_stats_[k.substr(12)] = {d[0], d[1], d[2], static_cast<int64_t>(d[3])};
@@ -506,13 +512,17 @@ void Trainer::load_checkpoint(const fs::path& dir, bool with_trainer_state) {
     std::stringstream ls(line);
     for (std::string x; std::getline(ls, x, ',');) f.push_back(x);
     if (f.size() < 9) continue;
-    EpochRecord r{std::stoll(f[0]), f[1], std::stod(f[2]), std::stod(f[3]), std::stod(f[4]),
-                  std::stod(f[5]), std::stod(f[6]), std::stod(f[7]), std::stod(f[8])};
+    EpochRecord r{std::stoll(f[0]), f[1],
+                  std::stod(f[2]),  std::stod(f[3]),
+                  std::stod(f[4]),  std::stod(f[5]),
+                  std::stod(f[6]),  std::stod(f[7]),
+                  std::stod(f[8])};
     if (r.epoch > start_epoch_) continue;
     history_.push_back(r);
     for (size_t i = 0; i < term_names_.size() && 9 + i < f.size(); ++i) {
       auto& h = term_history_[term_names_[i]];
-      if (static_cast<int64_t>(h.size()) < r.epoch) h.push_back(f[9 + i].empty() ? NAN : std::stod(f[9 + i]));
+      if (static_cast<int64_t>(h.size()) < r.epoch)
+        h.push_back(f[9 + i].empty() ? NAN : std::stod(f[9 + i]));
     }
   }
 }
@@ -528,8 +538,9 @@ int Trainer::run() {
     std::printf("%-14s %10s %10s %10s\n", "member", "top1", "top5", "loss");
     for (const auto& member : method_->members()) {
       const auto& st = test[member];
-      std::printf("%-14s %9.2f%% %9.2f%% %10.4f%s\n", member.c_str(), 100.0 * st.correct1 / st.count,
-                  100.0 * st.correct5 / st.count, st.loss_sum / st.count,
+      std::printf("%-14s %9.2f%% %9.2f%% %10.4f%s\n", member.c_str(),
+                  100.0 * st.correct1 / st.count, 100.0 * st.correct5 / st.count,
+                  st.loss_sum / st.count,
                   member == method_->deployed_member() ? "  (deployed)" : "");
     }
     return 0;
@@ -543,7 +554,8 @@ int Trainer::run() {
                 static_cast<long long>(start_epoch_ + 1), static_cast<long long>(start_step_));
   } else {
     OKD_CHECK(!fs::exists(run_dir_ / "checkpoints"), "run directory ", run_dir_.string(),
-              " already holds a run; pass --resume ", run_dir_.string(), " to continue it, or choose another --out");
+              " already holds a run; pass --resume ", run_dir_.string(),
+              " to continue it, or choose another --out");
     write_file_atomic(run_dir_ / "config.toml", to_toml(to_config_map(cfg_)));
   }
   print_header();
@@ -596,7 +608,8 @@ int run_train_cifar(int argc, const char* const* argv) {
       TrainConfig saved;
       std::string unused;
       std::string conf = (fs::path(cfg.resume) / "config.toml").string();
-      OKD_CHECK(fs::exists(conf), "--resume ", cfg.resume, ": no config.toml there (not a run directory)");
+      OKD_CHECK(fs::exists(conf), "--resume ", cfg.resume,
+                ": no config.toml there (not a run directory)");
       std::vector<std::string> args{"train_cifar", "--config", conf};
       std::vector<const char*> argv2;
       for (auto& a : args) argv2.push_back(a.c_str());

@@ -65,7 +65,9 @@ inline Tensor exact(const std::vector<double>& v, const Shape& shape, bool requi
   return t;
 }
 
-inline Tensor index(const std::vector<int64_t>& v, const Shape& shape) { return from_vector(v, shape); }
+inline Tensor index(const std::vector<int64_t>& v, const Shape& shape) {
+  return from_vector(v, shape);
+}
 
 inline Tensor no_grad(Tensor t) {
   t.requires_grad_(false);

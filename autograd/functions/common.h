@@ -24,7 +24,9 @@ inline Tensor distinct_output(const Tensor& out, const Tensor& in) {
 inline Tensor zero_scalar(const Tensor& t) { return scalar_tensor(0.0, t.dtype(), t.device()); }
 
 // A uint8 mask as 0/1 values of like's dtype, to multiply a gradient with.
-inline Tensor mask_as(const Tensor& mask, const Tensor& like) { return ops::to(mask, like.dtype()); }
+inline Tensor mask_as(const Tensor& mask, const Tensor& like) {
+  return ops::to(mask, like.dtype());
+}
 
 // Reduction dims normalised against rank (sorted, unique, non-negative): the raw layer's helper.
 using ops::normalize_dims;
@@ -38,13 +40,15 @@ inline Shape keepdim_shape(const Shape& in_shape, const std::vector<int64_t>& no
 
 // A reduction's output (or its gradient) reshaped to the keepdim shape, so that it broadcasts
 // against the input: the first step of every reduction backward.
-inline Tensor as_keepdim(const Tensor& t, const Shape& in_shape, const std::vector<int64_t>& norm_dims) {
+inline Tensor as_keepdim(const Tensor& t, const Shape& in_shape,
+                         const std::vector<int64_t>& norm_dims) {
   return ops::reshape(t, keepdim_shape(in_shape, norm_dims));
 }
 
 // g (the gradient of a reduction's output) broadcast back over the reduced dims and materialised:
 // d(sum x)/dx_i = 1, so each input element receives the gradient of the output it went into.
-inline Tensor expand_back(const Tensor& g, const Shape& in_shape, const std::vector<int64_t>& norm_dims) {
+inline Tensor expand_back(const Tensor& g, const Shape& in_shape,
+                          const std::vector<int64_t>& norm_dims) {
   return ops::contiguous(ops::expand(as_keepdim(g, in_shape, norm_dims), in_shape));
 }
 

@@ -5,11 +5,10 @@
 // with ops::sum_to. The formulas are collected in docs/autograd.md.
 #include "autograd/functions/elementwise.h"
 
-#include "tensor/ops/activation.h"
-
 #include <cmath>
 
 #include "autograd/functions/common.h"
+#include "tensor/ops/activation.h"
 #include "tensor/ops/reduce.h"
 
 namespace okd {
@@ -32,15 +31,15 @@ void record_unary(Op op, const Tensor& a, const Tensor& out, const Tensor& to_sa
 }
 }  // namespace
 
-// ---- unary ---------------------------------------------------------------------------------------
+// ---- unary
+// ---------------------------------------------------------------------------------------
 
 // d(-a) = -dout
 Tensor neg(const Tensor& a) {
   Tensor out = ops::neg(a);
   if (needs_record(a))
-    record(Op::neg, {a}, {out}, [](const TensorList& g, const Needs&) -> TensorList {
-      return {ops::neg(g[0])};
-    });
+    record(Op::neg, {a}, {out},
+           [](const TensorList& g, const Needs&) -> TensorList { return {ops::neg(g[0])}; });
   return out;
 }
 
@@ -48,7 +47,8 @@ Tensor neg(const Tensor& a) {
 Tensor exp(const Tensor& a) {
   Tensor out = ops::exp(a);
   if (needs_record(a))
-    record_unary(Op::exp, a, out, out, [](const Tensor& dout, const Tensor& y) { return ops::mul(dout, y); });
+    record_unary(Op::exp, a, out, out,
+                 [](const Tensor& dout, const Tensor& y) { return ops::mul(dout, y); });
   return out;
 }
 
@@ -56,7 +56,8 @@ Tensor exp(const Tensor& a) {
 Tensor log(const Tensor& a) {
   Tensor out = ops::log(a);
   if (needs_record(a))
-    record_unary(Op::log, a, out, a, [](const Tensor& dout, const Tensor& x) { return ops::div(dout, x); });
+    record_unary(Op::log, a, out, a,
+                 [](const Tensor& dout, const Tensor& x) { return ops::div(dout, x); });
   return out;
 }
 
@@ -84,9 +85,8 @@ Tensor rsqrt(const Tensor& a) {
 Tensor abs(const Tensor& a) {
   Tensor out = ops::abs(a);
   if (needs_record(a))
-    record_unary(Op::abs, a, out, a, [](const Tensor& dout, const Tensor& x) {
-      return ops::mul(dout, ops::sign(x));
-    });
+    record_unary(Op::abs, a, out, a,
+                 [](const Tensor& dout, const Tensor& x) { return ops::mul(dout, ops::sign(x)); });
   return out;
 }
 
@@ -222,21 +222,22 @@ Tensor pow(const Tensor& a, const Tensor& b) {
   if (needs_record({a, b})) {
     Saved save_a(a), save_b(b), save_out(b.requires_grad() ? out : Tensor());
     Shape sa = a.shape(), sb = b.shape();
-    record(Op::pow, {a, b}, {out},
-           [save_a, save_b, save_out, sa, sb](const TensorList& g, const Needs& needs) -> TensorList {
-             const Tensor& x = save_a.get(Op::pow);
-             const Tensor& e = save_b.get(Op::pow);
-             TensorList d(2);
-             if (needs[0])
-               d[0] = ops::sum_to(ops::mul(g[0], ops::mul(e, ops::pow(x, ops::add(e, -1.0)))), sa);
-             if (needs[1]) {
-               Tensor y_log_x = ops::mul(save_out.get(Op::pow), ops::log(x));
-               y_log_x = ops::where(ops::eq(x, 0.0), zero_scalar(y_log_x), y_log_x);
-               d[1] = ops::sum_to(ops::mul(g[0], y_log_x), sb);
-             }
-             return d;
-           },
-           {save_a.tensor, save_b.tensor, save_out.tensor});
+    record(
+        Op::pow, {a, b}, {out},
+        [save_a, save_b, save_out, sa, sb](const TensorList& g, const Needs& needs) -> TensorList {
+          const Tensor& x = save_a.get(Op::pow);
+          const Tensor& e = save_b.get(Op::pow);
+          TensorList d(2);
+          if (needs[0])
+            d[0] = ops::sum_to(ops::mul(g[0], ops::mul(e, ops::pow(x, ops::add(e, -1.0)))), sa);
+          if (needs[1]) {
+            Tensor y_log_x = ops::mul(save_out.get(Op::pow), ops::log(x));
+            y_log_x = ops::where(ops::eq(x, 0.0), zero_scalar(y_log_x), y_log_x);
+            d[1] = ops::sum_to(ops::mul(g[0], y_log_x), sb);
+          }
+          return d;
+        },
+        {save_a.tensor, save_b.tensor, save_out.tensor});
   }
   return out;
 }
@@ -251,7 +252,8 @@ Tensor binary_extremum(Op op, const Tensor& a, const Tensor& b, bool is_max) {
     Saved save_a(a), save_b(b);
     Shape sa = a.shape(), sb = b.shape();
     record(op, {a, b}, {out},
-           [op, is_max, save_a, save_b, sa, sb](const TensorList& g, const Needs& needs) -> TensorList {
+           [op, is_max, save_a, save_b, sa, sb](const TensorList& g,
+                                                const Needs& needs) -> TensorList {
              const Tensor& x = save_a.get(op);
              const Tensor& y = save_b.get(op);
              Tensor zero = zero_scalar(g[0]);
@@ -269,18 +271,22 @@ Tensor binary_extremum(Op op, const Tensor& a, const Tensor& b, bool is_max) {
 }
 }  // namespace
 
-Tensor maximum(const Tensor& a, const Tensor& b) { return binary_extremum(Op::maximum, a, b, true); }
-Tensor minimum(const Tensor& a, const Tensor& b) { return binary_extremum(Op::minimum, a, b, false); }
+Tensor maximum(const Tensor& a, const Tensor& b) {
+  return binary_extremum(Op::maximum, a, b, true);
+}
+Tensor minimum(const Tensor& a, const Tensor& b) {
+  return binary_extremum(Op::minimum, a, b, false);
+}
 
-// ---- with a scalar -------------------------------------------------------------------------------
+// ---- with a scalar
+// -------------------------------------------------------------------------------
 
 // d(a + s) = dout
 Tensor add(const Tensor& a, double s) {
   Tensor out = ops::add(a, s);
   if (needs_record(a))
-    record(Op::add_scalar, {a}, {out}, [](const TensorList& g, const Needs&) -> TensorList {
-      return {g[0]};
-    });
+    record(Op::add_scalar, {a}, {out},
+           [](const TensorList& g, const Needs&) -> TensorList { return {g[0]}; });
   return out;
 }
 
@@ -290,9 +296,8 @@ Tensor sub(const Tensor& a, double s) { return add(a, -s); }
 Tensor mul(const Tensor& a, double s) {
   Tensor out = ops::mul(a, s);
   if (needs_record(a))
-    record(Op::mul_scalar, {a}, {out}, [s](const TensorList& g, const Needs&) -> TensorList {
-      return {ops::mul(g[0], s)};
-    });
+    record(Op::mul_scalar, {a}, {out},
+           [s](const TensorList& g, const Needs&) -> TensorList { return {ops::mul(g[0], s)}; });
   return out;
 }
 
@@ -305,9 +310,8 @@ Tensor div(const Tensor& a, double s) {
 Tensor rsub(double s, const Tensor& a) {
   Tensor out = ops::rsub(s, a);
   if (needs_record(a))
-    record(Op::rsub_scalar, {a}, {out}, [](const TensorList& g, const Needs&) -> TensorList {
-      return {ops::neg(g[0])};
-    });
+    record(Op::rsub_scalar, {a}, {out},
+           [](const TensorList& g, const Needs&) -> TensorList { return {ops::neg(g[0])}; });
   return out;
 }
 
@@ -346,7 +350,8 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   return out;
 }
 
-// ---- operators -----------------------------------------------------------------------------------
+// ---- operators
+// -----------------------------------------------------------------------------------
 Tensor operator-(const Tensor& a) { return neg(a); }
 Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }

@@ -35,7 +35,7 @@ Tensor minimum(const Tensor& a, const Tensor& b);
 
 // --- with a scalar ---
 Tensor add(const Tensor& a, double s);
-Tensor sub(const Tensor& a, double s);   // records add_scalar(-s)
+Tensor sub(const Tensor& a, double s);  // records add_scalar(-s)
 Tensor mul(const Tensor& a, double s);
 Tensor div(const Tensor& a, double s);   // records mul_scalar(1/s)
 Tensor rsub(double s, const Tensor& a);  // s - a

@@ -26,15 +26,16 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
     int64_t d = wrap_dim(dim, out.dim(), "cat");
     std::vector<int64_t> sizes;
     for (const auto& t : tensors) sizes.push_back(t.shape()[d]);
-    record(Op::cat, tensors, {out}, [d, sizes](const TensorList& g, const Needs& needs) -> TensorList {
-      TensorList dts(sizes.size());
-      int64_t start = 0;
-      for (size_t i = 0; i < sizes.size(); ++i) {
-        if (needs[i]) dts[i] = ops::narrow(g[0], d, start, sizes[i]);
-        start += sizes[i];
-      }
-      return dts;
-    });
+    record(Op::cat, tensors, {out},
+           [d, sizes](const TensorList& g, const Needs& needs) -> TensorList {
+             TensorList dts(sizes.size());
+             int64_t start = 0;
+             for (size_t i = 0; i < sizes.size(); ++i) {
+               if (needs[i]) dts[i] = ops::narrow(g[0], d, start, sizes[i]);
+               start += sizes[i];
+             }
+             return dts;
+           });
   }
   return out;
 }
@@ -76,7 +77,8 @@ std::vector<Tensor> split(const Tensor& t, int64_t split_size, int64_t dim) {
   OKD_CHECK(split_size > 0, "split: split_size must be positive, got ", split_size);
   int64_t n = t.shape()[wrap_dim(dim, t.dim(), "split")];
   std::vector<int64_t> sizes;
-  for (int64_t start = 0; start < n; start += split_size) sizes.push_back(std::min(split_size, n - start));
+  for (int64_t start = 0; start < n; start += split_size)
+    sizes.push_back(std::min(split_size, n - start));
   if (sizes.empty()) sizes.push_back(0);
   return split_sizes(t, sizes, dim);
 }
@@ -100,7 +102,8 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
              const Tensor& idx = save_index.get(Op::index_select);
              Shape idx_shape(g[0].dim(), 1);
              idx_shape[d] = idx.numel();
-             Tensor full_idx = ops::contiguous(ops::expand(ops::reshape(idx, idx_shape), g[0].shape()));
+             Tensor full_idx =
+                 ops::contiguous(ops::expand(ops::reshape(idx, idx_shape), g[0].shape()));
              return {scatter_into_zeros(in_shape, d, full_idx, g[0])};
            },
            {index});
@@ -114,9 +117,11 @@ Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
   if (needs_record(t)) {
     Saved save_index(index);
     Shape in_shape = t.shape();
-    record(Op::gather, {t}, {out}, [save_index, in_shape, dim](const TensorList& g, const Needs&) -> TensorList {
-      return {scatter_into_zeros(in_shape, dim, save_index.get(Op::gather), g[0])};
-    }, {index});
+    record(Op::gather, {t}, {out},
+           [save_index, in_shape, dim](const TensorList& g, const Needs&) -> TensorList {
+             return {scatter_into_zeros(in_shape, dim, save_index.get(Op::gather), g[0])};
+           },
+           {index});
   }
   return out;
 }
@@ -145,9 +150,11 @@ std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool lar
     Saved save_idx(indices);
     Shape in_shape = t.shape();
     int64_t d = wrap_dim(dim, t.dim(), "topk");
-    record(Op::topk, {t}, {values}, [save_idx, in_shape, d](const TensorList& g, const Needs&) -> TensorList {
-      return {scatter_into_zeros(in_shape, d, save_idx.get(Op::topk), g[0])};
-    }, {indices});
+    record(Op::topk, {t}, {values},
+           [save_idx, in_shape, d](const TensorList& g, const Needs&) -> TensorList {
+             return {scatter_into_zeros(in_shape, d, save_idx.get(Op::topk), g[0])};
+           },
+           {indices});
   }
   return {values, indices};
 }

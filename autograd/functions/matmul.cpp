@@ -16,7 +16,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     Saved save_a(b.requires_grad() ? a : Tensor()), save_b(a.requires_grad() ? b : Tensor());
     Shape sa = a.shape(), sb = b.shape();
     record(Op::matmul, {a, b}, {out},
-           [save_a, save_b, sa, sb](const TensorList& g, const std::vector<bool>& needs) -> TensorList {
+           [save_a, save_b, sa, sb](const TensorList& g,
+                                    const std::vector<bool>& needs) -> TensorList {
              // The 2-D (or batched) shapes the forward worked with.
              Shape sa2 = sa.size() == 1 ? Shape{1, sa[0]} : sa;
              Shape sb2 = sb.size() == 1 ? Shape{sb[0], 1} : sb;

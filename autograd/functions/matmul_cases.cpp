@@ -11,7 +11,8 @@ void add_matmul_cases(std::vector<GradcheckCase>& out) {
   add(out, Op::matmul, "[3, 4] x [4, 5]", f, {leaf({3, 4}, -1, 1, 71), leaf({4, 5}, -1, 1, 72)});
   add(out, Op::matmul, "transposed [3, 4] x transposed [4, 2]", f,
       {transposed_leaf({3, 4}, -1, 1, 73), transposed_leaf({4, 2}, -1, 1, 74)});
-  add(out, Op::matmul, "strided [3, 4] x [4, 2]", f, {strided_leaf({3, 4}, -1, 1, 75), leaf({4, 2}, -1, 1, 76)});
+  add(out, Op::matmul, "strided [3, 4] x [4, 2]", f,
+      {strided_leaf({3, 4}, -1, 1, 75), leaf({4, 2}, -1, 1, 76)});
   add(out, Op::matmul, "batched [2, 3, 4] x [2, 4, 2]", f,
       {leaf({2, 3, 4}, -1, 1, 77), leaf({2, 4, 2}, -1, 1, 78)});
   add(out, Op::matmul, "batch broadcast [2, 3, 4] x [4, 2]", f,
@@ -23,7 +24,8 @@ void add_matmul_cases(std::vector<GradcheckCase>& out) {
   add(out, Op::matmul, "1-D [4] x [4, 3]", f, {leaf({4}, -1, 1, 85), leaf({4, 3}, -1, 1, 86)});
   add(out, Op::matmul, "[3, 4] x 1-D [4]", f, {leaf({3, 4}, -1, 1, 87), leaf({4}, -1, 1, 88)});
   add(out, Op::matmul, "dot 1-D [5] x [5]", f, {leaf({5}, -1, 1, 89), leaf({5}, -1, 1, 90)});
-  add(out, Op::matmul, "batched [2, 3, 4] x 1-D [4]", f, {leaf({2, 3, 4}, -1, 1, 91), leaf({4}, -1, 1, 92)});
+  add(out, Op::matmul, "batched [2, 3, 4] x 1-D [4]", f,
+      {leaf({2, 3, 4}, -1, 1, 91), leaf({4}, -1, 1, 92)});
   add(out, Op::matmul, "only rhs requires grad", f,
       {no_grad(leaf({3, 4}, -1, 1, 93)), leaf({4, 5}, -1, 1, 94)});
 }

@@ -17,10 +17,12 @@ namespace okd {
 // ---- convolution ----------------------------------------------------------------------------
 // y = conv(x, W) + b:  dx = conv2d_backward_input(dy, W), dW = conv2d_backward_weight(dy, x),
 // db = sum over N, H, W of dy.
-Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, const ops::Conv2dParams& p) {
+Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias,
+              const ops::Conv2dParams& p) {
   Tensor out = ops::conv2d_forward(input, weight, bias, p);
   if (needs_record({input, weight, bias})) {
-    Saved sx(weight.requires_grad() ? input : Tensor()), sw(input.requires_grad() ? weight : Tensor());
+    Saved sx(weight.requires_grad() ? input : Tensor()),
+        sw(input.requires_grad() ? weight : Tensor());
     Shape xs = input.shape(), ws = weight.shape();
     record(Op::conv2d, {input, weight, bias}, {out},
            [sx, sw, xs, ws, p](const TensorList& g, const std::vector<bool>& needs) -> TensorList {
@@ -41,13 +43,16 @@ Tensor conv_transpose2d(const Tensor& input, const Tensor& weight, const Tensor&
                         const ops::Conv2dParams& p, int64_t oph, int64_t opw) {
   Tensor out = ops::conv_transpose2d_forward(input, weight, bias, p, oph, opw);
   if (needs_record({input, weight, bias})) {
-    Saved sx(weight.requires_grad() ? input : Tensor()), sw(input.requires_grad() ? weight : Tensor());
+    Saved sx(weight.requires_grad() ? input : Tensor()),
+        sw(input.requires_grad() ? weight : Tensor());
     Shape ws = weight.shape();
     record(Op::conv_transpose2d, {input, weight, bias}, {out},
            [sx, sw, ws, p](const TensorList& g, const std::vector<bool>& needs) -> TensorList {
              TensorList d(3);
-             if (needs[0]) d[0] = ops::conv2d_forward(g[0], sw.get(Op::conv_transpose2d), Tensor(), p);
-             if (needs[1]) d[1] = ops::conv2d_backward_weight(sx.get(Op::conv_transpose2d), g[0], ws, p);
+             if (needs[0])
+               d[0] = ops::conv2d_forward(g[0], sw.get(Op::conv_transpose2d), Tensor(), p);
+             if (needs[1])
+               d[1] = ops::conv2d_backward_weight(sx.get(Op::conv_transpose2d), g[0], ws, p);
              if (needs[2]) d[2] = ops::conv2d_backward_bias(g[0]);
              return d;
            },
@@ -58,7 +63,8 @@ Tensor conv_transpose2d(const Tensor& input, const Tensor& weight, const Tensor&
 
 // ---- batch norm ------------------------------------------------------------------------------
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
-                  const Tensor& weight, const Tensor& bias, bool training, double momentum, double eps) {
+                  const Tensor& weight, const Tensor& bias, bool training, double momentum,
+                  double eps) {
   if (training) {
     auto [y, st] = ops::batch_norm_train(x, weight, bias, eps);
     if (running_mean.defined() && running_var.defined()) {
@@ -92,23 +98,24 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     Tensor s = ops::reshape(ops::rsqrt(ops::add(ops::to(running_var, x.dtype()), eps)), bshape);
     Tensor mu = ops::reshape(ops::to(running_mean, x.dtype()), bshape);
     Saved sx(x), sw(weight);
-    record(Op::batch_norm, {x, weight, bias}, {y},
-           [sx, sw, s, mu, bshape](const TensorList& g, const std::vector<bool>& needs) -> TensorList {
-             std::vector<int64_t> dims;
-             for (int64_t d = 0; d < static_cast<int64_t>(bshape.size()); ++d)
-               if (d != 1) dims.push_back(d);
-             TensorList d(3);
-             const Tensor& w = sw.get(Op::batch_norm);
-             Tensor scale = w.defined() ? ops::mul(s, ops::reshape(w, bshape)) : s;
-             if (needs[0]) d[0] = ops::mul(g[0], scale);
-             if (needs[1]) {
-               Tensor xhat = ops::mul(ops::sub(sx.get(Op::batch_norm), mu), s);
-               d[1] = ops::sum(ops::mul(g[0], xhat), dims);
-             }
-             if (needs[2]) d[2] = ops::sum(g[0], dims);
-             return d;
-           },
-           {x});
+    record(
+        Op::batch_norm, {x, weight, bias}, {y},
+        [sx, sw, s, mu, bshape](const TensorList& g, const std::vector<bool>& needs) -> TensorList {
+          std::vector<int64_t> dims;
+          for (int64_t d = 0; d < static_cast<int64_t>(bshape.size()); ++d)
+            if (d != 1) dims.push_back(d);
+          TensorList d(3);
+          const Tensor& w = sw.get(Op::batch_norm);
+          Tensor scale = w.defined() ? ops::mul(s, ops::reshape(w, bshape)) : s;
+          if (needs[0]) d[0] = ops::mul(g[0], scale);
+          if (needs[1]) {
+            Tensor xhat = ops::mul(ops::sub(sx.get(Op::batch_norm), mu), s);
+            d[1] = ops::sum(ops::mul(g[0], xhat), dims);
+          }
+          if (needs[2]) d[2] = ops::sum(g[0], dims);
+          return d;
+        },
+        {x});
   }
   return y;
 }
@@ -131,9 +138,10 @@ Tensor avg_pool2d(const Tensor& x, int64_t k, int64_t s, int64_t p) {
   Tensor y = ops::avg_pool2d_forward(x, k, s, p);
   if (needs_record(x)) {
     Shape xs = x.shape();
-    record(Op::avg_pool2d, {x}, {y}, [xs, k, s, p](const TensorList& g, const std::vector<bool>&) -> TensorList {
-      return {ops::avg_pool2d_backward(g[0], xs, k, s, p)};
-    });
+    record(Op::avg_pool2d, {x}, {y},
+           [xs, k, s, p](const TensorList& g, const std::vector<bool>&) -> TensorList {
+             return {ops::avg_pool2d_backward(g[0], xs, k, s, p)};
+           });
   }
   return y;
 }
@@ -142,9 +150,10 @@ Tensor adaptive_avg_pool2d(const Tensor& x, int64_t oh, int64_t ow) {
   Tensor y = ops::adaptive_avg_pool2d_forward(x, oh, ow);
   if (needs_record(x)) {
     Shape xs = x.shape();
-    record(Op::adaptive_avg_pool2d, {x}, {y}, [xs](const TensorList& g, const std::vector<bool>&) -> TensorList {
-      return {ops::adaptive_avg_pool2d_backward(g[0], xs)};
-    });
+    record(Op::adaptive_avg_pool2d, {x}, {y},
+           [xs](const TensorList& g, const std::vector<bool>&) -> TensorList {
+             return {ops::adaptive_avg_pool2d_backward(g[0], xs)};
+           });
   }
   return y;
 }
@@ -156,9 +165,11 @@ Tensor log_softmax_last(const Tensor& x) {
   Tensor y = ops::log_softmax_lastdim(x);
   if (needs_record(x)) {
     Saved sy(y);
-    record(Op::log_softmax, {x}, {y}, [sy](const TensorList& g, const std::vector<bool>&) -> TensorList {
-      return {ops::log_softmax_lastdim_backward(g[0], sy.get(Op::log_softmax))};
-    }, {y});
+    record(Op::log_softmax, {x}, {y},
+           [sy](const TensorList& g, const std::vector<bool>&) -> TensorList {
+             return {ops::log_softmax_lastdim_backward(g[0], sy.get(Op::log_softmax))};
+           },
+           {y});
   }
   return y;
 }
@@ -174,15 +185,18 @@ Tensor log_softmax(const Tensor& x, int64_t dim, double T) {
 
 Tensor softmax(const Tensor& x, int64_t dim, double T) { return okd::exp(log_softmax(x, dim, T)); }
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& targets, double eps, const Tensor& weights) {
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, double eps,
+                     const Tensor& weights) {
   Tensor loss = ops::cross_entropy_forward(logits, targets, eps, weights);
   if (needs_record(logits)) {
     Saved sl(logits);
-    record(Op::cross_entropy, {logits}, {loss},
-           [sl, targets, eps, weights](const TensorList& g, const std::vector<bool>&) -> TensorList {
-             return {ops::cross_entropy_backward(g[0].item(), sl.get(Op::cross_entropy), targets, eps, weights)};
-           },
-           {logits});
+    record(
+        Op::cross_entropy, {logits}, {loss},
+        [sl, targets, eps, weights](const TensorList& g, const std::vector<bool>&) -> TensorList {
+          return {ops::cross_entropy_backward(g[0].item(), sl.get(Op::cross_entropy), targets, eps,
+                                              weights)};
+        },
+        {logits});
   }
   return loss;
 }

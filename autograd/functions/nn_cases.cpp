@@ -8,7 +8,9 @@ using namespace cases;
 
 void add_nn_cases(std::vector<GradcheckCase>& cs) {
   auto conv = [](ops::Conv2dParams p) {
-    return [p](const TensorList& in) { return conv2d(in[0], in[1], in.size() > 2 ? in[2] : Tensor(), p); };
+    return [p](const TensorList& in) {
+      return conv2d(in[0], in[1], in.size() > 2 ? in[2] : Tensor(), p);
+    };
   };
   add(cs, Op::conv2d, "3x3 pad 1 with bias", conv({1, 1, 1, 1, 1, 1, 1}),
       {leaf({2, 3, 5, 5}, -1, 1, 1), leaf({4, 3, 3, 3}, -1, 1, 2), leaf({4}, -1, 1, 3)});
@@ -26,16 +28,21 @@ void add_nn_cases(std::vector<GradcheckCase>& cs) {
       return conv_transpose2d(in[0], in[1], in.size() > 2 ? in[2] : Tensor(), p, op, op);
     };
   };
-  add(cs, Op::conv_transpose2d, "k3 s2 p1 output_padding 1 (FFSD decoder)", convt({2, 2, 1, 1, 1, 1, 1}, 1),
+  add(cs, Op::conv_transpose2d, "k3 s2 p1 output_padding 1 (FFSD decoder)",
+      convt({2, 2, 1, 1, 1, 1, 1}, 1),
       {leaf({2, 3, 3, 3}, -1, 1, 13), leaf({3, 2, 3, 3}, -1, 1, 14), leaf({2}, -1, 1, 15)});
   add(cs, Op::conv_transpose2d, "groups 2 dilation 2", convt({1, 1, 0, 0, 2, 2, 2}, 0),
       {leaf({1, 4, 3, 3}, -1, 1, 16), leaf({4, 1, 2, 2}, -1, 1, 17)});
 
   add(cs, Op::batch_norm, "train, affine, 4-D",
-      [](const TensorList& in) { return batch_norm(in[0], Tensor(), Tensor(), in[1], in[2], true, 0.1, 1e-5); },
+      [](const TensorList& in) {
+        return batch_norm(in[0], Tensor(), Tensor(), in[1], in[2], true, 0.1, 1e-5);
+      },
       {leaf({3, 2, 2, 3}, -2, 2, 18), leaf({2}, 0.5, 1.5, 19), leaf({2}, -1, 1, 20)});
   add(cs, Op::batch_norm, "train, no affine, 2-D",
-      [](const TensorList& in) { return batch_norm(in[0], Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5); },
+      [](const TensorList& in) {
+        return batch_norm(in[0], Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5);
+      },
       {leaf({5, 3}, -2, 2, 21)});
   add(cs, Op::batch_norm, "eval with running statistics",
       [](const TensorList& in) {
@@ -45,39 +52,53 @@ void add_nn_cases(std::vector<GradcheckCase>& cs) {
       {leaf({2, 2, 3, 3}, -2, 2, 22), leaf({2}, 0.5, 1.5, 23), leaf({2}, -1, 1, 24)});
 
   // Distinct values keep the max unique (the max is not differentiable at ties).
-  add(cs, Op::max_pool2d, "k2 s2",
-      [](const TensorList& in) { return max_pool2d(in[0], 2, 2); },
-      {exact([] {
-        std::vector<double> v(2 * 2 * 4 * 4);
-        for (size_t i = 0; i < v.size(); ++i) v[i] = std::sin(1.7 * static_cast<double>(i)) * 3 + 0.01 * static_cast<double>(i);
-        return v;
-      }(), {2, 2, 4, 4})});
+  add(cs, Op::max_pool2d, "k2 s2", [](const TensorList& in) { return max_pool2d(in[0], 2, 2); },
+      {exact(
+          [] {
+            std::vector<double> v(2 * 2 * 4 * 4);
+            for (size_t i = 0; i < v.size(); ++i)
+              v[i] = std::sin(1.7 * static_cast<double>(i)) * 3 + 0.01 * static_cast<double>(i);
+            return v;
+          }(),
+          {2, 2, 4, 4})});
   add(cs, Op::max_pool2d, "k3 s2 pad 1",
       [](const TensorList& in) { return max_pool2d(in[0], 3, 2, 1); },
-      {exact([] {
-        std::vector<double> v(1 * 2 * 5 * 5);
-        for (size_t i = 0; i < v.size(); ++i) v[i] = std::cos(2.3 * static_cast<double>(i)) * 2 + 0.013 * static_cast<double>(i);
-        return v;
-      }(), {1, 2, 5, 5})});
+      {exact(
+          [] {
+            std::vector<double> v(1 * 2 * 5 * 5);
+            for (size_t i = 0; i < v.size(); ++i)
+              v[i] = std::cos(2.3 * static_cast<double>(i)) * 2 + 0.013 * static_cast<double>(i);
+            return v;
+          }(),
+          {1, 2, 5, 5})});
   add(cs, Op::avg_pool2d, "k3 s2 pad 1",
-      [](const TensorList& in) { return avg_pool2d(in[0], 3, 2, 1); }, {leaf({2, 2, 5, 5}, -1, 1, 25)});
+      [](const TensorList& in) { return avg_pool2d(in[0], 3, 2, 1); },
+      {leaf({2, 2, 5, 5}, -1, 1, 25)});
   add(cs, Op::adaptive_avg_pool2d, "5x7 -> 2x3 (overlapping cells)",
-      [](const TensorList& in) { return adaptive_avg_pool2d(in[0], 2, 3); }, {leaf({2, 2, 5, 7}, -1, 1, 26)});
+      [](const TensorList& in) { return adaptive_avg_pool2d(in[0], 2, 3); },
+      {leaf({2, 2, 5, 7}, -1, 1, 26)});
   add(cs, Op::adaptive_avg_pool2d, "global",
-      [](const TensorList& in) { return adaptive_avg_pool2d(in[0], 1, 1); }, {strided_leaf({2, 3, 2, 3}, -1, 1, 27)});
+      [](const TensorList& in) { return adaptive_avg_pool2d(in[0], 1, 1); },
+      {strided_leaf({2, 3, 2, 3}, -1, 1, 27)});
 
-  add(cs, Op::log_softmax, "last dim",
-      [](const TensorList& in) { return log_softmax(in[0], -1); }, {leaf({3, 5}, -3, 3, 28)});
+  add(cs, Op::log_softmax, "last dim", [](const TensorList& in) { return log_softmax(in[0], -1); },
+      {leaf({3, 5}, -3, 3, 28)});
   add(cs, Op::log_softmax, "dim 1 of 3-D, T = 4",
-      [](const TensorList& in) { return log_softmax(in[0], 1, 4.0); }, {leaf({2, 4, 3}, -3, 3, 29)});
+      [](const TensorList& in) { return log_softmax(in[0], 1, 4.0); },
+      {leaf({2, 4, 3}, -3, 3, 29)});
   add(cs, Op::log_softmax, "softmax composition",
-      [](const TensorList& in) { return softmax(in[0], -1, 2.0); }, {transposed_leaf({3, 4}, -2, 2, 30)});
+      [](const TensorList& in) { return softmax(in[0], -1, 2.0); },
+      {transposed_leaf({3, 4}, -2, 2, 30)});
 
   add(cs, Op::cross_entropy, "plain",
-      [](const TensorList& in) { return cross_entropy(in[0], index({2, 0, 3}, {3})); }, {leaf({3, 4}, -2, 2, 31)});
+      [](const TensorList& in) {
+        return cross_entropy(in[0], index({2, 0, 3}, {3}));
+      },
+      {leaf({3, 4}, -2, 2, 31)});
   add(cs, Op::cross_entropy, "label smoothing 0.1 and class weights",
       [](const TensorList& in) {
-        return cross_entropy(in[0], index({1, 1, 0, 2}, {4}), 0.1, from_vector<double>({0.5, 2.0, 1.0}));
+        return cross_entropy(in[0], index({1, 1, 0, 2}, {4}), 0.1,
+                             from_vector<double>({0.5, 2.0, 1.0}));
       },
       {leaf({4, 3}, -2, 2, 32)});
 }

@@ -43,9 +43,10 @@ Tensor mean(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
     Shape in_shape = a.shape();
     std::vector<int64_t> nd = normalize_dims(dims, a.dim(), "mean");
     double n = static_cast<double>(reduced_count(in_shape, nd));
-    record(Op::mean, {a}, {out}, [in_shape, nd, n](const TensorList& g, const Needs&) -> TensorList {
-      return {ops::mul(expand_back(g[0], in_shape, nd), 1.0 / n)};
-    });
+    record(Op::mean, {a}, {out},
+           [in_shape, nd, n](const TensorList& g, const Needs&) -> TensorList {
+             return {ops::mul(expand_back(g[0], in_shape, nd), 1.0 / n)};
+           });
   }
   return out;
 }
@@ -79,16 +80,17 @@ Tensor std(const Tensor& a, const std::vector<int64_t>& dims, bool unbiased, boo
     Shape in_shape = a.shape();
     std::vector<int64_t> nd = normalize_dims(dims, a.dim(), "std");
     double denom = static_cast<double>(reduced_count(in_shape, nd)) - (unbiased ? 1.0 : 0.0);
-    record(Op::std, {a}, {out},
-           [save_a, save_out, in_shape, nd, denom](const TensorList& g, const Needs&) -> TensorList {
-             const Tensor& x = save_a.get(Op::std);
-             Tensor s = as_keepdim(save_out.get(Op::std), in_shape, nd);
-             Tensor centered = ops::sub(x, ops::mean(x, nd, true));
-             Tensor scale = ops::div(as_keepdim(g[0], in_shape, nd), ops::mul(s, denom));
-             scale = ops::where(ops::eq(s, 0.0), zero_scalar(scale), scale);
-             return {ops::mul(centered, scale)};
-           },
-           {a, out});
+    record(
+        Op::std, {a}, {out},
+        [save_a, save_out, in_shape, nd, denom](const TensorList& g, const Needs&) -> TensorList {
+          const Tensor& x = save_a.get(Op::std);
+          Tensor s = as_keepdim(save_out.get(Op::std), in_shape, nd);
+          Tensor centered = ops::sub(x, ops::mean(x, nd, true));
+          Tensor scale = ops::div(as_keepdim(g[0], in_shape, nd), ops::mul(s, denom));
+          scale = ops::where(ops::eq(s, 0.0), zero_scalar(scale), scale);
+          return {ops::mul(centered, scale)};
+        },
+        {a, out});
   }
   return out;
 }
@@ -96,7 +98,8 @@ Tensor std(const Tensor& a, const std::vector<int64_t>& dims, bool unbiased, boo
 namespace {
 // amax/amin: the gradient goes to every element equal to the extremum, split evenly among them
 // (PyTorch's amax rule): d/dx_i = [x_i == y] / #{j : x_j == y}.
-Tensor extremum_all(Op op, const Tensor& a, const std::vector<int64_t>& dims, bool keepdim, bool is_max) {
+Tensor extremum_all(Op op, const Tensor& a, const std::vector<int64_t>& dims, bool keepdim,
+                    bool is_max) {
   Tensor out = is_max ? ops::amax(a, dims, keepdim) : ops::amin(a, dims, keepdim);
   if (needs_record(a)) {
     Saved save_a(a), save_out(out);
@@ -116,7 +119,8 @@ Tensor extremum_all(Op op, const Tensor& a, const std::vector<int64_t>& dims, bo
 
 // max/min along one dim: the gradient goes to the element at the returned index,
 // dx = scatter_add(zeros, dim, index, dvalues).
-std::pair<Tensor, Tensor> extremum_dim(Op op, const Tensor& a, int64_t dim, bool keepdim, bool is_max) {
+std::pair<Tensor, Tensor> extremum_dim(Op op, const Tensor& a, int64_t dim, bool keepdim,
+                                       bool is_max) {
   auto [values, indices] = is_max ? ops::max(a, dim, keepdim) : ops::min(a, dim, keepdim);
   if (needs_record(a)) {
     Saved save_idx(indices);

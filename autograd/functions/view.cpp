@@ -60,9 +60,10 @@ Tensor flatten(const Tensor& t, int64_t start_dim, int64_t end_dim) {
 Tensor transpose(const Tensor& t, int64_t dim0, int64_t dim1) {
   Tensor out = distinct_output(ops::transpose(t, dim0, dim1), t);
   if (needs_record(t))
-    record(Op::transpose, {t}, {out}, [dim0, dim1](const TensorList& g, const Needs&) -> TensorList {
-      return {ops::transpose(g[0], dim0, dim1)};
-    });
+    record(Op::transpose, {t}, {out},
+           [dim0, dim1](const TensorList& g, const Needs&) -> TensorList {
+             return {ops::transpose(g[0], dim0, dim1)};
+           });
   return out;
 }
 
@@ -71,7 +72,8 @@ Tensor permute(const Tensor& t, const std::vector<int64_t>& dims) {
   Tensor out = distinct_output(ops::permute(t, dims), t);
   if (needs_record(t)) {
     std::vector<int64_t> inverse(dims.size());
-    for (size_t i = 0; i < dims.size(); ++i) inverse[wrap_dim(dims[i], t.dim(), "permute")] = static_cast<int64_t>(i);
+    for (size_t i = 0; i < dims.size(); ++i)
+      inverse[wrap_dim(dims[i], t.dim(), "permute")] = static_cast<int64_t>(i);
     record(Op::permute, {t}, {out}, [inverse](const TensorList& g, const Needs&) -> TensorList {
       return {ops::permute(g[0], inverse)};
     });
@@ -108,11 +110,12 @@ Tensor select(const Tensor& t, int64_t dim, int64_t index) {
   Tensor out = ops::select(t, dim, index);
   if (needs_record(t)) {
     Shape in_shape = t.shape();
-    record(Op::select, {t}, {out}, [in_shape, dim, index](const TensorList& g, const Needs&) -> TensorList {
-      Tensor dt = zeros(in_shape, g[0].dtype(), g[0].device());
-      ops::copy_(ops::select(dt, dim, index), g[0]);
-      return {dt};
-    });
+    record(Op::select, {t}, {out},
+           [in_shape, dim, index](const TensorList& g, const Needs&) -> TensorList {
+             Tensor dt = zeros(in_shape, g[0].dtype(), g[0].device());
+             ops::copy_(ops::select(dt, dim, index), g[0]);
+             return {dt};
+           });
   }
   return out;
 }
@@ -133,18 +136,16 @@ Tensor expand(const Tensor& t, const Shape& shape) {
 Tensor contiguous(const Tensor& t) {
   Tensor out = distinct_output(ops::contiguous(t), t);
   if (needs_record(t))
-    record(Op::contiguous, {t}, {out}, [](const TensorList& g, const Needs&) -> TensorList {
-      return {g[0]};
-    });
+    record(Op::contiguous, {t}, {out},
+           [](const TensorList& g, const Needs&) -> TensorList { return {g[0]}; });
   return out;
 }
 
 Tensor clone(const Tensor& t) {
   Tensor out = ops::clone(t);
   if (needs_record(t))
-    record(Op::clone, {t}, {out}, [](const TensorList& g, const Needs&) -> TensorList {
-      return {g[0]};
-    });
+    record(Op::clone, {t}, {out},
+           [](const TensorList& g, const Needs&) -> TensorList { return {g[0]}; });
   return out;
 }
 

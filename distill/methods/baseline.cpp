@@ -23,7 +23,8 @@ void BaselineMethod::build(const BuildContext& ctx) {
 
 StepResult BaselineMethod::forward_train(const Batch& batch, const TrainClock&) {
   Tensor logits = net_->forward(batch.images());
-  Tensor ce = nn::functional::cross_entropy(logits, batch.labels, options_.get_double("label-smoothing"));
+  Tensor ce =
+      nn::functional::cross_entropy(logits, batch.labels, options_.get_double("label-smoothing"));
   StepResult r;
   r.loss = ce;
   r.terms = {{"ce", ce}};

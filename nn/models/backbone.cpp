@@ -88,7 +88,8 @@ std::shared_ptr<Conv2d> make_conv(int64_t in, int64_t out, int64_t k, int64_t st
   return conv;
 }
 
-std::shared_ptr<Linear> make_linear(int64_t in, int64_t out, const InitScheme& init, Generator& gen) {
+std::shared_ptr<Linear> make_linear(int64_t in, int64_t out, const InitScheme& init,
+                                    Generator& gen) {
   auto fc = std::make_shared<Linear>(in, out, gen);
   if (init.kind == InitScheme::HeFanIn)
     init::kaiming_normal_(fc->weight, gen, 0, init::FanMode::FanIn, init::Nonlinearity::ReLU);

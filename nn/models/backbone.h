@@ -69,8 +69,8 @@ struct BackboneOptions {
   std::string arch = "resnet20";
   int64_t num_classes = 10;
   int64_t in_channels = 3;
-  char shortcut = 'B';                 // CIFAR ResNet: 'A' (parameter-free) or 'B' (1x1 conv + BN)
-  std::string init = "he_fanout";      // he_fanout | he_fanin | pytorch
+  char shortcut = 'B';             // CIFAR ResNet: 'A' (parameter-free) or 'B' (1x1 conv + BN)
+  std::string init = "he_fanout";  // he_fanout | he_fanin | pytorch
   uint64_t seed = 0;
 };
 

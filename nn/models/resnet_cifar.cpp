@@ -107,7 +107,8 @@ class CifarResNet : public Backbone {
     const int64_t expansion = bottleneck ? Bottleneck::kExpansion : 1;
     OKD_CHECK(shortcut == 'A' || shortcut == 'B', name, ": shortcut must be 'A' or 'B', got '",
               shortcut, "'");
-    OKD_CHECK(!(bottleneck && shortcut == 'A'), name, ": bottleneck networks use option-B shortcuts");
+    OKD_CHECK(!(bottleneck && shortcut == 'A'), name,
+              ": bottleneck networks use option-B shortcuts");
     Generator gen(o.seed);
 
     Stage stem{"stem", {}, 16, [in_ch, init](Generator& g) {
@@ -129,11 +130,14 @@ class CifarResNet : public Backbone {
         int64_t c = stage_in;
         for (int64_t b = 0; b < blocks; ++b) {
           const int64_t st = b == 0 ? stride : 1;
-          if (bottleneck) layer->push_back(std::make_shared<Bottleneck>(c, planes, st, init, g));
-          else layer->push_back(std::make_shared<BasicBlock>(c, planes, st, shortcut, init, g));
+          if (bottleneck)
+            layer->push_back(std::make_shared<Bottleneck>(c, planes, st, init, g));
+          else
+            layer->push_back(std::make_shared<BasicBlock>(c, planes, st, shortcut, init, g));
           c = planes * expansion;
         }
-        return std::vector<std::pair<std::string, LayerPtr>>{{"layer" + std::to_string(s + 1), layer}};
+        return std::vector<std::pair<std::string, LayerPtr>>{
+            {"layer" + std::to_string(s + 1), layer}};
       };
       Stage stage{"stage" + std::to_string(s + 1), factory(gen), planes * expansion, factory};
       add_stage(std::move(stage));

@@ -20,7 +20,8 @@ struct InitScheme {
 
 std::shared_ptr<Conv2d> make_conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad,
                                   bool bias, const InitScheme& init, Generator& gen);
-std::shared_ptr<Linear> make_linear(int64_t in, int64_t out, const InitScheme& init, Generator& gen);
+std::shared_ptr<Linear> make_linear(int64_t in, int64_t out, const InitScheme& init,
+                                    Generator& gen);
 
 BackbonePtr make_cifar_resnet(const std::string& name, int64_t depth, bool bottleneck,
                               const BackboneOptions& o);

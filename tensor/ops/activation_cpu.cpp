@@ -1,6 +1,5 @@
 // Fused activation backward kernels on the CPU.
 #include "tensor/ops/activation.h"
-
 #include "tensor/ops/copy.h"
 #include "tensor/parallel.h"
 
@@ -9,7 +8,8 @@ namespace okd::ops {
 Tensor relu_backward(const Tensor& dy_, const Tensor& y_) {
   OKD_CHECK(dy_.shape() == y_.shape() && dy_.dtype() == y_.dtype(), "relu_backward: gradient ",
             dy_.desc(), " does not match output ", y_.desc());
-  OKD_CHECK(dy_.device().is_cpu(), "relu_backward: the CPU kernel got a tensor on ", dy_.device().str());
+  OKD_CHECK(dy_.device().is_cpu(), "relu_backward: the CPU kernel got a tensor on ",
+            dy_.device().str());
   Tensor dy = contiguous(dy_), y = contiguous(y_);
   Tensor dx = empty(y.shape(), y.dtype());
   OKD_DISPATCH_FLOAT(y.dtype(), "relu_backward", [&]<class T>() {

@@ -23,8 +23,8 @@ Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& b
 Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& weight, const Shape& input_shape,
                              const Conv2dParams& p);
 // dL/dweight for conv2d (summed over the batch in a fixed order: thread-count independent).
-Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& input, const Shape& weight_shape,
-                              const Conv2dParams& p);
+Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& input,
+                              const Shape& weight_shape, const Conv2dParams& p);
 // dL/dbias: grad_out summed over N, H, W.
 Tensor conv2d_backward_bias(const Tensor& grad_out);
 

@@ -2,11 +2,10 @@
 // single-threaded inside; see runtime.cpp), 1x1 stride-1 unpadded convolutions skip im2col.
 // The weight gradient is accumulated over fixed chunks of the batch whose partial sums are added
 // in order, so it is bit-identical for any thread count.
-#include "tensor/ops/conv.h"
-
 #include <algorithm>
 #include <cstring>
 
+#include "tensor/ops/conv.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/matmul.h"
 #include "tensor/ops/reduce.h"
@@ -92,13 +91,16 @@ void col2im(const T* col, int64_t C, int64_t H, int64_t W, int64_t kH, int64_t k
 }
 
 void check_conv(const Tensor& input, const Tensor& weight, const Conv2dParams& p, const char* op) {
-  OKD_CHECK(input.dim() == 4, op, ": expected a 4-D input [N, C, H, W], got ", shape_str(input.shape()));
+  OKD_CHECK(input.dim() == 4, op, ": expected a 4-D input [N, C, H, W], got ",
+            shape_str(input.shape()));
   OKD_CHECK(weight.dim() == 4, op, ": expected a 4-D weight, got ", shape_str(weight.shape()));
   OKD_CHECK(input.dtype() == weight.dtype(), op, ": input is ", dtype_name(input.dtype()),
             " but weight is ", dtype_name(weight.dtype()));
-  OKD_CHECK(is_floating(input.dtype()), op, ": expected float32 or float64, got ", dtype_name(input.dtype()));
-  OKD_CHECK(input.device().is_cpu() && weight.device().is_cpu(), op, ": the CPU kernel got tensors on ",
-            input.device().str(), " and ", weight.device().str());
+  OKD_CHECK(is_floating(input.dtype()), op, ": expected float32 or float64, got ",
+            dtype_name(input.dtype()));
+  OKD_CHECK(input.device().is_cpu() && weight.device().is_cpu(), op,
+            ": the CPU kernel got tensors on ", input.device().str(), " and ",
+            weight.device().str());
   OKD_CHECK(p.groups >= 1 && p.stride_h >= 1 && p.stride_w >= 1 && p.dil_h >= 1 && p.dil_w >= 1 &&
                 p.pad_h >= 0 && p.pad_w >= 0,
             op, ": invalid stride/padding/dilation/groups");
@@ -106,7 +108,8 @@ void check_conv(const Tensor& input, const Tensor& weight, const Conv2dParams& p
 
 }  // namespace
 
-std::pair<int64_t, int64_t> conv2d_output_size(const Shape& in, const Shape& w, const Conv2dParams& p) {
+std::pair<int64_t, int64_t> conv2d_output_size(const Shape& in, const Shape& w,
+                                               const Conv2dParams& p) {
   const int64_t OH = (in[2] + 2 * p.pad_h - p.dil_h * (w[2] - 1) - 1) / p.stride_h + 1;
   const int64_t OW = (in[3] + 2 * p.pad_w - p.dil_w * (w[3] - 1) - 1) / p.stride_w + 1;
   OKD_CHECK(OH > 0 && OW > 0, "conv2d: input ", shape_str(in), " is too small for kernel ",
@@ -119,8 +122,10 @@ Tensor conv2d_forward(const Tensor& input_, const Tensor& weight_, const Tensor&
   check_conv(input_, weight_, p, "conv2d");
   const Shape& s = input_.shape();
   const Shape& ws = weight_.shape();
-  const int64_t N = s[0], C = s[1], H = s[2], W = s[3], O = ws[0], kH = ws[2], kW = ws[3], G = p.groups;
-  OKD_CHECK(O % G == 0 && C % G == 0, "conv2d: channels (", C, " in, ", O, " out) are not divisible by groups ", G);
+  const int64_t N = s[0], C = s[1], H = s[2], W = s[3], O = ws[0], kH = ws[2], kW = ws[3],
+                G = p.groups;
+  OKD_CHECK(O % G == 0 && C % G == 0, "conv2d: channels (", C, " in, ", O,
+            " out) are not divisible by groups ", G);
   OKD_CHECK(ws[1] * G == C, "conv2d: input has ", C, " channels but weight expects ", ws[1] * G,
             " (input ", shape_str(s), ", weight ", shape_str(ws), ", groups ", G, ")");
   if (bias.defined())
@@ -165,11 +170,13 @@ Tensor conv2d_forward(const Tensor& input_, const Tensor& weight_, const Tensor&
 Tensor conv2d_backward_input(const Tensor& grad_out_, const Tensor& weight_, const Shape& s,
                              const Conv2dParams& p) {
   const Shape& ws = weight_.shape();
-  const int64_t N = s[0], C = s[1], H = s[2], W = s[3], O = ws[0], kH = ws[2], kW = ws[3], G = p.groups;
+  const int64_t N = s[0], C = s[1], H = s[2], W = s[3], O = ws[0], kH = ws[2], kW = ws[3],
+                G = p.groups;
   const int64_t OH = grad_out_.size(2), OW = grad_out_.size(3);
   const int64_t Cg = C / G, Og = O / G, K = Cg * kH * kW, L = OH * OW;
   OKD_CHECK(grad_out_.size(1) == O && grad_out_.size(0) == N, "conv2d backward: grad_output ",
-            shape_str(grad_out_.shape()), " does not match weight ", shape_str(ws), " and input ", shape_str(s));
+            shape_str(grad_out_.shape()), " does not match weight ", shape_str(ws), " and input ",
+            shape_str(s));
   Tensor go = contiguous(grad_out_), weight = contiguous(weight_);
   Tensor dx = zeros(s, go.dtype());
   const bool pointwise = is_pointwise(ws, p);
@@ -196,7 +203,8 @@ Tensor conv2d_backward_input(const Tensor& grad_out_, const Tensor& weight_, con
 Tensor conv2d_backward_weight(const Tensor& grad_out_, const Tensor& input_, const Shape& ws,
                               const Conv2dParams& p) {
   const Shape& s = input_.shape();
-  const int64_t N = s[0], C = s[1], H = s[2], W = s[3], O = ws[0], kH = ws[2], kW = ws[3], G = p.groups;
+  const int64_t N = s[0], C = s[1], H = s[2], W = s[3], O = ws[0], kH = ws[2], kW = ws[3],
+                G = p.groups;
   const int64_t OH = grad_out_.size(2), OW = grad_out_.size(3);
   const int64_t Cg = C / G, Og = O / G, K = Cg * kH * kW, L = OH * OW;
   Tensor go = contiguous(grad_out_), input = contiguous(input_);
@@ -243,7 +251,8 @@ Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const
   const Shape& ws = weight.shape();
   OKD_CHECK(ws[0] == s[1], "conv_transpose2d: input has ", s[1], " channels but weight expects ",
             ws[0], " (input ", shape_str(s), ", weight ", shape_str(ws), ")");
-  OKD_CHECK(oph >= 0 && opw >= 0 && oph < std::max(p.stride_h, p.dil_h) && opw < std::max(p.stride_w, p.dil_w),
+  OKD_CHECK(oph >= 0 && opw >= 0 && oph < std::max(p.stride_h, p.dil_h) &&
+                opw < std::max(p.stride_w, p.dil_w),
             "conv_transpose2d: output_padding must be smaller than stride or dilation");
   const int64_t Cout = ws[1] * p.groups;
   const int64_t OH = (s[2] - 1) * p.stride_h - 2 * p.pad_h + p.dil_h * (ws[2] - 1) + oph + 1;

@@ -5,9 +5,9 @@
 namespace okd::ops {
 
 Tensor contiguous(const Tensor& t);
-Tensor clone(const Tensor& t);                 // always a fresh contiguous copy
-Tensor to(const Tensor& t, DType dtype);       // t itself when the dtype already matches
-Tensor to(const Tensor& t, Device device);     // t itself when already there
+Tensor clone(const Tensor& t);              // always a fresh contiguous copy
+Tensor to(const Tensor& t, DType dtype);    // t itself when the dtype already matches
+Tensor to(const Tensor& t, Device device);  // t itself when already there
 // dst[...] = src, src broadcast to dst's shape and converted to dst's dtype. Bumps dst's version.
 void copy_(const Tensor& dst, const Tensor& src);
 void fill_(const Tensor& dst, double value);

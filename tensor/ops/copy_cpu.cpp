@@ -19,17 +19,18 @@ void copy_(const Tensor& dst, const Tensor& src) {
     std::memcpy(dst.raw_data(), src.raw_data(), dst.nbytes());
     return;
   }
-  auto L = detail::make_loop<2>(dst.shape(), {dst.strides(), detail::broadcast_strides(src, dst.shape())});
+  auto L = detail::make_loop<2>(dst.shape(),
+                                {dst.strides(), detail::broadcast_strides(src, dst.shape())});
   OKD_DISPATCH_ALL(dst.dtype(), "copy_", [&]<class D>() {
     OKD_DISPATCH_ALL(src.dtype(), "copy_", [&]<class S>() {
       D* d = dst.data<D>();
       const S* s = src.data<S>();
-      detail::for_each_row<2>(L, [&](const std::array<int64_t, 2>& off, int64_t n,
-                                     const std::array<int64_t, 2>& st) {
-        D* dp = d + off[0];
-        const S* sp = s + off[1];
-        for (int64_t i = 0; i < n; ++i) dp[i * st[0]] = static_cast<D>(sp[i * st[1]]);
-      });
+      detail::for_each_row<2>(
+          L, [&](const std::array<int64_t, 2>& off, int64_t n, const std::array<int64_t, 2>& st) {
+            D* dp = d + off[0];
+            const S* sp = s + off[1];
+            for (int64_t i = 0; i < n; ++i) dp[i * st[0]] = static_cast<D>(sp[i * st[1]]);
+          });
     });
   });
 }
@@ -42,12 +43,14 @@ void fill_(const Tensor& dst, double value) {
   OKD_DISPATCH_ALL(dst.dtype(), "fill_", [&]<class T>() {
     T v = static_cast<T>(value);
     T* d = dst.data<T>();
-    detail::for_each_row<1>(L, [&](const std::array<int64_t, 1>& off, int64_t n,
-                                   const std::array<int64_t, 1>& st) {
-      T* p = d + off[0];
-      if (st[0] == 1) std::fill(p, p + n, v);
-      else for (int64_t i = 0; i < n; ++i) p[i * st[0]] = v;
-    });
+    detail::for_each_row<1>(
+        L, [&](const std::array<int64_t, 1>& off, int64_t n, const std::array<int64_t, 1>& st) {
+          T* p = d + off[0];
+          if (st[0] == 1)
+            std::fill(p, p + n, v);
+          else
+            for (int64_t i = 0; i < n; ++i) p[i * st[0]] = v;
+        });
   });
 }
 
@@ -82,7 +85,8 @@ void set_device_copy(DeviceCopyFn fn) { device_copy_hook() = fn; }
 
 Tensor to(const Tensor& t, Device device) {
   if (t.device() == device) return t;
-  OKD_CHECK(device_copy_hook() != nullptr, "to(", device.str(), "): this build of okd has no CUDA "
+  OKD_CHECK(device_copy_hook() != nullptr, "to(", device.str(),
+            "): this build of okd has no CUDA "
             "backend (configure with -DOKD_CUDA=ON on a machine with nvcc)");
   Tensor src = contiguous(t);
   Tensor out = empty(t.shape(), t.dtype(), device);

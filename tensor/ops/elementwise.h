@@ -13,7 +13,7 @@ Tensor log(const Tensor& a);
 Tensor sqrt(const Tensor& a);
 Tensor rsqrt(const Tensor& a);
 Tensor abs(const Tensor& a);
-Tensor sign(const Tensor& a);                  // -1, 0, 1
+Tensor sign(const Tensor& a);  // -1, 0, 1
 Tensor relu(const Tensor& a);
 Tensor sigmoid(const Tensor& a);
 Tensor tanh(const Tensor& a);
@@ -32,8 +32,8 @@ Tensor minimum(const Tensor& a, const Tensor& b);
 // --- with a scalar ---
 Tensor add(const Tensor& a, double s);
 Tensor mul(const Tensor& a, double s);
-Tensor rsub(double s, const Tensor& a);        // s - a
-Tensor rdiv(double s, const Tensor& a);        // s / a
+Tensor rsub(double s, const Tensor& a);  // s - a
+Tensor rdiv(double s, const Tensor& a);  // s / a
 
 // --- comparisons (uint8 result) ---
 Tensor eq(const Tensor& a, const Tensor& b);
@@ -52,9 +52,9 @@ Tensor eq(const Tensor& a, double s);
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
 
 // --- in place (dst keeps its shape; src broadcasts to it). Bump dst's version. ---
-void add_(const Tensor& dst, const Tensor& src);          // dst += src
+void add_(const Tensor& dst, const Tensor& src);                // dst += src
 void add_(const Tensor& dst, const Tensor& src, double alpha);  // dst += alpha * src
-void mul_(const Tensor& dst, double s);                   // dst *= s
-void mul_(const Tensor& dst, const Tensor& src);          // dst *= src
+void mul_(const Tensor& dst, double s);                         // dst *= s
+void mul_(const Tensor& dst, const Tensor& src);                // dst *= src
 
 }  // namespace okd::ops

@@ -2,10 +2,9 @@
 // in-place updates. Contiguous same-shape operands take a flat loop the compiler vectorises;
 // everything else goes through the strided row walker of strided.h (coalesced dims, stride-0
 // broadcasting). Large loops run in parallel; elementwise results never depend on the split.
-#include "tensor/ops/elementwise.h"
-
 #include <cmath>
 
+#include "tensor/ops/elementwise.h"
 #include "tensor/ops/strided.h"
 
 namespace okd::ops {
@@ -43,12 +42,12 @@ Tensor map_unary(const Tensor& a, DType out_dtype, F f) {
   }
   auto L = detail::make_loop<2>(a.shape(), {out.strides(), a.strides()});
   const T* pa = a.data<T>();
-  detail::for_each_row<2>(L, [&](const std::array<int64_t, 2>& off, int64_t len,
-                                 const std::array<int64_t, 2>& st) {
-    O* o = po + off[0];
-    const T* x = pa + off[1];
-    for (int64_t i = 0; i < len; ++i) o[i * st[0]] = f(x[i * st[1]]);
-  });
+  detail::for_each_row<2>(
+      L, [&](const std::array<int64_t, 2>& off, int64_t len, const std::array<int64_t, 2>& st) {
+        O* o = po + off[0];
+        const T* x = pa + off[1];
+        for (int64_t i = 0; i < len; ++i) o[i * st[0]] = f(x[i * st[1]]);
+      });
   return out;
 }
 
@@ -86,23 +85,23 @@ Tensor map_binary(const Tensor& a, const Tensor& b, DType out_dtype, const char*
   }
   auto L = detail::make_loop<3>(shape, {out.strides(), detail::broadcast_strides(a, shape),
                                         detail::broadcast_strides(b, shape)});
-  detail::for_each_row<3>(L, [&](const std::array<int64_t, 3>& off, int64_t len,
-                                 const std::array<int64_t, 3>& st) {
-    O* o = po + off[0];
-    const T* x = pa + off[1];
-    const T* y = pb + off[2];
-    if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
-      for (int64_t i = 0; i < len; ++i) o[i] = f(x[i], y[i]);
-    } else if (st[0] == 1 && st[1] == 1 && st[2] == 0) {
-      const T yv = *y;
-      for (int64_t i = 0; i < len; ++i) o[i] = f(x[i], yv);
-    } else if (st[0] == 1 && st[1] == 0 && st[2] == 1) {
-      const T xv = *x;
-      for (int64_t i = 0; i < len; ++i) o[i] = f(xv, y[i]);
-    } else {
-      for (int64_t i = 0; i < len; ++i) o[i * st[0]] = f(x[i * st[1]], y[i * st[2]]);
-    }
-  });
+  detail::for_each_row<3>(
+      L, [&](const std::array<int64_t, 3>& off, int64_t len, const std::array<int64_t, 3>& st) {
+        O* o = po + off[0];
+        const T* x = pa + off[1];
+        const T* y = pb + off[2];
+        if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
+          for (int64_t i = 0; i < len; ++i) o[i] = f(x[i], y[i]);
+        } else if (st[0] == 1 && st[1] == 1 && st[2] == 0) {
+          const T yv = *y;
+          for (int64_t i = 0; i < len; ++i) o[i] = f(x[i], yv);
+        } else if (st[0] == 1 && st[1] == 0 && st[2] == 1) {
+          const T xv = *x;
+          for (int64_t i = 0; i < len; ++i) o[i] = f(xv, y[i]);
+        } else {
+          for (int64_t i = 0; i < len; ++i) o[i * st[0]] = f(x[i * st[1]], y[i * st[2]]);
+        }
+      });
   return out;
 }
 
@@ -144,10 +143,18 @@ Tensor compare_scalar(const Tensor& a, double s, const char* op, F f) {
 }  // namespace
 
 // ---- unary ----
-Tensor neg(const Tensor& a) { return unary_all(a, "neg", [](auto x) { return -x; }); }
-Tensor exp(const Tensor& a) { return unary_float(a, "exp", [](auto x) { return std::exp(x); }); }
-Tensor log(const Tensor& a) { return unary_float(a, "log", [](auto x) { return std::log(x); }); }
-Tensor sqrt(const Tensor& a) { return unary_float(a, "sqrt", [](auto x) { return std::sqrt(x); }); }
+Tensor neg(const Tensor& a) {
+  return unary_all(a, "neg", [](auto x) { return -x; });
+}
+Tensor exp(const Tensor& a) {
+  return unary_float(a, "exp", [](auto x) { return std::exp(x); });
+}
+Tensor log(const Tensor& a) {
+  return unary_float(a, "log", [](auto x) { return std::log(x); });
+}
+Tensor sqrt(const Tensor& a) {
+  return unary_float(a, "sqrt", [](auto x) { return std::sqrt(x); });
+}
 Tensor rsqrt(const Tensor& a) {
   return unary_float(a, "rsqrt", [](auto x) { return decltype(x)(1) / std::sqrt(x); });
 }
@@ -172,7 +179,9 @@ Tensor sigmoid(const Tensor& a) {
     return e / (T(1) + e);
   });
 }
-Tensor tanh(const Tensor& a) { return unary_float(a, "tanh", [](auto x) { return std::tanh(x); }); }
+Tensor tanh(const Tensor& a) {
+  return unary_float(a, "tanh", [](auto x) { return std::tanh(x); });
+}
 Tensor pow(const Tensor& a, double p) {
   if (p == 2.0) return unary_float(a, "pow", [](auto x) { return x * x; });
   if (p == 0.5) return unary_float(a, "pow", [](auto x) { return std::sqrt(x); });
@@ -188,9 +197,15 @@ Tensor clamp(const Tensor& a, double lo, double hi) {
 }
 
 // ---- binary ----
-Tensor add(const Tensor& a, const Tensor& b) { return binary_all(a, b, "add", [](auto x, auto y) { return x + y; }); }
-Tensor sub(const Tensor& a, const Tensor& b) { return binary_all(a, b, "sub", [](auto x, auto y) { return x - y; }); }
-Tensor mul(const Tensor& a, const Tensor& b) { return binary_all(a, b, "mul", [](auto x, auto y) { return x * y; }); }
+Tensor add(const Tensor& a, const Tensor& b) {
+  return binary_all(a, b, "add", [](auto x, auto y) { return x + y; });
+}
+Tensor sub(const Tensor& a, const Tensor& b) {
+  return binary_all(a, b, "sub", [](auto x, auto y) { return x - y; });
+}
+Tensor mul(const Tensor& a, const Tensor& b) {
+  return binary_all(a, b, "mul", [](auto x, auto y) { return x * y; });
+}
 Tensor div(const Tensor& a, const Tensor& b) {
   if (!is_floating(a.dtype()) && a.dtype() == b.dtype()) {
     OKD_FAIL("div: integer division is not supported (", dtype_name(a.dtype()),
@@ -231,39 +246,63 @@ Tensor rdiv(double s, const Tensor& a) {
 }
 
 // ---- comparisons ----
-Tensor eq(const Tensor& a, const Tensor& b) { return compare(a, b, "eq", [](auto x, auto y) { return x == y; }); }
-Tensor ne(const Tensor& a, const Tensor& b) { return compare(a, b, "ne", [](auto x, auto y) { return x != y; }); }
-Tensor lt(const Tensor& a, const Tensor& b) { return compare(a, b, "lt", [](auto x, auto y) { return x < y; }); }
-Tensor le(const Tensor& a, const Tensor& b) { return compare(a, b, "le", [](auto x, auto y) { return x <= y; }); }
-Tensor gt(const Tensor& a, const Tensor& b) { return compare(a, b, "gt", [](auto x, auto y) { return x > y; }); }
-Tensor ge(const Tensor& a, const Tensor& b) { return compare(a, b, "ge", [](auto x, auto y) { return x >= y; }); }
-Tensor gt(const Tensor& a, double s) { return compare_scalar(a, s, "gt", [](double x, double y) { return x > y; }); }
-Tensor lt(const Tensor& a, double s) { return compare_scalar(a, s, "lt", [](double x, double y) { return x < y; }); }
-Tensor ge(const Tensor& a, double s) { return compare_scalar(a, s, "ge", [](double x, double y) { return x >= y; }); }
-Tensor le(const Tensor& a, double s) { return compare_scalar(a, s, "le", [](double x, double y) { return x <= y; }); }
-Tensor eq(const Tensor& a, double s) { return compare_scalar(a, s, "eq", [](double x, double y) { return x == y; }); }
+Tensor eq(const Tensor& a, const Tensor& b) {
+  return compare(a, b, "eq", [](auto x, auto y) { return x == y; });
+}
+Tensor ne(const Tensor& a, const Tensor& b) {
+  return compare(a, b, "ne", [](auto x, auto y) { return x != y; });
+}
+Tensor lt(const Tensor& a, const Tensor& b) {
+  return compare(a, b, "lt", [](auto x, auto y) { return x < y; });
+}
+Tensor le(const Tensor& a, const Tensor& b) {
+  return compare(a, b, "le", [](auto x, auto y) { return x <= y; });
+}
+Tensor gt(const Tensor& a, const Tensor& b) {
+  return compare(a, b, "gt", [](auto x, auto y) { return x > y; });
+}
+Tensor ge(const Tensor& a, const Tensor& b) {
+  return compare(a, b, "ge", [](auto x, auto y) { return x >= y; });
+}
+Tensor gt(const Tensor& a, double s) {
+  return compare_scalar(a, s, "gt", [](double x, double y) { return x > y; });
+}
+Tensor lt(const Tensor& a, double s) {
+  return compare_scalar(a, s, "lt", [](double x, double y) { return x < y; });
+}
+Tensor ge(const Tensor& a, double s) {
+  return compare_scalar(a, s, "ge", [](double x, double y) { return x >= y; });
+}
+Tensor le(const Tensor& a, double s) {
+  return compare_scalar(a, s, "le", [](double x, double y) { return x <= y; });
+}
+Tensor eq(const Tensor& a, double s) {
+  return compare_scalar(a, s, "eq", [](double x, double y) { return x == y; });
+}
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   OKD_CHECK(cond.dtype() == DType::UInt8, "where: the condition must be a uint8 mask, got ",
             dtype_name(cond.dtype()));
   check_same(a, b, "where");
   check_cpu(cond, "where");
-  Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+  Shape shape =
+      broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
   Tensor out = empty(shape, a.dtype());
   if (out.numel() == 0) return out;
-  auto L = detail::make_loop<4>(shape, {out.strides(), detail::broadcast_strides(cond, shape),
-                                        detail::broadcast_strides(a, shape),
-                                        detail::broadcast_strides(b, shape)});
+  auto L = detail::make_loop<4>(
+      shape, {out.strides(), detail::broadcast_strides(cond, shape),
+              detail::broadcast_strides(a, shape), detail::broadcast_strides(b, shape)});
   OKD_DISPATCH_ALL(a.dtype(), "where", [&]<class T>() {
     T* po = out.data<T>();
     const uint8_t* pc = cond.data<uint8_t>();
     const T* pa = a.data<T>();
     const T* pb = b.data<T>();
-    detail::for_each_row<4>(L, [&](const std::array<int64_t, 4>& off, int64_t len,
-                                   const std::array<int64_t, 4>& st) {
-      for (int64_t i = 0; i < len; ++i)
-        po[off[0] + i * st[0]] = pc[off[1] + i * st[1]] ? pa[off[2] + i * st[2]] : pb[off[3] + i * st[3]];
-    });
+    detail::for_each_row<4>(
+        L, [&](const std::array<int64_t, 4>& off, int64_t len, const std::array<int64_t, 4>& st) {
+          for (int64_t i = 0; i < len; ++i)
+            po[off[0] + i * st[0]] =
+                pc[off[1] + i * st[1]] ? pa[off[2] + i * st[2]] : pb[off[3] + i * st[3]];
+        });
   });
   return out;
 }
@@ -288,22 +327,26 @@ void inplace(const Tensor& dst, const Tensor& src, const char* op, F f) {
       return;
     }
     auto L = detail::make_loop<2>(shape, {dst.strides(), detail::broadcast_strides(src, shape)});
-    detail::for_each_row<2>(L, [&](const std::array<int64_t, 2>& off, int64_t len,
-                                   const std::array<int64_t, 2>& st) {
-      for (int64_t i = 0; i < len; ++i) {
-        T& d = pd[off[0] + i * st[0]];
-        d = static_cast<T>(f(d, ps[off[1] + i * st[1]]));
-      }
-    });
+    detail::for_each_row<2>(
+        L, [&](const std::array<int64_t, 2>& off, int64_t len, const std::array<int64_t, 2>& st) {
+          for (int64_t i = 0; i < len; ++i) {
+            T& d = pd[off[0] + i * st[0]];
+            d = static_cast<T>(f(d, ps[off[1] + i * st[1]]));
+          }
+        });
   });
 }
 }  // namespace
 
-void add_(const Tensor& dst, const Tensor& src) { inplace(dst, src, "add_", [](auto d, auto s) { return d + s; }); }
+void add_(const Tensor& dst, const Tensor& src) {
+  inplace(dst, src, "add_", [](auto d, auto s) { return d + s; });
+}
 void add_(const Tensor& dst, const Tensor& src, double alpha) {
   inplace(dst, src, "add_", [alpha](auto d, auto s) { return d + alpha * s; });
 }
-void mul_(const Tensor& dst, const Tensor& src) { inplace(dst, src, "mul_", [](auto d, auto s) { return d * s; }); }
+void mul_(const Tensor& dst, const Tensor& src) {
+  inplace(dst, src, "mul_", [](auto d, auto s) { return d * s; });
+}
 void mul_(const Tensor& dst, double s) {
   check_cpu(dst, "mul_");
   dst.impl()->storage->bump_version();
@@ -311,10 +354,11 @@ void mul_(const Tensor& dst, double s) {
   auto L = detail::make_loop<1>(dst.shape(), {dst.strides()});
   OKD_DISPATCH_ALL(dst.dtype(), "mul_", [&]<class T>() {
     T* p = dst.data<T>();
-    detail::for_each_row<1>(L, [&](const std::array<int64_t, 1>& off, int64_t len,
-                                   const std::array<int64_t, 1>& st) {
-      for (int64_t i = 0; i < len; ++i) p[off[0] + i * st[0]] = static_cast<T>(p[off[0] + i * st[0]] * s);
-    });
+    detail::for_each_row<1>(
+        L, [&](const std::array<int64_t, 1>& off, int64_t len, const std::array<int64_t, 1>& st) {
+          for (int64_t i = 0; i < len; ++i)
+            p[off[0] + i * st[0]] = static_cast<T>(p[off[0] + i * st[0]] * s);
+        });
   });
 }
 

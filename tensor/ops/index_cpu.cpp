@@ -1,7 +1,5 @@
 // Joining, splitting, indexing and selection on the CPU. Everything is expressed over an
 // [outer, dim, inner] view of contiguous data, which keeps each kernel a pair of plain loops.
-#include "tensor/ops/index.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -9,6 +7,7 @@
 #include <type_traits>
 
 #include "tensor/ops/copy.h"
+#include "tensor/ops/index.h"
 #include "tensor/ops/view.h"
 #include "tensor/parallel.h"
 
@@ -16,7 +15,8 @@ namespace okd::ops {
 
 namespace {
 void check_index(const Tensor& index, const char* op) {
-  OKD_CHECK(index.dtype() == DType::Int64, op, ": indices must be int64, got ", dtype_name(index.dtype()));
+  OKD_CHECK(index.dtype() == DType::Int64, op, ": indices must be int64, got ",
+            dtype_name(index.dtype()));
   OKD_CHECK(index.device().is_cpu(), op, ": the CPU kernel got indices on ", index.device().str());
 }
 // Every index in [0, size), checked before any work so a bad one is an error, not a stray write.
@@ -46,8 +46,8 @@ Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
               "cat: tensor ", i, " (", t.desc(), ") does not match tensor 0 (", first.desc(), ")");
     for (int64_t k = 0; k < t.dim(); ++k)
       OKD_CHECK(k == d || t.shape()[k] == first.shape()[k], "cat: tensor ", i, " has shape ",
-                shape_str(t.shape()), " but tensor 0 has ", shape_str(first.shape()),
-                " (only dim ", d, " may differ)");
+                shape_str(t.shape()), " but tensor 0 has ", shape_str(first.shape()), " (only dim ",
+                d, " may differ)");
     total += t.shape()[d];
   }
   out_shape[d] = total;
@@ -136,8 +136,9 @@ Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
   OKD_CHECK(index.dim() == t.dim(), "gather: index has rank ", index.dim(), " but input has rank ",
             t.dim(), " (input ", shape_str(t.shape()), ", index ", shape_str(index.shape()), ")");
   for (int64_t k = 0; k < t.dim(); ++k)
-    OKD_CHECK(k == d || index.shape()[k] <= t.shape()[k], "gather: index ", shape_str(index.shape()),
-              " is larger than input ", shape_str(t.shape()), " in dim ", k);
+    OKD_CHECK(k == d || index.shape()[k] <= t.shape()[k], "gather: index ",
+              shape_str(index.shape()), " is larger than input ", shape_str(t.shape()), " in dim ",
+              k);
   Tensor idx = contiguous(index);
   Tensor out = empty(index.shape(), t.dtype());
   const int64_t size = t.shape()[d];
@@ -260,18 +261,20 @@ std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool lar
     const T* src = moved.data<T>();
     T* pv = vals.data<T>();
     int64_t* pi = idx.data<int64_t>();
-    parallel_for(0, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(R, 1)), [&](int64_t r0, int64_t r1) {
-      std::vector<int64_t> order(static_cast<size_t>(R));
-      for (int64_t r = r0; r < r1; ++r) {
-        const T* row = src + r * R;
-        std::iota(order.begin(), order.end(), int64_t{0});
-        std::partial_sort(order.begin(), order.begin() + k, order.end(), RankBefore<T>{row, largest});
-        for (int64_t j = 0; j < k; ++j) {
-          pv[r * k + j] = row[order[j]];
-          pi[r * k + j] = order[j];
-        }
-      }
-    });
+    parallel_for(0, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(R, 1)),
+                 [&](int64_t r0, int64_t r1) {
+                   std::vector<int64_t> order(static_cast<size_t>(R));
+                   for (int64_t r = r0; r < r1; ++r) {
+                     const T* row = src + r * R;
+                     std::iota(order.begin(), order.end(), int64_t{0});
+                     std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                                       RankBefore<T>{row, largest});
+                     for (int64_t j = 0; j < k; ++j) {
+                       pv[r * k + j] = row[order[j]];
+                       pi[r * k + j] = order[j];
+                     }
+                   }
+                 });
   });
   if (t.dim() == 0) return {reshape(vals, {}), reshape(idx, {})};
   return {contiguous(transpose(vals, d, -1)), contiguous(transpose(idx, d, -1))};

@@ -1,9 +1,8 @@
 // log_softmax and the fused cross-entropy on the CPU, rows in parallel, math in double.
-#include "tensor/ops/loss.h"
-
 #include <cmath>
 
 #include "tensor/ops/copy.h"
+#include "tensor/ops/loss.h"
 #include "tensor/parallel.h"
 
 namespace okd::ops {
@@ -46,7 +45,8 @@ Tensor log_softmax_lastdim_backward(const Tensor& dy_, const Tensor& y_) {
         double s = 0;
         for (int64_t c = 0; c < C; ++c) s += pdy[r * C + c];
         for (int64_t c = 0; c < C; ++c)
-          pdx[r * C + c] = static_cast<T>(pdy[r * C + c] - std::exp(static_cast<double>(py[r * C + c])) * s);
+          pdx[r * C + c] =
+              static_cast<T>(pdy[r * C + c] - std::exp(static_cast<double>(py[r * C + c])) * s);
       }
     });
   });
@@ -63,7 +63,8 @@ struct CeSetup {
 };
 
 CeSetup ce_setup(const Tensor& logits, const Tensor& targets, double eps, const Tensor& weights) {
-  OKD_CHECK(logits.dim() == 2, "cross_entropy: expected logits [N, C], got ", shape_str(logits.shape()));
+  OKD_CHECK(logits.dim() == 2, "cross_entropy: expected logits [N, C], got ",
+            shape_str(logits.shape()));
   OKD_CHECK(is_floating(logits.dtype()) && logits.device().is_cpu(),
             "cross_entropy: expected float CPU logits, got ", logits.desc());
   OKD_CHECK(targets.dtype() == DType::Int64, "cross_entropy: targets must be int64, got ",

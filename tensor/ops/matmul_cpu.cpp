@@ -6,8 +6,6 @@
 // gemm called from inside a parallel region (conv over the batch, matmul over a batch) never
 // oversubscribes the cores. A lone large matmul is split by okd into blocks of rows (or columns)
 // of C, one single-threaded gemm per thread.
-#include "tensor/ops/matmul.h"
-
 #include <algorithm>
 #include <atomic>
 #include <climits>
@@ -16,6 +14,7 @@
 
 #include "okd/build_config.h"
 #include "tensor/ops/copy.h"
+#include "tensor/ops/matmul.h"
 #include "tensor/ops/view.h"
 #include "tensor/parallel.h"
 #if OKD_HAVE_BLAS
@@ -26,8 +25,9 @@ namespace okd::ops {
 
 // C = alpha * op(A) op(B) + beta * C with op(A)[i][k] = ta ? A[k][i] : A[i][k]. With beta == 0,
 // C is not read (it may hold NaN), as in BLAS.
-void gemm_reference(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
-                    int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+void gemm_reference(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
+                    const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
+                    double* C, int64_t ldc) {
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) {
       double s = 0;
@@ -56,16 +56,16 @@ namespace {
 // tile loop exist: AVX2+FMA with 32-byte vectors (6 x 16 floats), chosen at run time when the CPU
 // has them, and the baseline ISA with 16-byte SSE vectors (6 x 8 floats).
 constexpr int64_t kMr = 6;
-template <class T, int VB> constexpr int64_t kNr = 2 * VB / sizeof(T);  // two vectors
-constexpr int64_t kKc = 256;               // a float B panel: 256 * 16 * 4 bytes = 16 KiB (L1)
-constexpr int64_t kMc = 96, kNc = 256;     // a parallel tile of C (multiples of kMr and kNr)
+template <class T, int VB>
+constexpr int64_t kNr = 2 * VB / sizeof(T);  // two vectors
+constexpr int64_t kKc = 256;                 // a float B panel: 256 * 16 * 4 bytes = 16 KiB (L1)
+constexpr int64_t kMc = 96, kNc = 256;       // a parallel tile of C (multiples of kMr and kNr)
 constexpr int64_t kRowsOuter = 1536, kColsOuter = 4096;
 
 template <class T, int VB>
 [[gnu::always_inline]] inline void micro_kernel(int64_t kc, const T* __restrict a,
-                                                const T* __restrict b, T* __restrict c,
-                                                int64_t ldc, int64_t m, int64_t n, bool first,
-                                                T beta) {
+                                                const T* __restrict b, T* __restrict c, int64_t ldc,
+                                                int64_t m, int64_t n, bool first, T beta) {
   typedef T V __attribute__((vector_size(VB)));
   constexpr int64_t kV = VB / sizeof(T), kN = 2 * kV;
   V acc[kMr][2] = {};
@@ -96,8 +96,10 @@ template <class T, int VB>
   for (int64_t i = 0; i < m; ++i) {
     T* ci = c + i * ldc;
     for (int64_t j = 0; j < n; ++j) {
-      if (!first) ci[j] += tmp[i][j];
-      else ci[j] = beta == T(0) ? tmp[i][j] : beta * ci[j] + tmp[i][j];
+      if (!first)
+        ci[j] += tmp[i][j];
+      else
+        ci[j] = beta == T(0) ? tmp[i][j] : beta * ci[j] + tmp[i][j];
     }
   }
 }
@@ -109,10 +111,10 @@ template <class T, int VB>
                                              const T* bpack, T* c, int64_t ldc, bool first,
                                              T beta) {
   for (int64_t j = 0; j < nc; j += kNr<T, VB>) {
-    const T* bp = bpack + (j / kNr<T, VB>) * kc * kNr<T, VB>;
+    const T* bp = bpack + (j / kNr<T, VB>)*kc * kNr<T, VB>;
     for (int64_t i = 0; i < mc; i += kMr)
       micro_kernel<T, VB>(kc, apack + (i / kMr) * kc * kMr, bp, c + i * ldc + j, ldc,
-                      std::min(kMr, mc - i), std::min(kNr<T, VB>, nc - j), first, beta);
+                          std::min(kMr, mc - i), std::min(kNr<T, VB>, nc - j), first, beta);
   }
 }
 
@@ -140,8 +142,8 @@ bool use_avx2_fma() {
 #endif
 template <class T>
 [[gnu::optimize("fp-contract=fast")]] void tile_baseline(int64_t mc, int64_t nc, int64_t kc,
-                                                          const T* apack, const T* bpack, T* c,
-                                                          int64_t ldc, bool first, T beta) {
+                                                         const T* apack, const T* bpack, T* c,
+                                                         int64_t ldc, bool first, T beta) {
   tile_impl<T, 16>(mc, nc, kc, apack, bpack, c, ldc, first, beta);
 }
 
@@ -151,11 +153,13 @@ void builtin_gemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T a
   const int64_t rows_outer = std::min(M, kRowsOuter), cols_outer = std::min(N, kColsOuter);
   const int64_t kc_max = std::min(K, kKc);
   std::vector<T> apack(static_cast<size_t>((rows_outer + kMr - 1) / kMr * kMr * kc_max));
-  std::vector<T> bpack(static_cast<size_t>((cols_outer + kNr<T, VB> - 1) / kNr<T, VB> * kNr<T, VB> * kc_max));
+  std::vector<T> bpack(
+      static_cast<size_t>((cols_outer + kNr<T, VB> - 1) / kNr<T, VB> * kNr<T, VB> * kc_max));
   for (int64_t i0 = 0; i0 < M; i0 += kRowsOuter) {
     const int64_t mo = std::min(kRowsOuter, M - i0), a_panels = (mo + kMr - 1) / kMr;
     for (int64_t j0 = 0; j0 < N; j0 += kColsOuter) {
-      const int64_t no = std::min(kColsOuter, N - j0), b_panels = (no + kNr<T, VB> - 1) / kNr<T, VB>;
+      const int64_t no = std::min(kColsOuter, N - j0),
+                    b_panels = (no + kNr<T, VB> - 1) / kNr<T, VB>;
       for (int64_t k0 = 0; k0 < K; k0 += kKc) {
         const int64_t kc = std::min(kKc, K - k0);
         const bool first = k0 == 0;
@@ -169,7 +173,8 @@ void builtin_gemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T a
                 if (i >= i0 + mo) {
                   for (int64_t k = 0; k < kc; ++k) dst[k * kMr + ii] = T(0);
                 } else if (ta) {  // op(A)[i][k] = A[k][i]
-                  for (int64_t k = 0; k < kc; ++k) dst[k * kMr + ii] = alpha * A[(k0 + k) * lda + i];
+                  for (int64_t k = 0; k < kc; ++k)
+                    dst[k * kMr + ii] = alpha * A[(k0 + k) * lda + i];
                 } else {
                   const T* src = A + i * lda + k0;
                   for (int64_t k = 0; k < kc; ++k) dst[k * kMr + ii] = alpha * src[k];
@@ -198,10 +203,11 @@ void builtin_gemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T a
             const int64_t ti = (t / tiles_n) * kMc, tj = (t % tiles_n) * kNc;
             const int64_t mc = std::min(kMc, mo - ti), nc = std::min(kNc, no - tj);
             const T* ap = apack.data() + (ti / kMr) * kc * kMr;
-            const T* bp = bpack.data() + (tj / kNr<T, VB>) * kc * kNr<T, VB>;
+            const T* bp = bpack.data() + (tj / kNr<T, VB>)*kc * kNr<T, VB>;
             T* c = C + (i0 + ti) * ldc + j0 + tj;
 #if OKD_GEMM_AVX2
-            if constexpr (VB == 32) tile_avx2(mc, nc, kc, ap, bp, c, ldc, first, beta);
+            if constexpr (VB == 32)
+              tile_avx2(mc, nc, kc, ap, bp, c, ldc, first, beta);
             else
 #endif
               tile_baseline<T>(mc, nc, kc, ap, bp, c, ldc, first, beta);
@@ -257,8 +263,8 @@ void gemm_builtin(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
   builtin_gemm<float>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
 #if OKD_HAVE_BLAS
   if (M <= 0 || N <= 0 || K <= 0) {  // degenerate sizes some BLAS builds reject
     builtin_gemm<float>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -363,7 +369,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   OKD_CHECK(K == B.size(-2), "matmul: ", shape_str(a.shape()), " @ ", shape_str(b.shape()),
             ": inner dimensions ", K, " and ", B.size(-2), " differ");
   const int64_t M = A.size(-2), N = B.size(-1);
-  Shape batch_a(A.shape().begin(), A.shape().end() - 2), batch_b(B.shape().begin(), B.shape().end() - 2);
+  Shape batch_a(A.shape().begin(), A.shape().end() - 2),
+      batch_b(B.shape().begin(), B.shape().end() - 2);
   Shape batch = broadcast_shapes(batch_a, batch_b, "matmul");
   Shape out_shape = batch;
   out_shape.push_back(M);
@@ -374,8 +381,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     // Batch dims broadcast by expanding (stride 0) and flattening to [nb, ., .]; reshape keeps a
     // view where it can, so a broadcast operand is usually read in place by every product.
     Shape ea = batch, eb = batch;
-    ea.push_back(M); ea.push_back(K);
-    eb.push_back(K); eb.push_back(N);
+    ea.push_back(M);
+    ea.push_back(K);
+    eb.push_back(K);
+    eb.push_back(N);
     GemmLayout la, lb;
     Tensor A3 = gemm_operand(reshape(expand(A, ea), {nb, M, K}), la);
     Tensor B3 = gemm_operand(reshape(expand(B, eb), {nb, K, N}), lb);

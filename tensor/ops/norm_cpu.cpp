@@ -1,10 +1,9 @@
 // Batch normalisation on the CPU: per-channel statistics accumulated in double, channels in
 // parallel (each channel is reduced by one thread, so results do not depend on the thread count).
-#include "tensor/ops/norm.h"
-
 #include <cmath>
 
 #include "tensor/ops/copy.h"
+#include "tensor/ops/norm.h"
 #include "tensor/parallel.h"
 
 namespace okd::ops {
@@ -15,7 +14,8 @@ struct Geometry {
 };
 Geometry geometry(const Tensor& x, const char* op) {
   OKD_CHECK(x.dim() >= 2, op, ": expected an input [N, C, ...], got ", shape_str(x.shape()));
-  OKD_CHECK(is_floating(x.dtype()) && x.device().is_cpu(), op, ": expected a float CPU tensor, got ", x.desc());
+  OKD_CHECK(is_floating(x.dtype()) && x.device().is_cpu(), op,
+            ": expected a float CPU tensor, got ", x.desc());
   int64_t S = 1;
   for (int64_t d = 2; d < x.dim(); ++d) S *= x.shape()[d];
   return {x.shape()[0], x.shape()[1], S};
@@ -82,8 +82,8 @@ std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x_, const Tenso
   return {y, st};
 }
 
-Tensor batch_norm_eval(const Tensor& x_, const Tensor& mean, const Tensor& var, const Tensor& weight,
-                       const Tensor& bias, double eps) {
+Tensor batch_norm_eval(const Tensor& x_, const Tensor& mean, const Tensor& var,
+                       const Tensor& weight, const Tensor& bias, double eps) {
   Geometry g = geometry(x_, "batch_norm");
   check_param(mean, g.C, "running_mean", "batch_norm");
   check_param(var, g.C, "running_var", "batch_norm");
@@ -93,15 +93,18 @@ Tensor batch_norm_eval(const Tensor& x_, const Tensor& mean, const Tensor& var, 
   Tensor y = empty(x.shape(), x.dtype());
   OKD_DISPATCH_FLOAT(x.dtype(), "batch_norm", [&]<class T>() {
     std::vector<double> m = to_vector<double>(mean), v = to_vector<double>(var);
-    std::vector<double> w = weight.defined() ? to_vector<double>(weight) : std::vector<double>(g.C, 1.0);
-    std::vector<double> b = bias.defined() ? to_vector<double>(bias) : std::vector<double>(g.C, 0.0);
+    std::vector<double> w =
+        weight.defined() ? to_vector<double>(weight) : std::vector<double>(g.C, 1.0);
+    std::vector<double> b =
+        bias.defined() ? to_vector<double>(bias) : std::vector<double>(g.C, 0.0);
     const T* px = x.data<T>();
     T* py = y.data<T>();
     parallel_for(0, g.N * g.C, 8, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t c = r % g.C;
         const double inv = 1.0 / std::sqrt(v[c] + eps);
-        const T scale = static_cast<T>(w[c] * inv), shift = static_cast<T>(b[c] - m[c] * inv * w[c]);
+        const T scale = static_cast<T>(w[c] * inv),
+                shift = static_cast<T>(b[c] - m[c] * inv * w[c]);
         const T* in = px + r * g.S;
         T* o = py + r * g.S;
         for (int64_t i = 0; i < g.S; ++i) o[i] = in[i] * scale + shift;
@@ -117,13 +120,15 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
   Geometry g = geometry(x_, "batch_norm_backward");
   const int64_t M = g.N * g.S;
   Tensor x = contiguous(x_), dy = contiguous(dy_);
-  Tensor dx = empty(x.shape(), x.dtype()), dw = empty({g.C}, x.dtype()), db = empty({g.C}, x.dtype());
+  Tensor dx = empty(x.shape(), x.dtype()), dw = empty({g.C}, x.dtype()),
+         db = empty({g.C}, x.dtype());
   OKD_DISPATCH_FLOAT(x.dtype(), "batch_norm_backward", [&]<class T>() {
     const T* px = x.data<T>();
     const T* pdy = dy.data<T>();
     T* pdx = dx.data<T>();
     std::vector<double> m = to_vector<double>(mean), is = to_vector<double>(invstd);
-    std::vector<double> w = weight.defined() ? to_vector<double>(weight) : std::vector<double>(g.C, 1.0);
+    std::vector<double> w =
+        weight.defined() ? to_vector<double>(weight) : std::vector<double>(g.C, 1.0);
     T* pdw = dw.data<T>();
     T* pdb = db.data<T>();
     parallel_for(0, g.C, 1, [&](int64_t c0, int64_t c1) {

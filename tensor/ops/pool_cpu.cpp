@@ -1,10 +1,9 @@
 // Pooling on the CPU: one (n, c) plane per task.
-#include "tensor/ops/pool.h"
-
 #include <cmath>
 #include <limits>
 
 #include "tensor/ops/copy.h"
+#include "tensor/ops/pool.h"
 #include "tensor/parallel.h"
 
 namespace okd::ops {
@@ -12,14 +11,17 @@ namespace okd::ops {
 namespace {
 void check_pool(const Tensor& x, int64_t k, int64_t s, int64_t p, const char* op) {
   OKD_CHECK(x.dim() == 4, op, ": expected a 4-D input [N, C, H, W], got ", shape_str(x.shape()));
-  OKD_CHECK(is_floating(x.dtype()) && x.device().is_cpu(), op, ": expected a float CPU tensor, got ", x.desc());
+  OKD_CHECK(is_floating(x.dtype()) && x.device().is_cpu(), op,
+            ": expected a float CPU tensor, got ", x.desc());
   OKD_CHECK(k >= 1 && s >= 1 && p >= 0 && 2 * p <= k, op, ": invalid kernel ", k, ", stride ", s,
             ", padding ", p, " (padding must be at most half the kernel)");
   OKD_CHECK(x.size(2) + 2 * p >= k && x.size(3) + 2 * p >= k, op, ": input ", shape_str(x.shape()),
             " is smaller than the kernel ", k);
 }
 inline int64_t start_index(int64_t i, int64_t out, int64_t in) { return (i * in) / out; }
-inline int64_t end_index(int64_t i, int64_t out, int64_t in) { return ((i + 1) * in + out - 1) / out; }
+inline int64_t end_index(int64_t i, int64_t out, int64_t in) {
+  return ((i + 1) * in + out - 1) / out;
+}
 }  // namespace
 
 std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x_, int64_t k, int64_t s, int64_t p) {
@@ -136,7 +138,8 @@ Tensor avg_pool2d_backward(const Tensor& dy_, const Shape& sh, int64_t k, int64_
 }
 
 Tensor adaptive_avg_pool2d_forward(const Tensor& x_, int64_t OH, int64_t OW) {
-  OKD_CHECK(x_.dim() == 4, "adaptive_avg_pool2d: expected a 4-D input, got ", shape_str(x_.shape()));
+  OKD_CHECK(x_.dim() == 4, "adaptive_avg_pool2d: expected a 4-D input, got ",
+            shape_str(x_.shape()));
   OKD_CHECK(OH >= 1 && OW >= 1, "adaptive_avg_pool2d: output size must be positive");
   Tensor x = contiguous(x_);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -153,7 +156,8 @@ Tensor adaptive_avg_pool2d_forward(const Tensor& x_, int64_t OH, int64_t OW) {
             double acc = 0;
             for (int64_t h = h0; h < h1; ++h)
               for (int64_t w = w0; w < w1; ++w) acc += px[plane * H * W + h * W + w];
-            py[(plane * OH + i) * OW + j] = static_cast<T>(acc / static_cast<double>((h1 - h0) * (w1 - w0)));
+            py[(plane * OH + i) * OW + j] =
+                static_cast<T>(acc / static_cast<double>((h1 - h0) * (w1 - w0)));
           }
     });
   });
@@ -173,7 +177,8 @@ Tensor adaptive_avg_pool2d_backward(const Tensor& dy_, const Shape& sh) {
           for (int64_t j = 0; j < OW; ++j) {
             const int64_t h0 = start_index(i, OH, H), h1 = end_index(i, OH, H);
             const int64_t w0 = start_index(j, OW, W), w1 = end_index(j, OW, W);
-            const T g = static_cast<T>(pdy[(plane * OH + i) * OW + j] / static_cast<double>((h1 - h0) * (w1 - w0)));
+            const T g = static_cast<T>(pdy[(plane * OH + i) * OW + j] /
+                                       static_cast<double>((h1 - h0) * (w1 - w0)));
             for (int64_t h = h0; h < h1; ++h)
               for (int64_t w = w0; w < w1; ++w) pdx[plane * H * W + h * W + w] += g;
           }

@@ -2,13 +2,12 @@
 // and made contiguous, so every output element reduces one contiguous row of R elements. Rows run
 // in parallel; a long row is summed in fixed blocks of 2^15 elements whose partial sums are added
 // in order, so the result is bit-identical for any thread count. float32 accumulates in double.
-#include "tensor/ops/reduce.h"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "tensor/ops/copy.h"
+#include "tensor/ops/reduce.h"
 #include "tensor/ops/view.h"
 #include "tensor/parallel.h"
 
@@ -19,9 +18,9 @@ namespace {
 constexpr int64_t kBlock = 1 << 15;
 
 struct Rows {
-  Tensor data;       // contiguous [O, R]
+  Tensor data;  // contiguous [O, R]
   int64_t O = 1, R = 1;
-  Shape out_shape;   // with or without keepdim
+  Shape out_shape;  // with or without keepdim
 };
 
 Rows to_rows(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim, const char* op) {
@@ -83,9 +82,10 @@ Tensor per_row(const Rows& r, DType out_dtype, F f) {
   const int64_t R = r.R;
   // Rows in parallel when there are many; otherwise f parallelises inside (block_sum).
   if (r.O >= 2 * num_threads()) {
-    parallel_for(0, r.O, std::max<int64_t>(1, kBlock / std::max<int64_t>(R, 1)), [&](int64_t b, int64_t e) {
-      for (int64_t o = b; o < e; ++o) po[o] = f(p + o * R, R);
-    });
+    parallel_for(0, r.O, std::max<int64_t>(1, kBlock / std::max<int64_t>(R, 1)),
+                 [&](int64_t b, int64_t e) {
+                   for (int64_t o = b; o < e; ++o) po[o] = f(p + o * R, R);
+                 });
   } else {
     for (int64_t o = 0; o < r.O; ++o) po[o] = f(p + o * R, R);
   }
@@ -135,7 +135,10 @@ Tensor var(const Tensor& a, const std::vector<int64_t>& dims, bool unbiased, boo
       const int64_t denom = n - (unbiased ? 1 : 0);
       if (denom <= 0) return std::numeric_limits<T>::quiet_NaN();
       const double m = block_sum(p, n, [](T x) { return static_cast<double>(x); }) / n;
-      const double ss = block_sum(p, n, [m](T x) { double d = x - m; return d * d; });
+      const double ss = block_sum(p, n, [m](T x) {
+        double d = x - m;
+        return d * d;
+      });
       return static_cast<T>(ss / denom);
     });
   });
@@ -178,18 +181,19 @@ std::pair<Tensor, Tensor> extreme_dim(const Tensor& a, int64_t dim, bool keepdim
     Tensor out = empty(r.out_shape, a.dtype());
     T* po = out.data<T>();
     const T* p = r.data.template data<T>();
-    parallel_for(0, r.O, std::max<int64_t>(1, kBlock / std::max<int64_t>(r.R, 1)), [&](int64_t b, int64_t e) {
-      for (int64_t o = b; o < e; ++o) {
-        const T* row = p + o * r.R;
-        int64_t bi = 0;
-        for (int64_t i = 1; i < r.R; ++i) {
-          if (row[bi] != row[bi]) break;
-          if (row[i] != row[i] || (kMax ? row[i] > row[bi] : row[i] < row[bi])) bi = i;
-        }
-        po[o] = row[bi];
-        pi[o] = bi;
-      }
-    });
+    parallel_for(0, r.O, std::max<int64_t>(1, kBlock / std::max<int64_t>(r.R, 1)),
+                 [&](int64_t b, int64_t e) {
+                   for (int64_t o = b; o < e; ++o) {
+                     const T* row = p + o * r.R;
+                     int64_t bi = 0;
+                     for (int64_t i = 1; i < r.R; ++i) {
+                       if (row[bi] != row[bi]) break;
+                       if (row[i] != row[i] || (kMax ? row[i] > row[bi] : row[i] < row[bi])) bi = i;
+                     }
+                     po[o] = row[bi];
+                     pi[o] = bi;
+                   }
+                 });
     return out;
   });
   return {vals, idx};
@@ -240,14 +244,18 @@ Tensor norm(const Tensor& a, double pn, const std::vector<int64_t>& dims, bool k
         double s = block_sum(p, n, [](T x) { return static_cast<double>(x) * x; });
         return static_cast<T>(std::sqrt(s));
       }
-      if (pn == 1.0) return static_cast<T>(block_sum(p, n, [](T x) { return std::fabs(static_cast<double>(x)); }));
-      double s = block_sum(p, n, [pn](T x) { return std::pow(std::fabs(static_cast<double>(x)), pn); });
+      if (pn == 1.0)
+        return static_cast<T>(
+            block_sum(p, n, [](T x) { return std::fabs(static_cast<double>(x)); }));
+      double s =
+          block_sum(p, n, [pn](T x) { return std::pow(std::fabs(static_cast<double>(x)), pn); });
       return static_cast<T>(std::pow(s, 1.0 / pn));
     });
   });
 }
 
-std::vector<int64_t> normalize_dims(const std::vector<int64_t>& dims, int64_t rank, const char* op) {
+std::vector<int64_t> normalize_dims(const std::vector<int64_t>& dims, int64_t rank,
+                                    const char* op) {
   std::vector<int64_t> out;
   if (dims.empty()) {
     for (int64_t d = 0; d < rank; ++d) out.push_back(d);
@@ -272,9 +280,11 @@ Tensor sum_to(const Tensor& a, const Shape& shape) {
       continue;
     }
     int64_t want = shape[d - lead];
-    if (want == 1 && a.shape()[d] != 1) dims.push_back(static_cast<int64_t>(d));
-    else OKD_CHECK(want == a.shape()[d], "sum_to: ", shape_str(a.shape()), " does not reduce to ",
-                   shape_str(shape));
+    if (want == 1 && a.shape()[d] != 1)
+      dims.push_back(static_cast<int64_t>(d));
+    else
+      OKD_CHECK(want == a.shape()[d], "sum_to: ", shape_str(a.shape()), " does not reduce to ",
+                shape_str(shape));
   }
   if (dims.empty()) return reshape(a, shape);
   return reshape(sum(a, dims, true), shape);

@@ -13,8 +13,8 @@ namespace okd::detail {
 
 template <int K>
 struct StridedLoop {
-  Shape shape;                          // coalesced, innermost last
-  std::array<Shape, K> strides;         // per operand, in elements
+  Shape shape;                   // coalesced, innermost last
+  std::array<Shape, K> strides;  // per operand, in elements
   int64_t inner() const { return shape.empty() ? 1 : shape.back(); }
   int64_t rows() const {
     int64_t r = 1;
@@ -38,8 +38,7 @@ StridedLoop<K> make_loop(const Shape& shape, const std::array<Shape, K>& strides
   for (size_t d = 0; d < shape.size(); ++d) {
     if (shape[d] == 1) continue;
     bool merge = !L.shape.empty();
-    for (int k = 0; k < K && merge; ++k)
-      merge = L.strides[k].back() == strides[k][d] * shape[d];
+    for (int k = 0; k < K && merge; ++k) merge = L.strides[k].back() == strides[k][d] * shape[d];
     if (merge) {
       L.shape.back() *= shape[d];
       for (int k = 0; k < K; ++k) L.strides[k].back() = strides[k][d];
@@ -66,17 +65,17 @@ void for_each_row(const StridedLoop<K>& L, Row&& row, int64_t grain = 32768) {
   for (int k = 0; k < K; ++k) inner_strides[k] = L.strides[k][nd - 1];
   parallel_for(0, rows, std::max<int64_t>(1, grain / std::max<int64_t>(n, 1)),
                [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      std::array<int64_t, K> off{};
-      int64_t rem = r;
-      for (int64_t d = nd - 2; d >= 0; --d) {
-        int64_t i = rem % L.shape[d];
-        rem /= L.shape[d];
-        for (int k = 0; k < K; ++k) off[k] += i * L.strides[k][d];
-      }
-      row(off, n, inner_strides);
-    }
-  });
+                 for (int64_t r = r0; r < r1; ++r) {
+                   std::array<int64_t, K> off{};
+                   int64_t rem = r;
+                   for (int64_t d = nd - 2; d >= 0; --d) {
+                     int64_t i = rem % L.shape[d];
+                     rem /= L.shape[d];
+                     for (int k = 0; k < K; ++k) off[k] += i * L.strides[k][d];
+                   }
+                   row(off, n, inner_strides);
+                 }
+               });
 }
 
 }  // namespace okd::detail

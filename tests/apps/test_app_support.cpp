@@ -43,11 +43,15 @@ TEST(Toml, WriteThenReadIsIdentity) {
 }
 
 TEST(SvgPlot, DrawsEverySeries) {
-  Panel p{"test top-1", "epoch", "%", {{"peer0", {1, 2, 3}, {50, 60, 70}}, {"peer1", {1, 2, 3}, {55, 65, 72}}}};
+  Panel p{"test top-1",
+          "epoch",
+          "%",
+          {{"peer0", {1, 2, 3}, {50, 60, 70}}, {"peer1", {1, 2, 3}, {55, 65, 72}}}};
   std::string svg = svg_line_plot({p, p});
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
   size_t n = 0;
-  for (size_t i = svg.find("<polyline"); i != std::string::npos; i = svg.find("<polyline", i + 1)) ++n;
+  for (size_t i = svg.find("<polyline"); i != std::string::npos; i = svg.find("<polyline", i + 1))
+    ++n;
   EXPECT_EQ(n, 4u);
   EXPECT_NE(svg.find("peer1"), std::string::npos);
 }

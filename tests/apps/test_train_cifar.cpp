@@ -63,8 +63,9 @@ TEST(TrainCifar, TrainInterruptResumeEvalOnly) {
   fs::path data = make_tiny_cifar10("tiny_cifar", 16);  // 80 train, 16 test images
   fs::path root = fs::path(OKD_BINARY_DIR) / "test_tmp" / "runs";
   fs::remove_all(root);
-  std::vector<std::string> common{"--dataset", "cifar10", "--data-dir", data.string(), "--epochs", "2",
-                                  "--batch-size", "16", "--threads", "1", "--workers", "1"};
+  std::vector<std::string> common{"--dataset", "cifar10", "--data-dir",   data.string(),
+                                  "--epochs",  "2",       "--batch-size", "16",
+                                  "--threads", "1",       "--workers",    "1"};
   auto with = [&](std::vector<std::string> extra) {
     std::vector<std::string> a = common;
     a.insert(a.end(), extra.begin(), extra.end());

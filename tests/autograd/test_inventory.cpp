@@ -34,7 +34,8 @@ TEST(Inventory, EveryOpHasAGradcheckCase) {
     ++count[c.op];
   }
   for (Op op : all_ops())
-    EXPECT_GT(count[op], 0) << "op '" << op_name(op) << "' is in autograd/ops.def but has no gradcheck "
+    EXPECT_GT(count[op], 0) << "op '" << op_name(op)
+                            << "' is in autograd/ops.def but has no gradcheck "
                             << "case: add one in autograd/functions/<family>_cases.cpp";
 }
 

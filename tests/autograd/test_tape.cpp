@@ -69,7 +69,7 @@ TEST_F(TapeTest, MicrogradExample) {
 TEST_F(TapeTest, DocsExampleByHand) {
   {
     Tensor a = scalar_leaf(2.0, "a"), b = scalar_leaf(3.0, "b");
-    Tensor L = relu(a * b + a);         // relu(6 + 2) = 8
+    Tensor L = relu(a * b + a);             // relu(6 + 2) = 8
     EXPECT_EQ(Tape::current().size(), 3u);  // mul, add, relu
     EXPECT_EQ(tape_dump(),
               "tape: 3 entries, 24 bytes saved\n"
@@ -241,16 +241,20 @@ TEST_F(TapeTest, KinksAndTiesMatchPyTorch) {
                   tensor<double>({0, 0.5, 0.5, 0}, {1, 4}));
   EXPECT_ALLCLOSE(grad_of(row, [](const Tensor& x) { return max(x, 1).first; }),
                   tensor<double>({0, 1, 0, 0}, {1, 4}));
-  EXPECT_ALLCLOSE(grad_of(leaf({-0.5, 0.7, 0.0}, {3}), [](const Tensor& x) { return clamp(x, -0.5, 0.7); }),
-                  tensor<double>({1, 1, 1}, {3}));
+  EXPECT_ALLCLOSE(
+      grad_of(leaf({-0.5, 0.7, 0.0}, {3}), [](const Tensor& x) { return clamp(x, -0.5, 0.7); }),
+      tensor<double>({1, 1, 1}, {3}));
   Tensor base = tensor<double>({0.0, 1.5}, {2});
-  EXPECT_NEAR(grad_of(leaf({1.5, 0.5}, {2}), [&](const Tensor& e) { return pow(base, e); }).at({0}), 0.0, 1e-12);
+  EXPECT_NEAR(grad_of(leaf({1.5, 0.5}, {2}), [&](const Tensor& e) { return pow(base, e); }).at({0}),
+              0.0, 1e-12);
   EXPECT_ALLCLOSE(grad_of(leaf({0, 0, 0}, {3}), [](const Tensor& x) { return norm(x); }),
                   tensor<double>({0, 0, 0}, {3}));
   EXPECT_ALLCLOSE(grad_of(leaf({1, 1, 1}, {3}), [](const Tensor& x) { return okd::std(x); }),
                   tensor<double>({0, 0, 0}, {3}));
-  EXPECT_ALLCLOSE(grad_of(leaf({0, 1}, {2}), [](const Tensor& x) { return relu(x); }), tensor<double>({0, 1}, {2}));
-  EXPECT_ALLCLOSE(grad_of(leaf({0, 1}, {2}), [](const Tensor& x) { return abs(x); }), tensor<double>({0, 1}, {2}));
+  EXPECT_ALLCLOSE(grad_of(leaf({0, 1}, {2}), [](const Tensor& x) { return relu(x); }),
+                  tensor<double>({0, 1}, {2}));
+  EXPECT_ALLCLOSE(grad_of(leaf({0, 1}, {2}), [](const Tensor& x) { return abs(x); }),
+                  tensor<double>({0, 1}, {2}));
 }
 
 TEST_F(TapeTest, ViewOfContiguousIsANewNodeNotTheInput) {
@@ -267,9 +271,10 @@ Tensor wrong_square(const Tensor& x) {
   Tensor out = ops::mul(x, x);
   if (needs_record(x)) {
     Saved saved(x);
-    record(Op::mul, {x}, {out}, [saved](const TensorList& g, const std::vector<bool>&) -> TensorList {
-      return {ops::mul(ops::mul(g[0], saved.get(Op::mul)), 4.0)};  // right: 2 x dout
-    });
+    record(Op::mul, {x}, {out},
+           [saved](const TensorList& g, const std::vector<bool>&) -> TensorList {
+             return {ops::mul(ops::mul(g[0], saved.get(Op::mul)), 4.0)};  // right: 2 x dout
+           });
   }
   return out;
 }
@@ -296,10 +301,11 @@ TEST_F(TapeTest, GradcheckWeightsEveryOutputElement) {
   // weighting: gradcheck must catch it.
   auto swapped = [](const TensorList& in) {
     Tensor out = ops::mul(in[0], 2.0);
-    record(Op::mul_scalar, {in[0]}, {out}, [](const TensorList& g, const std::vector<bool>&) -> TensorList {
-      Tensor flipped = tensor<double>({g[0].at({1}) * 2, g[0].at({0}) * 2}, {2});
-      return {flipped};
-    });
+    record(Op::mul_scalar, {in[0]}, {out},
+           [](const TensorList& g, const std::vector<bool>&) -> TensorList {
+             Tensor flipped = tensor<double>({g[0].at({1}) * 2, g[0].at({0}) * 2}, {2});
+             return {flipped};
+           });
     return out;
   };
   GradcheckResult r = gradcheck(swapped, {leaf({1.0, 2.0}, {2})});

@@ -17,7 +17,10 @@ int64_t count(const std::string& arch, int64_t classes, char shortcut) {
 }  // namespace
 
 TEST(Backbones, CifarResNetParameterCountsMatchTheSpec) {
-  struct Row { const char* arch; int64_t a10, a100, b10, b100; };
+  struct Row {
+    const char* arch;
+    int64_t a10, a100, b10, b100;
+  };
   for (const Row& r : {Row{"resnet20", 269722, 275572, 272474, 278324},
                        Row{"resnet32", 464154, 470004, 466906, 472756},
                        Row{"resnet44", 658586, 664436, 661338, 667188},

@@ -31,9 +31,7 @@ class Tree : public Module {
   std::shared_ptr<Leaf> a, shared;
 };
 
-std::string temp_path(const std::string& name) {
-  return std::string(OKD_BINARY_DIR) + "/" + name;
-}
+std::string temp_path(const std::string& name) { return std::string(OKD_BINARY_DIR) + "/" + name; }
 }  // namespace
 
 TEST(Module, DottedNamesInRegistrationOrder) {
@@ -87,9 +85,9 @@ TEST(Module, SafetensorsRoundTripAndStrictLoad) {
 
   // A missing key, an unexpected key and a shape mismatch are all listed in one error.
   NamedTensors bad = loaded;
-  bad.erase(bad.begin());                 // drop a.weight
-  bad.emplace_back("zzz", zeros({1}));    // unexpected
-  bad[0].second = zeros({5});             // b.weight has shape [2]
+  bad.erase(bad.begin());               // drop a.weight
+  bad.emplace_back("zzz", zeros({1}));  // unexpected
+  bad[0].second = zeros({5});           // b.weight has shape [2]
   try {
     dst.load_state_dict(bad);
     FAIL() << "strict load accepted a bad state_dict";
@@ -119,7 +117,8 @@ TEST(Module, SafetensorsLayoutIsTheStandardOne) {
   EXPECT_EQ(n % 8, 0u);
   std::string header(n, '\0');
   f.read(header.data(), static_cast<std::streamsize>(n));
-  EXPECT_NE(header.find("\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}"), std::string::npos)
+  EXPECT_NE(header.find("\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}"),
+            std::string::npos)
       << header;
   float v[2];
   f.read(reinterpret_cast<char*>(v), 8);

@@ -10,15 +10,22 @@
 using namespace okd;
 
 namespace {
-Tensor R(const std::string& c, const std::string& k) { return test::load_ref("nn_ops/" + c + "_" + k); }
+Tensor R(const std::string& c, const std::string& k) {
+  return test::load_ref("nn_ops/" + c + "_" + k);
+}
 }  // namespace
 
 TEST(NnOpsReference, Conv2dForwardAndGradients) {
-  struct Case { std::string name; ops::Conv2dParams p; };
-  for (const Case& c : {Case{"conv_s2_p1", {2, 2, 1, 1, 1, 1, 1}}, Case{"conv_d2_g2", {1, 1, 2, 2, 2, 2, 2}},
-                        Case{"conv_dw", {1, 1, 1, 1, 1, 1, 5}}, Case{"conv_1x1", {1, 1, 0, 0, 1, 1, 1}}}) {
+  struct Case {
+    std::string name;
+    ops::Conv2dParams p;
+  };
+  for (const Case& c :
+       {Case{"conv_s2_p1", {2, 2, 1, 1, 1, 1, 1}}, Case{"conv_d2_g2", {1, 1, 2, 2, 2, 2, 2}},
+        Case{"conv_dw", {1, 1, 1, 1, 1, 1, 5}}, Case{"conv_1x1", {1, 1, 0, 0, 1, 1, 1}}}) {
     SCOPED_TRACE(c.name);
-    Tensor x = R(c.name, "x").requires_grad_(), w = R(c.name, "w").requires_grad_(), b = R(c.name, "b").requires_grad_();
+    Tensor x = R(c.name, "x").requires_grad_(), w = R(c.name, "w").requires_grad_(),
+           b = R(c.name, "b").requires_grad_();
     Tensor y = conv2d(x, w, b, c.p);
     EXPECT_ALLCLOSE(y, R(c.name, "out"), 1e-4, 1e-5);
     backward(y, R(c.name, "gy"));
@@ -44,7 +51,8 @@ TEST(NnOpsReference, BatchNormTrainTwiceThenEval) {
   Tensor x = R("bn", "x"), w = R("bn", "w"), b = R("bn", "b");
   Tensor rm = zeros({3}), rv = ones({3});
   EXPECT_ALLCLOSE(batch_norm(x, rm, rv, w, b, true, 0.1, 1e-5), R("bn", "y1"), 1e-5, 1e-5);
-  EXPECT_ALLCLOSE(batch_norm(mul(x, 0.5), rm, rv, w, b, true, 0.1, 1e-5), R("bn", "y2"), 1e-5, 1e-5);
+  EXPECT_ALLCLOSE(batch_norm(mul(x, 0.5), rm, rv, w, b, true, 0.1, 1e-5), R("bn", "y2"), 1e-5,
+                  1e-5);
   // Two calls, two updates of the running statistics (seeds.md §1.8).
   EXPECT_ALLCLOSE(rm, R("bn", "rm"), 1e-5, 1e-6);
   EXPECT_ALLCLOSE(rv, R("bn", "rv"), 1e-5, 1e-6);

@@ -21,7 +21,8 @@ nn::BackbonePtr golden_resnet20() {
   o.arch = "resnet20";
   o.num_classes = 10;
   auto net = nn::make_backbone(o);
-  net->load_state_dict(nn::load_safetensors(test::data_path("golden/resnet20_weights.safetensors")));
+  net->load_state_dict(
+      nn::load_safetensors(test::data_path("golden/resnet20_weights.safetensors")));
   return net;
 }
 }  // namespace
@@ -90,7 +91,8 @@ TEST(ResNetGolden, TenSgdStepsFollowPyTorch) {
     // grows too: measured 4.6e-5 at worst over steps 0-4 and 3.7e-3 over steps 5-9.
     const double rtol = step < 5 ? 1e-4 : 1e-2;
     EXPECT_NEAR(got, want, rtol * want) << "step " << step;
-    std::printf("step %d: okd %.8f pytorch %.8f rel %.2e\n", step, got, want, std::fabs(got - want) / want);
+    std::printf("step %d: okd %.8f pytorch %.8f rel %.2e\n", step, got, want,
+                std::fabs(got - want) / want);
     backward(loss);
     sgd.step();
   }

@@ -70,13 +70,19 @@ using MakeOptimizer = std::function<std::unique_ptr<Optimizer>(const Tensor& W, 
 // The configurations of make_optim_refs.py's CONFIGS, same names.
 std::vector<std::pair<std::string, MakeOptimizer>> configs() {
   auto sgd = [](SGDOptions o) -> MakeOptimizer {
-    return [o](const Tensor& W, const Tensor& C) { return std::make_unique<SGD>(std::vector<Tensor>{W, C}, o); };
+    return [o](const Tensor& W, const Tensor& C) {
+      return std::make_unique<SGD>(std::vector<Tensor>{W, C}, o);
+    };
   };
   auto adam = [](AdamOptions o) -> MakeOptimizer {
-    return [o](const Tensor& W, const Tensor& C) { return std::make_unique<Adam>(std::vector<Tensor>{W, C}, o); };
+    return [o](const Tensor& W, const Tensor& C) {
+      return std::make_unique<Adam>(std::vector<Tensor>{W, C}, o);
+    };
   };
   auto adamw = [](AdamWOptions o) -> MakeOptimizer {
-    return [o](const Tensor& W, const Tensor& C) { return std::make_unique<AdamW>(std::vector<Tensor>{W, C}, o); };
+    return [o](const Tensor& W, const Tensor& C) {
+      return std::make_unique<AdamW>(std::vector<Tensor>{W, C}, o);
+    };
   };
   std::vector<std::pair<std::string, MakeOptimizer>> out;
   {

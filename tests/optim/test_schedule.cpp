@@ -26,7 +26,8 @@ void expect_follows(const LrSchedulePtr& s, double base_lr, const std::string& r
   for (int64_t e = 0; e < kEpochs; ++e)
     for (int64_t i = 0; i < kItersPerEpoch; ++i) {
       const double got = s->lr(base_lr, e, i, kItersPerEpoch);
-      const double expected = want[static_cast<size_t>(e * per_epoch + (s->timing.per_iteration ? i : 0))];
+      const double expected =
+          want[static_cast<size_t>(e * per_epoch + (s->timing.per_iteration ? i : 0))];
       // torch's chainable forms accumulate rounding; 1e-9 relative is far below any effect.
       if (std::fabs(got - expected) > 1e-9 * std::fabs(expected) + 1e-15 && ++failures <= 5)
         ADD_FAILURE() << ref_name << ": epoch " << e << " iteration " << i << ": lr " << got
@@ -62,11 +63,12 @@ TEST(Schedule, FollowsPyTorchPerEpochAndPerIteration) {
     expect_follows(make<StepSchedule>(per_iteration, 30.0, 0.5), 0.1, "step" + suffix);
     expect_follows(make<CosineSchedule>(per_iteration, 300.0, 1e-4 / 0.1), 0.1, "cosine" + suffix);
     expect_follows(make<PolynomialSchedule>(per_iteration, 300.0, 0.9), 0.1, "polynomial" + suffix);
-    expect_follows(warmup(make<CosineSchedule>(per_iteration, 295.0), 0.1, 5, WarmupMode::Shift), 0.1,
-                   "warmup_shift_cosine" + suffix);
-    expect_follows(warmup(make<MultiStepSchedule>(per_iteration, std::vector<double>{150, 225}, 0.1),
-                          0.25, 5, WarmupMode::Shift),
-                   0.1, "warmup_shift_multistep" + suffix);
+    expect_follows(warmup(make<CosineSchedule>(per_iteration, 295.0), 0.1, 5, WarmupMode::Shift),
+                   0.1, "warmup_shift_cosine" + suffix);
+    expect_follows(
+        warmup(make<MultiStepSchedule>(per_iteration, std::vector<double>{150, 225}, 0.1), 0.25, 5,
+               WarmupMode::Shift),
+        0.1, "warmup_shift_multistep" + suffix);
     // FFSD's ImageNet-style recipe: up to 0.8 over 5 epochs, x0.1 at epochs 30 and 60.
     expect_follows(warmup(make<MultiStepSchedule>(per_iteration, std::vector<double>{60, 30}, 0.1),
                           0.125, 5, WarmupMode::Multiply),

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <map>
 #include <functional>
+#include <map>
 #include <memory>
 
 #include "nn/module.h"
@@ -96,7 +96,8 @@ TEST(OptimizerState, ResumeThroughSafetensorsIsBitIdentical) {
     nn::save_safetensors(path, first->state_dict());
     // The "resumed process": parameters restored from the model checkpoint, a fresh optimizer.
     std::vector<Tensor> resumed_params = fresh_params();
-    for (size_t i = 0; i < resumed_params.size(); ++i) ops::copy_(resumed_params[i], first_params[i]);
+    for (size_t i = 0; i < resumed_params.size(); ++i)
+      ops::copy_(resumed_params[i], first_params[i]);
     auto resumed = make(resumed_params);
     resumed->load_state_dict(nn::load_safetensors(path));
     std::remove(path.c_str());
@@ -146,8 +147,9 @@ TEST(OptimizerState, NamesAreTheDocumentedOnes) {
   run_steps(adam, params, 1);
   std::map<std::string, Tensor> asd;
   for (auto& [k, v] : adam.state_dict()) asd[k] = v;
-  for (const char* k : {"group0.param0.exp_avg", "group0.param0.exp_avg_sq",
-                        "group0.param0.max_exp_avg_sq", "group0.param1.exp_avg", "group0.param0.step"})
+  for (const char* k :
+       {"group0.param0.exp_avg", "group0.param0.exp_avg_sq", "group0.param0.max_exp_avg_sq",
+        "group0.param1.exp_avg", "group0.param0.step"})
     EXPECT_TRUE(asd.count(k)) << k;
 }
 

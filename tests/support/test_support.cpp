@@ -8,14 +8,16 @@
 
 namespace okd::test {
 
-std::string data_path(const std::string& relative) { return std::string(OKD_TEST_DATA_DIR) + "/" + relative; }
+std::string data_path(const std::string& relative) {
+  return std::string(OKD_TEST_DATA_DIR) + "/" + relative;
+}
 
 Tensor load_ref(const std::string& relative) { return load_npy(data_path(relative + ".npy")); }
 
 ::testing::AssertionResult allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
   if (a.shape() != b.shape())
-    return ::testing::AssertionFailure() << "shapes differ: " << shape_str(a.shape()) << " vs "
-                                         << shape_str(b.shape());
+    return ::testing::AssertionFailure()
+           << "shapes differ: " << shape_str(a.shape()) << " vs " << shape_str(b.shape());
   std::vector<double> va = to_vector<double>(a), vb = to_vector<double>(b);
   double worst = 0;
   int64_t worst_i = -1;

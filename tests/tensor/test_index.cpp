@@ -73,7 +73,8 @@ TEST(Cat, IntegerDtypesAndOneInput) {
 
 TEST(Cat, MisuseNamesTheShapes) {
   std::string e = error_of([] { ops::cat({zeros({2, 3}), zeros({2, 4})}, 0); });
-  EXPECT_NE(e.find("cat: tensor 1 has shape [2, 4] but tensor 0 has [2, 3]"), std::string::npos) << e;
+  EXPECT_NE(e.find("cat: tensor 1 has shape [2, 4] but tensor 0 has [2, 3]"), std::string::npos)
+      << e;
   e = error_of([] { ops::cat({zeros({2, 3}), zeros({2, 3}, DType::Float64)}, 0); });
   EXPECT_NE(e.find("float64"), std::string::npos) << e;
   e = error_of([] { ops::cat({}, 0); });
@@ -89,7 +90,8 @@ TEST(Stack, MatchesTorch) {
   EXPECT_EQ(s.shape(), (Shape{2, 2}));
   EXPECT_EQ(to_vector<int64_t>(s), (std::vector<int64_t>{1, 3, 2, 4}));
   std::string e = error_of([] { ops::stack({zeros({2, 3}), zeros({3, 2})}, 0); });
-  EXPECT_NE(e.find("stack: tensor 1 has shape [3, 2] but tensor 0 has [2, 3]"), std::string::npos) << e;
+  EXPECT_NE(e.find("stack: tensor 1 has shape [3, 2] but tensor 0 has [2, 3]"), std::string::npos)
+      << e;
 }
 
 // ---- split / chunk ----------------------------------------------------------------------------
@@ -110,7 +112,8 @@ TEST(Split, PiecesAreViewsWithTheRightSizes) {
   EXPECT_EQ(sized[2].shape(), (Shape{3, 3, 5}));
   EXPECT_EQ(sized[2].at({1, 0, 4}), x.at({1, 1, 4}));
   std::string e = error_of([&] { ops::split_sizes(x, {1, 2}, 1); });
-  EXPECT_NE(e.find("split_sizes: sizes [1, 2] add up to 3 but dim 1 has size 4"), std::string::npos) << e;
+  EXPECT_NE(e.find("split_sizes: sizes [1, 2] add up to 3 but dim 1 has size 4"), std::string::npos)
+      << e;
   e = error_of([&] { ops::split(x, 0, 1); });
   EXPECT_NE(e.find("split: split_size must be positive, got 0"), std::string::npos) << e;
 }
@@ -145,7 +148,9 @@ TEST(IndexSelect, MatchesTorch) {
 
 TEST(IndexSelect, OutOfRangeNamesOpIndexAndSize) {
   Tensor x = iref("x");
-  EXPECT_EQ(error_of([&] { ops::index_select(x, 1, i64({0, 4}, {2})); }),
+  EXPECT_EQ(error_of([&] {
+              ops::index_select(x, 1, i64({0, 4}, {2}));
+            }),
             "index_select: index 4 is out of range for dim 1 of size 4");
   EXPECT_EQ(error_of([&] { ops::index_select(x, 1, i64({-1}, {1})); }),
             "index_select: index -1 is out of range for dim 1 of size 4");
@@ -167,7 +172,9 @@ TEST(Gather, MatchesTorch) {
 
 TEST(Gather, MisuseNamesOpIndexAndSize) {
   Tensor x = iref("x");  // [3, 4, 5]
-  EXPECT_EQ(error_of([&] { ops::gather(x, 1, i64({0, 1, 4}, {1, 3, 1})); }),
+  EXPECT_EQ(error_of([&] {
+              ops::gather(x, 1, i64({0, 1, 4}, {1, 3, 1}));
+            }),
             "gather: index 4 is out of range for dim 1 of size 4");
   std::string e = error_of([&] { ops::gather(x, 1, i64({0, 1}, {2})); });
   EXPECT_NE(e.find("gather: index has rank 1 but input has rank 3"), std::string::npos) << e;
@@ -187,16 +194,19 @@ TEST(ScatterAdd, MatchesTorchAndLeavesTheInputAlone) {
   EXPECT_ALLCLOSE(ops::scatter_add(x, 0, iref("scatter_idx"), src_nc), iref("scatter_add_dim0"),
                   1e-12, 1e-12);
   // Integer counts: a histogram of labels.
-  Tensor hist = ops::scatter_add(zeros({4}, DType::Int64), 0, i64({1, 3, 1, 1}, {4}),
-                                 i64({1, 1, 1, 1}, {4}));
+  Tensor hist =
+      ops::scatter_add(zeros({4}, DType::Int64), 0, i64({1, 3, 1, 1}, {4}), i64({1, 1, 1, 1}, {4}));
   EXPECT_EQ(to_vector<int64_t>(hist), (std::vector<int64_t>{0, 3, 0, 1}));
 }
 
 TEST(ScatterAdd, MisuseNamesOpIndexAndSize) {
   EXPECT_EQ(error_of([] { ops::scatter_add(zeros({3}), 0, i64({3}, {1}), ones({1})); }),
             "scatter_add: index 3 is out of range for dim 0 of size 3");
-  std::string e = error_of([] { ops::scatter_add(zeros({3}), 0, i64({0}, {1}), ones({1}, DType::Float64)); });
-  EXPECT_NE(e.find("scatter_add: src dtype float64 differs from input dtype float32"), std::string::npos) << e;
+  std::string e =
+      error_of([] { ops::scatter_add(zeros({3}), 0, i64({0}, {1}), ones({1}, DType::Float64)); });
+  EXPECT_NE(e.find("scatter_add: src dtype float64 differs from input dtype float32"),
+            std::string::npos)
+      << e;
 }
 
 // ---- one_hot ----------------------------------------------------------------------------------

@@ -59,7 +59,8 @@ TEST(Matmul, ResultShapesFollowNumPy) {
   EXPECT_EQ(ops::matmul(mref("mv_a"), mref("mv_b")).shape(), (Shape{4}));
   EXPECT_EQ(ops::matmul(mref("vm_a"), mref("vm_b")).shape(), (Shape{5}));
   EXPECT_EQ(ops::matmul(mref("bcast_both_a"), mref("bcast_both_b")).shape(), (Shape{2, 3, 4, 2}));
-  EXPECT_EQ(ops::matmul(mref("bcast_vec_batch_a"), mref("bcast_vec_batch_b")).shape(), (Shape{2, 3, 4}));
+  EXPECT_EQ(ops::matmul(mref("bcast_vec_batch_a"), mref("bcast_vec_batch_b")).shape(),
+            (Shape{2, 3, 4}));
 }
 
 TEST(Matmul, TransposedAndStridedViewsGiveTheSameResult) {
@@ -135,7 +136,9 @@ TEST(Matmul, EmptyOperands) {
 }
 
 TEST(Matmul, MisuseIsAnErrorNamingTheShapes) {
-  EXPECT_EQ(expect_error([] { ops::matmul(ones({2, 3}), ones({4, 5})); }),
+  EXPECT_EQ(expect_error([] {
+              ops::matmul(ones({2, 3}), ones({4, 5}));
+            }),
             "matmul: [2, 3] @ [4, 5]: inner dimensions 3 and 4 differ");
   EXPECT_EQ(expect_error([] { ops::matmul(ones({3}), ones({4})); }),
             "matmul: [3] @ [4]: inner dimensions 3 and 4 differ");
@@ -146,7 +149,9 @@ TEST(Matmul, MisuseIsAnErrorNamingTheShapes) {
   std::string dt = expect_error([] { ops::matmul(ones({2, 3}), ones({3, 2}, DType::Float64)); });
   EXPECT_NE(dt.find("float32"), std::string::npos) << dt;
   EXPECT_NE(dt.find("float64"), std::string::npos) << dt;
-  std::string in = expect_error([] { ops::matmul(ones({2, 3}, DType::Int64), ones({3, 2}, DType::Int64)); });
+  std::string in = expect_error([] {
+    ops::matmul(ones({2, 3}, DType::Int64), ones({3, 2}, DType::Int64));
+  });
   EXPECT_NE(in.find("int64"), std::string::npos) << in;
   std::string sc = expect_error([] { ops::matmul(scalar_tensor(1.0), ones({3, 2})); });
   EXPECT_NE(sc.find("[]"), std::string::npos) << sc;
@@ -165,7 +170,8 @@ struct GemmProblem {
   int64_t M, N, K, lda, ldb, ldc;
   bool ta, tb;
   std::vector<double> A, B, C;
-  GemmProblem(GemmCase s, bool ta_, bool tb_, uint64_t seed) : M(s.M), N(s.N), K(s.K), ta(ta_), tb(tb_) {
+  GemmProblem(GemmCase s, bool ta_, bool tb_, uint64_t seed)
+      : M(s.M), N(s.N), K(s.K), ta(ta_), tb(tb_) {
     Generator gen(seed);
     const int64_t a_rows = ta ? K : M, a_cols = ta ? M : K;
     const int64_t b_rows = tb ? N : K, b_cols = tb ? K : N;
@@ -200,8 +206,8 @@ TEST(Gemm, BlasBuiltinAndReferenceAgreeForAllTransposes) {
   IsaGuard isa_guard;
   // Sizes: trivial, odd, around the micro-tile (6x16), past the k-block (256) and the parallel
   // tile (96 x 256), and past the outer row (1536) and column (4096) blocks.
-  const std::vector<GemmCase> cases = {{1, 1, 1},    {7, 13, 5},   {65, 33, 129}, {6, 16, 3},
-                                       {13, 17, 300}, {200, 290, 40}, {1600, 9, 4}, {5, 4200, 3}};
+  const std::vector<GemmCase> cases = {{1, 1, 1},     {7, 13, 5},     {65, 33, 129}, {6, 16, 3},
+                                       {13, 17, 300}, {200, 290, 40}, {1600, 9, 4},  {5, 4200, 3}};
   const double alpha = 0.75, beta = -0.5;
   uint64_t seed = 100;
   // threads 1 and 2 with the CPU's best build of the built-in kernel, then 2 with the baseline
@@ -227,8 +233,8 @@ TEST(Gemm, BlasBuiltinAndReferenceAgreeForAllTransposes) {
           std::vector<float> c_gemm = to_float(p.C), c_builtin = to_float(p.C);
           ops::gemm(ta, tb, p.M, p.N, p.K, float(alpha), Af.data(), p.lda, Bf.data(), p.ldb,
                     float(beta), c_gemm.data(), p.ldc);
-          ops::gemm_builtin(ta, tb, p.M, p.N, p.K, float(alpha), Af.data(), p.lda, Bf.data(),
-                            p.ldb, float(beta), c_builtin.data(), p.ldc);
+          ops::gemm_builtin(ta, tb, p.M, p.N, p.K, float(alpha), Af.data(), p.lda, Bf.data(), p.ldb,
+                            float(beta), c_builtin.data(), p.ldc);
           std::vector<double> c_double = p.C;
           ops::gemm(ta, tb, p.M, p.N, p.K, alpha, p.A.data(), p.lda, p.B.data(), p.ldb, beta,
                     c_double.data(), p.ldc);
@@ -239,7 +245,8 @@ TEST(Gemm, BlasBuiltinAndReferenceAgreeForAllTransposes) {
           bool padding_kept = true;
           for (int64_t i = 0; i < p.M; ++i)
             for (int64_t j = p.N; j < p.ldc; ++j)
-              padding_kept = padding_kept && c_builtin[i * p.ldc + j] == float(p.C[i * p.ldc + j]) &&
+              padding_kept = padding_kept &&
+                             c_builtin[i * p.ldc + j] == float(p.C[i * p.ldc + j]) &&
                              c_gemm[i * p.ldc + j] == float(p.C[i * p.ldc + j]);
           EXPECT_TRUE(padding_kept);
         }

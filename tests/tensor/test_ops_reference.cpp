@@ -18,7 +18,9 @@ using namespace okd;
 using okd::test::load_ref;
 
 namespace {
-Tensor ref(const std::string& c, const std::string& k) { return load_ref("tensor_ops/" + c + "_" + k); }
+Tensor ref(const std::string& c, const std::string& k) {
+  return load_ref("tensor_ops/" + c + "_" + k);
+}
 double tol(const std::string& tag) { return tag == "f32" ? 2e-6 : 1e-12; }
 }  // namespace
 
@@ -31,8 +33,10 @@ TEST(OpsReference, ElementwiseBroadcastingAndMath) {
     // Broadcasting the other way round gives the same values.
     EXPECT_ALLCLOSE(ops::mul(ref("mul_bcast_" + tag, "in1"), ref("mul_bcast_" + tag, "in0")),
                     ref("mul_bcast_" + tag, "out"), t, t);
-    EXPECT_ALLCLOSE(ops::div(ref("div_" + tag, "in0"), ref("div_" + tag, "in1")), ref("div_" + tag, "out"), t, t);
-    EXPECT_ALLCLOSE(ops::pow(ref("pow_" + tag, "in0"), ref("pow_" + tag, "in1")), ref("pow_" + tag, "out"), 4 * t, t);
+    EXPECT_ALLCLOSE(ops::div(ref("div_" + tag, "in0"), ref("div_" + tag, "in1")),
+                    ref("div_" + tag, "out"), t, t);
+    EXPECT_ALLCLOSE(ops::pow(ref("pow_" + tag, "in0"), ref("pow_" + tag, "in1")),
+                    ref("pow_" + tag, "out"), 4 * t, t);
     Tensor x = ref("unary_" + tag, "in0");
     EXPECT_ALLCLOSE(ops::exp(ops::mul(x, 0.1)), ref("unary_" + tag, "exp"), 4 * t, t);
     EXPECT_ALLCLOSE(ops::sigmoid(x), ref("unary_" + tag, "sigmoid"), t, t);
@@ -79,8 +83,9 @@ TEST(OpsReference, MatmulAndIndexing) {
   for (std::string tag : {"f32", "f64"}) {
     SCOPED_TRACE(tag);
     const double t = tag == "f32" ? 1e-5 : 1e-12;
-    EXPECT_ALLCLOSE(ops::matmul(ref("matmul_bcast_" + tag, "in0"), ref("matmul_bcast_" + tag, "in1")),
-                    ref("matmul_bcast_" + tag, "out"), t, t);
+    EXPECT_ALLCLOSE(
+        ops::matmul(ref("matmul_bcast_" + tag, "in0"), ref("matmul_bcast_" + tag, "in1")),
+        ref("matmul_bcast_" + tag, "out"), t, t);
     // Transposed views go to the GEMM as transpose flags.
     EXPECT_ALLCLOSE(ops::matmul(ops::transpose(ref("matmul_t_" + tag, "in0"), 0, 1),
                                 ops::transpose(ref("matmul_t_" + tag, "in1"), 0, 1)),
@@ -88,8 +93,10 @@ TEST(OpsReference, MatmulAndIndexing) {
   }
   Tensor s = ref("index", "in0"), idx = ref("index", "idx"), src = ref("index", "src");
   EXPECT_ALLCLOSE(ops::gather(s, 1, idx), ref("index", "gather_1"), 0, 0);
-  EXPECT_ALLCLOSE(ops::scatter_add(zeros({3, 6}), 1, idx, src), ref("index", "scatter_add_1"), 1e-6, 1e-7);
-  EXPECT_ALLCLOSE(ops::index_select(s, 1, tensor<int64_t>({4, 0, 4})), ref("index", "index_select_1"), 0, 0);
+  EXPECT_ALLCLOSE(ops::scatter_add(zeros({3, 6}), 1, idx, src), ref("index", "scatter_add_1"), 1e-6,
+                  1e-7);
+  EXPECT_ALLCLOSE(ops::index_select(s, 1, tensor<int64_t>({4, 0, 4})),
+                  ref("index", "index_select_1"), 0, 0);
   auto [tv, ti] = ops::topk(s, 3, 1);
   EXPECT_ALLCLOSE(tv, ref("index", "topk3_vals"), 0, 0);
   EXPECT_ALLCLOSE(ti, ref("index", "topk3_idx"), 0, 0);
@@ -116,8 +123,8 @@ TEST(OpsEdgeCases, EmptyAndSizeOneDims) {
 TEST(OpsEdgeCases, NonContiguousInputs) {
   Tensor base = arange(0.0, 24.0, 1.0, DType::Float64);
   Tensor m = ops::reshape(base, {4, 6});
-  Tensor strided = ops::slice(m, 1, 0, 6, 2);   // [4, 3], stride 2
-  Tensor tr = ops::transpose(strided, 0, 1);     // [3, 4]
+  Tensor strided = ops::slice(m, 1, 0, 6, 2);  // [4, 3], stride 2
+  Tensor tr = ops::transpose(strided, 0, 1);   // [3, 4]
   Tensor sum = ops::add(tr, ops::contiguous(tr));
   EXPECT_DOUBLE_EQ(sum.at({2, 1}), 2 * m.at({1, 4}));
   EXPECT_DOUBLE_EQ(ops::exp(tr).at({1, 3}), std::exp(m.at({3, 2})));
@@ -151,7 +158,8 @@ TEST(OpsEdgeCases, ErrorsNameTheOpAndShapes) {
     ops::matmul(zeros({2, 3}), zeros({4, 5}));
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("inner dimensions 3 and 4"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("inner dimensions 3 and 4"), std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(ops::view(ops::transpose(zeros({2, 3}), 0, 1), {6}), Error);  // needs reshape
   EXPECT_THROW(ops::gather(zeros({2, 2}), 1, tensor<int64_t>({0, 5, 1, 1}, {2, 2})), Error);
@@ -169,12 +177,14 @@ TEST(OpsEdgeCases, GemmPathsAgreeWithTheReferenceLoop) {
                             B.size(1), 0.0, ref64.data<double>(), N);
         Tensor Af = ops::to(A, DType::Float32), Bf = ops::to(B, DType::Float32);
         Tensor blas = zeros({M, N}), builtin = zeros({M, N});
-        ops::gemm(ta, tb, M, N, K, 1.f, Af.data<float>(), Af.size(1), Bf.data<float>(), Bf.size(1), 0.f,
-                  blas.data<float>(), N);
+        ops::gemm(ta, tb, M, N, K, 1.f, Af.data<float>(), Af.size(1), Bf.data<float>(), Bf.size(1),
+                  0.f, blas.data<float>(), N);
         ops::gemm_builtin(ta, tb, M, N, K, 1.f, Af.data<float>(), Af.size(1), Bf.data<float>(),
                           Bf.size(1), 0.f, builtin.data<float>(), N);
-        EXPECT_ALLCLOSE(blas, ref64, 1e-4, 1e-5) << M << "x" << N << "x" << K << " ta " << ta << " tb " << tb;
-        EXPECT_ALLCLOSE(builtin, ref64, 1e-4, 1e-5) << M << "x" << N << "x" << K << " ta " << ta << " tb " << tb;
+        EXPECT_ALLCLOSE(blas, ref64, 1e-4, 1e-5)
+            << M << "x" << N << "x" << K << " ta " << ta << " tb " << tb;
+        EXPECT_ALLCLOSE(builtin, ref64, 1e-4, 1e-5)
+            << M << "x" << N << "x" << K << " ta " << ta << " tb " << tb;
       }
   }
 }
