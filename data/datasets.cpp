@@ -3,12 +3,14 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "tensor/ops/copy.h"
 #include "tensor/ops/view.h"
+#include "tensor/random.h"
 
 namespace fs = std::filesystem;
 
@@ -20,6 +22,36 @@ ImageDataset ImageDataset::first(int64_t n) const {
   d.images = ops::clone(ops::narrow(images, 0, 0, n));
   d.labels = ops::clone(ops::narrow(labels, 0, 0, n));
   return d;
+}
+
+ImageDataset ImageDataset::subset(const std::vector<int64_t>& indices) const {
+  const int64_t n = static_cast<int64_t>(indices.size());
+  const int64_t item = images.numel() / std::max<int64_t>(size(), 1);
+  Shape shape = images.shape();
+  shape[0] = n;
+  ImageDataset d = *this;
+  d.images = empty(shape, DType::UInt8);
+  d.labels = empty({n}, DType::Int64);
+  const Tensor imgs = ops::contiguous(images), labs = ops::contiguous(labels);
+  const uint8_t* src = imgs.data<uint8_t>();
+  const int64_t* lab = labs.data<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t k = indices[i];
+    OKD_CHECK(k >= 0 && k < size(), name, ": subset index ", k, " is out of range for ", size(),
+              " samples");
+    std::memcpy(d.images.data<uint8_t>() + i * item, src + k * item, item);
+    d.labels.data<int64_t>()[i] = lab[k];
+  }
+  return d;
+}
+
+ImageDataset ImageDataset::random_subset(int64_t n, uint64_t seed) const {
+  if (n <= 0 || n >= size()) return *this;
+  Generator gen(seed ^ 0x5b5e7ULL);
+  std::vector<int64_t> pick = to_vector<int64_t>(randperm(size(), gen));
+  pick.resize(n);
+  std::sort(pick.begin(), pick.end());
+  return subset(pick);
 }
 
 std::vector<uint8_t> read_maybe_gzip(const std::string& path) {

@@ -1,6 +1,6 @@
 // In-memory image classification datasets: images as uint8 [N, C, H, W] plus int64 labels, read
-// from CIFAR-10/100 binaries and MNIST/Fashion-MNIST IDX files (gzip or plain). Bad files are
-// errors naming the file and the fault.
+// from CIFAR-10/100 binaries and MNIST/Fashion-MNIST IDX files (gzip or plain); ImageFolder
+// directories are in data/image_folder.h. Bad files are errors naming the file and the fault.
 #pragma once
 #include <string>
 #include <vector>
@@ -18,6 +18,11 @@ struct ImageDataset {
   int64_t size() const { return labels.defined() ? labels.numel() : 0; }
   // The first n samples (n <= 0 or >= size: everything), sharing no storage with this one.
   ImageDataset first(int64_t n) const;
+  // n samples drawn without replacement by a permutation seeded with seed (n <= 0 or >= size:
+  // everything), kept in their original order; the same (n, seed) always picks the same ones.
+  ImageDataset random_subset(int64_t n, uint64_t seed) const;
+  // The samples at indices, in that order (a fresh copy).
+  ImageDataset subset(const std::vector<int64_t>& indices) const;
 };
 
 // CIFAR-10 (data_batch_1..5.bin / test_batch.bin: label byte + 3072 bytes) from dir, which may be
