@@ -77,7 +77,7 @@ TEST(ResNetGolden, TenSgdStepsFollowPyTorch) {
   Tensor y = load_npy(test::data_path("golden/resnet20_y.npy"));
   Tensor ref = load_npy(test::data_path("golden/resnet20_sgd_losses.npy"));
   optim::SGDOptions so;
-  so.lr = 0.1;
+  so.lr = 0.02;
   so.momentum = 0.9;
   so.weight_decay = 5e-4;
   so.nesterov = true;
@@ -86,10 +86,13 @@ TEST(ResNetGolden, TenSgdStepsFollowPyTorch) {
     sgd.zero_grad();
     Tensor loss = nn::functional::cross_entropy(net->forward(x), y);
     const double want = ref.at({step}), got = loss.item();
-    // Float32 rounding differences (summation order in GEMM and BN) grow along the trajectory
-    // while the loss falls 500x (2.66 -> 0.0055), so the relative error of the tiny late losses
-    // grows too: measured 4.6e-5 at worst over steps 0-4 and 3.7e-3 over steps 5-9.
-    const double rtol = step < 5 ? 1e-4 : 1e-2;
+    // The reference trajectory is float64 (lr 0.02, see make_resnet_golden.py); okd runs in
+    // float32, so the difference is okd's rounding alone. Measured: <= 1e-7 over steps 0-2, then
+    // 5e-6 at step 3, 1e-4 at step 4 and up to 2.5e-3 over steps 5-9 (OpenBLAS Haswell and
+    // SkylakeX kernels alike). PyTorch float32 stays within 1.4e-5 of the same reference over all
+    // ten steps, so okd's float32 drift is larger than PyTorch's: an open finding (see
+    // docs/design-notes.md), not hidden by this tolerance, which is loose only after step 3.
+    const double rtol = step < 3 ? 1e-6 : step < 4 ? 1e-4 : 5e-3;
     EXPECT_NEAR(got, want, rtol * want) << "step " << step;
     std::printf("step %d: okd %.8f pytorch %.8f rel %.2e\n", step, got, want,
                 std::fabs(got - want) / want);
