@@ -52,6 +52,7 @@ struct BuildContext {
   char shortcut = 'B';             // CIFAR ResNet shortcut option (a method may override)
   std::string init = "he_fanout";  // weight initialisation scheme (nn/models/zoo_internal.h)
   uint64_t seed = 0;
+  double lr = 0.1;  // the run's base learning rate (--lr)
   Device device = kCPU;
   int64_t epochs = 1;
   int64_t iters_per_epoch = 1;
@@ -61,6 +62,7 @@ struct BuildContext {
 struct TrainClock {
   int64_t epoch = 0, epochs = 1;
   int64_t step_in_epoch = 0, iters_per_epoch = 1;
+  double lr_factor = 1.0;  // the schedule's factor of the base lr at this step (extra optimizers)
   int64_t global_step() const { return epoch * iters_per_epoch + step_in_epoch; }
 };
 

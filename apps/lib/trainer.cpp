@@ -113,6 +113,7 @@ class Trainer {
   std::unique_ptr<optim::SGD> optimizer_;
   optim::LrSchedulePtr schedule_;
   double current_lr_ = 0;
+  double lr_factor_ = 1;
   Progress clock_{"", 1};  // used as a stopwatch for the whole run
   int64_t start_epoch_ = 0, start_step_ = 0;
   std::vector<EpochRecord> history_;
@@ -149,6 +150,7 @@ void Trainer::setup() {
   ctx.shortcut = cfg_.shortcut;
   ctx.init = cfg_.init;
   ctx.seed = cfg_.seed;
+  ctx.lr = cfg_.lr;
   ctx.epochs = cfg_.epochs;
   ctx.iters_per_epoch = data_->train->batches_per_epoch();
   method_->build(ctx);
@@ -186,6 +188,7 @@ void Trainer::set_learning_rate(const distill::TrainClock& clock) {
   auto& groups = optimizer_->param_groups();
   for (size_t i = 0; i < groups.size(); ++i) groups[i].lr = base_lrs_[i] * factor;
   current_lr_ = cfg_.lr * factor;
+  lr_factor_ = factor;
 }
 
 void Trainer::print_header() {
@@ -227,6 +230,7 @@ void Trainer::train_epoch(int64_t epoch) {
     OKD_CHECK(batch.has_value(), "train: the loader ended after ", step, " of ", steps, " batches");
     clock.step_in_epoch = step;
     set_learning_rate(clock);
+    clock.lr_factor = lr_factor_;
     distill::StepResult r = method_->forward_train(*batch, clock);
     // A non-finite loss stops the run naming the term; the last good checkpoint stays.
     for (const auto& [name, t] : r.terms) {
