@@ -59,8 +59,10 @@ void crop_flip_normalize(const T* src, int64_t row_stride, int64_t plane_stride,
   }
 }
 
-Box rrc_box(int64_t H, int64_t W, const Augment& aug, uint64_t seed, uint64_t epoch, uint64_t index,
-            uint64_t view) {
+}  // namespace
+
+Box sample_resized_crop_box(const Augment& aug, int64_t H, int64_t W, uint64_t seed, uint64_t epoch,
+                            uint64_t index, uint64_t view) {
   std::array<std::array<double, 4>, 10> u;
   for (uint64_t k = 0; k < u.size(); ++k) {
     const Block b = draw(seed, epoch, index, view, 2 + k);
@@ -68,7 +70,6 @@ Box rrc_box(int64_t H, int64_t W, const Augment& aug, uint64_t seed, uint64_t ep
   }
   return random_resized_crop_box(H, W, aug.rrc_scale, aug.rrc_ratio, u);
 }
-}  // namespace
 
 std::array<int64_t, 2> check_augment(const Augment& aug, int64_t C, int64_t H, int64_t W) {
   if (!aug.mean.empty())
@@ -111,7 +112,7 @@ void augment_image(const uint8_t* img, int64_t C, int64_t H, int64_t W, const Au
     thread_local std::vector<float> geo;
     Box box{0, 0, H, W};
     if (aug.random_resized_crop > 0) {
-      box = rrc_box(H, W, aug, seed, epoch, index, view);
+      box = sample_resized_crop_box(aug, H, W, seed, epoch, index, view);
       OH = OW = aug.random_resized_crop;
     } else {
       OH = OW = aug.resize;

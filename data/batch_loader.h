@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "data/datasets.h"
+#include "data/transforms.h"
 
 namespace okd::data {
 
@@ -65,6 +66,10 @@ struct LoadedBatch {
 // seed ^ (a constant for each use) as key. Exposed for tests.
 void augment_image(const uint8_t* image, int64_t C, int64_t H, int64_t W, const Augment& aug,
                    uint64_t seed, uint64_t epoch, uint64_t index, uint64_t view, float* out);
+
+// The box of image (H x W) that the random resized crop of aug takes for this sample.
+Box sample_resized_crop_box(const Augment& aug, int64_t H, int64_t W, uint64_t seed, uint64_t epoch,
+                            uint64_t index, uint64_t view);
 
 class BatchLoader {
  public:
