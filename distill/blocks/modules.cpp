@@ -107,7 +107,7 @@ Tensor ExitHead::forward(const Tensor& x) { return fc_->forward(features(x)); }
 BranchedNet::BranchedNet(nn::BackbonePtr base, int split, int num_branches, Generator& gen)
     : nn::Module("BranchedNet"), base_(std::move(base)), split_(split) {
   const int K = base_->num_stages();
-  OKD_CHECK(split >= 1 && split < K, "BranchedNet: split stage ", split, " out of range 1..",
+  OKD_CHECK(split >= 0 && split < K, "BranchedNet: split stage ", split, " out of range 0..",
             K - 1);
   OKD_CHECK(num_branches >= 1, "BranchedNet: need at least one branch");
   register_module("base", base_);
@@ -130,7 +130,11 @@ BranchedNet::BranchedNet(nn::BackbonePtr base, int split, int num_branches, Gene
   }
 }
 
-Tensor BranchedNet::trunk(const Tensor& x) { return base_->run_stages(0, split_ - 1, x); }
+Tensor BranchedNet::trunk(const Tensor& x) {
+  return split_ == 0 ? x : base_->run_stages(0, split_ - 1, x);
+}
+
+nn::LayerPtr BranchedNet::classifier(int b) const { return branches_.at(b).back().back().second; }
 
 Tensor BranchedNet::branch_features(int b, const Tensor& h) {
   Tensor y = h;

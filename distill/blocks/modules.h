@@ -68,9 +68,10 @@ class ExitHead : public nn::Layer {
 };
 
 // A backbone split at a stage (classic.md §2.4): the stem and the stages before `split` form the
-// shared trunk; branch 0 runs the backbone's own later stages (so branch 0 with the trunk *is*
-// the plain backbone, parameter names included) and branches 1.. run fresh copies, registered
-// as "branch<i>.<child name>" (e.g. branch1.layer3.0.conv1.weight, branch1.fc.weight).
+// shared trunk (split 0: nothing is shared); branch 0 runs the backbone's own later stages, so
+// the trunk with branch 0 *is* the plain backbone, registered as "base" with its own parameter
+// names (base.conv1.weight ... base.fc.weight); branches 1.. run fresh copies, registered as
+// "branch<i>.<child name>" (e.g. branch1.layer3.0.conv1.weight, branch1.fc.weight).
 class BranchedNet : public nn::Module {
  public:
   BranchedNet(nn::BackbonePtr base, int split_stage, int num_branches, Generator& gen);
@@ -87,6 +88,8 @@ class BranchedNet : public nn::Module {
   // Pooled features of branch b ([N, D]): the head without its classifier.
   Tensor branch_pooled(int b, const Tensor& features);
   Tensor branch_classify(int b, const Tensor& pooled);
+  // The classifier (the head's last layer) of branch b.
+  nn::LayerPtr classifier(int b) const;
   // Parameters of the trunk and branch 0: the deployable network.
   int64_t deployed_num_parameters() const { return base_->num_parameters(); }
 
