@@ -32,9 +32,22 @@ void add_train_flags(CLI::App& app, TrainConfig& c) {
   app.add_option("--dataset", c.dataset,
                  "cifar10 | cifar100 | fashion-mnist | imagefolder (default: fashion-mnist from "
                  "/usr/share/datasets/fashion-mnist, padded to 32x32, 3 channels)");
-  app.add_option("--data-dir", c.data_dir, "directory holding the dataset files");
-  app.add_option("--augment", c.augment, "standard (random crop 32 pad 4 + flip) | none")
-      ->check(CLI::IsMember({"standard", "none"}));
+  app.add_option("--data-dir", c.data_dir,
+                 "directory holding the dataset files (imagefolder: DIR/train/<class>/<image> and "
+                 "DIR/val or DIR/test laid out the same way)");
+  app.add_option("--image-size", c.image_size,
+                 "imagefolder: resize each image's shorter side to N and centre-crop N x N when "
+                 "loading (bilinear, antialiased); 0 keeps the images' own size, which they must "
+                 "then share (TinyImageNet: 64x64)");
+  app.add_option("--augment", c.augment,
+                 "standard (random crop pad 4 + flip) | flip-rrc (flip + random resized crop, "
+                 "scale (--rrc-min-scale, 1), ratio (3/4, 4/3), EKD-FWSNet's CIFAR recipe) | none")
+      ->check(CLI::IsMember({"standard", "flip-rrc", "none"}));
+  app.add_option("--rrc-min-scale", c.rrc_min_scale,
+                 "smallest crop area fraction of --augment flip-rrc (torchvision's default: 0.08)");
+  app.add_option("--cutout", c.cutout,
+                 "erase a random N x N square of each training image after normalisation "
+                 "(Cutout; 0 = off)");
   app.add_option("--epochs", c.epochs, "training epochs");
   app.add_option("--batch-size", c.batch_size, "mini-batch size");
   app.add_option("--lr", c.lr, "initial learning rate");
@@ -62,6 +75,9 @@ void add_train_flags(CLI::App& app, TrainConfig& c) {
   app.add_option("--out", c.out, "run directory (default: runs/<method>-<arch>-<dataset>-s<seed>)");
   app.add_option("--limit-train", c.limit_train, "use the first N training images (0 = all)");
   app.add_option("--limit-test", c.limit_test, "use the first N test images (0 = all)");
+  app.add_flag("--limit-random", c.limit_random,
+               "--limit-train/--limit-test take a random N (seeded with --seed, kept in dataset "
+               "order) instead of the first N");
   app.add_option("--checkpoint-every", c.checkpoint_every_steps,
                  "also checkpoint every N steps within an epoch (0 = end of epoch only)");
   app.add_option("--stop-after", c.stop_after_steps,
@@ -157,6 +173,11 @@ void validate(TrainConfig& c) {
   if (c.threads < 0) bad("threads", "must be >= 0");
   if (c.workers < 0) bad("workers", "must be >= 0");
   if (c.limit_train < 0 || c.limit_test < 0) bad("limit-train", "limits must be >= 0");
+  if (c.image_size < 0) bad("image-size", "must be >= 0");
+  if (c.image_size > 0 && c.dataset != "imagefolder")
+    bad("image-size", "applies to --dataset imagefolder only");
+  if (!(c.rrc_min_scale > 0 && c.rrc_min_scale <= 1)) bad("rrc-min-scale", "must be in (0, 1]");
+  if (c.cutout < 0) bad("cutout", "must be >= 0");
   if (c.schedule == "multistep" && c.milestones.empty())
     for (double m : {std::floor(c.epochs * 0.5), std::floor(c.epochs * 0.75)})
       if (m > 0 && (c.milestones.empty() || m > c.milestones.back())) c.milestones.push_back(m);
@@ -183,6 +204,9 @@ ConfigMap to_config_map(const TrainConfig& c) {
               {"dataset", c.dataset},
               {"data-dir", c.data_dir},
               {"augment", c.augment},
+              {"image-size", std::to_string(c.image_size)},
+              {"rrc-min-scale", num(c.rrc_min_scale)},
+              {"cutout", std::to_string(c.cutout)},
               {"epochs", std::to_string(c.epochs)},
               {"batch-size", std::to_string(c.batch_size)},
               {"lr", num(c.lr)},
@@ -203,6 +227,7 @@ ConfigMap to_config_map(const TrainConfig& c) {
               {"out", c.out},
               {"limit-train", std::to_string(c.limit_train)},
               {"limit-test", std::to_string(c.limit_test)},
+              {"limit-random", c.limit_random ? "true" : "false"},
               {"checkpoint-every", std::to_string(c.checkpoint_every_steps)}};
   if (!c.milestones.empty()) m["milestones"] = join(c.milestones);
   // Only the chosen method's options: the others do not affect the run.

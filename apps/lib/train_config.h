@@ -17,7 +17,10 @@ struct TrainConfig {
   std::string arch = "resnet20";
   std::string dataset = "";  // "" = fashion-mnist unless --data-dir says otherwise
   std::string data_dir = "";
-  std::string augment = "standard";  // standard | none
+  std::string augment = "standard";  // standard | flip-rrc | none
+  int64_t image_size = 0;            // imagefolder: images resized to this at load (0: own size)
+  double rrc_min_scale = 0.5;        // flip-rrc: smallest area fraction of the crop
+  int64_t cutout = 0;                // side of the cutout square (0: none)
   int64_t epochs = 15;
   int64_t batch_size = 128;
   double lr = 0.1;
@@ -39,6 +42,7 @@ struct TrainConfig {
   std::string out = "";     // "" = runs/<method>-<arch>-<dataset>-s<seed>
   int64_t limit_train = 0;  // 0 = all
   int64_t limit_test = 0;
+  bool limit_random = false;  // the limits pick a seeded random subset instead of the first N
   std::string resume = "";
   std::string eval_only = "";
   bool list_methods = false;

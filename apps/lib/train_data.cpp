@@ -1,8 +1,12 @@
-// Dataset choice for train_cifar: what --dataset and --data-dir name, with the standard CIFAR
-// pipeline (random crop 32 with zero padding 4, horizontal flip, per-dataset normalisation).
+// Dataset choice for train_cifar: what --dataset and --data-dir name, with the training pipeline
+// of --augment (standard: random crop with zero padding 4 + horizontal flip; flip-rrc: flip +
+// random resized crop), optional cutout, and per-dataset normalisation.
 #include "apps/lib/train_data.h"
 
+#include <filesystem>
+
 #include "data/batch_loader.h"
+#include "data/image_folder.h"
 
 namespace okd::apps {
 
@@ -26,6 +30,52 @@ class LoaderSplit : public TrainData::Split {
  private:
   data::BatchLoader loader_;
 };
+
+// DIR/train, and DIR/val or else DIR/test, as ImageFolders; the evaluation split takes the
+// training split's classes.
+void load_image_folders(const TrainConfig& cfg, data::ImageDataset& train,
+                        data::ImageDataset& test) {
+  namespace fs = std::filesystem;
+  const fs::path dir(cfg.data_dir), train_dir = dir / "train";
+  OKD_CHECK(fs::is_directory(train_dir), "--dataset imagefolder: no training folder ",
+            train_dir.string(), " (expected DIR/train/<class>/<image> and DIR/val or DIR/test)");
+  fs::path test_dir;
+  for (const char* name : {"val", "test"})
+    if (test_dir.empty() && fs::is_directory(dir / name)) test_dir = dir / name;
+  OKD_CHECK(!test_dir.empty(), "--dataset imagefolder: no evaluation folder: looked for ",
+            (dir / "val").string(), " and ", (dir / "test").string(),
+            " (each laid out as DIR/train: one folder per class)");
+  data::ImageFolderOptions o;
+  o.image_size = cfg.image_size;
+  o.threads = cfg.threads;
+  o.name = "imagefolder/train";
+  train = data::load_image_folder(train_dir.string(), o);
+  o.classes = train.class_names;
+  o.name = "imagefolder/" + test_dir.filename().string();
+  test = data::load_image_folder(test_dir.string(), o);
+  OKD_CHECK(
+      test.images.size(2) == train.images.size(2) && test.images.size(3) == train.images.size(3),
+      "--dataset imagefolder: ", test_dir.string(), " holds ", test.images.size(3), "x",
+      test.images.size(2), " images but ", train_dir.string(), " holds ", train.images.size(3), "x",
+      train.images.size(2), "; pass --image-size");
+  OKD_CHECK(train.images.size(2) == train.images.size(3), "--dataset imagefolder: the images of ",
+            train_dir.string(), " are ", train.images.size(3), "x", train.images.size(2),
+            "; the networks take square images: pass --image-size");
+}
+
+data::ImageDataset limit(const data::ImageDataset& d, int64_t n, const TrainConfig& cfg) {
+  return cfg.limit_random ? d.random_subset(n, cfg.seed) : d.first(n);
+}
+
+std::string augment_description(const TrainConfig& cfg, int64_t size) {
+  const std::string s = std::to_string(size);
+  std::string d = cfg.augment == "standard"   ? "crop " + s + " pad 4 + flip"
+                  : cfg.augment == "flip-rrc" ? "flip + random resized crop " + s + " scale (" +
+                                                    str(cfg.rrc_min_scale) + ", 1) ratio (3/4, 4/3)"
+                                              : "";
+  if (cfg.cutout > 0) d += (d.empty() ? "" : " + ") + ("cutout " + std::to_string(cfg.cutout));
+  return d.empty() ? ", no augmentation" : ", augmentation: " + d;
+}
 
 }  // namespace
 
@@ -54,24 +104,29 @@ std::unique_ptr<TrainData> make_train_data(const TrainConfig& cfg, int views) {
     mean = {0.5071f, 0.4865f, 0.4409f};
     std = {0.2673f, 0.2564f, 0.2762f};
     name = "CIFAR-100";
+  } else if (cfg.dataset == "imagefolder") {
+    load_image_folders(cfg, train, test);
+    // ImageNet's statistics, the usual choice for photographs.
+    mean = {0.485f, 0.456f, 0.406f};
+    std = {0.229f, 0.224f, 0.225f};
+    name = "ImageFolder";
   } else {
     OKD_FAIL("--dataset ", cfg.dataset,
-             ": not supported by train_cifar yet (use cifar10, cifar100, "
-             "fashion-mnist or mnist)");
+             ": not supported by train_cifar (use cifar10, cifar100, fashion-mnist, mnist or "
+             "imagefolder)");
   }
-  train = train.first(cfg.limit_train);
-  test = test.first(cfg.limit_test);
+  train = limit(train, cfg.limit_train, cfg);
+  test = limit(test, cfg.limit_test, cfg);
 
   auto out = std::make_unique<TrainData>();
   out->num_classes = train.num_classes;
   out->channels = train.images.size(1);
   out->image_size = train.images.size(2);
-  out->description =
-      name + " (" + cfg.data_dir + "): " + std::to_string(train.size()) + " train, " +
-      std::to_string(test.size()) + " test, " + std::to_string(train.num_classes) + " classes, " +
-      std::to_string(out->channels) + "x" + std::to_string(out->image_size) + "x" +
-      std::to_string(out->image_size) +
-      (cfg.augment == "standard" ? ", augmentation: crop 32 pad 4 + flip" : ", no augmentation");
+  out->description = name + " (" + cfg.data_dir + "): " + std::to_string(train.size()) +
+                     " train, " + std::to_string(test.size()) + " test, " +
+                     std::to_string(train.num_classes) + " classes, " +
+                     std::to_string(out->channels) + "x" + std::to_string(out->image_size) + "x" +
+                     std::to_string(out->image_size) + augment_description(cfg, out->image_size);
 
   data::LoaderOptions tr;
   tr.batch_size = cfg.batch_size;
@@ -85,13 +140,20 @@ std::unique_ptr<TrainData> make_train_data(const TrainConfig& cfg, int views) {
   if (cfg.augment == "standard") {
     tr.augment.crop_padding = 4;
     tr.augment.hflip = true;
+  } else if (cfg.augment == "flip-rrc") {
+    tr.augment.hflip = true;
+    tr.augment.random_resized_crop = out->image_size;
+    tr.augment.rrc_scale = {cfg.rrc_min_scale, 1.0};
+    tr.augment.rrc_ratio = {3.0 / 4.0, 4.0 / 3.0};
   }
+  tr.augment.cutout = cfg.cutout;
   data::LoaderOptions te = tr;
   te.shuffle = false;
   te.views = 1;
   te.batch_size = std::max<int64_t>(cfg.batch_size, 256);
-  te.augment.crop_padding = 0;
-  te.augment.hflip = false;
+  te.augment = data::Augment{};
+  te.augment.mean = mean;
+  te.augment.std = std;
   out->train = std::make_unique<LoaderSplit>(std::move(train), tr);
   out->test = std::make_unique<LoaderSplit>(std::move(test), te);
   return out;
