@@ -8,8 +8,26 @@
 
 namespace okd::nn {
 
+namespace {
+// Registers a module under a dotted path ("features.denseblock1"), creating plain container
+// modules for the leading names, so nested PyTorch names (DenseNet's features.*) stay exact.
+void register_path(Module& root, const std::string& path, const ModulePtr& module) {
+  const size_t dot = path.find('.');
+  if (dot == std::string::npos) {
+    root.register_module(path, module);
+    return;
+  }
+  const std::string head = path.substr(0, dot);
+  ModulePtr container;
+  for (const auto& [n, c] : root.named_children())
+    if (n == head) container = c;
+  if (!container) container = root.register_module(head, std::make_shared<Module>("Container"));
+  register_path(*container, path.substr(dot + 1), module);
+}
+}  // namespace
+
 void NamedSequential::add(const std::string& name, LayerPtr layer, bool register_child) {
-  if (register_child) register_module(name, layer);
+  if (register_child) register_path(*this, name, layer);
   items_.emplace_back(name, std::move(layer));
 }
 
@@ -31,7 +49,7 @@ int Backbone::stage_index(const std::string& name) const {
 void Backbone::add_stage(Stage stage) {
   for (auto& [n, l] : stage.layers) {
     // Parameter-free layers (ReLU, pooling) are not registered, as in the PyTorch definitions.
-    if (!l->named_parameters().empty() || !l->named_buffers().empty()) register_module(n, l);
+    if (!l->named_parameters().empty() || !l->named_buffers().empty()) register_path(*this, n, l);
   }
   stages_.push_back(std::move(stage));
 }
@@ -96,8 +114,16 @@ std::shared_ptr<Linear> make_linear(int64_t in, int64_t out, const InitScheme& i
   return fc;
 }
 
+// The named architectures (make_backbone also builds any wrn{d}_{k}[_ffsd] with d = 6n + 4).
 std::vector<std::string> backbone_names() {
-  return {"resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet110_bneck"};
+  return {"resnet20",      "resnet32",      "resnet44",
+          "resnet56",      "resnet110",     "resnet110_bneck",
+          "wrn16_1",       "wrn16_2",       "wrn40_1",
+          "wrn40_2",       "wrn28_4",       "wrn28_10",
+          "wrn16_2_ffsd",  "wrn40_2_ffsd",  "wrn28_10_ffsd",
+          "vgg16_bn",      "densenet40_12", "densenet_bc_100_12",
+          "resnet18",      "resnet34",      "resnet18_cifar",
+          "resnet34_cifar"};
 }
 
 BackbonePtr make_backbone(const BackboneOptions& o) {
@@ -105,9 +131,19 @@ BackbonePtr make_backbone(const BackboneOptions& o) {
   for (int depth : {20, 32, 44, 56, 110})
     if (a == "resnet" + std::to_string(depth)) return make_cifar_resnet(a, depth, false, o);
   if (a == "resnet110_bneck") return make_cifar_resnet(a, 110, true, o);
+  if (BackbonePtr wrn = make_wide_resnet(a, o)) return wrn;
+  if (a == "vgg16_bn") return make_vgg_cifar(a, 16, o);
+  if (a == "densenet40_12") return make_densenet_cifar(a, 40, 12, o);
+  if (a == "densenet_bc_100_12") return make_densenet_cifar(a, 100, 12, o);
+  for (int depth : {18, 34}) {
+    const std::string base = "resnet" + std::to_string(depth);
+    if (a == base) return make_imagenet_resnet(a, depth, false, o);
+    if (a == base + "_cifar") return make_imagenet_resnet(a, depth, true, o);
+  }
   std::string known;
   for (const auto& n : backbone_names()) known += (known.empty() ? "" : ", ") + n;
-  OKD_FAIL("unknown architecture '", a, "' (known: ", known, ")");
+  OKD_FAIL("unknown architecture '", a, "' (known: ", known,
+           "; and wrn{d}_{k} or wrn{d}_{k}_ffsd for any depth d = 6n + 4 and width k)");
 }
 
 }  // namespace okd::nn

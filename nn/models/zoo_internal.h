@@ -23,7 +23,34 @@ std::shared_ptr<Conv2d> make_conv(int64_t in, int64_t out, int64_t k, int64_t st
 std::shared_ptr<Linear> make_linear(int64_t in, int64_t out, const InitScheme& init,
                                     Generator& gen);
 
+// Each family's constructor, one file each (resnet_cifar.cpp, wide_resnet.cpp, vgg_cifar.cpp,
+// densenet_cifar.cpp, resnet_imagenet.cpp).
 BackbonePtr make_cifar_resnet(const std::string& name, int64_t depth, bool bottleneck,
                               const BackboneOptions& o);
+// wrn{d}_{k} (AT/CRD definition) or wrn{d}_{k}_ffsd (FFSD's); nullptr when the name is neither.
+BackbonePtr make_wide_resnet(const std::string& name, const BackboneOptions& o);
+BackbonePtr make_vgg_cifar(const std::string& name, int64_t depth, const BackboneOptions& o);
+BackbonePtr make_densenet_cifar(const std::string& name, int64_t depth, int64_t growth,
+                                const BackboneOptions& o);
+// ResNet-18/34 with torchvision's definition; cifar_stem: conv3x3 stride 1, no maxpool.
+BackbonePtr make_imagenet_resnet(const std::string& name, int64_t depth, bool cifar_stem,
+                                 const BackboneOptions& o);
+
+// A stage's layers as (name, layer) pairs, the shape Stage::factory returns.
+using NamedLayers = std::vector<std::pair<std::string, LayerPtr>>;
+
+// A backbone of the zoo: adds stages from their factories (the stage's own layers are the
+// factory's first product, so a copy from make_stage is built by exactly the same code).
+class ZooBackbone : public Backbone {
+ public:
+  using Backbone::Backbone;
+
+ protected:
+  void add_built_stage(const std::string& stage_name, int64_t out_channels,
+                       std::function<NamedLayers(Generator&)> factory, Generator& gen) {
+    Stage stage{stage_name, factory(gen), out_channels, std::move(factory)};
+    add_stage(std::move(stage));
+  }
+};
 
 }  // namespace okd::nn
