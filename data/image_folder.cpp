@@ -9,8 +9,10 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "data/image_io.h"
@@ -85,23 +87,23 @@ void fit_image(const DecodedImage& img, const std::string& path, const ImageFold
       }
 }
 
-// Prints "imagefolder ROOT: decoded k/N images" at every 10% (in place on a terminal).
+// Prints "WHERE: decoded k/N images" at every 10% (in place on a terminal).
 class Progress {
  public:
-  Progress(const std::string& root, int64_t total, bool on)
-      : root_(root), total_(total), on_(on && total >= 2000), tty_(isatty(fileno(stderr)) != 0) {}
+  Progress(const std::string& where, int64_t total, bool on)
+      : where_(where), total_(total), on_(on && total >= 2000), tty_(isatty(fileno(stderr)) != 0) {}
   void tick() {
     const int64_t d = ++done_;
     if (!on_ || d * 10 / total_ == (d - 1) * 10 / total_) return;
     std::lock_guard<std::mutex> lock(mu_);
-    std::fprintf(stderr, "%simagefolder %s: decoded %lld/%lld images%s", tty_ ? "\r" : "",
-                 root_.c_str(), static_cast<long long>(d), static_cast<long long>(total_),
+    std::fprintf(stderr, "%s%s: decoded %lld/%lld images%s", tty_ ? "\r" : "", where_.c_str(),
+                 static_cast<long long>(d), static_cast<long long>(total_),
                  tty_ && d < total_ ? "" : "\n");
     std::fflush(stderr);
   }
 
  private:
-  std::string root_;
+  std::string where_;
   int64_t total_;
   bool on_, tty_;
   std::atomic<int64_t> done_{0};
@@ -154,18 +156,106 @@ ImageDataset load_image_folder(const std::string& root, const ImageFolderOptions
     std::fprintf(stderr, "imagefolder %s: ignored %lld files that are not .jpg/.jpeg/.png/.bmp\n",
                  root.c_str(), static_cast<long long>(ignored));
 
+  ImageFolderOptions named = o;
+  if (named.name.empty())
+    named.name = "imagefolder/" + fs::path(root).lexically_normal().filename().string();
+  return load_image_list(files, labels, names, named, "imagefolder " + root);
+}
+
+namespace {
+// The lines of a text file split at whitespace; errors name the file.
+std::vector<std::vector<std::string>> read_table(const fs::path& path) {
+  std::ifstream f(path);
+  OKD_CHECK(f.good(), "cannot open ", path.string());
+  std::vector<std::vector<std::string>> rows;
+  std::string line;
+  while (std::getline(f, line)) {
+    std::istringstream ss(line);
+    std::vector<std::string> row;
+    for (std::string field; ss >> field;) row.push_back(field);
+    if (!row.empty()) rows.push_back(std::move(row));
+  }
+  return rows;
+}
+}  // namespace
+
+ImageDataset load_tinyimagenet_val(const std::string& val_dir, const ImageFolderOptions& o) {
+  const fs::path ann = fs::path(val_dir) / "val_annotations.txt";
+  OKD_CHECK(!o.classes.empty(), "tinyimagenet: ", ann.string(),
+            " names classes by id: pass the training split's classes");
+  std::map<std::string, int64_t> label_of;
+  for (size_t i = 0; i < o.classes.size(); ++i) label_of[o.classes[i]] = static_cast<int64_t>(i);
+  std::vector<std::string> files;
+  std::vector<int64_t> labels;
+  int64_t line = 0;
+  for (const auto& row : read_table(ann)) {
+    ++line;
+    OKD_CHECK(row.size() >= 2, ann.string(), ": line ", line, " has ", row.size(),
+              " fields (expected: file, class id, box)");
+    OKD_CHECK(label_of.count(row[1]) != 0, ann.string(), ": line ", line, ": class ", row[1],
+              " is not one of the ", o.classes.size(), " training classes");
+    files.push_back((fs::path(val_dir) / "images" / row[0]).string());
+    labels.push_back(label_of[row[1]]);
+  }
+  OKD_CHECK(!files.empty(), ann.string(), ": no images listed");
+  ImageFolderOptions named = o;
+  if (named.name.empty()) named.name = "tinyimagenet/val";
+  return load_image_list(files, labels, o.classes, named, "tinyimagenet " + val_dir);
+}
+
+ImageDataset load_cub200(const std::string& dir, bool train, const ImageFolderOptions& o) {
+  const fs::path root(dir);
+  const std::vector<std::string> classes = class_folders((root / "images").string());
+  std::map<std::string, int64_t> label_of;
+  for (size_t i = 0; i < classes.size(); ++i) label_of[classes[i]] = static_cast<int64_t>(i);
+  // images.txt: "<id> <class>/<file>"; train_test_split.txt: "<id> <1: train, 0: test>".
+  std::map<std::string, std::string> path_of;
+  for (const auto& row : read_table(root / "images.txt")) {
+    OKD_CHECK(row.size() == 2, (root / "images.txt").string(), ": expected '<id> <path>' lines");
+    path_of[row[0]] = row[1];
+  }
+  std::vector<std::string> files;
+  std::vector<int64_t> labels;
+  for (const auto& row : read_table(root / "train_test_split.txt")) {
+    OKD_CHECK(row.size() == 2 && path_of.count(row[0]) != 0,
+              (root / "train_test_split.txt").string(), ": line for id ", row[0],
+              " is not '<id in images.txt> <0|1>'");
+    if ((row[1] == "1") != train) continue;
+    const std::string& rel = path_of[row[0]];
+    const std::string cls = fs::path(rel).parent_path().string();
+    OKD_CHECK(label_of.count(cls) != 0, (root / "images.txt").string(), ": ", rel,
+              " is not in a class folder of ", (root / "images").string());
+    files.push_back((root / "images" / rel).string());
+    labels.push_back(label_of[cls]);
+  }
+  ImageFolderOptions named = o;
+  if (named.name.empty()) named.name = train ? "cub200/train" : "cub200/test";
+  return load_image_list(files, labels, classes, named, "cub200 " + dir);
+}
+
+ImageDataset load_image_list(const std::vector<std::string>& files,
+                             const std::vector<int64_t>& labels,
+                             const std::vector<std::string>& class_names,
+                             const ImageFolderOptions& o, const std::string& where) {
+  OKD_CHECK(o.image_size >= 0, where, ": image size must be >= 0, got ", o.image_size);
+  OKD_CHECK(!files.empty(), where, ": no images");
+  OKD_CHECK(files.size() == labels.size(), where, ": ", files.size(), " files but ", labels.size(),
+            " labels");
   const int64_t N = static_cast<int64_t>(files.size());
   int64_t H = o.image_size, W = o.image_size;
   if (o.image_size == 0) read_image_size(files[0], H, W);
 
   ImageDataset d;
-  d.name = !o.name.empty() ? o.name
-                           : "imagefolder/" + fs::path(root).lexically_normal().filename().string();
-  d.class_names = names;
-  d.num_classes = static_cast<int64_t>(names.size());
+  d.name = o.name.empty() ? where : o.name;
+  d.class_names = class_names;
+  d.num_classes = static_cast<int64_t>(class_names.size());
   d.images = empty({N, 3, H, W}, DType::UInt8);
   d.labels = empty({N}, DType::Int64);
-  std::copy(labels.begin(), labels.end(), d.labels.data<int64_t>());
+  for (int64_t i = 0; i < N; ++i) {
+    OKD_CHECK(labels[i] >= 0 && labels[i] < d.num_classes, files[i], ": label ", labels[i],
+              " is out of range for ", d.num_classes, " classes");
+    d.labels.data<int64_t>()[i] = labels[i];
+  }
   uint8_t* out = d.images.data<uint8_t>();
 
   // Workers take file indices in increasing order and stop after a failure only past the
@@ -179,7 +269,7 @@ ImageDataset load_image_folder(const std::string& root, const ImageFolderOptions
     std::lock_guard<std::mutex> lock(err_mu);
     return err_index;
   };
-  Progress progress(root, N, o.progress);
+  Progress progress(where, N, o.progress);
   auto work = [&] {
     for (int64_t i = next++; i < N && i < first_error(); i = next++) {
       try {
@@ -200,7 +290,7 @@ ImageDataset load_image_folder(const std::string& root, const ImageFolderOptions
   for (int t = 1; t < threads; ++t) pool.emplace_back(work);
   work();
   for (auto& t : pool) t.join();
-  if (err_index < N) OKD_FAIL("imagefolder: ", err_msg);
+  if (err_index < N) OKD_FAIL(where, ": ", err_msg);
   return d;
 }
 

@@ -34,7 +34,8 @@ void add_train_flags(CLI::App& app, TrainConfig& c) {
                  "/usr/share/datasets/fashion-mnist, padded to 32x32, 3 channels)");
   app.add_option("--data-dir", c.data_dir,
                  "directory holding the dataset files (imagefolder: DIR/train/<class>/<image> and "
-                 "DIR/val or DIR/test laid out the same way)");
+                 "DIR/val or DIR/test laid out the same way, TinyImageNet's val/ with "
+                 "val_annotations.txt, or CUB-200-2011 as distributed)");
   app.add_option("--image-size", c.image_size,
                  "imagefolder: resize each image's shorter side to N and centre-crop N x N when "
                  "loading (bilinear, antialiased); 0 keeps the images' own size, which they must "

@@ -31,35 +31,46 @@ class LoaderSplit : public TrainData::Split {
   data::BatchLoader loader_;
 };
 
-// DIR/train, and DIR/val or else DIR/test, as ImageFolders; the evaluation split takes the
-// training split's classes.
+// DIR/train, and DIR/val or else DIR/test, as ImageFolders (the evaluation split takes the
+// training split's classes; TinyImageNet's val/ with val_annotations.txt is read as distributed);
+// or CUB-200-2011 as distributed (DIR/images/, images.txt, train_test_split.txt).
 void load_image_folders(const TrainConfig& cfg, data::ImageDataset& train,
                         data::ImageDataset& test) {
   namespace fs = std::filesystem;
   const fs::path dir(cfg.data_dir), train_dir = dir / "train";
-  OKD_CHECK(fs::is_directory(train_dir), "--dataset imagefolder: no training folder ",
-            train_dir.string(), " (expected DIR/train/<class>/<image> and DIR/val or DIR/test)");
-  fs::path test_dir;
-  for (const char* name : {"val", "test"})
-    if (test_dir.empty() && fs::is_directory(dir / name)) test_dir = dir / name;
-  OKD_CHECK(!test_dir.empty(), "--dataset imagefolder: no evaluation folder: looked for ",
-            (dir / "val").string(), " and ", (dir / "test").string(),
-            " (each laid out as DIR/train: one folder per class)");
   data::ImageFolderOptions o;
   o.image_size = cfg.image_size;
   o.threads = cfg.threads;
-  o.name = "imagefolder/train";
-  train = data::load_image_folder(train_dir.string(), o);
-  o.classes = train.class_names;
-  o.name = "imagefolder/" + test_dir.filename().string();
-  test = data::load_image_folder(test_dir.string(), o);
+  if (!fs::is_directory(train_dir) && fs::exists(dir / "images.txt") &&
+      fs::exists(dir / "train_test_split.txt")) {
+    train = data::load_cub200(dir.string(), true, o);
+    test = data::load_cub200(dir.string(), false, o);
+  } else {
+    OKD_CHECK(fs::is_directory(train_dir), "--dataset imagefolder: no training folder ",
+              train_dir.string(),
+              " (expected DIR/train/<class>/<image> and DIR/val or DIR/test, or CUB-200-2011's "
+              "DIR/images/, DIR/images.txt and DIR/train_test_split.txt)");
+    fs::path test_dir;
+    for (const char* name : {"val", "test"})
+      if (test_dir.empty() && fs::is_directory(dir / name)) test_dir = dir / name;
+    OKD_CHECK(!test_dir.empty(), "--dataset imagefolder: no evaluation folder: looked for ",
+              (dir / "val").string(), " and ", (dir / "test").string(),
+              " (each laid out as DIR/train: one folder per class)");
+    o.name = "imagefolder/train";
+    train = data::load_image_folder(train_dir.string(), o);
+    o.classes = train.class_names;
+    o.name = "imagefolder/" + test_dir.filename().string();
+    test = fs::exists(test_dir / "val_annotations.txt")
+               ? data::load_tinyimagenet_val(test_dir.string(), o)
+               : data::load_image_folder(test_dir.string(), o);
+  }
   OKD_CHECK(
       test.images.size(2) == train.images.size(2) && test.images.size(3) == train.images.size(3),
-      "--dataset imagefolder: ", test_dir.string(), " holds ", test.images.size(3), "x",
-      test.images.size(2), " images but ", train_dir.string(), " holds ", train.images.size(3), "x",
+      "--dataset imagefolder: the evaluation images are ", test.images.size(3), "x",
+      test.images.size(2), " but the training images are ", train.images.size(3), "x",
       train.images.size(2), "; pass --image-size");
-  OKD_CHECK(train.images.size(2) == train.images.size(3), "--dataset imagefolder: the images of ",
-            train_dir.string(), " are ", train.images.size(3), "x", train.images.size(2),
+  OKD_CHECK(train.images.size(2) == train.images.size(3), "--dataset imagefolder: the images are ",
+            train.images.size(3), "x", train.images.size(2),
             "; the networks take square images: pass --image-size");
 }
 

@@ -202,3 +202,53 @@ TEST(ImageIo, SaveRejectsUnknownExtensions) {
   EXPECT_THROW(save_image((tmp_dir("io") / "x.gif").string(), img.data(), 3, 2, 2), Error);
   EXPECT_THROW(read_image((tmp_dir("io2") / "none.png").string()), Error);
 }
+
+TEST(TinyImageNet, TrainFolderAndValAnnotationsAsDistributed) {
+  // train/<wnid>/images/<wnid>_<k>.JPEG plus <wnid>_boxes.txt; val/images/ + val_annotations.txt.
+  const fs::path root = tmp_dir("tiny_imagenet");
+  for (const std::string wnid : {"n02", "n01"}) {
+    for (int k = 0; k < 2; ++k)
+      write(root / "train" / wnid / "images" / (wnid + "_" + std::to_string(k) + ".png"),
+            pattern(8, 8, k), 8, 8);
+    std::ofstream(root / "train" / wnid / (wnid + "_boxes.txt")) << "x 0 0 1 1\n";
+  }
+  write(root / "val" / "images" / "val_0.png", pattern(8, 8, 5), 8, 8);
+  write(root / "val" / "images" / "val_1.png", pattern(8, 8, 6), 8, 8);
+  std::ofstream(root / "val" / "val_annotations.txt") << "val_0.png\tn02\t0\t0\t7\t7\n"
+                                                      << "val_1.png\tn01\t1\t1\t6\t6\n";
+  const ImageDataset train = load_image_folder((root / "train").string());
+  EXPECT_EQ(train.class_names, (std::vector<std::string>{"n01", "n02"}));
+  EXPECT_EQ(to_vector<int64_t>(train.labels), (std::vector<int64_t>{0, 0, 1, 1}));
+  ImageFolderOptions o;
+  o.classes = train.class_names;
+  const ImageDataset val = load_tinyimagenet_val((root / "val").string(), o);
+  EXPECT_EQ(to_vector<int64_t>(val.labels), (std::vector<int64_t>{1, 0}));
+  EXPECT_EQ(image_of(val, 1), pattern(8, 8, 6));
+  std::ofstream(root / "val" / "val_annotations.txt", std::ios::app)
+      << "val_2.png\tn09\t0\t0\t1\t1\n";
+  const std::string e = error_of([&] { load_tinyimagenet_val((root / "val").string(), o); });
+  EXPECT_TRUE(has(e, "val_annotations.txt") && has(e, "line 3") && has(e, "n09")) << e;
+}
+
+TEST(Cub200, SplitFilesAsDistributed) {
+  const fs::path root = tmp_dir("cub200");
+  write(root / "images" / "002.Laysan_Albatross" / "b1.jpg", pattern(10, 14, 1), 10, 14);
+  write(root / "images" / "001.Black_footed_Albatross" / "a1.jpg", pattern(12, 9, 2), 12, 9);
+  write(root / "images" / "001.Black_footed_Albatross" / "a2.jpg", pattern(9, 9, 3), 9, 9);
+  std::ofstream(root / "images.txt") << "1 001.Black_footed_Albatross/a1.jpg\n"
+                                     << "2 001.Black_footed_Albatross/a2.jpg\n"
+                                     << "3 002.Laysan_Albatross/b1.jpg\n";
+  std::ofstream(root / "train_test_split.txt") << "1 1\n2 0\n3 1\n";
+  ImageFolderOptions o;
+  o.image_size = 6;
+  const ImageDataset train = load_cub200(root.string(), true, o),
+                     test = load_cub200(root.string(), false, o);
+  EXPECT_EQ(train.num_classes, 2);
+  EXPECT_EQ(train.class_names[0], "001.Black_footed_Albatross");
+  EXPECT_EQ(to_vector<int64_t>(train.labels), (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(to_vector<int64_t>(test.labels), (std::vector<int64_t>{0}));
+  EXPECT_EQ(train.images.shape(), (Shape{2, 3, 6, 6}));
+  // Different sizes without an image size: the error names the file and the flag.
+  const std::string e = error_of([&] { load_cub200(root.string(), true, {}); });
+  EXPECT_TRUE(has(e, "b1.jpg") && has(e, "--image-size")) << e;
+}
