@@ -350,10 +350,12 @@ def build(arch, num_classes):
 # (architecture, classes) whose names, shapes and parameter counts the zoo test checks.
 STATE_DICT_CASES = [
     ("resnet20", 10), ("wrn16_2", 10), ("wrn16_2", 100), ("wrn40_2", 100), ("wrn16_2_ffsd", 100),
-    ("wrn40_2_ffsd", 100), ("wrn28_10_ffsd", 100), ("vgg16_bn", 10), ("vgg16_bn", 100),
-    ("densenet40_12", 10), ("densenet40_12", 100), ("densenet_bc_100_12", 10), ("densenet_bc_100_12", 100),
-    ("resnet18", 1000), ("resnet34", 1000), ("resnet18_cifar", 100), ("resnet34_cifar", 100),
+    ("wrn40_2_ffsd", 100), ("vgg16_bn", 100), ("densenet40_12", 10), ("densenet40_12", 100),
+    ("densenet_bc_100_12", 10), ("densenet_bc_100_12", 100), ("resnet18", 1000), ("resnet18_cifar", 100),
 ]
+# Counts printed for docs/backbones.md but not written (large nets whose code the cases above
+# already cover; building them in the C++ test costs tens of seconds of initialisation).
+PRINT_ONLY_CASES = [("wrn28_10_ffsd", 100), ("vgg16_bn", 10), ("resnet34", 1000), ("resnet34_cifar", 100)]
 
 # (architecture, classes) with weights, a batch and eval-mode logits.
 LOGIT_CASES = [("resnet20", 10), ("wrn16_2", 100), ("densenet40_12", 100)]
@@ -415,6 +417,9 @@ def write_state_dicts(path):
         print(f"{arch:20s} C={classes:5d} params {n:>12,d}  keys {len(sd)}")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
+    for arch, classes in PRINT_ONLY_CASES:
+        n = sum(p.numel() for p in build(arch, classes).parameters())
+        print(f"{arch:20s} C={classes:5d} params {n:>12,d}  (printed only)")
 
 
 def main():
