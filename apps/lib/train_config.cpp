@@ -134,6 +134,12 @@ bool parse_train_args(int argc, const char* const* argv, TrainConfig& cfg, std::
   } catch (const CLI::ParseError& e) {
     OKD_FAIL("train_cifar: ", e.what(), " (see --help)");
   }
+  // An option of another method than --method would be silently ignored: refuse it.
+  for (const auto& [key, value] : cfg.method_options) {
+    if (key.rfind(cfg.method + ".", 0) == 0 || app.count("--" + key) == 0) continue;
+    OKD_FAIL("--", key, " is an option of --method ", key.substr(0, key.find('.')),
+             ", but this run's method is ", cfg.method);
+  }
   return true;
 }
 

@@ -1,6 +1,8 @@
 // The train_cifar engine (see trainer.h).
 #include "apps/lib/trainer.h"
 
+#include <sys/resource.h>
+
 #include <atomic>
 #include <cmath>
 #include <csignal>
@@ -114,6 +116,8 @@ class Trainer {
   optim::LrSchedulePtr schedule_;
   double current_lr_ = 0;
   double lr_factor_ = 1;
+  // Training throughput of this process (excludes evaluation), for summary.json.
+  double train_images_ = 0, train_seconds_ = 0;
   Progress clock_{"", 1};  // used as a stopwatch for the whole run
   int64_t start_epoch_ = 0, start_step_ = 0;
   std::vector<EpochRecord> history_;
@@ -280,6 +284,8 @@ void Trainer::train_epoch(int64_t epoch) {
       save_checkpoint("last", epoch, step + 1);
   }
   progress.finish();
+  train_images_ += images;
+  train_seconds_ += progress.elapsed_seconds();
   start_step_ = 0;
 }
 
@@ -368,6 +374,13 @@ struct MemberSummary {
   int64_t best_epoch = 0;
 };
 
+// Peak resident memory of this process (getrusage: kilobytes on Linux).
+double peak_rss_mib() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
 std::map<std::string, MemberSummary> summarize(const std::vector<EpochRecord>& history) {
   std::map<std::string, MemberSummary> out;
   for (const auto& r : history) {
@@ -389,7 +402,10 @@ void Trainer::write_summary(double seconds) {
   os << "{\n  \"method\": \"" << cfg_.method << "\",\n  \"arch\": \"" << cfg_.arch
      << "\",\n  \"dataset\": \"" << cfg_.dataset << "\",\n  \"epochs\": " << cfg_.epochs
      << ",\n  \"seed\": " << cfg_.seed << ",\n  \"seconds\": " << fmt(seconds, 1)
-     << ",\n  \"deployed\": \"" << method_->deployed_member() << "\",\n  \"members\": {";
+     << ",\n  \"train_images_per_second\": "
+     << fmt(train_seconds_ > 0 ? train_images_ / train_seconds_ : 0.0, 1)
+     << ",\n  \"peak_rss_mib\": " << fmt(peak_rss_mib(), 1) << ",\n  \"deployed\": \""
+     << method_->deployed_member() << "\",\n  \"members\": {";
   bool first = true;
   for (const auto& member : method_->members()) {
     const auto& m = sums[member];
