@@ -8,9 +8,9 @@ set -euo pipefail
 
 packages=(g++ make cmake pkg-config libgtest-dev libcli11-dev libstb-dev libopenblas-dev
           zlib1g-dev dataset-fashion-mnist)
-# Optional: python3-torch and python3-numpy regenerate the reference files under tests/data
+# Optional: python3-torch, python3-torchvision and python3-numpy regenerate the reference files under tests/data
 # (tests/reference/*.py) and run the PyTorch peer benchmarks; CI only reads the committed files.
-if [[ "${OKD_SETUP_PYTHON:-0}" == 1 ]]; then packages+=(python3-numpy python3-torch); fi
+if [[ "${OKD_SETUP_PYTHON:-0}" == 1 ]]; then packages+=(python3-numpy python3-torch python3-torchvision); fi
 
 missing=()
 for p in "${packages[@]}"; do
