@@ -4,10 +4,15 @@
 #include "distill/method.h"
 #include "distill/methods/baseline.h"
 #include "distill/methods/dkel.h"
+#include "distill/methods/dml.h"
 #include "distill/methods/ekd_fws.h"
 #include "distill/methods/ffl.h"
 #include "distill/methods/ffsd.h"
+#include "distill/methods/kd.h"
+#include "distill/methods/kdcl.h"
 #include "distill/methods/mate.h"
+#include "distill/methods/okddip.h"
+#include "distill/methods/one.h"
 
 namespace okd::distill {
 
@@ -18,6 +23,12 @@ void register_builtin_methods() {
   register_method("dkel", [] { return std::make_unique<DkelMethod>(); });
   register_method("ffsd", [] { return std::make_unique<FfsdMethod>(); });
   register_method("mate", [] { return std::make_unique<MateMethod>(); });
+  register_method("dml", [] { return std::make_unique<DmlMethod>(); });
+  register_method("kd", [] { return std::make_unique<KdMethod>(); });
+  register_method("at", [] { return std::make_unique<AtMethod>(); });
+  register_method("one", [] { return std::make_unique<OneMethod>(); });
+  register_method("okddip", [] { return std::make_unique<OkddipMethod>(); });
+  register_method("kdcl", [] { return std::make_unique<KdclMethod>(); });
 }
 
 }  // namespace okd::distill
