@@ -3,6 +3,7 @@
 
 #include "distill/method.h"
 #include "distill/methods/baseline.h"
+#include "distill/methods/cl_ilr.h"
 #include "distill/methods/dkel.h"
 #include "distill/methods/dml.h"
 #include "distill/methods/ekd_fws.h"
@@ -29,6 +30,7 @@ void register_builtin_methods() {
   register_method("one", [] { return std::make_unique<OneMethod>(); });
   register_method("okddip", [] { return std::make_unique<OkddipMethod>(); });
   register_method("kdcl", [] { return std::make_unique<KdclMethod>(); });
+  register_method("cl-ilr", [] { return std::make_unique<ClIlrMethod>(); });
 }
 
 }  // namespace okd::distill

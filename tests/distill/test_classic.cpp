@@ -13,6 +13,7 @@
 
 #include "autograd/functions.h"
 #include "distill/blocks/losses.h"
+#include "distill/methods/cl_ilr.h"
 #include "distill/methods/classic_common.h"
 #include "distill/methods/dml.h"
 #include "distill/methods/kd.h"
@@ -311,6 +312,95 @@ TEST(ClassicOne, KlTermsGiveNoGradientToTheGate) {
   EXPECT_GT(grad_sum(gate), 0.0);
 }
 
+// ---- CL-ILR (§7) ------------------------------------------------------------------------------
+
+TEST(ClassicClIlr, RescaleOperator) {
+  Tensor x = row({1.5, -2, 0.25}).requires_grad_();
+  Tensor y = grad_rescale(x, 4);
+  EXPECT_EQ(vals(y), vals(x));  // identity forward, bit for bit
+  backward(sum(y));
+  for (double g : vals(x.grad())) EXPECT_REL(g, 0.25);
+  // f = w x, h1 = a f, h2 = b f, L = h1 + h2: dL/dw = (a + b) x, halved by R_2.
+  const double xv = 3, a = 2, b = -0.5;
+  for (bool rescale : {false, true}) {
+    Tensor w = row({0.7}).requires_grad_();
+    Tensor f = w * xv;
+    if (rescale) f = grad_rescale(f, 2);
+    backward(sum(f * a + f * b));
+    EXPECT_REL(vals(w.grad())[0], (a + b) * xv / (rescale ? 2 : 1));
+  }
+}
+
+TEST(ClassicClIlr, TargetsAreTheOtherHeadsMeanLogits) {
+  auto t = clilr_targets({row({1, 0}), row({0, 1}), row({2, 0}), row({0, 0})});
+  const double expected[4][2] = {{2.0 / 3, 1.0 / 3}, {1, 0}, {1.0 / 3, 1.0 / 3}, {1, 1.0 / 3}};
+  const double spec[4][2] = {{0.666667, 0.333333}, {1, 0}, {0.333333, 0.333333}, {1, 0.333333}};
+  for (int h = 0; h < 4; ++h)
+    for (int c = 0; c < 2; ++c) {
+      EXPECT_REL(vals(t[h])[c], expected[h][c]);
+      EXPECT_SPEC(vals(t[h])[c], spec[h][c], 6);
+    }
+}
+
+TEST(ClassicClIlr, ParameterCountsOfBothLayouts) {
+  ClIlrMethod tree;
+  tree.build(tiny_context("resnet32", 100));
+  EXPECT_EQ(tree.num_parameters(), 1642016);
+  EXPECT_EQ(tree.deployed_num_parameters(), 472756);
+  ClIlrMethod simple;
+  simple.options().set("layout", "simple");
+  simple.build(tiny_context("resnet32", 100));
+  EXPECT_EQ(simple.num_parameters(), 1553248);
+}
+
+// With rescaling the trunk (stem + stage 1, 4 consumers through 2 levels) gets 1/4 and each
+// stage-2 copy 1/2 of the unrescaled gradient; the forward is unchanged. Paper targets are
+// detached: the KL alone gives head 2 no gradient through head 1's target.
+TEST(ClassicClIlr, BackpropRescalingAndDetachedTargets) {
+  ClIlrMethod m;
+  m.build(tiny_context());
+  m.set_training(true);
+  Batch b = tiny_batch(4, 8);
+  auto trunk = params_with_prefix(*m.net(), "base.layer1.");
+  auto mid = params_with_prefix(*m.net(), "mid1.");
+  std::vector<double> g_trunk, g_mid, loss;
+  for (bool rescale : {false, true}) {
+    clear_grads(m.net()->parameters());
+    m.net()->set_rescale(rescale);
+    BufferSnapshot bn(*m.net());
+    auto z = m.net()->forward(b.images());
+    bn.restore();
+    Tensor l = m.loss(z, b.labels, 0).loss;
+    loss.push_back(l.item());
+    backward(l);
+    g_trunk.push_back(grad_sum(trunk));
+    g_mid.push_back(grad_sum(mid));
+  }
+  EXPECT_EQ(loss[0], loss[1]);
+  EXPECT_NEAR(g_trunk[1] / g_trunk[0], 0.25, 1e-5);
+  EXPECT_NEAR(g_mid[1] / g_mid[0], 0.5, 1e-5);
+  // KL of head 1 alone: its own path gets gradient, head 2's classifier none (paper, detached).
+  clear_grads(m.net()->parameters());
+  auto z = m.net()->forward(b.images());
+  KdOptions kd;
+  kd.T = 2;
+  backward(kd_loss(z[0], clilr_targets(z)[0], kd));
+  EXPECT_GT(grad_sum(params_with_prefix(*m.net(), "base.fc.")), 0.0);
+  EXPECT_EQ(grad_sum(params_with_prefix(*m.net(), "head1.")), 0.0);
+  // The OKDDip variant does not detach: the same KL reaches the other heads.
+  ClIlrMethod o;
+  o.options().set("variant", "okddip");
+  o.build(tiny_context());
+  o.set_training(true);
+  EXPECT_EQ(o.layout(), "simple");
+  EXPECT_EQ(o.temperature(), 3.0);
+  auto zo = o.net()->forward(b.images());
+  StepResult r = o.loss(zo, b.labels, 100);
+  for (auto& [n, t] : r.terms)
+    if (n == "kl") backward(t);
+  EXPECT_GT(grad_sum(params_with_prefix(*o.net(), "head1.")), 0.0);
+}
+
 // ---- OKDDip (§8) -----------------------------------------------------------------------------
 
 TEST(ClassicOkddip, AttentionRowsAndTargets) {
@@ -569,6 +659,7 @@ TEST_P(ClassicEveryMethod, TrainsOnAnEasySetWithFiniteTermsAndEveryMember) {
 INSTANTIATE_TEST_SUITE_P(Classic, ClassicEveryMethod,
                          ::testing::Values("dml", "dml:update=sequential", "kd:teacher=TEACHER",
                                            "at:teacher=TEACHER,beta=62.5", "one", "okddip", "kdcl",
+                                           "cl-ilr", "cl-ilr:variant=okddip",
                                            "kdcl:ensemble=general"));
 
 TEST(ClassicKd, MissingTeacherIsAClearError) {
