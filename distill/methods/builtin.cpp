@@ -14,6 +14,7 @@
 #include "distill/methods/mate.h"
 #include "distill/methods/okddip.h"
 #include "distill/methods/one.h"
+#include "distill/methods/pcl.h"
 
 namespace okd::distill {
 
@@ -31,6 +32,7 @@ void register_builtin_methods() {
   register_method("okddip", [] { return std::make_unique<OkddipMethod>(); });
   register_method("kdcl", [] { return std::make_unique<KdclMethod>(); });
   register_method("cl-ilr", [] { return std::make_unique<ClIlrMethod>(); });
+  register_method("pcl", [] { return std::make_unique<PclMethod>(); });
 }
 
 }  // namespace okd::distill

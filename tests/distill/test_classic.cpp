@@ -13,6 +13,7 @@
 
 #include "autograd/functions.h"
 #include "distill/blocks/losses.h"
+#include "distill/blocks/schedules.h"
 #include "distill/methods/cl_ilr.h"
 #include "distill/methods/classic_common.h"
 #include "distill/methods/dml.h"
@@ -20,6 +21,7 @@
 #include "distill/methods/kdcl.h"
 #include "distill/methods/okddip.h"
 #include "distill/methods/one.h"
+#include "distill/methods/pcl.h"
 #include "nn/functional.h"
 #include "optim/sgd.h"
 #include "tensor/ops/reduce.h"
@@ -532,6 +534,76 @@ TEST(ClassicKdcl, StudentsSeeTheirOwnViewAndTheTargetIsDetached) {
   EXPECT_REL(g.general_weights()[0] + g.general_weights()[1], 1.0);
 }
 
+// ---- PCL (§10) -------------------------------------------------------------------------------
+
+TEST(ClassicPcl, EmaDecayAndRampValues) {
+  PclMethod m;
+  m.build(tiny_context());
+  EXPECT_EQ(m.ema().alpha(0), 0.0);
+  EXPECT_REL(m.ema().alpha(1), 0.5);
+  EXPECT_REL(m.ema().alpha(2), 2.0 / 3);
+  EXPECT_SPEC(m.ema().alpha(2), 0.666667, 6);
+  EXPECT_REL(m.ema().alpha(9), 0.9);
+  EXPECT_REL(m.ema().alpha(999), 0.999);
+  EXPECT_REL(m.ema().alpha(5000), 0.999);
+  const double spec[][2] = {{0, 0.006738}, {1, 0.007629}, {40, 0.286505}, {79, 0.999219}};
+  for (const auto& [e, w] : spec) {
+    EXPECT_REL(sigmoid_rampup(e, 80), std::exp(-5 * std::pow(1 - e / 80, 2)));
+    EXPECT_SPEC(sigmoid_rampup(e, 80), w, 6);
+  }
+  EXPECT_EQ(sigmoid_rampup(80, 80), 1.0);
+  EXPECT_EQ(sigmoid_rampup(200, 80), 1.0);
+}
+
+TEST(ClassicPcl, FirstEmaUpdateCopiesTheStudentAndTeacherIsFrozen) {
+  PclMethod m;
+  m.build(tiny_context());
+  m.set_training(true);
+  for (const auto& p : m.ema_model()->parameters()) EXPECT_FALSE(p.requires_grad());
+  ASSERT_EQ(m.param_groups().size(), 1u);
+  EXPECT_EQ(m.param_groups()[0].params.size(), m.student()->parameters().size());
+  StepResult r = m.forward_train(tiny_batch(4, 8, 3), TrainClock{});
+  auto sp = m.student()->parameters();
+  optim::SGDOptions so;
+  so.lr = 0.1;
+  so.momentum = 0.9;
+  optim::SGD sgd(sp, so);
+  m.update(r, sgd, TrainClock{});
+  m.after_update(TrainClock{});
+  auto ep = m.ema_model()->parameters();
+  ASSERT_EQ(ep.size(), sp.size());
+  for (size_t i = 0; i < sp.size(); ++i)
+    EXPECT_EQ(to_vector<float>(ep[i]), to_vector<float>(sp[i]));
+  // Peer FCs are initialised independently (unlike dkel's reference quirk).
+  auto net = m.student()->net();
+  EXPECT_NE(to_vector<float>(net->classifier(0)->named_parameters()[0].second),
+            to_vector<float>(net->classifier(1)->named_parameters()[0].second));
+}
+
+TEST(ClassicPcl, EnsembleHeadLearnsOnlyFromItsOwnCe) {
+  PclMethod m;
+  m.build(tiny_context());
+  m.set_training(true);
+  Batch b = tiny_batch(4, 8, 3);
+  auto head = params_with_prefix(*m.student(), "ensemble_fc.");
+  ASSERT_EQ(head.size(), 2u);
+  auto live = m.student()->forward(b.views);
+  StepResult r = m.loss(live, {live.peers[0], live.peers[1], live.peers[2]}, b.labels, 1.0);
+  for (auto& [n, t] : r.terms)
+    if (n == "kl_ensemble") backward(t);
+  EXPECT_EQ(grad_sum(head), 0.0);
+  EXPECT_GT(grad_sum(params_with_prefix(*m.student(), "net.branch1.")), 0.0);
+  clear_grads(m.student()->parameters());
+  auto live2 = m.student()->forward(b.views);
+  backward(nn::functional::cross_entropy(live2.ensemble, b.labels));
+  EXPECT_GT(grad_sum(head), 0.0);
+  // peer 2's stage-3 weights
+  EXPECT_GT(grad_sum(params_with_prefix(*m.student(), "net.branch1.layer3.")), 0.0);
+  // The EMA teachers' logits carry no gradient.
+  NoGradGuard ng;
+  EXPECT_FALSE(m.ema_model()->forward(b.views, false).peers[0].requires_grad());
+}
+
 // ---- every classic method: a few steps on a small, easy set ---------------------------------
 
 // 16 images of 4 classes, each class a different constant colour plus noise (as test_methods).
@@ -659,8 +731,8 @@ TEST_P(ClassicEveryMethod, TrainsOnAnEasySetWithFiniteTermsAndEveryMember) {
 INSTANTIATE_TEST_SUITE_P(Classic, ClassicEveryMethod,
                          ::testing::Values("dml", "dml:update=sequential", "kd:teacher=TEACHER",
                                            "at:teacher=TEACHER,beta=62.5", "one", "okddip", "kdcl",
-                                           "cl-ilr", "cl-ilr:variant=okddip",
-                                           "kdcl:ensemble=general"));
+                                           "cl-ilr", "cl-ilr:variant=okddip", "pcl",
+                                           "pcl:ema_buffers=average", "kdcl:ensemble=general"));
 
 TEST(ClassicKd, MissingTeacherIsAClearError) {
   KdMethod m;
