@@ -16,9 +16,11 @@
 #include "distill/blocks/schedules.h"
 #include "distill/methods/cl_ilr.h"
 #include "distill/methods/classic_common.h"
+#include "distill/methods/common.h"
 #include "distill/methods/dml.h"
 #include "distill/methods/kd.h"
 #include "distill/methods/kdcl.h"
+#include "distill/methods/multi_exit.h"
 #include "distill/methods/okddip.h"
 #include "distill/methods/one.h"
 #include "distill/methods/pcl.h"
@@ -604,6 +606,116 @@ TEST(ClassicPcl, EnsembleHeadLearnsOnlyFromItsOwnCe) {
   EXPECT_FALSE(m.ema_model()->forward(b.views, false).peers[0].requires_grad());
 }
 
+// ---- BYOT / EED / Phuong (§14) ---------------------------------------------------------------
+
+TEST(ClassicByot, ExitParameterCountsResNet32Cifar100) {
+  ByotMethod m;
+  BuildContext ctx = tiny_context("resnet32", 100);
+  ctx.image_size = 32;
+  m.build(ctx);
+  EXPECT_EQ(m.net()->num_exits(), 3);
+  EXPECT_EQ(params_with_prefix(*m.net(), "exit1.").size(), 14u);
+  int64_t e1 = 0, e2 = 0;
+  for (const auto& p : params_with_prefix(*m.net(), "exit1.")) e1 += p.numel();
+  for (const auto& p : params_with_prefix(*m.net(), "exit2.")) e2 += p.numel();
+  EXPECT_EQ(e1, 12164);
+  EXPECT_EQ(e2, 9348);
+  EXPECT_EQ(m.deployed_num_parameters(), 472756);
+  EXPECT_EQ(m.num_parameters(), 472756 + 12164 + 9348);
+}
+
+TEST(ClassicByot, IdenticalExitsLeaveOnlyCeAndTeacherGetsNoKdGradient) {
+  ByotMethod m;
+  m.build(tiny_context());
+  m.set_training(true);
+  Batch b = tiny_batch(4, 8);
+  // With z_i = z_S and f_i = f_S every KD and hint term is zero.
+  auto o = m.net()->forward(b.images());
+  MultiExitNet::Output same;
+  for (size_t i = 0; i < o.logits.size(); ++i) {
+    same.logits.push_back(o.logits.back());
+    same.features.push_back(o.features.back());
+  }
+  StepResult r = m.loss(same, b.labels);
+  double ce = 0;
+  for (auto& [n, t] : r.terms) {
+    if (n == "kd" || n == "hint") {
+      EXPECT_NEAR(t.item(), 0.0, 1e-6) << n;
+    }
+    if (n.rfind("ce_exit", 0) == 0) ce += t.item();
+  }
+  EXPECT_NEAR(r.loss.item(), 0.7 * ce, 1e-5);
+  // KD + hint from the real exits: no gradient into stage 3 or the final classifier.
+  clear_grads(m.net()->parameters());
+  StepResult r2 = m.loss(m.net()->forward(b.images()), b.labels);
+  Tensor kd_hint;
+  for (auto& [n, t] : r2.terms)
+    if (n == "kd" || n == "hint") kd_hint = kd_hint.defined() ? kd_hint + t : t;
+  backward(kd_hint);
+  EXPECT_EQ(grad_sum(params_with_prefix(*m.net(), "base.layer3.")), 0.0);
+  EXPECT_EQ(grad_sum(params_with_prefix(*m.net(), "base.fc.")), 0.0);
+  EXPECT_GT(grad_sum(params_with_prefix(*m.net(), "exit1.")), 0.0);
+  EXPECT_GT(grad_sum(params_with_prefix(*m.net(), "base.layer1.")), 0.0);
+}
+
+TEST(ClassicEed, MaskedFeatureMseAndDetachedEnsemble) {
+  Tensor f = row({1, -1, 0}).requires_grad_();
+  const double l = eed_masked_feature_mse(f, row({0, -2, 0.5})).item();
+  EXPECT_REL(l, 1.25 / 3);
+  EXPECT_SPEC(l, 0.416667, 6);
+  EedMethod m;
+  m.build(tiny_context());
+  m.set_training(true);
+  Batch b = tiny_batch(4, 8);
+  auto o = m.net()->forward(b.images());
+  // The teachers are detached: exit 1's distillation terms never reach exit 2.
+  Tensor zbar = detach(mean_of(o.logits)), fbar = detach(mean_of(o.features));
+  backward(nn::functional::mse_loss(o.logits[0], zbar) +
+           eed_masked_feature_mse(o.features[0], fbar));
+  EXPECT_GT(grad_sum(params_with_prefix(*m.net(), "exit1.")), 0.0);
+  EXPECT_EQ(grad_sum(params_with_prefix(*m.net(), "exit2.")), 0.0);
+  EXPECT_EQ(grad_sum(params_with_prefix(*m.net(), "base.fc.")), 0.0);
+}
+
+TEST(ClassicPhuong, TemperatureAnnealingStopsAt27Updates) {
+  Tensor teacher = row({4, 0, 0, 0});
+  double T = 1;
+  int updates = 0;
+  for (int i = 0; i < 100; ++i) {
+    const double next = phuong_anneal(T, teacher);
+    if (next == T) break;
+    T = next;
+    ++updates;
+  }
+  EXPECT_EQ(updates, 27);
+  EXPECT_REL(T, std::pow(1.05, 27));
+  EXPECT_SPEC(T, 3.733456, 6);
+  const double pmax = ref_softmax({4, 0, 0, 0}, T)[0];
+  EXPECT_SPEC(pmax, 0.493196, 6);
+  EXPECT_LT(pmax, 0.5);
+  // The method anneals after each step and keeps T in its state.
+  PhuongMethod m;
+  m.build(tiny_context());
+  EXPECT_EQ(m.temperature(), 1.0);
+  MultiExitNet::Output o;
+  Tensor z1 = row({0, 1, 0, 0}).requires_grad_();
+  o.logits = {z1, row({4, 0, 0, 0})};
+  Tensor y = from_vector<int64_t>({0}, {1});
+  StepResult r = m.loss(o, y);
+  // s = 10/2, C = 0.5, T = 1: 5 [0.5 (CE_1 + CE_2) + 0.5 H(softmax(z_2), softmax(z_1))]
+  auto p = ref_softmax({4, 0, 0, 0}), q = ref_softmax({0, 1, 0, 0});
+  double h = 0;
+  for (int c = 0; c < 4; ++c) h -= p[c] * std::log(q[c]);
+  EXPECT_REL(r.loss.item(),
+             5 * (0.5 * (ref_ce({0, 1, 0, 0}, 0) + ref_ce({4, 0, 0, 0}, 0)) + 0.5 * h));
+  m.after_update(TrainClock{});
+  EXPECT_REL(m.temperature(), 1.05);
+  PhuongMethod restored;
+  restored.build(tiny_context());
+  restored.load_extra_state(m.extra_state());
+  EXPECT_REL(restored.temperature(), 1.05);
+}
+
 // ---- every classic method: a few steps on a small, easy set ---------------------------------
 
 // 16 images of 4 classes, each class a different constant colour plus noise (as test_methods).
@@ -732,7 +844,8 @@ INSTANTIATE_TEST_SUITE_P(Classic, ClassicEveryMethod,
                          ::testing::Values("dml", "dml:update=sequential", "kd:teacher=TEACHER",
                                            "at:teacher=TEACHER,beta=62.5", "one", "okddip", "kdcl",
                                            "cl-ilr", "cl-ilr:variant=okddip", "pcl",
-                                           "pcl:ema_buffers=average", "kdcl:ensemble=general"));
+                                           "pcl:ema_buffers=average", "kdcl:ensemble=general",
+                                           "byot", "eed", "phuong"));
 
 TEST(ClassicKd, MissingTeacherIsAClearError) {
   KdMethod m;
