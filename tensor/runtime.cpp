@@ -49,7 +49,7 @@ void set_num_threads(int n) {
 bool cuda_built() { return OKD_HAVE_CUDA; }
 
 #if OKD_HAVE_CUDA
-int cuda_device_count_impl();  // tensor/cuda/runtime_cuda.cu
+int cuda_device_count_impl();  // tensor/cuda/runtime_cuda.cpp
 int cuda_device_count() { return cuda_device_count_impl(); }
 #else
 int cuda_device_count() { return 0; }

@@ -1,4 +1,5 @@
 // Fused activation backward kernels on the CPU.
+#include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/activation.h"
 #include "tensor/ops/copy.h"
 #include "tensor/parallel.h"
@@ -6,6 +7,7 @@
 namespace okd::ops {
 
 Tensor relu_backward(const Tensor& dy_, const Tensor& y_) {
+  if (cuda::on_cuda(dy_, y_)) return cuda::relu_backward(dy_, y_);
   OKD_CHECK(dy_.shape() == y_.shape() && dy_.dtype() == y_.dtype(), "relu_backward: gradient ",
             dy_.desc(), " does not match output ", y_.desc());
   OKD_CHECK(dy_.device().is_cpu(), "relu_backward: the CPU kernel got a tensor on ",

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/conv.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/matmul.h"
@@ -119,6 +120,7 @@ std::pair<int64_t, int64_t> conv2d_output_size(const Shape& in, const Shape& w,
 
 Tensor conv2d_forward(const Tensor& input_, const Tensor& weight_, const Tensor& bias,
                       const Conv2dParams& p) {
+  cuda::check_no_cuda("conv2d", {input_, weight_, bias});
   check_conv(input_, weight_, p, "conv2d");
   const Shape& s = input_.shape();
   const Shape& ws = weight_.shape();
@@ -169,6 +171,7 @@ Tensor conv2d_forward(const Tensor& input_, const Tensor& weight_, const Tensor&
 
 Tensor conv2d_backward_input(const Tensor& grad_out_, const Tensor& weight_, const Shape& s,
                              const Conv2dParams& p) {
+  cuda::check_no_cuda("conv2d_backward_input", {grad_out_, weight_});
   const Shape& ws = weight_.shape();
   const int64_t N = s[0], C = s[1], H = s[2], W = s[3], O = ws[0], kH = ws[2], kW = ws[3],
                 G = p.groups;
@@ -202,6 +205,7 @@ Tensor conv2d_backward_input(const Tensor& grad_out_, const Tensor& weight_, con
 
 Tensor conv2d_backward_weight(const Tensor& grad_out_, const Tensor& input_, const Shape& ws,
                               const Conv2dParams& p) {
+  cuda::check_no_cuda("conv2d_backward_weight", {grad_out_, input_});
   const Shape& s = input_.shape();
   const int64_t N = s[0], C = s[1], H = s[2], W = s[3], O = ws[0], kH = ws[2], kW = ws[3],
                 G = p.groups;
@@ -246,6 +250,7 @@ Tensor conv2d_backward_bias(const Tensor& grad_out) { return sum(grad_out, {0, 2
 
 Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
                                 const Conv2dParams& p, int64_t oph, int64_t opw) {
+  cuda::check_no_cuda("conv_transpose2d", {input, weight, bias});
   check_conv(input, weight, p, "conv_transpose2d");
   const Shape& s = input.shape();
   const Shape& ws = weight.shape();

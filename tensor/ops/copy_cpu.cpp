@@ -1,12 +1,15 @@
-// contiguous, clone, dtype/device conversion, copy_ and fill_ on the CPU.
+// contiguous, clone, dtype/device conversion, copy_ and fill_ on the CPU. copy_ and fill_ hand
+// CUDA tensors to elementwise_cuda.cu; contiguous, clone and to(dtype) follow through copy_.
 #include <cstring>
 
+#include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/strided.h"
 
 namespace okd::ops {
 
 void copy_(const Tensor& dst, const Tensor& src) {
+  if (cuda::on_cuda(dst, src)) return cuda::copy_(dst, src);
   OKD_CHECK(dst.device().is_cpu() && src.device().is_cpu(), "copy_: CPU kernel got ",
             dst.device().str(), " and ", src.device().str());
   Shape bshape = broadcast_shapes(dst.shape(), src.shape(), "copy_");
@@ -36,6 +39,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
 }
 
 void fill_(const Tensor& dst, double value) {
+  if (cuda::on_cuda(dst)) return cuda::fill_(dst, value);
   OKD_CHECK(dst.device().is_cpu(), "fill_: CPU kernel got a tensor on ", dst.device().str());
   dst.impl()->storage->bump_version();
   if (dst.numel() == 0) return;
@@ -85,9 +89,7 @@ void set_device_copy(DeviceCopyFn fn) { device_copy_hook() = fn; }
 
 Tensor to(const Tensor& t, Device device) {
   if (t.device() == device) return t;
-  OKD_CHECK(device_copy_hook() != nullptr, "to(", device.str(),
-            "): this build of okd has no CUDA "
-            "backend (configure with -DOKD_CUDA=ON on a machine with nvcc)");
+  OKD_CHECK(device_copy_hook() != nullptr, "to(", device.str(), "): ", cuda::unavailable_reason());
   Tensor src = contiguous(t);
   Tensor out = empty(t.shape(), t.dtype(), device);
   device_copy_hook()(out, src);

@@ -2,8 +2,10 @@
 // in-place updates. Contiguous same-shape operands take a flat loop the compiler vectorises;
 // everything else goes through the strided row walker of strided.h (coalesced dims, stride-0
 // broadcasting). Large loops run in parallel; elementwise results never depend on the split.
+// Each op hands CUDA tensors to elementwise_cuda.cu in its first line (see docs/cuda.md).
 #include <cmath>
 
+#include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/strided.h"
 
@@ -144,34 +146,43 @@ Tensor compare_scalar(const Tensor& a, double s, const char* op, F f) {
 
 // ---- unary ----
 Tensor neg(const Tensor& a) {
+  if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::Neg, a);
   return unary_all(a, "neg", [](auto x) { return -x; });
 }
 Tensor exp(const Tensor& a) {
+  if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::Exp, a);
   return unary_float(a, "exp", [](auto x) { return std::exp(x); });
 }
 Tensor log(const Tensor& a) {
+  if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::Log, a);
   return unary_float(a, "log", [](auto x) { return std::log(x); });
 }
 Tensor sqrt(const Tensor& a) {
+  if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::Sqrt, a);
   return unary_float(a, "sqrt", [](auto x) { return std::sqrt(x); });
 }
 Tensor rsqrt(const Tensor& a) {
+  if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::Rsqrt, a);
   return unary_float(a, "rsqrt", [](auto x) { return decltype(x)(1) / std::sqrt(x); });
 }
 Tensor abs(const Tensor& a) {
+  if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::Abs, a);
   return unary_all(a, "abs", [](auto x) { return x < decltype(x)(0) ? -x : x; });
 }
 Tensor sign(const Tensor& a) {
+  if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::Sign, a);
   return unary_all(a, "sign", [](auto x) {
     using T = decltype(x);
     return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
   });
 }
 Tensor relu(const Tensor& a) {
+  if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::Relu, a);
   return unary_all(a, "relu", [](auto x) { return x > decltype(x)(0) ? x : decltype(x)(0); });
 }
 // Stable for both signs: for x < 0, exp(x) / (1 + exp(x)) avoids exp(-x) overflowing.
 Tensor sigmoid(const Tensor& a) {
+  if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::Sigmoid, a);
   return unary_float(a, "sigmoid", [](auto x) {
     using T = decltype(x);
     if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
@@ -180,15 +191,18 @@ Tensor sigmoid(const Tensor& a) {
   });
 }
 Tensor tanh(const Tensor& a) {
+  if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::Tanh, a);
   return unary_float(a, "tanh", [](auto x) { return std::tanh(x); });
 }
 Tensor pow(const Tensor& a, double p) {
+  if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::Pow, a, p);
   if (p == 2.0) return unary_float(a, "pow", [](auto x) { return x * x; });
   if (p == 0.5) return unary_float(a, "pow", [](auto x) { return std::sqrt(x); });
   if (p == 1.0) return unary_float(a, "pow", [](auto x) { return x; });
   return unary_float(a, "pow", [p](auto x) { return std::pow(x, static_cast<decltype(x)>(p)); });
 }
 Tensor clamp(const Tensor& a, double lo, double hi) {
+  if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::Clamp, a, lo, hi);
   OKD_CHECK(!(lo > hi), "clamp: lower bound ", lo, " is above the upper bound ", hi);
   return unary_all(a, "clamp", [lo, hi](auto x) {
     double v = static_cast<double>(x);
@@ -198,15 +212,19 @@ Tensor clamp(const Tensor& a, double lo, double hi) {
 
 // ---- binary ----
 Tensor add(const Tensor& a, const Tensor& b) {
+  if (cuda::on_cuda(a, b)) return cuda::binary(cuda::Binary::Add, a, b);
   return binary_all(a, b, "add", [](auto x, auto y) { return x + y; });
 }
 Tensor sub(const Tensor& a, const Tensor& b) {
+  if (cuda::on_cuda(a, b)) return cuda::binary(cuda::Binary::Sub, a, b);
   return binary_all(a, b, "sub", [](auto x, auto y) { return x - y; });
 }
 Tensor mul(const Tensor& a, const Tensor& b) {
+  if (cuda::on_cuda(a, b)) return cuda::binary(cuda::Binary::Mul, a, b);
   return binary_all(a, b, "mul", [](auto x, auto y) { return x * y; });
 }
 Tensor div(const Tensor& a, const Tensor& b) {
+  if (cuda::on_cuda(a, b)) return cuda::binary(cuda::Binary::Div, a, b);
   if (!is_floating(a.dtype()) && a.dtype() == b.dtype()) {
     OKD_FAIL("div: integer division is not supported (", dtype_name(a.dtype()),
              "); convert to a floating dtype first");
@@ -214,9 +232,11 @@ Tensor div(const Tensor& a, const Tensor& b) {
   return binary_float(a, b, "div", [](auto x, auto y) { return x / y; });
 }
 Tensor pow(const Tensor& a, const Tensor& b) {
+  if (cuda::on_cuda(a, b)) return cuda::binary(cuda::Binary::Pow, a, b);
   return binary_float(a, b, "pow", [](auto x, auto y) { return std::pow(x, y); });
 }
 Tensor maximum(const Tensor& a, const Tensor& b) {
+  if (cuda::on_cuda(a, b)) return cuda::binary(cuda::Binary::Maximum, a, b);
   return binary_all(a, b, "maximum", [](auto x, auto y) {
     if (x != x) return x;  // NaN propagates, as in PyTorch
     if (y != y) return y;
@@ -224,6 +244,7 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
   });
 }
 Tensor minimum(const Tensor& a, const Tensor& b) {
+  if (cuda::on_cuda(a, b)) return cuda::binary(cuda::Binary::Minimum, a, b);
   return binary_all(a, b, "minimum", [](auto x, auto y) {
     if (x != x) return x;
     if (y != y) return y;
@@ -233,54 +254,70 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
 
 // ---- scalar ----
 Tensor add(const Tensor& a, double s) {
+  if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::AddScalar, a, s);
   return unary_all(a, "add", [s](auto x) { return static_cast<decltype(x)>(x + s); });
 }
 Tensor mul(const Tensor& a, double s) {
+  if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::MulScalar, a, s);
   return unary_all(a, "mul", [s](auto x) { return static_cast<decltype(x)>(x * s); });
 }
 Tensor rsub(double s, const Tensor& a) {
+  if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::RsubScalar, a, s);
   return unary_all(a, "rsub", [s](auto x) { return static_cast<decltype(x)>(s - x); });
 }
 Tensor rdiv(double s, const Tensor& a) {
+  if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::RdivScalar, a, s);
   return unary_float(a, "rdiv", [s](auto x) { return static_cast<decltype(x)>(s / x); });
 }
 
 // ---- comparisons ----
 Tensor eq(const Tensor& a, const Tensor& b) {
+  if (cuda::on_cuda(a, b)) return cuda::compare(cuda::Compare::Eq, a, b);
   return compare(a, b, "eq", [](auto x, auto y) { return x == y; });
 }
 Tensor ne(const Tensor& a, const Tensor& b) {
+  if (cuda::on_cuda(a, b)) return cuda::compare(cuda::Compare::Ne, a, b);
   return compare(a, b, "ne", [](auto x, auto y) { return x != y; });
 }
 Tensor lt(const Tensor& a, const Tensor& b) {
+  if (cuda::on_cuda(a, b)) return cuda::compare(cuda::Compare::Lt, a, b);
   return compare(a, b, "lt", [](auto x, auto y) { return x < y; });
 }
 Tensor le(const Tensor& a, const Tensor& b) {
+  if (cuda::on_cuda(a, b)) return cuda::compare(cuda::Compare::Le, a, b);
   return compare(a, b, "le", [](auto x, auto y) { return x <= y; });
 }
 Tensor gt(const Tensor& a, const Tensor& b) {
+  if (cuda::on_cuda(a, b)) return cuda::compare(cuda::Compare::Gt, a, b);
   return compare(a, b, "gt", [](auto x, auto y) { return x > y; });
 }
 Tensor ge(const Tensor& a, const Tensor& b) {
+  if (cuda::on_cuda(a, b)) return cuda::compare(cuda::Compare::Ge, a, b);
   return compare(a, b, "ge", [](auto x, auto y) { return x >= y; });
 }
 Tensor gt(const Tensor& a, double s) {
+  if (cuda::on_cuda(a)) return cuda::compare_scalar(cuda::Compare::Gt, a, s);
   return compare_scalar(a, s, "gt", [](double x, double y) { return x > y; });
 }
 Tensor lt(const Tensor& a, double s) {
+  if (cuda::on_cuda(a)) return cuda::compare_scalar(cuda::Compare::Lt, a, s);
   return compare_scalar(a, s, "lt", [](double x, double y) { return x < y; });
 }
 Tensor ge(const Tensor& a, double s) {
+  if (cuda::on_cuda(a)) return cuda::compare_scalar(cuda::Compare::Ge, a, s);
   return compare_scalar(a, s, "ge", [](double x, double y) { return x >= y; });
 }
 Tensor le(const Tensor& a, double s) {
+  if (cuda::on_cuda(a)) return cuda::compare_scalar(cuda::Compare::Le, a, s);
   return compare_scalar(a, s, "le", [](double x, double y) { return x <= y; });
 }
 Tensor eq(const Tensor& a, double s) {
+  if (cuda::on_cuda(a)) return cuda::compare_scalar(cuda::Compare::Eq, a, s);
   return compare_scalar(a, s, "eq", [](double x, double y) { return x == y; });
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  if (cuda::on_cuda(cond) || cuda::on_cuda(a, b)) return cuda::where(cond, a, b);
   OKD_CHECK(cond.dtype() == DType::UInt8, "where: the condition must be a uint8 mask, got ",
             dtype_name(cond.dtype()));
   check_same(a, b, "where");
@@ -339,15 +376,19 @@ void inplace(const Tensor& dst, const Tensor& src, const char* op, F f) {
 }  // namespace
 
 void add_(const Tensor& dst, const Tensor& src) {
+  if (cuda::on_cuda(dst, src)) return cuda::binary_(cuda::Binary::Add, dst, src);
   inplace(dst, src, "add_", [](auto d, auto s) { return d + s; });
 }
 void add_(const Tensor& dst, const Tensor& src, double alpha) {
+  if (cuda::on_cuda(dst, src)) return cuda::binary_(cuda::Binary::Add, dst, src, alpha);
   inplace(dst, src, "add_", [alpha](auto d, auto s) { return d + alpha * s; });
 }
 void mul_(const Tensor& dst, const Tensor& src) {
+  if (cuda::on_cuda(dst, src)) return cuda::binary_(cuda::Binary::Mul, dst, src);
   inplace(dst, src, "mul_", [](auto d, auto s) { return d * s; });
 }
 void mul_(const Tensor& dst, double s) {
+  if (cuda::on_cuda(dst)) return cuda::mul_scalar_(dst, s);
   check_cpu(dst, "mul_");
   dst.impl()->storage->bump_version();
   if (dst.numel() == 0) return;

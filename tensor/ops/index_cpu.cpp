@@ -6,6 +6,7 @@
 #include <numeric>
 #include <type_traits>
 
+#include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/index.h"
 #include "tensor/ops/view.h"
@@ -35,6 +36,7 @@ std::pair<int64_t, int64_t> outer_inner(const Shape& s, int64_t d) {
 }  // namespace
 
 Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
+  for (const Tensor& t : ts) cuda::check_no_cuda("cat", {t});
   OKD_CHECK(!ts.empty(), "cat: expected at least one tensor");
   const Tensor& first = ts[0];
   int64_t d = wrap_dim(dim, first.dim(), "cat");
@@ -62,6 +64,7 @@ Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
 }
 
 Tensor stack(const std::vector<Tensor>& ts, int64_t dim) {
+  for (const Tensor& t : ts) cuda::check_no_cuda("stack", {t});
   OKD_CHECK(!ts.empty(), "stack: expected at least one tensor");
   int64_t d = wrap_dim(dim, ts[0].dim() + 1, "stack");
   std::vector<Tensor> u;
@@ -104,6 +107,7 @@ std::vector<Tensor> chunk(const Tensor& t, int64_t chunks, int64_t dim) {
 }
 
 Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
+  cuda::check_no_cuda("index_select", {t, index});
   check_index(index, "index_select");
   OKD_CHECK(index.dim() <= 1, "index_select: index must be 1-D, got ", shape_str(index.shape()));
   int64_t d = wrap_dim(dim, t.dim(), "index_select");
@@ -131,6 +135,7 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
 }
 
 Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
+  cuda::check_no_cuda("gather", {t, index});
   check_index(index, "gather");
   int64_t d = wrap_dim(dim, t.dim(), "gather");
   OKD_CHECK(index.dim() == t.dim(), "gather: index has rank ", index.dim(), " but input has rank ",
@@ -166,6 +171,7 @@ Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
 }
 
 Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src) {
+  cuda::check_no_cuda("scatter_add", {t, index, src});
   check_index(index, "scatter_add");
   int64_t d = wrap_dim(dim, t.dim(), "scatter_add");
   OKD_CHECK(index.dim() == t.dim() && src.dim() == t.dim(), "scatter_add: input ",
@@ -203,6 +209,7 @@ Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tens
 }
 
 Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype) {
+  cuda::check_no_cuda("one_hot", {labels});
   check_index(labels, "one_hot");
   OKD_CHECK(num_classes > 0, "one_hot: num_classes must be positive, got ", num_classes);
   Tensor l = contiguous(labels);
@@ -245,6 +252,7 @@ struct RankBefore {
 }  // namespace
 
 std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool largest, bool sorted) {
+  cuda::check_no_cuda("topk", {t});
   (void)sorted;  // results are always sorted (a valid choice when sorted=false)
   const int64_t rank = std::max<int64_t>(t.dim(), 1);
   const int64_t d = wrap_dim(dim, rank, "topk");
@@ -282,6 +290,7 @@ std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool lar
 
 // The k-th of the ascending order RankBefore defines (equal values: the lower index first).
 std::pair<Tensor, Tensor> kthvalue(const Tensor& t, int64_t k, int64_t dim, bool keepdim) {
+  cuda::check_no_cuda("kthvalue", {t});
   const int64_t d = wrap_dim(dim, std::max<int64_t>(t.dim(), 1), "kthvalue");
   const int64_t R = t.dim() ? t.shape()[d] : 1;
   OKD_CHECK(k >= 1 && k <= R, "kthvalue: k = ", k, " is out of range for dim ", d, " of size ", R,

@@ -1,6 +1,7 @@
 // log_softmax and the fused cross-entropy on the CPU, rows in parallel, math in double.
 #include <cmath>
 
+#include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/loss.h"
 #include "tensor/parallel.h"
@@ -8,6 +9,7 @@
 namespace okd::ops {
 
 Tensor log_softmax_lastdim(const Tensor& x_) {
+  if (cuda::on_cuda(x_)) return cuda::log_softmax_lastdim(x_);
   OKD_CHECK(is_floating(x_.dtype()) && x_.device().is_cpu() && x_.dim() >= 1,
             "log_softmax: expected a float CPU tensor with at least one dim, got ", x_.desc());
   Tensor x = contiguous(x_);
@@ -33,6 +35,7 @@ Tensor log_softmax_lastdim(const Tensor& x_) {
 }
 
 Tensor log_softmax_lastdim_backward(const Tensor& dy_, const Tensor& y_) {
+  if (cuda::on_cuda(dy_, y_)) return cuda::log_softmax_lastdim_backward(dy_, y_);
   Tensor dy = contiguous(dy_), y = contiguous(y_);
   Tensor dx = empty(y.shape(), y.dtype());
   const int64_t C = y.size(-1), R = C ? y.numel() / C : 0;
@@ -95,6 +98,7 @@ CeSetup ce_setup(const Tensor& logits, const Tensor& targets, double eps, const 
 
 Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, double eps,
                              const Tensor& weights) {
+  if (cuda::on_cuda(logits)) return cuda::cross_entropy_forward(logits, targets, eps, weights);
   CeSetup s = ce_setup(logits, targets, eps, weights);
   Tensor out = empty({}, logits.dtype());
   OKD_DISPATCH_FLOAT(logits.dtype(), "cross_entropy", [&]<class T>() {
@@ -122,6 +126,7 @@ Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, double
 
 Tensor cross_entropy_backward(double g, const Tensor& logits, const Tensor& targets, double eps,
                               const Tensor& weights) {
+  if (cuda::on_cuda(logits)) return cuda::cross_entropy_backward(g, logits, targets, eps, weights);
   CeSetup s = ce_setup(logits, targets, eps, weights);
   Tensor dx = empty(logits.shape(), logits.dtype());
   OKD_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_backward", [&]<class T>() {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "okd/build_config.h"
+#include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/matmul.h"
 #include "tensor/ops/view.h"
@@ -353,6 +354,7 @@ void mm(const T* pa, GemmLayout la, const T* pb, GemmLayout lb, T* pc, int64_t M
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (cuda::on_cuda(a, b)) return cuda::matmul(a, b);
   OKD_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: operands must have at least one dimension, got ",
             shape_str(a.shape()), " @ ", shape_str(b.shape()));
   OKD_CHECK(a.dtype() == b.dtype(), "matmul: dtypes differ (", shape_str(a.shape()), " ",

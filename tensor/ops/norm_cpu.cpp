@@ -2,6 +2,7 @@
 // parallel (each channel is reduced by one thread, so results do not depend on the thread count).
 #include <cmath>
 
+#include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/norm.h"
 #include "tensor/parallel.h"
@@ -29,6 +30,7 @@ void check_param(const Tensor& t, int64_t C, const char* what, const char* op) {
 
 std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x_, const Tensor& weight,
                                                    const Tensor& bias, double eps) {
+  cuda::check_no_cuda("batch_norm", {x_, weight, bias});
   Geometry g = geometry(x_, "batch_norm");
   check_param(weight, g.C, "weight", "batch_norm");
   check_param(bias, g.C, "bias", "batch_norm");
@@ -84,6 +86,7 @@ std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x_, const Tenso
 
 Tensor batch_norm_eval(const Tensor& x_, const Tensor& mean, const Tensor& var,
                        const Tensor& weight, const Tensor& bias, double eps) {
+  cuda::check_no_cuda("batch_norm", {x_, mean, var, weight, bias});
   Geometry g = geometry(x_, "batch_norm");
   check_param(mean, g.C, "running_mean", "batch_norm");
   check_param(var, g.C, "running_var", "batch_norm");
@@ -117,6 +120,7 @@ Tensor batch_norm_eval(const Tensor& x_, const Tensor& mean, const Tensor& var,
 std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const Tensor& x_,
                                                        const Tensor& weight, const Tensor& mean,
                                                        const Tensor& invstd) {
+  cuda::check_no_cuda("batch_norm_backward", {dy_, x_, weight, mean, invstd});
   Geometry g = geometry(x_, "batch_norm_backward");
   const int64_t M = g.N * g.S;
   Tensor x = contiguous(x_), dy = contiguous(dy_);

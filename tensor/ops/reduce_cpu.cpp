@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/reduce.h"
 #include "tensor/ops/view.h"
@@ -24,6 +25,7 @@ struct Rows {
 };
 
 Rows to_rows(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim, const char* op) {
+  cuda::check_no_cuda(op, {a});
   OKD_CHECK(a.device().is_cpu(), op, ": the CPU kernel got a tensor on ", a.device().str());
   auto rd = normalize_dims(dims, a.dim(), op);
   std::vector<bool> reduced(a.dim(), false);
@@ -98,6 +100,7 @@ using acc_t = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
 }  // namespace
 
 Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
+  if (cuda::on_cuda(a)) return cuda::reduce(cuda::Reduce::Sum, a, dims, keepdim);
   Rows r = to_rows(a, dims, keepdim, "sum");
   if (is_floating(a.dtype())) {
     return OKD_DISPATCH_FLOAT(a.dtype(), "sum", [&]<class T>() {
@@ -116,6 +119,7 @@ Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
 }
 
 Tensor mean(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
+  if (cuda::on_cuda(a)) return cuda::reduce(cuda::Reduce::Mean, a, dims, keepdim);
   OKD_CHECK(is_floating(a.dtype()), "mean: expected a floating tensor, got ", dtype_name(a.dtype()),
             " (convert with to(float32) first)");
   Rows r = to_rows(a, dims, keepdim, "mean");
@@ -128,6 +132,7 @@ Tensor mean(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
 }
 
 Tensor var(const Tensor& a, const std::vector<int64_t>& dims, bool unbiased, bool keepdim) {
+  if (cuda::on_cuda(a)) return cuda::reduce(cuda::Reduce::Var, a, dims, keepdim, unbiased);
   OKD_CHECK(is_floating(a.dtype()), "var: expected a floating tensor, got ", dtype_name(a.dtype()));
   Rows r = to_rows(a, dims, keepdim, "var");
   return OKD_DISPATCH_FLOAT(a.dtype(), "var", [&]<class T>() {
@@ -145,6 +150,7 @@ Tensor var(const Tensor& a, const std::vector<int64_t>& dims, bool unbiased, boo
 }
 
 Tensor std(const Tensor& a, const std::vector<int64_t>& dims, bool unbiased, bool keepdim) {
+  if (cuda::on_cuda(a)) return cuda::reduce(cuda::Reduce::Std, a, dims, keepdim, unbiased);
   Tensor v = var(a, dims, unbiased, keepdim);
   OKD_DISPATCH_FLOAT(v.dtype(), "std", [&]<class T>() {
     T* p = v.data<T>();
@@ -201,9 +207,11 @@ std::pair<Tensor, Tensor> extreme_dim(const Tensor& a, int64_t dim, bool keepdim
 }  // namespace
 
 Tensor amax(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
+  if (cuda::on_cuda(a)) return cuda::reduce(cuda::Reduce::Amax, a, dims, keepdim);
   return extreme<true>(a, dims, keepdim, "amax");
 }
 Tensor amin(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
+  if (cuda::on_cuda(a)) return cuda::reduce(cuda::Reduce::Amin, a, dims, keepdim);
   return extreme<false>(a, dims, keepdim, "amin");
 }
 std::pair<Tensor, Tensor> max(const Tensor& a, int64_t dim, bool keepdim) {

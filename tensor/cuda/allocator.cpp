@@ -1,0 +1,208 @@
+// The CUDA caching allocator and the pinned staging buffers of host<->device copies (design in
+// allocator.h and docs/cuda.md).
+#include "tensor/cuda/allocator.h"
+
+#include <cuda_runtime.h>
+
+#include <bit>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "tensor/cuda/context.h"
+
+namespace okd::cuda {
+
+size_t size_class(size_t nbytes) {
+  constexpr size_t kMin = 512;
+  if (nbytes <= kMin) return kMin;
+  // base = the largest power of two below nbytes; classes step by base / 4 up to 2 base.
+  const size_t base = std::bit_floor(nbytes - 1);
+  const size_t step = base / 4;
+  return base + (nbytes - base + step - 1) / step * step;
+}
+
+namespace {
+
+std::string mib(int64_t bytes) { return str(bytes / (1024.0 * 1024.0), " MiB"); }
+
+class CachingAllocator final : public Allocator {
+ public:
+  void* allocate(size_t nbytes) override {
+    const size_t size = size_class(nbytes);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = free_.find(size);
+    void* p = nullptr;
+    if (it != free_.end() && !it->second.empty()) {
+      p = it->second.back();
+      it->second.pop_back();
+      stats_.cached_bytes -= static_cast<int64_t>(size);
+    } else {
+      p = device_malloc(size, nbytes);
+    }
+    stats_.allocated_bytes += static_cast<int64_t>(size);
+    live_[p] = size;
+    return p;
+  }
+
+  void deallocate(void* ptr, size_t) override {
+    if (!ptr) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(ptr);
+    if (it == live_.end()) return;  // not ours: never happens unless storage is corrupted
+    const size_t size = it->second;
+    live_.erase(it);
+    stats_.allocated_bytes -= static_cast<int64_t>(size);
+    stats_.cached_bytes += static_cast<int64_t>(size);
+    free_[size].push_back(ptr);
+  }
+
+  AllocatorStats stats() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stats_;
+  }
+
+  void empty_cache() {
+    std::lock_guard<std::mutex> lock(mu_);
+    release_cached();
+  }
+
+ private:
+  // cudaMalloc, and on out-of-memory one retry after returning every cached block to the driver.
+  void* device_malloc(size_t size, size_t requested) {
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, size);
+    if (e == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      release_cached();
+      e = cudaMalloc(&p, size);
+    }
+    if (e == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      size_t free_b = 0, total_b = 0;
+      cudaMemGetInfo(&free_b, &total_b);
+      OKD_FAIL("CUDA out of memory: could not allocate ", requested, " bytes (", mib(size),
+               " block) on cuda:0; tensors hold ", mib(stats_.allocated_bytes), ", the device has ",
+               mib(static_cast<int64_t>(free_b)), " free of ", mib(static_cast<int64_t>(total_b)));
+    }
+    OKD_CUDA_CHECK("cuda allocator", e);
+    ++stats_.device_mallocs;
+    return p;
+  }
+
+  // Caller holds mu_. cudaFree waits for the device, so queued work using a block finishes first.
+  void release_cached() {
+    for (auto& [size, blocks] : free_) {
+      for (void* p : blocks) {
+        OKD_CUDA_CHECK("cuda allocator", cudaFree(p));
+        ++stats_.device_frees;
+        stats_.cached_bytes -= static_cast<int64_t>(size);
+      }
+      blocks.clear();
+    }
+  }
+
+  std::mutex mu_;
+  std::unordered_map<size_t, std::vector<void*>> free_;  // size class -> free blocks
+  std::unordered_map<void*, size_t> live_;               // block -> its size class
+  AllocatorStats stats_;
+};
+
+CachingAllocator& allocator_instance() {
+  static CachingAllocator* a = new CachingAllocator();  // leaked on purpose (see allocator.h)
+  return *a;
+}
+
+// Two pinned buffers used alternately; `done` is recorded after the device's last read of a
+// buffer (host->device), so the host waits on it before overwriting the buffer.
+constexpr size_t kStageBytes = size_t{4} << 20;
+struct Stage {
+  void* host = nullptr;
+  cudaEvent_t done = nullptr;
+};
+struct Staging {
+  std::mutex mu;
+  Stage stages[2];
+  Staging() {
+    for (Stage& s : stages) {
+      OKD_CUDA_CHECK("to(cuda)", cudaHostAlloc(&s.host, kStageBytes, cudaHostAllocDefault));
+      OKD_CUDA_CHECK("to(cuda)", cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+    }
+  }
+};
+Staging& staging() {
+  static Staging* s = new Staging();  // leaked on purpose, like the allocator
+  return *s;
+}
+
+void host_to_device(char* dst, const char* src, size_t n) {
+  Staging& st = staging();
+  std::lock_guard<std::mutex> lock(st.mu);
+  cudaStream_t s = stream();
+  int k = 0;
+  for (size_t off = 0; off < n; off += kStageBytes, k ^= 1) {
+    const size_t len = std::min(kStageBytes, n - off);
+    Stage& buf = st.stages[k];
+    OKD_CUDA_CHECK("to(cuda)", cudaEventSynchronize(buf.done));
+    std::memcpy(buf.host, src + off, len);
+    OKD_CUDA_CHECK("to(cuda)",
+                   cudaMemcpyAsync(dst + off, buf.host, len, cudaMemcpyHostToDevice, s));
+    OKD_CUDA_CHECK("to(cuda)", cudaEventRecord(buf.done, s));
+  }
+}
+
+// Chunk k+1 is queued before chunk k is copied out on the host, so the two overlap.
+void device_to_host(char* dst, const char* src, size_t n) {
+  Staging& st = staging();
+  std::lock_guard<std::mutex> lock(st.mu);
+  cudaStream_t s = stream();
+  const size_t chunks = (n + kStageBytes - 1) / kStageBytes;
+  auto issue = [&](size_t c) {
+    const size_t off = c * kStageBytes, len = std::min(kStageBytes, n - off);
+    Stage& buf = st.stages[c % 2];
+    OKD_CUDA_CHECK("to(cpu)", cudaMemcpyAsync(buf.host, src + off, len, cudaMemcpyDeviceToHost, s));
+    OKD_CUDA_CHECK("to(cpu)", cudaEventRecord(buf.done, s));
+  };
+  if (chunks > 0) issue(0);
+  for (size_t c = 0; c < chunks; ++c) {
+    if (c + 1 < chunks) issue(c + 1);
+    const size_t off = c * kStageBytes, len = std::min(kStageBytes, n - off);
+    Stage& buf = st.stages[c % 2];
+    OKD_CUDA_CHECK("to(cpu)", cudaEventSynchronize(buf.done));
+    std::memcpy(dst + off, buf.host, len);
+  }
+}
+
+}  // namespace
+
+Allocator* caching_allocator() { return &allocator_instance(); }
+
+AllocatorStats allocator_stats() { return allocator_instance().stats(); }
+
+void empty_cache() { allocator_instance().empty_cache(); }
+
+void device_copy(const Tensor& dst, const Tensor& src) {
+  OKD_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype() && dst.is_contiguous() &&
+                src.is_contiguous(),
+            "device copy: expected contiguous tensors of one shape and dtype, got ", src.desc(),
+            " -> ", dst.desc());
+  if (dst.device().is_cuda()) check_device(dst, "to");
+  if (src.device().is_cuda()) check_device(src, "to");
+  const size_t n = src.nbytes();
+  dst.impl()->storage->bump_version();
+  if (n == 0) return;
+  char* d = static_cast<char*>(dst.raw_data());
+  const char* s = static_cast<const char*>(src.raw_data());
+  if (src.device().is_cpu() && dst.device().is_cuda()) {
+    host_to_device(d, s, n);
+  } else if (src.device().is_cuda() && dst.device().is_cpu()) {
+    device_to_host(d, s, n);
+  } else if (src.device().is_cuda() && dst.device().is_cuda()) {
+    OKD_CUDA_CHECK("to(cuda)", cudaMemcpyAsync(d, s, n, cudaMemcpyDeviceToDevice, stream()));
+  } else {
+    std::memcpy(d, s, n);
+  }
+}
+
+}  // namespace okd::cuda

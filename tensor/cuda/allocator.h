@@ -1,0 +1,28 @@
+// The CUDA caching allocator and the host<->device copy hook (internal to the backend).
+//   Device memory: size-binned free lists. A freed block goes back to the free list of its size
+//   class and the next request of that class reuses it, so a training step that repeats the same
+//   shapes calls cudaMalloc only while warming up and never calls cudaFree. Every kernel and copy
+//   runs on okd's single stream, so a block reused on the host side is only touched by work queued
+//   after everything that used it before (stream order is the only synchronisation needed).
+//   Transfers: host data is staged through two pinned buffers, so a host->device copy returns as
+//   soon as the last chunk is staged, and device->host copies overlap the two chunks.
+#pragma once
+#include <cstddef>
+
+#include "tensor/cuda/cuda_ops.h"
+#include "tensor/storage.h"
+
+namespace okd::cuda {
+
+// Size class of a request: 512 bytes at least, then four classes per power of two (2^k times 1,
+// 1.25, 1.5, 1.75), so a cached block is at most 25% larger than what is asked for.
+size_t size_class(size_t nbytes);
+
+// The process-wide caching allocator of cuda:0 (never destroyed: tensors in static storage may
+// outlive every other object at exit).
+Allocator* caching_allocator();
+
+// ops::to's device-copy hook: dst and src contiguous, same shape and dtype, one on cuda:0.
+void device_copy(const Tensor& dst, const Tensor& src);
+
+}  // namespace okd::cuda

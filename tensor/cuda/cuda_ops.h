@@ -1,0 +1,94 @@
+// The CUDA backend's entry points as plain C++ (no CUDA headers): what the CPU op files call when
+// they see a CUDA tensor, and the backend's controls. Defined in tensor/cuda/*.cpp and
+// tensor/ops/*_cuda.cu when okd is built with CUDA, by tensor/cuda/cuda_ops_stub.cpp otherwise
+// (where every call throws, though no CUDA tensor can exist in such a build). See docs/cuda.md.
+#pragma once
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace okd::cuda {
+
+// ---- dispatch helpers used by the CPU op files ------------------------------------------------
+inline bool on_cuda(const Tensor& t) { return t.defined() && t.device().is_cuda(); }
+inline bool on_cuda(const Tensor& a, const Tensor& b) { return on_cuda(a) || on_cuda(b); }
+// For ops that have no CUDA kernel yet: "op X has no CUDA kernel yet", never a host read of
+// device memory. Undefined tensors (an absent bias) are skipped.
+inline void check_no_cuda(const char* op, std::initializer_list<Tensor> tensors) {
+  for (const Tensor& t : tensors)
+    if (on_cuda(t))
+      OKD_FAIL("op ", op, " has no CUDA kernel yet (got ", t.desc(),
+               "); move its inputs to the cpu with to(kCPU)");
+}
+// Why asking for a CUDA device fails: no backend in this build, or no GPU found.
+std::string unavailable_reason();
+
+// ---- backend controls --------------------------------------------------------------------------
+struct AllocatorStats {
+  int64_t allocated_bytes = 0;  // held by live tensors (rounded block sizes)
+  int64_t cached_bytes = 0;     // free blocks kept for reuse
+  int64_t device_mallocs = 0;   // cudaMalloc calls since start (flat once a training step is warm)
+  int64_t device_frees = 0;     // cudaFree calls (only empty_cache and out-of-memory retries)
+};
+AllocatorStats allocator_stats();
+// Returns every cached block to the driver (cudaFree); live tensors are not touched.
+void empty_cache();
+// Waits until all work queued on okd's stream has finished.
+void synchronize();
+// cuBLAS float32 products may use TF32 tensor cores (10-bit mantissa inputs). Off by default.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
+// "NVIDIA H200 (sm_90, 139 GiB), cuBLAS 13.0" or the unavailable reason.
+std::string device_summary();
+
+// ---- kernels (validation included: the same errors as the CPU ops) -----------------------------
+enum class Unary : uint8_t {
+  Neg,
+  Exp,
+  Log,
+  Sqrt,
+  Rsqrt,
+  Abs,
+  Sign,
+  Relu,
+  Sigmoid,
+  Tanh,
+  Pow,    // x^s0
+  Clamp,  // min(max(x, s0), s1)
+  AddScalar,
+  MulScalar,
+  RsubScalar,  // s0 - x
+  RdivScalar,  // s0 / x
+};
+enum class Binary : uint8_t { Add, Sub, Mul, Div, Pow, Maximum, Minimum };
+enum class Compare : uint8_t { Eq, Ne, Lt, Le, Gt, Ge };
+enum class Reduce : uint8_t { Sum, Mean, Var, Std, Amax, Amin };
+
+Tensor unary(Unary op, const Tensor& a, double s0 = 0, double s1 = 0);
+Tensor binary(Binary op, const Tensor& a, const Tensor& b);
+Tensor compare(Compare op, const Tensor& a, const Tensor& b);
+Tensor compare_scalar(Compare op, const Tensor& a, double s);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+// dst = dst + alpha * src (op Add) or dst * src (op Mul), src broadcast to dst.
+void binary_(Binary op, const Tensor& dst, const Tensor& src, double alpha = 1.0);
+void mul_scalar_(const Tensor& dst, double s);
+void copy_(const Tensor& dst, const Tensor& src);
+void fill_(const Tensor& dst, double value);
+Tensor relu_backward(const Tensor& dy, const Tensor& y);
+
+Tensor reduce(Reduce op, const Tensor& a, const std::vector<int64_t>& dims, bool keepdim,
+              bool unbiased = true);
+
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+Tensor log_softmax_lastdim(const Tensor& x);
+Tensor log_softmax_lastdim_backward(const Tensor& dy, const Tensor& log_softmax_out);
+Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, double label_smoothing,
+                             const Tensor& class_weights);
+Tensor cross_entropy_backward(double g, const Tensor& logits, const Tensor& targets,
+                              double label_smoothing, const Tensor& class_weights);
+
+}  // namespace okd::cuda

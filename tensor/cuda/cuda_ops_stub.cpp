@@ -1,0 +1,48 @@
+// The CUDA entry points of cuda_ops.h in a build without CUDA: controls are no-ops and every
+// kernel throws (unreachable in practice: no tensor can be allocated on a CUDA device here).
+#include "tensor/cuda/cuda_ops.h"
+
+namespace okd::cuda {
+
+namespace {
+[[noreturn]] void no_backend(const char* op) { OKD_FAIL(op, ": ", unavailable_reason()); }
+}  // namespace
+
+std::string unavailable_reason() {
+  return "this build of okd has no CUDA backend (configure with -DOKD_CUDA=ON on a machine with "
+         "nvcc)";
+}
+
+AllocatorStats allocator_stats() { return {}; }
+void empty_cache() {}
+void synchronize() {}
+void set_allow_tf32(bool) {}
+bool allow_tf32() { return false; }
+std::string device_summary() { return unavailable_reason(); }
+
+Tensor unary(Unary, const Tensor&, double, double) { no_backend("unary"); }
+Tensor binary(Binary, const Tensor&, const Tensor&) { no_backend("binary"); }
+Tensor compare(Compare, const Tensor&, const Tensor&) { no_backend("compare"); }
+Tensor compare_scalar(Compare, const Tensor&, double) { no_backend("compare"); }
+Tensor where(const Tensor&, const Tensor&, const Tensor&) { no_backend("where"); }
+void binary_(Binary, const Tensor&, const Tensor&, double) { no_backend("binary_"); }
+void mul_scalar_(const Tensor&, double) { no_backend("mul_"); }
+void copy_(const Tensor&, const Tensor&) { no_backend("copy_"); }
+void fill_(const Tensor&, double) { no_backend("fill_"); }
+Tensor relu_backward(const Tensor&, const Tensor&) { no_backend("relu_backward"); }
+Tensor reduce(Reduce, const Tensor&, const std::vector<int64_t>&, bool, bool) {
+  no_backend("reduce");
+}
+Tensor matmul(const Tensor&, const Tensor&) { no_backend("matmul"); }
+Tensor log_softmax_lastdim(const Tensor&) { no_backend("log_softmax"); }
+Tensor log_softmax_lastdim_backward(const Tensor&, const Tensor&) {
+  no_backend("log_softmax_backward");
+}
+Tensor cross_entropy_forward(const Tensor&, const Tensor&, double, const Tensor&) {
+  no_backend("cross_entropy");
+}
+Tensor cross_entropy_backward(double, const Tensor&, const Tensor&, double, const Tensor&) {
+  no_backend("cross_entropy_backward");
+}
+
+}  // namespace okd::cuda

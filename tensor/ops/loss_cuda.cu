@@ -1,0 +1,246 @@
+// log_softmax over the last dim and the fused cross-entropy forward/backward on CUDA (formulas in
+// loss.h). One block per row, math in double as on the CPU (loss_cpu.cpp); the row max and sums
+// use launch.cuh's fixed-order block_reduce and the batch total one block, so results do not vary
+// from run to run. Targets are checked on the host (a bad label is an okd::Error naming it, as on
+// the CPU), which costs one small device->host copy per call.
+#include <cmath>
+
+#include "tensor/cuda/cuda_ops.h"
+#include "tensor/cuda/launch.cuh"
+#include "tensor/ops/copy.h"
+
+namespace okd::cuda {
+
+namespace {
+
+constexpr int kRowThreads = 128;
+
+// m = max_c x_c and lse = m + log sum_c exp(x_c - m) of one row, for every thread of the block.
+template <class T>
+__device__ void row_logsumexp(const T* x, int64_t C, double* smem, double& m, double& lse) {
+  double v = -INFINITY;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    const double xc = static_cast<double>(x[c]);
+    v = v < xc ? xc : v;  // like std::max(m, x): a NaN logit poisons the sum below, not the max
+  }
+  m = block_reduce(v, MaxOp{}, smem);
+  double s = 0;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += ::exp(static_cast<double>(x[c]) - m);
+  lse = m + ::log(block_reduce(s, SumOp{}, smem));
+}
+
+template <class T>
+__global__ void log_softmax_kernel(const T* x, T* y, int64_t R, int64_t C) {
+  __shared__ double smem[32];
+  for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
+    double m, lse;
+    row_logsumexp(x + r * C, C, smem, m, lse);
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+      y[r * C + c] = static_cast<T>(x[r * C + c] - lse);
+  }
+}
+
+// dx = dy - exp(y) sum_c dy_c
+template <class T>
+__global__ void log_softmax_backward_kernel(const T* dy, const T* y, T* dx, int64_t R, int64_t C) {
+  __shared__ double smem[32];
+  for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
+    double s = 0;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += static_cast<double>(dy[r * C + c]);
+    s = block_reduce(s, SumOp{}, smem);
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+      dx[r * C + c] = static_cast<T>(dy[r * C + c] - ::exp(static_cast<double>(y[r * C + c])) * s);
+  }
+}
+
+// row_loss[i] = (1-eps) w[y_i] (lse - x[y_i]) + eps/C sum_c w[c] (lse - x[c]); w null means 1.
+template <class T>
+__global__ void ce_rows_kernel(const T* x, const int64_t* target, const double* w, int64_t N,
+                               int64_t C, double eps, double* row_loss) {
+  __shared__ double smem[32];
+  for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
+    const T* r = x + i * C;
+    double m, lse;
+    row_logsumexp(r, C, smem, m, lse);
+    const int64_t y = target[i];
+    double smooth = 0;
+    if (eps > 0) {
+      double part = 0;
+      for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+        part += (w ? w[c] : 1.0) * (lse - static_cast<double>(r[c]));
+      smooth = block_reduce(part, SumOp{}, smem);
+    }
+    if (threadIdx.x == 0) {
+      double row = (1 - eps) * (w ? w[y] : 1.0) * (lse - static_cast<double>(r[y]));
+      if (eps > 0) row += eps / C * smooth;
+      row_loss[i] = row;
+    }
+  }
+}
+
+// out = sum_i row_loss[i] / denom, by one block (N is a batch size).
+template <class T>
+__global__ void ce_total_kernel(const double* row_loss, int64_t N, double denom, T* out) {
+  __shared__ double smem[32];
+  double s = 0;
+  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) s += row_loss[i];
+  s = block_reduce(s, SumOp{}, smem);
+  if (threadIdx.x == 0) *out = static_cast<T>(N ? s / denom : NAN);
+}
+
+// dx[i,c] = g (softmax[i,c] a_sum - a[i,c] / D), a[i,c] = eps/C w[c] + [c = y_i] (1-eps) w[y_i],
+// a_sum = ((1-eps) w[y_i] + eps/C sum_c w[c]) / D.
+template <class T>
+__global__ void ce_backward_kernel(const T* x, const int64_t* target, const double* w, int64_t N,
+                                   int64_t C, double eps, double g, double denom, double wsum,
+                                   T* dx) {
+  __shared__ double smem[32];
+  for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
+    const T* r = x + i * C;
+    double m, lse;
+    row_logsumexp(r, C, smem, m, lse);
+    const int64_t y = target[i];
+    const double a_y = (1 - eps) * (w ? w[y] : 1.0);
+    const double a_sum = (a_y + eps / C * wsum) / denom;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+      const double a = eps / C * (w ? w[c] : 1.0) + (c == y ? a_y : 0.0);
+      const double p = ::exp(static_cast<double>(r[c]) - lse);
+      dx[i * C + c] = static_cast<T>(g * (p * a_sum - a / denom));
+    }
+  }
+}
+
+unsigned row_grid(int64_t rows) {
+  return static_cast<unsigned>(std::clamp<int64_t>(rows, 1, 65535));
+}
+
+template <class F>
+void dispatch_float(DType dt, const char* op, F&& f) {
+  if (dt == DType::Float32) return f(float{});
+  if (dt == DType::Float64) return f(double{});
+  OKD_FAIL(op, ": expected a float32 or float64 tensor, got ", dtype_name(dt));
+}
+
+// What the CE kernels need, checked as ce_setup in loss_cpu.cpp does.
+struct CeSetup {
+  Tensor logits, targets, weights;  // contiguous on the device; weights float64 or undefined
+  double denom = 0, wsum = 0;
+  int64_t N = 0, C = 0;
+};
+
+CeSetup ce_setup(const Tensor& logits, const Tensor& targets, double eps, const Tensor& weights) {
+  OKD_CHECK(logits.dim() == 2, "cross_entropy: expected logits [N, C], got ",
+            shape_str(logits.shape()));
+  OKD_CHECK(is_floating(logits.dtype()), "cross_entropy: expected float logits, got ",
+            logits.desc());
+  check_device(logits, "cross_entropy");
+  OKD_CHECK(targets.dtype() == DType::Int64, "cross_entropy: targets must be int64, got ",
+            dtype_name(targets.dtype()));
+  OKD_CHECK(targets.dim() == 1 && targets.size(0) == logits.size(0), "cross_entropy: targets ",
+            shape_str(targets.shape()), " do not match logits ", shape_str(logits.shape()));
+  OKD_CHECK(targets.device() == logits.device(), "cross_entropy: targets are on ",
+            targets.device().str(), " but logits on ", logits.device().str());
+  OKD_CHECK(eps >= 0 && eps <= 1, "cross_entropy: label_smoothing must be in [0, 1], got ", eps);
+  CeSetup s;
+  s.logits = ops::contiguous(logits);
+  s.targets = ops::contiguous(targets);
+  s.N = logits.size(0);
+  s.C = logits.size(1);
+  const std::vector<int64_t> y = to_vector<int64_t>(targets);  // one device->host copy
+  std::vector<double> w;
+  if (weights.defined()) {
+    OKD_CHECK(weights.dim() == 1 && weights.size(0) == s.C, "cross_entropy: class weights ",
+              shape_str(weights.shape()), " do not match ", s.C, " classes");
+    OKD_CHECK(weights.device() == logits.device(), "cross_entropy: class weights are on ",
+              weights.device().str(), " but logits on ", logits.device().str());
+    s.weights = ops::contiguous(ops::to(weights, DType::Float64));
+    w = to_vector<double>(weights);
+  } else {
+    w.assign(s.C, 1.0);
+  }
+  for (double v : w) s.wsum += v;
+  for (int64_t i = 0; i < s.N; ++i) {
+    OKD_CHECK(y[i] >= 0 && y[i] < s.C, "cross_entropy: target ", y[i], " at position ", i,
+              " is outside [0, ", s.C, ")");
+    s.denom += w[y[i]];
+  }
+  return s;
+}
+
+const double* weights_ptr(const CeSetup& s) {
+  return s.weights.defined() ? s.weights.data<double>() : nullptr;
+}
+
+}  // namespace
+
+Tensor log_softmax_lastdim(const Tensor& x_) {
+  OKD_CHECK(is_floating(x_.dtype()) && x_.dim() >= 1,
+            "log_softmax: expected a float tensor with at least one dim, got ", x_.desc());
+  check_device(x_, "log_softmax");
+  const Tensor x = ops::contiguous(x_);
+  Tensor y = empty(x.shape(), x.dtype(), x.device());
+  const int64_t C = x.size(-1), R = C ? x.numel() / C : 0;
+  if (R == 0) return y;
+  dispatch_float(x.dtype(), "log_softmax", [&](auto tag) {
+    using T = decltype(tag);
+    log_softmax_kernel<T>
+        <<<row_grid(R), kRowThreads, 0, stream()>>>(x.data<T>(), y.data<T>(), R, C);
+  });
+  OKD_CUDA_CHECK_LAUNCH("log_softmax");
+  return y;
+}
+
+Tensor log_softmax_lastdim_backward(const Tensor& dy_, const Tensor& y_) {
+  OKD_CHECK(dy_.shape() == y_.shape() && dy_.dtype() == y_.dtype() && y_.dim() >= 1,
+            "log_softmax_backward: gradient ", dy_.desc(), " does not match output ", y_.desc());
+  check_device(dy_, "log_softmax_backward");
+  check_device(y_, "log_softmax_backward");
+  const Tensor dy = ops::contiguous(dy_), y = ops::contiguous(y_);
+  Tensor dx = empty(y.shape(), y.dtype(), y.device());
+  const int64_t C = y.size(-1), R = C ? y.numel() / C : 0;
+  if (R == 0) return dx;
+  dispatch_float(y.dtype(), "log_softmax_backward", [&](auto tag) {
+    using T = decltype(tag);
+    log_softmax_backward_kernel<T>
+        <<<row_grid(R), kRowThreads, 0, stream()>>>(dy.data<T>(), y.data<T>(), dx.data<T>(), R, C);
+  });
+  OKD_CUDA_CHECK_LAUNCH("log_softmax_backward");
+  return dx;
+}
+
+Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, double eps,
+                             const Tensor& weights) {
+  const CeSetup s = ce_setup(logits, targets, eps, weights);
+  Tensor out = empty({}, logits.dtype(), logits.device());
+  Tensor row_loss = empty({std::max<int64_t>(s.N, 1)}, DType::Float64, logits.device());
+  dispatch_float(logits.dtype(), "cross_entropy", [&](auto tag) {
+    using T = decltype(tag);
+    if (s.N > 0 && s.C > 0) {
+      ce_rows_kernel<T><<<row_grid(s.N), kRowThreads, 0, stream()>>>(
+          s.logits.data<T>(), s.targets.data<int64_t>(), weights_ptr(s), s.N, s.C, eps,
+          row_loss.data<double>());
+      OKD_CUDA_CHECK_LAUNCH("cross_entropy");
+    }
+    ce_total_kernel<T>
+        <<<1, kThreads, 0, stream()>>>(row_loss.data<double>(), s.N, s.denom, out.data<T>());
+  });
+  OKD_CUDA_CHECK_LAUNCH("cross_entropy");
+  return out;
+}
+
+Tensor cross_entropy_backward(double g, const Tensor& logits, const Tensor& targets, double eps,
+                              const Tensor& weights) {
+  const CeSetup s = ce_setup(logits, targets, eps, weights);
+  Tensor dx = empty(logits.shape(), logits.dtype(), logits.device());
+  if (s.N == 0 || s.C == 0) return dx;
+  dispatch_float(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
+    using T = decltype(tag);
+    ce_backward_kernel<T><<<row_grid(s.N), kRowThreads, 0, stream()>>>(
+        s.logits.data<T>(), s.targets.data<int64_t>(), weights_ptr(s), s.N, s.C, eps, g, s.denom,
+        s.wsum, dx.data<T>());
+  });
+  OKD_CUDA_CHECK_LAUNCH("cross_entropy_backward");
+  return dx;
+}
+
+}  // namespace okd::cuda

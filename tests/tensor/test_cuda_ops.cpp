@@ -1,0 +1,485 @@
+// The CUDA backend against the CPU ops: every CUDA kernel runs on random inputs (never zeros) and
+// must match the CPU result (float32 within 1e-5 relative for elementwise ops, reductions and the
+// losses, 1e-4 for matmul; float64 tighter), plus the caching allocator's reuse and host<->device
+// round trips. Tests that need a GPU skip, saying so, when okd is built without CUDA or the
+// machine has no GPU; the few that need none (size classes, the no-GPU error) run everywhere.
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "okd/build_config.h"
+#include "tensor/cuda/cuda_ops.h"
+#include "tensor/ops/activation.h"
+#include "tensor/ops/conv.h"
+#include "tensor/ops/copy.h"
+#include "tensor/ops/elementwise.h"
+#include "tensor/ops/loss.h"
+#include "tensor/ops/matmul.h"
+#include "tensor/ops/reduce.h"
+#include "tensor/ops/view.h"
+#include "tensor/random.h"
+#include "tensor/runtime.h"
+#include "tests/support/test_support.h"
+#if OKD_HAVE_CUDA
+#include "tensor/cuda/allocator.h"
+#endif
+
+using namespace okd;
+
+namespace {
+
+const Device kCuda{DeviceType::CUDA, 0};
+
+#define OKD_REQUIRE_GPU()                                                             \
+  do {                                                                                \
+    if (!cuda_built()) GTEST_SKIP() << "okd was built without CUDA (-DOKD_CUDA=OFF)"; \
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU on this machine";      \
+  } while (0)
+
+Tensor gpu(const Tensor& t) { return ops::to(t, kCuda); }
+Tensor cpu(const Tensor& t) { return ops::to(t, kCPU); }
+
+// Random normal values in dtype, seeded per call site.
+Tensor randn_t(const Shape& s, DType dt, uint64_t seed) {
+  Generator g(seed);
+  return randn(s, g, dt);
+}
+// Uniform in [lo, hi): positive inputs for log, sqrt, rsqrt and fractional powers.
+Tensor uniform_t(const Shape& s, double lo, double hi, DType dt, uint64_t seed) {
+  Generator g(seed);
+  return uniform(s, lo, hi, g, dt);
+}
+
+double rtol_for(DType dt, double f32) { return dt == DType::Float32 ? f32 : 1e-12; }
+
+// The CUDA result lives on the GPU and matches the CPU reference in shape, dtype and values.
+::testing::AssertionResult matches(const Tensor& on_gpu, const Tensor& ref, double rtol,
+                                   double atol = 1e-6) {
+  if (!on_gpu.device().is_cuda())
+    return ::testing::AssertionFailure() << "result is on " << on_gpu.device().str();
+  if (on_gpu.dtype() != ref.dtype())
+    return ::testing::AssertionFailure()
+           << "dtype " << dtype_name(on_gpu.dtype()) << " vs " << dtype_name(ref.dtype());
+  return test::allclose(on_gpu, ref, rtol, atol);
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+const DType kFloats[] = {DType::Float32, DType::Float64};
+
+}  // namespace
+
+// ---- runs everywhere ---------------------------------------------------------------------------
+
+TEST(CudaBackend, AskingForCudaWithoutAGpuIsAClearError) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a CUDA GPU is present: covered by the GPU tests";
+  Tensor t = randn_t({3, 4}, DType::Float32, 1);
+  const std::string to_err = error_of([&] { ops::to(t, kCuda); });
+  EXPECT_NE(to_err.find("cuda:0"), std::string::npos) << to_err;
+  EXPECT_NE(to_err.find(cuda_built() ? "no CUDA GPU" : "no CUDA backend"), std::string::npos)
+      << to_err;
+  const std::string empty_err = error_of([&] { empty({2}, DType::Float32, kCuda); });
+  EXPECT_NE(empty_err.find("not available"), std::string::npos) << empty_err;
+  EXPECT_EQ(cuda::allocator_stats().device_mallocs, 0);
+  EXPECT_FALSE(cuda::allow_tf32());
+}
+
+#if OKD_HAVE_CUDA
+// Host arithmetic of the allocator, no GPU needed: classes cover the request, waste is <= 25%.
+TEST(CudaBackend, AllocatorSizeClassesBoundTheWaste) {
+  EXPECT_EQ(cuda::size_class(0), 512u);
+  EXPECT_EQ(cuda::size_class(512), 512u);
+  EXPECT_EQ(cuda::size_class(513), 640u);
+  EXPECT_EQ(cuda::size_class(1024), 1024u);
+  EXPECT_EQ(cuda::size_class(1025), 1280u);
+  EXPECT_EQ(cuda::size_class(size_t{1} << 20), size_t{1} << 20);
+  for (size_t n = 1; n < (size_t{1} << 26); n = n * 3 / 2 + 7) {
+    const size_t c = cuda::size_class(n);
+    EXPECT_GE(c, n);
+    if (n > 512) {
+      EXPECT_LE(c, n + n / 4 + 1) << n;
+    }
+    EXPECT_EQ(cuda::size_class(c), c) << "a class maps to itself";
+  }
+}
+#endif
+
+// ---- device memory -----------------------------------------------------------------------------
+
+TEST(CudaBackend, FreedBlocksAreReusedWithoutCudaMalloc) {
+  OKD_REQUIRE_GPU();
+  { Tensor warm = empty({1000, 257}, DType::Float32, kCuda); }
+  const cuda::AllocatorStats before = cuda::allocator_stats();
+  // a and b share a size class (1 MiB), so the step needs a second block once, then no more
+  for (int step = 0; step < 5; ++step) {
+    Tensor a = empty({1000, 257}, DType::Float32, kCuda);
+    Tensor b = empty({1000, 250}, DType::Float32, kCuda);
+  }
+  const cuda::AllocatorStats warm = cuda::allocator_stats();
+  for (int step = 0; step < 20; ++step) {
+    Tensor a = empty({1000, 257}, DType::Float32, kCuda);
+    Tensor b = empty({1000, 250}, DType::Float32, kCuda);
+  }
+  const cuda::AllocatorStats after = cuda::allocator_stats();
+  EXPECT_LE(warm.device_mallocs - before.device_mallocs, 1);
+  EXPECT_EQ(after.device_mallocs, warm.device_mallocs) << "steady state must not call cudaMalloc";
+  EXPECT_EQ(after.device_frees, warm.device_frees);
+  EXPECT_EQ(after.allocated_bytes, before.allocated_bytes);
+  EXPECT_GT(after.cached_bytes, 0);
+  cuda::empty_cache();
+  EXPECT_EQ(cuda::allocator_stats().cached_bytes, 0);
+}
+
+TEST(CudaBackend, RoundTripsKeepEveryDtypeBitExact) {
+  OKD_REQUIRE_GPU();
+  Generator g(7);
+  const std::vector<Tensor> cases = {
+      randn({3, 5}, g, DType::Float32),
+      randn({2, 3, 4}, g, DType::Float64),
+      randint(-1000, 1000, {17}, g, DType::Int64),
+      randint(0, 256, {4, 9}, g, DType::UInt8),
+      scalar_tensor(3.25),
+      empty({0, 4}),
+      randn({3 << 20}, g, DType::Float32),                     // 12 MiB: three staging chunks
+      ops::transpose(randn({6, 7}, g, DType::Float32), 0, 1),  // non-contiguous source
+  };
+  for (const Tensor& t : cases) {
+    SCOPED_TRACE(t.desc());
+    Tensor d = gpu(t);
+    EXPECT_TRUE(d.device().is_cuda());
+    EXPECT_EQ(d.shape(), t.shape());
+    Tensor back = cpu(d);
+    EXPECT_TRUE(back.device().is_cpu());
+    EXPECT_TRUE(test::allclose(back, t, 0, 0));
+    EXPECT_TRUE(test::allclose(cpu(ops::clone(d)), t, 0, 0)) << "device-to-device copy";
+  }
+}
+
+TEST(CudaBackend, CopyFillAndContiguousMatchCpu) {
+  OKD_REQUIRE_GPU();
+  Tensor src = randn_t({4, 1, 6}, DType::Float64, 11);
+  Tensor dst_cpu = zeros({4, 5, 6}, DType::Float32);
+  ops::copy_(dst_cpu, src);  // broadcast and float64 -> float32
+  Tensor dst_gpu = zeros({4, 5, 6}, DType::Float32, kCuda);
+  ops::copy_(dst_gpu, gpu(src));
+  EXPECT_TRUE(matches(dst_gpu, dst_cpu, 0, 0));
+  Tensor from_host = zeros({4, 5, 6}, DType::Float32, kCuda);
+  ops::copy_(from_host, src);  // host source, device destination
+  EXPECT_TRUE(matches(from_host, dst_cpu, 0, 0));
+  Tensor to_host = zeros({4, 5, 6}, DType::Float32);
+  ops::copy_(to_host, dst_gpu);  // device source, host destination
+  EXPECT_TRUE(test::allclose(to_host, dst_cpu, 0, 0));
+
+  Tensor x = randn_t({5, 6, 7}, DType::Float32, 12);
+  Tensor p = ops::permute(gpu(x), {2, 0, 1});
+  EXPECT_FALSE(p.is_contiguous());
+  EXPECT_TRUE(matches(ops::contiguous(p), ops::contiguous(ops::permute(x, {2, 0, 1})), 0, 0));
+  EXPECT_TRUE(matches(ops::to(gpu(x), DType::Float64), ops::to(x, DType::Float64), 0, 0));
+  EXPECT_TRUE(matches(ops::to(gpu(x), DType::Int64), ops::to(x, DType::Int64), 0, 0));
+
+  Tensor f = empty({3, 8}, DType::Float64, kCuda);
+  ops::fill_(ops::slice(f, 1, 0, 8, 2), 2.5);  // strided fill
+  ops::fill_(ops::slice(f, 1, 1, 8, 2), -1.0);
+  Tensor fr = empty({3, 8}, DType::Float64);
+  ops::fill_(ops::slice(fr, 1, 0, 8, 2), 2.5);
+  ops::fill_(ops::slice(fr, 1, 1, 8, 2), -1.0);
+  EXPECT_TRUE(matches(f, fr, 0, 0));
+  EXPECT_TRUE(matches(zeros({7}, DType::Int64, kCuda), zeros({7}, DType::Int64), 0, 0));
+  EXPECT_TRUE(matches(ones({2, 2}, DType::UInt8, kCuda), ones({2, 2}, DType::UInt8), 0, 0));
+}
+
+// ---- elementwise -------------------------------------------------------------------------------
+
+TEST(CudaOps, UnaryMatchesCpu) {
+  OKD_REQUIRE_GPU();
+  using F = std::function<Tensor(const Tensor&)>;
+  struct Case {
+    const char* name;
+    F f;
+    bool positive;  // needs inputs > 0
+  };
+  const std::vector<Case> cases = {
+      {"neg", [](const Tensor& x) { return ops::neg(x); }, false},
+      {"exp", [](const Tensor& x) { return ops::exp(x); }, false},
+      {"log", [](const Tensor& x) { return ops::log(x); }, true},
+      {"sqrt", [](const Tensor& x) { return ops::sqrt(x); }, true},
+      {"rsqrt", [](const Tensor& x) { return ops::rsqrt(x); }, true},
+      {"abs", [](const Tensor& x) { return ops::abs(x); }, false},
+      {"sign", [](const Tensor& x) { return ops::sign(x); }, false},
+      {"relu", [](const Tensor& x) { return ops::relu(x); }, false},
+      {"sigmoid", [](const Tensor& x) { return ops::sigmoid(x); }, false},
+      {"tanh", [](const Tensor& x) { return ops::tanh(x); }, false},
+      {"pow2", [](const Tensor& x) { return ops::pow(x, 2.0); }, false},
+      {"pow1.7", [](const Tensor& x) { return ops::pow(x, 1.7); }, true},
+      {"clamp", [](const Tensor& x) { return ops::clamp(x, -0.5, 0.7); }, false},
+      {"add_s", [](const Tensor& x) { return ops::add(x, 0.3); }, false},
+      {"mul_s", [](const Tensor& x) { return ops::mul(x, -1.5); }, false},
+      {"rsub", [](const Tensor& x) { return ops::rsub(2.0, x); }, false},
+      {"rdiv", [](const Tensor& x) { return ops::rdiv(2.0, x); }, true},
+  };
+  for (DType dt : kFloats) {
+    for (const Case& c : cases) {
+      SCOPED_TRACE(std::string(c.name) + " " + dtype_name(dt));
+      Tensor x = c.positive ? uniform_t({33, 65}, 0.1, 3.0, dt, 21) : randn_t({33, 65}, dt, 21);
+      EXPECT_TRUE(matches(c.f(gpu(x)), c.f(x), rtol_for(dt, 1e-5)));
+      // a transposed (non-contiguous) input takes the strided path
+      Tensor xt = ops::transpose(x, 0, 1);
+      EXPECT_TRUE(matches(c.f(ops::transpose(gpu(x), 0, 1)), c.f(xt), rtol_for(dt, 1e-5)));
+    }
+  }
+}
+
+TEST(CudaOps, BinaryBroadcastingMatchesCpu) {
+  OKD_REQUIRE_GPU();
+  using F = std::function<Tensor(const Tensor&, const Tensor&)>;
+  const std::vector<std::pair<const char*, F>> ops_list = {
+      {"add", [](const Tensor& a, const Tensor& b) { return ops::add(a, b); }},
+      {"sub", [](const Tensor& a, const Tensor& b) { return ops::sub(a, b); }},
+      {"mul", [](const Tensor& a, const Tensor& b) { return ops::mul(a, b); }},
+      {"div", [](const Tensor& a, const Tensor& b) { return ops::div(a, b); }},
+      {"pow", [](const Tensor& a, const Tensor& b) { return ops::pow(ops::abs(a), b); }},
+      {"maximum", [](const Tensor& a, const Tensor& b) { return ops::maximum(a, b); }},
+      {"minimum", [](const Tensor& a, const Tensor& b) { return ops::minimum(a, b); }},
+  };
+  const std::vector<std::pair<Shape, Shape>> shapes = {
+      {{8, 9}, {8, 9}}, {{4, 1, 5}, {3, 1}}, {{7}, {2, 3, 7}}, {{}, {5, 4}}, {{6, 1}, {1, 6}}};
+  for (DType dt : kFloats) {
+    for (const auto& [name, f] : ops_list) {
+      for (const auto& [sa, sb] : shapes) {
+        SCOPED_TRACE(std::string(name) + " " + shape_str(sa) + " " + shape_str(sb) + " " +
+                     dtype_name(dt));
+        Tensor a = randn_t(sa, dt, 31), b = uniform_t(sb, 0.5, 2.0, dt, 32);
+        EXPECT_TRUE(matches(f(gpu(a), gpu(b)), f(a, b), rtol_for(dt, 1e-5)));
+      }
+    }
+  }
+  // a sliced operand (stride 2) against a transposed one
+  Tensor a = randn_t({10, 12}, DType::Float32, 33), b = randn_t({6, 10}, DType::Float32, 34);
+  Tensor ref = ops::mul(ops::slice(a, 1, 0, 12, 2), ops::transpose(b, 0, 1));
+  Tensor got = ops::mul(ops::slice(gpu(a), 1, 0, 12, 2), ops::transpose(gpu(b), 0, 1));
+  EXPECT_TRUE(matches(got, ref, 1e-6));
+}
+
+TEST(CudaOps, ComparisonsAndWhereMatchCpu) {
+  OKD_REQUIRE_GPU();
+  using F = std::function<Tensor(const Tensor&, const Tensor&)>;
+  const std::vector<F> cmp = {
+      [](const Tensor& a, const Tensor& b) { return ops::eq(a, b); },
+      [](const Tensor& a, const Tensor& b) { return ops::ne(a, b); },
+      [](const Tensor& a, const Tensor& b) { return ops::lt(a, b); },
+      [](const Tensor& a, const Tensor& b) { return ops::le(a, b); },
+      [](const Tensor& a, const Tensor& b) { return ops::gt(a, b); },
+      [](const Tensor& a, const Tensor& b) { return ops::ge(a, b); },
+  };
+  Generator g(41);
+  // integers in a small range so that equality happens often; float copies of the same values
+  Tensor ai = randint(-3, 4, {5, 6}, g), bi = randint(-3, 4, {6}, g);
+  for (DType dt : {DType::Int64, DType::Float32, DType::Float64, DType::UInt8}) {
+    Tensor a = ops::to(dt == DType::UInt8 ? ops::add(ai, 3.0) : ai, dt);
+    Tensor b = ops::to(dt == DType::UInt8 ? ops::add(bi, 3.0) : bi, dt);
+    for (size_t k = 0; k < cmp.size(); ++k) {
+      SCOPED_TRACE(std::to_string(k) + " " + dtype_name(dt));
+      EXPECT_TRUE(matches(cmp[k](gpu(a), gpu(b)), cmp[k](a, b), 0, 0));
+    }
+    EXPECT_TRUE(matches(ops::gt(gpu(a), 0.5), ops::gt(a, 0.5), 0, 0));
+    EXPECT_TRUE(matches(ops::lt(gpu(a), 1.0), ops::lt(a, 1.0), 0, 0));
+    EXPECT_TRUE(matches(ops::ge(gpu(a), 1.0), ops::ge(a, 1.0), 0, 0));
+    EXPECT_TRUE(matches(ops::le(gpu(a), -1.0), ops::le(a, -1.0), 0, 0));
+    EXPECT_TRUE(matches(ops::eq(gpu(a), 2.0), ops::eq(a, 2.0), 0, 0));
+    Tensor cond = ops::gt(a, b);
+    EXPECT_TRUE(matches(ops::where(gpu(cond), gpu(a), gpu(b)), ops::where(cond, a, b), 0, 0));
+  }
+}
+
+TEST(CudaOps, InPlaceUpdatesMatchCpuAndBumpTheVersion) {
+  OKD_REQUIRE_GPU();
+  for (DType dt : kFloats) {
+    SCOPED_TRACE(dtype_name(dt));
+    Tensor x = randn_t({16, 10}, dt, 51), row = randn_t({10}, dt, 52);
+    Tensor xc = ops::clone(x), xg = gpu(x);
+    const uint64_t v0 = xg.impl()->storage->version();
+    ops::add_(xc, row);
+    ops::add_(xg, gpu(row));
+    ops::add_(xc, row, -0.37);
+    ops::add_(xg, gpu(row), -0.37);
+    ops::mul_(xc, row);
+    ops::mul_(xg, gpu(row));
+    ops::mul_(xc, 1.7);
+    ops::mul_(xg, 1.7);
+    EXPECT_EQ(xg.impl()->storage->version(), v0 + 4);
+    EXPECT_TRUE(matches(xg, xc, rtol_for(dt, 1e-6)));
+    // through a strided view: only the even columns change
+    Tensor vc = ops::slice(xc, 1, 0, 10, 2), vg = ops::slice(xg, 1, 0, 10, 2);
+    ops::add_(vc, ops::slice(row, 0, 0, 10, 2));
+    ops::add_(vg, ops::slice(gpu(row), 0, 0, 10, 2));
+    EXPECT_TRUE(matches(xg, xc, rtol_for(dt, 1e-6)));
+  }
+}
+
+TEST(CudaOps, ReluBackwardMatchesCpu) {
+  OKD_REQUIRE_GPU();
+  for (DType dt : kFloats) {
+    Tensor y = ops::relu(randn_t({64, 33}, dt, 61)), dy = randn_t({64, 33}, dt, 62);
+    EXPECT_TRUE(matches(ops::relu_backward(gpu(dy), gpu(y)), ops::relu_backward(dy, y), 0, 0));
+  }
+}
+
+// ---- reductions --------------------------------------------------------------------------------
+
+TEST(CudaOps, ReductionsMatchCpu) {
+  OKD_REQUIRE_GPU();
+  const std::vector<std::vector<int64_t>> dims_list = {{}, {0}, {1}, {-1}, {0, 2}, {1, 2}};
+  for (DType dt : kFloats) {
+    Tensor x = randn_t({6, 37, 129}, dt, 71);
+    Tensor xg = gpu(x);
+    for (const auto& dims : dims_list) {
+      for (bool keep : {false, true}) {
+        SCOPED_TRACE(shape_str(dims) + (keep ? " keepdim " : " ") + dtype_name(dt));
+        const double r = rtol_for(dt, 1e-5);
+        EXPECT_TRUE(matches(ops::sum(xg, dims, keep), ops::sum(x, dims, keep), r, 1e-5));
+        EXPECT_TRUE(matches(ops::mean(xg, dims, keep), ops::mean(x, dims, keep), r));
+        EXPECT_TRUE(matches(ops::var(xg, dims, true, keep), ops::var(x, dims, true, keep), r));
+        EXPECT_TRUE(matches(ops::var(xg, dims, false, keep), ops::var(x, dims, false, keep), r));
+        EXPECT_TRUE(matches(ops::std(xg, dims, true, keep), ops::std(x, dims, true, keep), r));
+        EXPECT_TRUE(matches(ops::amax(xg, dims, keep), ops::amax(x, dims, keep), 0, 0));
+        EXPECT_TRUE(matches(ops::amin(xg, dims, keep), ops::amin(x, dims, keep), 0, 0));
+      }
+    }
+    // a transposed input, and sum_to (the reverse of broadcasting) built on sum
+    Tensor t = ops::transpose(x, 0, 2);
+    EXPECT_TRUE(matches(ops::sum(ops::transpose(xg, 0, 2), {1}), ops::sum(t, {1}),
+                        rtol_for(dt, 1e-5), 1e-5));
+    EXPECT_TRUE(
+        matches(ops::sum_to(xg, {37, 1}), ops::sum_to(x, {37, 1}), rtol_for(dt, 1e-5), 1e-5));
+  }
+}
+
+TEST(CudaOps, LongReductionsUseTwoPassesAndMatchCpu) {
+  OKD_REQUIRE_GPU();
+  // 2^21 elements in one row (split into chunks), and 3 rows of 300k (fewer rows than blocks)
+  for (const Shape& s : {Shape{1 << 21}, Shape{3, 300001}}) {
+    SCOPED_TRACE(shape_str(s));
+    Tensor x = uniform_t(s, -1.0, 3.0, DType::Float32, 81);  // a nonzero mean
+    Tensor xg = gpu(x);
+    EXPECT_TRUE(matches(ops::sum(xg, {-1}), ops::sum(x, {-1}), 1e-5));
+    EXPECT_TRUE(matches(ops::mean(xg, {-1}), ops::mean(x, {-1}), 1e-5));
+    EXPECT_TRUE(matches(ops::var(xg, {-1}), ops::var(x, {-1}), 1e-5));
+    EXPECT_TRUE(matches(ops::amax(xg, {-1}), ops::amax(x, {-1}), 0, 0));
+    EXPECT_TRUE(matches(ops::amin(xg, {-1}), ops::amin(x, {-1}), 0, 0));
+  }
+}
+
+TEST(CudaOps, ReductionsAreBitIdenticalFromRunToRun) {
+  OKD_REQUIRE_GPU();
+  Tensor xg = gpu(randn_t({5, 400000}, DType::Float32, 91));
+  Tensor first = cpu(ops::sum(xg, {1})), first_all = cpu(ops::var(xg));
+  for (int run = 0; run < 5; ++run) {
+    EXPECT_TRUE(test::allclose(cpu(ops::sum(xg, {1})), first, 0, 0));
+    EXPECT_TRUE(test::allclose(cpu(ops::var(xg)), first_all, 0, 0));
+  }
+}
+
+// ---- matmul ------------------------------------------------------------------------------------
+
+TEST(CudaOps, MatmulMatchesCpu) {
+  OKD_REQUIRE_GPU();
+  EXPECT_FALSE(cuda::allow_tf32()) << "TF32 must be off by default";
+  const std::vector<std::pair<Shape, Shape>> shapes = {
+      {{37, 29}, {29, 41}},   {{29}, {29, 41}},          {{37, 29}, {29}},    {{29}, {29}},
+      {{4, 7, 9}, {4, 9, 5}}, {{3, 1, 7, 9}, {2, 9, 5}}, {{7, 9}, {6, 9, 5}}, {{1, 64}, {64, 1}}};
+  for (DType dt : kFloats) {
+    for (const auto& [sa, sb] : shapes) {
+      SCOPED_TRACE(shape_str(sa) + " @ " + shape_str(sb) + " " + dtype_name(dt));
+      Tensor a = randn_t(sa, dt, 101), b = randn_t(sb, dt, 102);
+      EXPECT_TRUE(matches(ops::matmul(gpu(a), gpu(b)), ops::matmul(a, b), rtol_for(dt, 1e-4),
+                          dt == DType::Float32 ? 1e-4 : 1e-10));
+    }
+    // transposed and sliced operands are read in place or copied, never wrong
+    Tensor a = randn_t({30, 20}, dt, 103), b = randn_t({40, 30}, dt, 104);
+    Tensor at = ops::transpose(a, 0, 1), bt = ops::transpose(b, 0, 1);
+    EXPECT_TRUE(matches(ops::matmul(ops::transpose(gpu(a), 0, 1), ops::transpose(gpu(b), 0, 1)),
+                        ops::matmul(at, bt), rtol_for(dt, 1e-4), 1e-4));
+    Tensor as = ops::slice(a, 1, 0, 20, 2);
+    EXPECT_TRUE(matches(ops::matmul(ops::slice(gpu(a), 1, 0, 20, 2), gpu(randn_t({10, 3}, dt, 5))),
+                        ops::matmul(as, randn_t({10, 3}, dt, 5)), rtol_for(dt, 1e-4), 1e-4));
+  }
+  // K = 0 is a product of empty sums: zeros
+  EXPECT_TRUE(matches(
+      ops::matmul(empty({3, 0}, DType::Float32, kCuda), empty({0, 4}, DType::Float32, kCuda)),
+      zeros({3, 4}), 0, 0));
+}
+
+// ---- softmax family and cross-entropy ----------------------------------------------------------
+
+TEST(CudaOps, LogSoftmaxForwardBackwardMatchCpu) {
+  OKD_REQUIRE_GPU();
+  for (DType dt : kFloats) {
+    for (const Shape& s : {Shape{8, 10}, Shape{3, 5, 1000}, Shape{7}}) {
+      SCOPED_TRACE(shape_str(s) + " " + dtype_name(dt));
+      Tensor x = ops::mul(randn_t(s, dt, 111), 4.0), dy = randn_t(s, dt, 112);
+      Tensor y = ops::log_softmax_lastdim(x);
+      Tensor yg = ops::log_softmax_lastdim(gpu(x));
+      EXPECT_TRUE(matches(yg, y, rtol_for(dt, 1e-5)));
+      EXPECT_TRUE(matches(ops::log_softmax_lastdim_backward(gpu(dy), yg),
+                          ops::log_softmax_lastdim_backward(dy, y), rtol_for(dt, 1e-5), 1e-5));
+    }
+  }
+}
+
+TEST(CudaOps, CrossEntropyForwardBackwardMatchCpu) {
+  OKD_REQUIRE_GPU();
+  Generator g(121);
+  for (DType dt : kFloats) {
+    const int64_t N = 37, C = 100;
+    Tensor logits = ops::mul(randn({N, C}, g, dt), 3.0);
+    Tensor targets = randint(0, C, {N}, g);
+    Tensor weights = uniform({C}, 0.5, 2.0, g, dt);
+    for (double eps : {0.0, 0.1}) {
+      for (bool weighted : {false, true}) {
+        SCOPED_TRACE(std::string(dtype_name(dt)) + " eps " + std::to_string(eps) +
+                     (weighted ? " weighted" : ""));
+        const Tensor w = weighted ? weights : Tensor();
+        const Tensor wg = weighted ? gpu(weights) : Tensor();
+        EXPECT_TRUE(matches(ops::cross_entropy_forward(gpu(logits), gpu(targets), eps, wg),
+                            ops::cross_entropy_forward(logits, targets, eps, w),
+                            rtol_for(dt, 1e-5)));
+        EXPECT_TRUE(matches(ops::cross_entropy_backward(0.7, gpu(logits), gpu(targets), eps, wg),
+                            ops::cross_entropy_backward(0.7, logits, targets, eps, w),
+                            rtol_for(dt, 1e-5), 1e-7));
+      }
+    }
+  }
+  Tensor bad = from_vector<int64_t>({0, 100});
+  const std::string err = error_of([&] {
+    ops::cross_entropy_forward(gpu(randn_t({2, 100}, DType::Float32, 1)), gpu(bad), 0.0, Tensor());
+  });
+  EXPECT_NE(err.find("target 100 at position 1"), std::string::npos) << err;
+}
+
+// ---- errors ------------------------------------------------------------------------------------
+
+TEST(CudaOps, MisuseIsAClearError) {
+  OKD_REQUIRE_GPU();
+  Tensor a = randn_t({2, 3}, DType::Float32, 1);
+  std::string err = error_of([&] { ops::add(a, gpu(a)); });
+  EXPECT_NE(err.find("devices differ"), std::string::npos) << err;
+  err = error_of([&] { ops::add(gpu(a), gpu(ops::to(a, DType::Float64))); });
+  EXPECT_NE(err.find("dtypes differ"), std::string::npos) << err;
+  err = error_of([&] {
+    ops::conv2d_forward(gpu(randn_t({1, 1, 4, 4}, DType::Float32, 2)),
+                        gpu(randn_t({1, 1, 3, 3}, DType::Float32, 3)), Tensor(), {});
+  });
+  EXPECT_NE(err.find("op conv2d has no CUDA kernel yet"), std::string::npos) << err;
+  err = error_of([&] { ops::logsumexp(gpu(a), {1}); });
+  EXPECT_NE(err.find("op logsumexp has no CUDA kernel yet"), std::string::npos) << err;
+  err = error_of([&] { gpu(a).at({0, 0}); });
+  EXPECT_NE(err.find("move it to the cpu"), std::string::npos) << err;
+}
