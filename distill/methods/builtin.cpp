@@ -2,6 +2,7 @@
 #include "distill/methods/builtin.h"
 
 #include "distill/method.h"
+#include "distill/methods/adversarial.h"
 #include "distill/methods/baseline.h"
 #include "distill/methods/cl_ilr.h"
 #include "distill/methods/dkel.h"
@@ -37,6 +38,8 @@ void register_builtin_methods() {
   register_method("byot", [] { return std::make_unique<ByotMethod>(); });
   register_method("eed", [] { return std::make_unique<EedMethod>(); });
   register_method("phuong", [] { return std::make_unique<PhuongMethod>(); });
+  register_method("afd", [] { return std::make_unique<AfdMethod>(); });
+  register_method("amln", [] { return std::make_unique<AmlnMethod>(); });
 }
 
 }  // namespace okd::distill

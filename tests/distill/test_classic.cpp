@@ -14,6 +14,7 @@
 #include "autograd/functions.h"
 #include "distill/blocks/losses.h"
 #include "distill/blocks/schedules.h"
+#include "distill/methods/adversarial.h"
 #include "distill/methods/cl_ilr.h"
 #include "distill/methods/classic_common.h"
 #include "distill/methods/common.h"
@@ -716,6 +717,62 @@ TEST(ClassicPhuong, TemperatureAnnealingStopsAt27Updates) {
   EXPECT_REL(restored.temperature(), 1.05);
 }
 
+// ---- AFD / AMLN (§11, §12) -------------------------------------------------------------------
+
+TEST(ClassicAfd, LsganTerms) {
+  Tensor real = from_vector<double>({0.8}, {1, 1}), fake = from_vector<double>({0.3}, {1, 1});
+  EXPECT_REL(lsgan_discriminator_loss(real, fake).item(), 0.04 + 0.09);
+  EXPECT_REL(lsgan_discriminator_loss(real, fake).item(), 0.13);
+  EXPECT_REL(lsgan_generator_loss(fake).item(), 0.49);
+  // LeakyReLU(0.2)
+  EXPECT_EQ(vals(leaky_relu(row({2, -1, 0}), 0.2)), (std::vector<double>{2, -0.2, 0}));
+}
+
+// Step 2 (generators) moves the networks but not the discriminators; step 3 (discriminators)
+// moves the discriminators but not the networks.
+void check_step_isolation(AdversarialMutualMethod& m) {
+  m.build(tiny_context());
+  m.set_training(true);
+  auto nets = m.param_groups()[0].params;
+  auto disc = m.discriminators()->parameters();
+  optim::SGDOptions so;
+  so.lr = 0.1;
+  so.momentum = 0.9;
+  optim::SGD sgd(nets, so);
+  StepResult r = m.forward_train(tiny_batch(4, 8), TrainClock{});
+  m.step_logits(r, sgd);
+  auto d0 = snapshot(disc), n0 = snapshot(nets);
+  Tensor g = m.step_generators(sgd, TrainClock{});
+  EXPECT_TRUE(std::isfinite(g.item()));
+  EXPECT_EQ(snapshot(disc), d0);
+  EXPECT_NE(snapshot(nets), n0);
+  auto n1 = snapshot(nets);
+  Tensor d = m.step_discriminators(TrainClock{});
+  EXPECT_TRUE(std::isfinite(d.item()));
+  EXPECT_EQ(snapshot(nets), n1);
+  EXPECT_NE(snapshot(disc), d0);
+}
+
+TEST(ClassicAfd, UpdateStepsAreIsolated) {
+  AfdMethod m;
+  check_step_isolation(m);
+  EXPECT_EQ(m.peer_of(0), 1u);
+  EXPECT_EQ(m.peer_of(1), 0u);
+  EXPECT_EQ(m.discriminators()->named_children().size(), 2u);  // one per network
+}
+
+TEST(ClassicAmln, AdaptedBlocksHaveTheLastMapsShapeAndStepsAreIsolated) {
+  AmlnMethod m;
+  check_step_isolation(m);
+  auto feats = m.adapted_features(tiny_batch(4, 8).images());
+  ASSERT_EQ(feats.size(), 2u);
+  ASSERT_EQ(feats[0].size(), 3u);  // a discriminator per stage
+  for (const auto& f : feats[0]) EXPECT_EQ(f.shape(), feats[0][2].shape());
+  EXPECT_EQ(m.discriminators()->named_children().size(), 6u);
+  EXPECT_NE(m.variant_summary().find("APPROXIMATION"), std::string::npos);
+  EXPECT_NE(m.description().find("APPROXIMATION"), std::string::npos);
+}
+
 // ---- every classic method: a few steps on a small, easy set ---------------------------------
 
 // 16 images of 4 classes, each class a different constant colour plus noise (as test_methods).
@@ -845,7 +902,7 @@ INSTANTIATE_TEST_SUITE_P(Classic, ClassicEveryMethod,
                                            "at:teacher=TEACHER,beta=62.5", "one", "okddip", "kdcl",
                                            "cl-ilr", "cl-ilr:variant=okddip", "pcl",
                                            "pcl:ema_buffers=average", "kdcl:ensemble=general",
-                                           "byot", "eed", "phuong"));
+                                           "byot", "eed", "phuong", "afd", "amln"));
 
 TEST(ClassicKd, MissingTeacherIsAClearError) {
   KdMethod m;
