@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 
 #include "tensor/cuda/cuda_check.h"
 #include "tensor/tensor.h"
@@ -17,6 +18,9 @@ namespace okd::cuda {
 cudaStream_t stream();
 // The cuBLAS handle bound to stream(), math mode set from allow_tf32().
 cublasHandle_t cublas_handle();
+
+// cudnnGetVersion() as text, or "not built" (conv_cuda.cu).
+std::string cudnn_version();
 
 // The backend drives cuda:0 only for now (the Allocator interface does not carry a device index).
 // Throws naming op unless t lives on cuda:0.

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "tensor/ops/conv.h"
+#include "tensor/ops/norm.h"
 #include "tensor/tensor.h"
 
 namespace okd::cuda {
@@ -41,7 +43,11 @@ void synchronize();
 // cuBLAS float32 products may use TF32 tensor cores (10-bit mantissa inputs). Off by default.
 void set_allow_tf32(bool allow);
 bool allow_tf32();
-// "NVIDIA H200 (sm_90, 139 GiB), cuBLAS 13.0" or the unavailable reason.
+// cuDNN convolutions restricted to algorithms cuDNN reports as deterministic (some backward
+// algorithms accumulate with atomics otherwise). Off by default; okd's own kernels always are.
+void set_deterministic(bool on);
+bool deterministic();
+// "NVIDIA H200 (sm_90, 139 GiB), cuBLAS 13.0, cuDNN 91900" or the unavailable reason.
 std::string device_summary();
 
 // ---- kernels (validation included: the same errors as the CPU ops) -----------------------------
@@ -90,5 +96,33 @@ Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, double
                              const Tensor& class_weights);
 Tensor cross_entropy_backward(double g, const Tensor& logits, const Tensor& targets,
                               double label_smoothing, const Tensor& class_weights);
+
+// cuDNN (conv_cuda.cu); without cuDNN in the build they throw "op X has no CUDA kernel yet".
+Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
+                      const ops::Conv2dParams& p);
+Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& weight, const Shape& input_shape,
+                             const ops::Conv2dParams& p);
+Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& input,
+                              const Shape& weight_shape, const ops::Conv2dParams& p);
+Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
+                                const ops::Conv2dParams& p, int64_t output_padding_h,
+                                int64_t output_padding_w);
+
+std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x, const Tensor& weight,
+                                                        const Tensor& bias, double eps);
+Tensor batch_norm_eval(const Tensor& x, const Tensor& mean, const Tensor& var, const Tensor& weight,
+                       const Tensor& bias, double eps);
+std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy, const Tensor& x,
+                                                       const Tensor& weight, const Tensor& mean,
+                                                       const Tensor& invstd);
+
+std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x, int64_t kernel, int64_t stride,
+                                             int64_t pad);
+Tensor max_pool2d_backward(const Tensor& dy, const Tensor& indices, const Shape& input_shape);
+Tensor avg_pool2d_forward(const Tensor& x, int64_t kernel, int64_t stride, int64_t pad);
+Tensor avg_pool2d_backward(const Tensor& dy, const Shape& input_shape, int64_t kernel,
+                           int64_t stride, int64_t pad);
+Tensor adaptive_avg_pool2d_forward(const Tensor& x, int64_t out_h, int64_t out_w);
+Tensor adaptive_avg_pool2d_backward(const Tensor& dy, const Shape& input_shape);
 
 }  // namespace okd::cuda

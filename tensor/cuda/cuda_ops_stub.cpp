@@ -18,6 +18,8 @@ void empty_cache() {}
 void synchronize() {}
 void set_allow_tf32(bool) {}
 bool allow_tf32() { return false; }
+void set_deterministic(bool) {}
+bool deterministic() { return false; }
 std::string device_summary() { return unavailable_reason(); }
 
 Tensor unary(Unary, const Tensor&, double, double) { no_backend("unary"); }
@@ -43,6 +45,48 @@ Tensor cross_entropy_forward(const Tensor&, const Tensor&, double, const Tensor&
 }
 Tensor cross_entropy_backward(double, const Tensor&, const Tensor&, double, const Tensor&) {
   no_backend("cross_entropy_backward");
+}
+Tensor conv2d_forward(const Tensor&, const Tensor&, const Tensor&, const ops::Conv2dParams&) {
+  no_backend("conv2d");
+}
+Tensor conv2d_backward_input(const Tensor&, const Tensor&, const Shape&, const ops::Conv2dParams&) {
+  no_backend("conv2d_backward_input");
+}
+Tensor conv2d_backward_weight(const Tensor&, const Tensor&, const Shape&,
+                              const ops::Conv2dParams&) {
+  no_backend("conv2d_backward_weight");
+}
+Tensor conv_transpose2d_forward(const Tensor&, const Tensor&, const Tensor&,
+                                const ops::Conv2dParams&, int64_t, int64_t) {
+  no_backend("conv_transpose2d");
+}
+std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor&, const Tensor&, const Tensor&,
+                                                        double) {
+  no_backend("batch_norm");
+}
+Tensor batch_norm_eval(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                       double) {
+  no_backend("batch_norm");
+}
+std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor&, const Tensor&, const Tensor&,
+                                                       const Tensor&, const Tensor&) {
+  no_backend("batch_norm_backward");
+}
+std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor&, int64_t, int64_t, int64_t) {
+  no_backend("max_pool2d");
+}
+Tensor max_pool2d_backward(const Tensor&, const Tensor&, const Shape&) {
+  no_backend("max_pool2d_backward");
+}
+Tensor avg_pool2d_forward(const Tensor&, int64_t, int64_t, int64_t) { no_backend("avg_pool2d"); }
+Tensor avg_pool2d_backward(const Tensor&, const Shape&, int64_t, int64_t, int64_t) {
+  no_backend("avg_pool2d_backward");
+}
+Tensor adaptive_avg_pool2d_forward(const Tensor&, int64_t, int64_t) {
+  no_backend("adaptive_avg_pool2d");
+}
+Tensor adaptive_avg_pool2d_backward(const Tensor&, const Shape&) {
+  no_backend("adaptive_avg_pool2d_backward");
 }
 
 }  // namespace okd::cuda

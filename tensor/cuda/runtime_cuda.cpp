@@ -108,7 +108,9 @@ std::string device_summary() {
   cublasGetProperty(MINOR_VERSION, &minor);
   return str(prop.name, " (sm_", prop.major, prop.minor, ", ",
              prop.totalGlobalMem / (1024 * 1024 * 1024), " GiB), cuBLAS ", major, ".", minor,
-             ", TF32 ", g_allow_tf32 ? "on" : "off", (g_registered ? "" : ", not registered"));
+             ", cuDNN ", cudnn_version(), ", TF32 ", g_allow_tf32 ? "on" : "off",
+             ", deterministic convolutions ", deterministic() ? "on" : "off",
+             (g_registered ? "" : ", not registered"));
 }
 
 }  // namespace cuda

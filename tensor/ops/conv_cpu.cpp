@@ -120,7 +120,7 @@ std::pair<int64_t, int64_t> conv2d_output_size(const Shape& in, const Shape& w,
 
 Tensor conv2d_forward(const Tensor& input_, const Tensor& weight_, const Tensor& bias,
                       const Conv2dParams& p) {
-  cuda::check_no_cuda("conv2d", {input_, weight_, bias});
+  if (cuda::on_cuda(input_, weight_)) return cuda::conv2d_forward(input_, weight_, bias, p);
   check_conv(input_, weight_, p, "conv2d");
   const Shape& s = input_.shape();
   const Shape& ws = weight_.shape();
@@ -171,7 +171,8 @@ Tensor conv2d_forward(const Tensor& input_, const Tensor& weight_, const Tensor&
 
 Tensor conv2d_backward_input(const Tensor& grad_out_, const Tensor& weight_, const Shape& s,
                              const Conv2dParams& p) {
-  cuda::check_no_cuda("conv2d_backward_input", {grad_out_, weight_});
+  if (cuda::on_cuda(grad_out_, weight_))
+    return cuda::conv2d_backward_input(grad_out_, weight_, s, p);
   const Shape& ws = weight_.shape();
   const int64_t N = s[0], C = s[1], H = s[2], W = s[3], O = ws[0], kH = ws[2], kW = ws[3],
                 G = p.groups;
@@ -205,7 +206,8 @@ Tensor conv2d_backward_input(const Tensor& grad_out_, const Tensor& weight_, con
 
 Tensor conv2d_backward_weight(const Tensor& grad_out_, const Tensor& input_, const Shape& ws,
                               const Conv2dParams& p) {
-  cuda::check_no_cuda("conv2d_backward_weight", {grad_out_, input_});
+  if (cuda::on_cuda(grad_out_, input_))
+    return cuda::conv2d_backward_weight(grad_out_, input_, ws, p);
   const Shape& s = input_.shape();
   const int64_t N = s[0], C = s[1], H = s[2], W = s[3], O = ws[0], kH = ws[2], kW = ws[3],
                 G = p.groups;
@@ -250,7 +252,8 @@ Tensor conv2d_backward_bias(const Tensor& grad_out) { return sum(grad_out, {0, 2
 
 Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
                                 const Conv2dParams& p, int64_t oph, int64_t opw) {
-  cuda::check_no_cuda("conv_transpose2d", {input, weight, bias});
+  if (cuda::on_cuda(input, weight))
+    return cuda::conv_transpose2d_forward(input, weight, bias, p, oph, opw);
   check_conv(input, weight, p, "conv_transpose2d");
   const Shape& s = input.shape();
   const Shape& ws = weight.shape();

@@ -26,7 +26,7 @@ inline int64_t end_index(int64_t i, int64_t out, int64_t in) {
 }  // namespace
 
 std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x_, int64_t k, int64_t s, int64_t p) {
-  cuda::check_no_cuda("max_pool2d", {x_});
+  if (cuda::on_cuda(x_)) return cuda::max_pool2d_forward(x_, k, s, p);
   check_pool(x_, k, s, p, "max_pool2d");
   Tensor x = contiguous(x_);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -67,7 +67,7 @@ std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x_, int64_t k, int64_
 }
 
 Tensor max_pool2d_backward(const Tensor& dy_, const Tensor& indices, const Shape& s) {
-  cuda::check_no_cuda("max_pool2d_backward", {dy_, indices});
+  if (cuda::on_cuda(dy_, indices)) return cuda::max_pool2d_backward(dy_, indices, s);
   Tensor dy = contiguous(dy_);
   Tensor dx = zeros(s, dy.dtype());
   const int64_t planes = s[0] * s[1], HW = s[2] * s[3], L = dy.size(2) * dy.size(3);
@@ -84,7 +84,7 @@ Tensor max_pool2d_backward(const Tensor& dy_, const Tensor& indices, const Shape
 }
 
 Tensor avg_pool2d_forward(const Tensor& x_, int64_t k, int64_t s, int64_t p) {
-  cuda::check_no_cuda("avg_pool2d", {x_});
+  if (cuda::on_cuda(x_)) return cuda::avg_pool2d_forward(x_, k, s, p);
   check_pool(x_, k, s, p, "avg_pool2d");
   Tensor x = contiguous(x_);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -115,7 +115,7 @@ Tensor avg_pool2d_forward(const Tensor& x_, int64_t k, int64_t s, int64_t p) {
 }
 
 Tensor avg_pool2d_backward(const Tensor& dy_, const Shape& sh, int64_t k, int64_t s, int64_t p) {
-  cuda::check_no_cuda("avg_pool2d_backward", {dy_});
+  if (cuda::on_cuda(dy_)) return cuda::avg_pool2d_backward(dy_, sh, k, s, p);
   Tensor dy = contiguous(dy_);
   Tensor dx = zeros(sh, dy.dtype());
   const int64_t H = sh[2], W = sh[3], OH = dy.size(2), OW = dy.size(3);
@@ -143,7 +143,7 @@ Tensor avg_pool2d_backward(const Tensor& dy_, const Shape& sh, int64_t k, int64_
 }
 
 Tensor adaptive_avg_pool2d_forward(const Tensor& x_, int64_t OH, int64_t OW) {
-  cuda::check_no_cuda("adaptive_avg_pool2d", {x_});
+  if (cuda::on_cuda(x_)) return cuda::adaptive_avg_pool2d_forward(x_, OH, OW);
   OKD_CHECK(x_.dim() == 4, "adaptive_avg_pool2d: expected a 4-D input, got ",
             shape_str(x_.shape()));
   OKD_CHECK(OH >= 1 && OW >= 1, "adaptive_avg_pool2d: output size must be positive");
@@ -171,7 +171,7 @@ Tensor adaptive_avg_pool2d_forward(const Tensor& x_, int64_t OH, int64_t OW) {
 }
 
 Tensor adaptive_avg_pool2d_backward(const Tensor& dy_, const Shape& sh) {
-  cuda::check_no_cuda("adaptive_avg_pool2d_backward", {dy_});
+  if (cuda::on_cuda(dy_)) return cuda::adaptive_avg_pool2d_backward(dy_, sh);
   Tensor dy = contiguous(dy_);
   Tensor dx = zeros(sh, dy.dtype());
   const int64_t H = sh[2], W = sh[3], OH = dy.size(2), OW = dy.size(3);

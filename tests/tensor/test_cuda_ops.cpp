@@ -1,8 +1,9 @@
 // The CUDA backend against the CPU ops: every CUDA kernel runs on random inputs (never zeros) and
-// must match the CPU result (float32 within 1e-5 relative for elementwise ops, reductions and the
-// losses, 1e-4 for matmul; float64 tighter), plus the caching allocator's reuse and host<->device
-// round trips. Tests that need a GPU skip, saying so, when okd is built without CUDA or the
-// machine has no GPU; the few that need none (size classes, the no-GPU error) run everywhere.
+// must match the CPU result (float32 within 1e-5 relative for elementwise ops, reductions, batch
+// norm and the losses, 1e-4 for matmul and convolution; float64 tighter), plus the caching
+// allocator's reuse and host<->device round trips. Tests that need a GPU skip, saying so, when okd
+// is built without CUDA or the machine has no GPU; the few that need none (size classes, the no-GPU
+// error) run everywhere.
 #include <cmath>
 #include <functional>
 #include <string>
@@ -14,8 +15,11 @@
 #include "tensor/ops/conv.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/elementwise.h"
+#include "tensor/ops/index.h"
 #include "tensor/ops/loss.h"
 #include "tensor/ops/matmul.h"
+#include "tensor/ops/norm.h"
+#include "tensor/ops/pool.h"
 #include "tensor/ops/reduce.h"
 #include "tensor/ops/view.h"
 #include "tensor/random.h"
@@ -464,6 +468,132 @@ TEST(CudaOps, CrossEntropyForwardBackwardMatchCpu) {
   EXPECT_NE(err.find("target 100 at position 1"), std::string::npos) << err;
 }
 
+// ---- convolution (cuDNN), batch norm, pooling -------------------------------------------------
+
+TEST(CudaOps, Conv2dForwardAndBothGradientsMatchCpu) {
+  OKD_REQUIRE_GPU();
+  struct Case {
+    Shape x, w;
+    ops::Conv2dParams p;
+  };
+  const std::vector<Case> cases = {
+      {{4, 3, 12, 11}, {8, 3, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},  // 3x3, pad 1
+      {{2, 8, 9, 9}, {6, 8, 1, 1}, {1, 1, 0, 0, 1, 1, 1}},    // pointwise
+      {{3, 4, 13, 10}, {6, 2, 3, 2}, {2, 1, 1, 0, 1, 2, 2}},  // stride, dilation, 2 groups
+      {{2, 6, 8, 8}, {6, 1, 3, 3}, {1, 1, 1, 1, 1, 1, 6}},    // depthwise
+  };
+  for (DType dt : kFloats) {
+    for (bool det : {false, true}) {
+      cuda::set_deterministic(det);
+      for (const Case& c : cases) {
+        SCOPED_TRACE(shape_str(c.x) + " * " + shape_str(c.w) + " " + dtype_name(dt) +
+                     (det ? " deterministic" : ""));
+        Tensor x = randn_t(c.x, dt, 131), w = randn_t(c.w, dt, 132), b = randn_t({c.w[0]}, dt, 133);
+        Tensor y = ops::conv2d_forward(x, w, b, c.p);
+        Tensor yg = ops::conv2d_forward(gpu(x), gpu(w), gpu(b), c.p);
+        const double r = rtol_for(dt, 1e-4), at = dt == DType::Float32 ? 1e-4 : 1e-10;
+        EXPECT_TRUE(matches(yg, y, r, at));
+        Tensor dy = randn_t(y.shape(), dt, 134);
+        EXPECT_TRUE(matches(ops::conv2d_backward_input(gpu(dy), gpu(w), c.x, c.p),
+                            ops::conv2d_backward_input(dy, w, c.x, c.p), r, at));
+        EXPECT_TRUE(matches(ops::conv2d_backward_weight(gpu(dy), gpu(x), c.w, c.p),
+                            ops::conv2d_backward_weight(dy, x, c.w, c.p), r, at));
+        EXPECT_TRUE(matches(ops::conv2d_backward_bias(gpu(dy)), ops::conv2d_backward_bias(dy),
+                            rtol_for(dt, 1e-5), 1e-5));
+      }
+    }
+  }
+  cuda::set_deterministic(false);
+  // the transposed convolution, with output padding and a bias
+  Tensor x = randn_t({2, 4, 5, 6}, DType::Float32, 135),
+         w = randn_t({4, 3, 3, 3}, DType::Float32, 136);
+  Tensor b = randn_t({3}, DType::Float32, 137);
+  const ops::Conv2dParams p{2, 2, 1, 1, 1, 1, 1};
+  EXPECT_TRUE(matches(ops::conv_transpose2d_forward(gpu(x), gpu(w), gpu(b), p, 1, 0),
+                      ops::conv_transpose2d_forward(x, w, b, p, 1, 0), 1e-4, 1e-4));
+}
+
+TEST(CudaOps, DeterministicConvolutionsAreBitIdenticalFromRunToRun) {
+  OKD_REQUIRE_GPU();
+  cuda::set_deterministic(true);
+  const ops::Conv2dParams p{1, 1, 1, 1, 1, 1, 1};
+  Tensor x = gpu(randn_t({16, 16, 16, 16}, DType::Float32, 141));
+  Tensor dy = gpu(randn_t({16, 32, 16, 16}, DType::Float32, 142));
+  Tensor first = cpu(ops::conv2d_backward_weight(dy, x, {32, 16, 3, 3}, p));
+  for (int run = 0; run < 3; ++run)
+    EXPECT_TRUE(
+        test::allclose(cpu(ops::conv2d_backward_weight(dy, x, {32, 16, 3, 3}, p)), first, 0, 0));
+  cuda::set_deterministic(false);
+}
+
+TEST(CudaOps, BatchNormTrainEvalBackwardMatchCpu) {
+  OKD_REQUIRE_GPU();
+  for (DType dt : kFloats) {
+    for (const Shape& s : {Shape{8, 5, 6, 7}, Shape{16, 3}}) {
+      SCOPED_TRACE(shape_str(s) + " " + dtype_name(dt));
+      const int64_t C = s[1];
+      Tensor x = ops::add(ops::mul(randn_t(s, dt, 151), 2.0), 0.5);
+      Tensor w = uniform_t({C}, 0.5, 1.5, dt, 152), b = randn_t({C}, dt, 153);
+      const double r = rtol_for(dt, 1e-5);
+      auto [y, st] = ops::batch_norm_train(x, w, b, 1e-5);
+      auto [yg, stg] = ops::batch_norm_train(gpu(x), gpu(w), gpu(b), 1e-5);
+      EXPECT_TRUE(matches(yg, y, r, 1e-5));
+      EXPECT_TRUE(matches(stg.mean, st.mean, r));
+      EXPECT_TRUE(matches(stg.invstd, st.invstd, r));
+      EXPECT_TRUE(matches(stg.var_unbiased, st.var_unbiased, r));
+      EXPECT_TRUE(matches(
+          ops::batch_norm_eval(gpu(x), gpu(st.mean), gpu(st.var_unbiased), gpu(w), gpu(b), 1e-5),
+          ops::batch_norm_eval(x, st.mean, st.var_unbiased, w, b, 1e-5), r, 1e-5));
+      Tensor dy = randn_t(s, dt, 154);
+      auto [dx, dw, db] = ops::batch_norm_backward(dy, x, w, st.mean, st.invstd);
+      auto [dxg, dwg, dbg] =
+          ops::batch_norm_backward(gpu(dy), gpu(x), gpu(w), gpu(st.mean), gpu(st.invstd));
+      EXPECT_TRUE(matches(dxg, dx, r, 1e-5));
+      EXPECT_TRUE(matches(dwg, dw, r, 1e-5));
+      EXPECT_TRUE(matches(dbg, db, r, 1e-5));
+      // no affine parameters
+      EXPECT_TRUE(matches(ops::batch_norm_train(gpu(x), Tensor(), Tensor(), 1e-3).first,
+                          ops::batch_norm_train(x, Tensor(), Tensor(), 1e-3).first, r, 1e-5));
+    }
+  }
+}
+
+TEST(CudaOps, PoolingForwardBackwardMatchCpu) {
+  OKD_REQUIRE_GPU();
+  struct Case {
+    int64_t k, s, p;
+  };
+  for (DType dt : kFloats) {
+    for (const Case& c : {Case{2, 2, 0}, Case{3, 2, 1}, Case{3, 1, 1}, Case{4, 3, 2}}) {
+      SCOPED_TRACE(std::to_string(c.k) + "/" + std::to_string(c.s) + "/" + std::to_string(c.p) +
+                   " " + dtype_name(dt));
+      const Shape s{3, 4, 11, 9};
+      Tensor x = randn_t(s, dt, 161);
+      auto [y, idx] = ops::max_pool2d_forward(x, c.k, c.s, c.p);
+      auto [yg, idxg] = ops::max_pool2d_forward(gpu(x), c.k, c.s, c.p);
+      EXPECT_TRUE(matches(yg, y, 0, 0));
+      EXPECT_TRUE(matches(idxg, idx, 0, 0));
+      Tensor dy = randn_t(y.shape(), dt, 162);
+      EXPECT_TRUE(matches(ops::max_pool2d_backward(gpu(dy), idxg, s),
+                          ops::max_pool2d_backward(dy, idx, s), 1e-12, 0));
+      Tensor a = ops::avg_pool2d_forward(x, c.k, c.s, c.p);
+      EXPECT_TRUE(matches(ops::avg_pool2d_forward(gpu(x), c.k, c.s, c.p), a, 1e-6, 1e-7));
+      Tensor da = randn_t(a.shape(), dt, 163);
+      EXPECT_TRUE(matches(ops::avg_pool2d_backward(gpu(da), s, c.k, c.s, c.p),
+                          ops::avg_pool2d_backward(da, s, c.k, c.s, c.p), 1e-6, 1e-7));
+    }
+    for (const auto& [oh, ow] : {std::pair<int64_t, int64_t>{1, 1}, {3, 4}, {5, 5}}) {
+      SCOPED_TRACE("adaptive " + std::to_string(oh) + "x" + std::to_string(ow));
+      const Shape s{2, 3, 10, 7};
+      Tensor x = randn_t(s, dt, 164), dy = randn_t({2, 3, oh, ow}, dt, 165);
+      EXPECT_TRUE(matches(ops::adaptive_avg_pool2d_forward(gpu(x), oh, ow),
+                          ops::adaptive_avg_pool2d_forward(x, oh, ow), 1e-6, 1e-7));
+      EXPECT_TRUE(matches(ops::adaptive_avg_pool2d_backward(gpu(dy), s),
+                          ops::adaptive_avg_pool2d_backward(dy, s), 1e-6, 1e-7));
+    }
+  }
+}
+
 // ---- errors ------------------------------------------------------------------------------------
 
 TEST(CudaOps, MisuseIsAClearError) {
@@ -473,11 +603,8 @@ TEST(CudaOps, MisuseIsAClearError) {
   EXPECT_NE(err.find("devices differ"), std::string::npos) << err;
   err = error_of([&] { ops::add(gpu(a), gpu(ops::to(a, DType::Float64))); });
   EXPECT_NE(err.find("dtypes differ"), std::string::npos) << err;
-  err = error_of([&] {
-    ops::conv2d_forward(gpu(randn_t({1, 1, 4, 4}, DType::Float32, 2)),
-                        gpu(randn_t({1, 1, 3, 3}, DType::Float32, 3)), Tensor(), {});
-  });
-  EXPECT_NE(err.find("op conv2d has no CUDA kernel yet"), std::string::npos) << err;
+  err = error_of([&] { ops::cat({gpu(a), gpu(a)}, 0); });
+  EXPECT_NE(err.find("op cat has no CUDA kernel yet"), std::string::npos) << err;
   err = error_of([&] { ops::logsumexp(gpu(a), {1}); });
   EXPECT_NE(err.find("op logsumexp has no CUDA kernel yet"), std::string::npos) << err;
   err = error_of([&] { gpu(a).at({0, 0}); });

@@ -1,0 +1,411 @@
+// conv2d forward, input-gradient and weight-gradient, and conv_transpose2d, on CUDA through cuDNN
+// (host code only; shapes and formulas in conv.h). For each (direction, shape, parameters, dtype,
+// policy) the algorithm is chosen once from cuDNN's heuristics (cudnnGet*Algorithm_v7, no timing
+// runs, so the choice itself is reproducible) and cached with its workspace size; the workspace
+// comes from the caching allocator. Policy: float32 uses FMA kernels only (no TF32) unless
+// set_allow_tf32(true); with set_deterministic(true) only algorithms cuDNN reports as deterministic
+// are used (some backward algorithms accumulate with atomics otherwise). The bias is added with
+// okd's own broadcasting add_. Without cuDNN in the build, these ops say they have no CUDA kernel.
+#include "okd/build_config.h"
+#include "tensor/cuda/cuda_ops.h"
+#include "tensor/ops/conv.h"
+#include "tensor/ops/copy.h"
+#include "tensor/ops/elementwise.h"
+#include "tensor/ops/view.h"
+
+#if OKD_HAVE_CUDNN
+#include <cudnn.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <climits>
+#include <map>
+#include <mutex>
+
+#include "tensor/cuda/context.h"  // after cudnn.h: defines OKD_CUDNN_CHECK
+
+namespace okd::cuda {
+
+namespace {
+
+std::atomic<bool> g_deterministic{false};
+
+cudnnHandle_t cudnn_handle() {
+  static cudnnHandle_t h = [] {
+    cudnnHandle_t handle = nullptr;
+    OKD_CUDNN_CHECK("cudnn", cudnnCreate(&handle));
+    OKD_CUDNN_CHECK("cudnn", cudnnSetStream(handle, stream()));
+    return handle;
+  }();
+  return h;
+}
+
+// One cuDNN descriptor, destroyed with its owner (members of ConvDescs, so a failure half-way
+// through the constructor still frees the ones already made).
+template <class D, cudnnStatus_t (*Create)(D*), cudnnStatus_t (*Destroy)(D)>
+struct Desc {
+  D d = nullptr;
+  Desc() { OKD_CUDNN_CHECK("conv2d", Create(&d)); }
+  ~Desc() {
+    if (d) Destroy(d);
+  }
+  Desc(const Desc&) = delete;
+  Desc& operator=(const Desc&) = delete;
+};
+using TensorDesc =
+    Desc<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor>;
+using FilterDesc =
+    Desc<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
+using ConvDesc = Desc<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor,
+                      cudnnDestroyConvolutionDescriptor>;
+
+int to_int(int64_t v, const char* op) {
+  OKD_CHECK(v >= 0 && v <= INT_MAX, op, ": size ", v, " exceeds cuDNN's 32-bit limit");
+  return static_cast<int>(v);
+}
+
+cudnnDataType_t cudnn_type(DType dt) {
+  return dt == DType::Float32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE;
+}
+
+// The conv2d x [N,C,H,W] * w [O,C/G,kH,kW] -> y [N,O,OH,OW] as cuDNN sees it, for all directions.
+struct ConvDescs {
+  TensorDesc x, y;
+  FilterDesc w;
+  ConvDesc conv;
+  ConvDescs(const Shape& xs, const Shape& ws, const Shape& ys, const ops::Conv2dParams& p, DType dt,
+            const char* op) {
+    const cudnnDataType_t t = cudnn_type(dt);
+    OKD_CUDNN_CHECK(
+        op, cudnnSetTensor4dDescriptor(x.d, CUDNN_TENSOR_NCHW, t, to_int(xs[0], op),
+                                       to_int(xs[1], op), to_int(xs[2], op), to_int(xs[3], op)));
+    OKD_CUDNN_CHECK(
+        op, cudnnSetTensor4dDescriptor(y.d, CUDNN_TENSOR_NCHW, t, to_int(ys[0], op),
+                                       to_int(ys[1], op), to_int(ys[2], op), to_int(ys[3], op)));
+    OKD_CUDNN_CHECK(
+        op, cudnnSetFilter4dDescriptor(w.d, t, CUDNN_TENSOR_NCHW, to_int(ws[0], op),
+                                       to_int(ws[1], op), to_int(ws[2], op), to_int(ws[3], op)));
+    OKD_CUDNN_CHECK(op, cudnnSetConvolution2dDescriptor(
+                            conv.d, to_int(p.pad_h, op), to_int(p.pad_w, op),
+                            to_int(p.stride_h, op), to_int(p.stride_w, op), to_int(p.dil_h, op),
+                            to_int(p.dil_w, op), CUDNN_CROSS_CORRELATION, t));
+    OKD_CUDNN_CHECK(op, cudnnSetConvolutionGroupCount(conv.d, to_int(p.groups, op)));
+  }
+};
+
+enum class Dir : int64_t { Forward, BackwardData, BackwardFilter };
+
+// The algorithm, math type and workspace chosen for one configuration.
+struct Plan {
+  int algo = 0;
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+  size_t workspace = 0;
+};
+
+// The first of cuDNN's ranked candidates that ran in the heuristics, obeys the determinism
+// policy, and (float32 without TF32) uses FMA kernels; -1 if none.
+template <class Perf>
+int pick(const Perf* perf, int n, bool fma_only, bool deterministic, cudnnMathType_t& math) {
+  for (int i = 0; i < n; ++i) {
+    if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
+    if (deterministic && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
+    if (fma_only && perf[i].mathType != CUDNN_FMA_MATH) continue;
+    math = perf[i].mathType;
+    return static_cast<int>(perf[i].algo);
+  }
+  return -1;
+}
+
+// Chooses (once per key) and applies the plan: sets the math type on d.conv, returns the plan.
+Plan plan_for(Dir dir, const Shape& xs, const Shape& ws, const Shape& ys,
+              const ops::Conv2dParams& p, DType dt, ConvDescs& d, const char* op) {
+  const bool fma_only = dt == DType::Float32 && !allow_tf32();
+  const bool deterministic = g_deterministic;
+  const std::array<int64_t, 23> key = {static_cast<int64_t>(dir),
+                                       static_cast<int64_t>(dt),
+                                       xs[0],
+                                       xs[1],
+                                       xs[2],
+                                       xs[3],
+                                       ws[0],
+                                       ws[1],
+                                       ws[2],
+                                       ws[3],
+                                       ys[2],
+                                       ys[3],
+                                       p.stride_h,
+                                       p.stride_w,
+                                       p.pad_h,
+                                       p.pad_w,
+                                       p.dil_h,
+                                       p.dil_w,
+                                       p.groups,
+                                       fma_only,
+                                       deterministic,
+                                       ys[1],
+                                       0};
+  static std::mutex mu;
+  static std::map<std::array<int64_t, 23>, Plan> cache;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) {
+      OKD_CUDNN_CHECK(op, cudnnSetConvolutionMathType(d.conv.d, it->second.math));
+      return it->second;
+    }
+  }
+  const cudnnMathType_t wanted = fma_only ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+  OKD_CUDNN_CHECK(op, cudnnSetConvolutionMathType(d.conv.d, wanted));
+  cudnnHandle_t h = cudnn_handle();
+  Plan pl;
+  pl.math = wanted;
+  int n = 0;
+  switch (dir) {
+    case Dir::Forward: {
+      cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+      OKD_CUDNN_CHECK(
+          op, cudnnGetConvolutionForwardAlgorithm_v7(h, d.x.d, d.w.d, d.conv.d, d.y.d,
+                                                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
+      pl.algo = pick(perf, n, fma_only, deterministic, pl.math);
+      if (pl.algo < 0) {  // no ranked candidate fits the policy: a deterministic FMA one
+        pl.algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+        pl.math = wanted;
+      }
+      OKD_CUDNN_CHECK(op, cudnnSetConvolutionMathType(d.conv.d, pl.math));
+      OKD_CUDNN_CHECK(op, cudnnGetConvolutionForwardWorkspaceSize(
+                              h, d.x.d, d.w.d, d.conv.d, d.y.d,
+                              static_cast<cudnnConvolutionFwdAlgo_t>(pl.algo), &pl.workspace));
+      break;
+    }
+    case Dir::BackwardData: {
+      cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+      OKD_CUDNN_CHECK(op, cudnnGetConvolutionBackwardDataAlgorithm_v7(
+                              h, d.w.d, d.y.d, d.conv.d, d.x.d,
+                              CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
+      pl.algo = pick(perf, n, fma_only, deterministic, pl.math);
+      if (pl.algo < 0) {  // no ranked candidate fits the policy: a deterministic FMA one
+        pl.algo = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+        pl.math = wanted;
+      }
+      OKD_CUDNN_CHECK(op, cudnnSetConvolutionMathType(d.conv.d, pl.math));
+      OKD_CUDNN_CHECK(op, cudnnGetConvolutionBackwardDataWorkspaceSize(
+                              h, d.w.d, d.y.d, d.conv.d, d.x.d,
+                              static_cast<cudnnConvolutionBwdDataAlgo_t>(pl.algo), &pl.workspace));
+      break;
+    }
+    case Dir::BackwardFilter: {
+      cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+      OKD_CUDNN_CHECK(op, cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+                              h, d.x.d, d.y.d, d.conv.d, d.w.d,
+                              CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
+      pl.algo = pick(perf, n, fma_only, deterministic, pl.math);
+      if (pl.algo < 0) {  // no ranked candidate fits the policy: a deterministic FMA one
+        pl.algo = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
+        pl.math = wanted;
+      }
+      OKD_CUDNN_CHECK(op, cudnnSetConvolutionMathType(d.conv.d, pl.math));
+      OKD_CUDNN_CHECK(op,
+                      cudnnGetConvolutionBackwardFilterWorkspaceSize(
+                          h, d.x.d, d.y.d, d.conv.d, d.w.d,
+                          static_cast<cudnnConvolutionBwdFilterAlgo_t>(pl.algo), &pl.workspace));
+      break;
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  cache.emplace(key, pl);
+  return pl;
+}
+
+// cuDNN's scaling factors are float for float data and double for double data.
+struct Scale {
+  float f[2] = {1.0f, 0.0f};
+  double d[2] = {1.0, 0.0};
+  const void* one(DType dt) const {
+    return dt == DType::Float32 ? static_cast<const void*>(&f[0]) : &d[0];
+  }
+  const void* zero(DType dt) const {
+    return dt == DType::Float32 ? static_cast<const void*>(&f[1]) : &d[1];
+  }
+};
+
+Tensor workspace(const Plan& pl, Device dev) {
+  return pl.workspace ? empty({static_cast<int64_t>(pl.workspace)}, DType::UInt8, dev) : Tensor();
+}
+void* ptr(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
+
+// The checks of conv_cpu.cpp's check_conv, for CUDA operands.
+void check_conv(const Tensor& input, const Tensor& weight, const ops::Conv2dParams& p,
+                const char* op) {
+  OKD_CHECK(input.dim() == 4, op, ": expected a 4-D input [N, C, H, W], got ",
+            shape_str(input.shape()));
+  OKD_CHECK(weight.dim() == 4, op, ": expected a 4-D weight, got ", shape_str(weight.shape()));
+  OKD_CHECK(input.dtype() == weight.dtype(), op, ": input is ", dtype_name(input.dtype()),
+            " but weight is ", dtype_name(weight.dtype()));
+  OKD_CHECK(is_floating(input.dtype()), op, ": expected float32 or float64, got ",
+            dtype_name(input.dtype()));
+  OKD_CHECK(input.device() == weight.device(), op, ": input is on ", input.device().str(),
+            " but weight on ", weight.device().str());
+  check_device(input, op);
+  OKD_CHECK(p.groups >= 1 && p.stride_h >= 1 && p.stride_w >= 1 && p.dil_h >= 1 && p.dil_w >= 1 &&
+                p.pad_h >= 0 && p.pad_w >= 0,
+            op, ": invalid stride/padding/dilation/groups");
+}
+
+void add_bias(const Tensor& out, const Tensor& bias, int64_t channels, const char* op) {
+  if (!bias.defined()) return;
+  OKD_CHECK(bias.dim() == 1 && bias.size(0) == channels, op, ": bias ", shape_str(bias.shape()),
+            " does not match ", channels, " output channels");
+  OKD_CHECK(bias.device() == out.device() && bias.dtype() == out.dtype(), op, ": bias ",
+            bias.desc(), " does not match the output ", out.desc());
+  ops::add_(out, ops::reshape(bias, {1, channels, 1, 1}));
+}
+
+// dx [xs] of conv2d from dy and w (also the forward of conv_transpose2d).
+Tensor backward_data(const Tensor& dy_, const Tensor& w_, const Shape& xs,
+                     const ops::Conv2dParams& p, const char* op) {
+  const Tensor dy = ops::contiguous(dy_), w = ops::contiguous(w_);
+  Tensor dx = empty(xs, dy.dtype(), dy.device());
+  if (dx.numel() == 0) return dx;
+  ConvDescs d(xs, w.shape(), dy.shape(), p, dy.dtype(), op);
+  const Plan pl = plan_for(Dir::BackwardData, xs, w.shape(), dy.shape(), p, dy.dtype(), d, op);
+  const Tensor ws = workspace(pl, dy.device());
+  const Scale s;
+  OKD_CUDNN_CHECK(
+      op, cudnnConvolutionBackwardData(cudnn_handle(), s.one(dy.dtype()), d.w.d, w.raw_data(),
+                                       d.y.d, dy.raw_data(), d.conv.d,
+                                       static_cast<cudnnConvolutionBwdDataAlgo_t>(pl.algo), ptr(ws),
+                                       pl.workspace, s.zero(dy.dtype()), d.x.d, dx.raw_data()));
+  return dx;
+}
+
+}  // namespace
+
+void set_deterministic(bool on) { g_deterministic = on; }
+bool deterministic() { return g_deterministic; }
+std::string cudnn_version() { return str(cudnnGetVersion()); }
+
+Tensor conv2d_forward(const Tensor& input_, const Tensor& weight_, const Tensor& bias,
+                      const ops::Conv2dParams& p) {
+  check_conv(input_, weight_, p, "conv2d");
+  const Shape& s = input_.shape();
+  const Shape& ws = weight_.shape();
+  const int64_t N = s[0], C = s[1], O = ws[0], G = p.groups;
+  OKD_CHECK(O % G == 0 && C % G == 0, "conv2d: channels (", C, " in, ", O,
+            " out) are not divisible by groups ", G);
+  OKD_CHECK(ws[1] * G == C, "conv2d: input has ", C, " channels but weight expects ", ws[1] * G,
+            " (input ", shape_str(s), ", weight ", shape_str(ws), ", groups ", G, ")");
+  const auto [OH, OW] = ops::conv2d_output_size(s, ws, p);
+  const Tensor x = ops::contiguous(input_), w = ops::contiguous(weight_);
+  Tensor out = empty({N, O, OH, OW}, x.dtype(), x.device());
+  if (out.numel() == 0) return out;
+  ConvDescs d(s, ws, out.shape(), p, x.dtype(), "conv2d");
+  const Plan pl = plan_for(Dir::Forward, s, ws, out.shape(), p, x.dtype(), d, "conv2d");
+  const Tensor wsp = workspace(pl, x.device());
+  const Scale sc;
+  OKD_CUDNN_CHECK("conv2d",
+                  cudnnConvolutionForward(cudnn_handle(), sc.one(x.dtype()), d.x.d, x.raw_data(),
+                                          d.w.d, w.raw_data(), d.conv.d,
+                                          static_cast<cudnnConvolutionFwdAlgo_t>(pl.algo), ptr(wsp),
+                                          pl.workspace, sc.zero(x.dtype()), d.y.d, out.raw_data()));
+  add_bias(out, bias, O, "conv2d");
+  return out;
+}
+
+Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& weight, const Shape& s,
+                             const ops::Conv2dParams& p) {
+  const char* op = "conv2d_backward_input";
+  OKD_CHECK(s.size() == 4 && grad_out.dim() == 4 && weight.dim() == 4, op,
+            ": expected 4-D shapes, got grad_output ", shape_str(grad_out.shape()), ", weight ",
+            shape_str(weight.shape()), ", input ", shape_str(s));
+  OKD_CHECK(grad_out.size(1) == weight.size(0) && grad_out.size(0) == s[0],
+            "conv2d backward: grad_output ", shape_str(grad_out.shape()), " does not match weight ",
+            shape_str(weight.shape()), " and input ", shape_str(s));
+  check_conv(grad_out, weight, p, op);
+  return backward_data(grad_out, weight, s, p, op);
+}
+
+Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& input, const Shape& ws,
+                              const ops::Conv2dParams& p) {
+  const char* op = "conv2d_backward_weight";
+  OKD_CHECK(ws.size() == 4 && grad_out.dim() == 4 && input.dim() == 4, op,
+            ": expected 4-D shapes, got grad_output ", shape_str(grad_out.shape()), ", input ",
+            shape_str(input.shape()), ", weight ", shape_str(ws));
+  OKD_CHECK(grad_out.size(1) == ws[0] && grad_out.size(0) == input.size(0),
+            "conv2d backward: grad_output ", shape_str(grad_out.shape()), " does not match weight ",
+            shape_str(ws), " and input ", shape_str(input.shape()));
+  OKD_CHECK(grad_out.dtype() == input.dtype() && grad_out.device() == input.device(), op,
+            ": grad_output ", grad_out.desc(), " does not match input ", input.desc());
+  check_device(input, op);
+  const Tensor x = ops::contiguous(input), dy = ops::contiguous(grad_out);
+  Tensor dw = empty(ws, x.dtype(), x.device());
+  if (dw.numel() == 0) return dw;
+  if (x.numel() == 0 || dy.numel() == 0) {
+    ops::fill_(dw, 0.0);
+    return dw;
+  }
+  ConvDescs d(x.shape(), ws, dy.shape(), p, x.dtype(), op);
+  const Plan pl = plan_for(Dir::BackwardFilter, x.shape(), ws, dy.shape(), p, x.dtype(), d, op);
+  const Tensor wsp = workspace(pl, x.device());
+  const Scale sc;
+  OKD_CUDNN_CHECK(op,
+                  cudnnConvolutionBackwardFilter(
+                      cudnn_handle(), sc.one(x.dtype()), d.x.d, x.raw_data(), d.y.d, dy.raw_data(),
+                      d.conv.d, static_cast<cudnnConvolutionBwdFilterAlgo_t>(pl.algo), ptr(wsp),
+                      pl.workspace, sc.zero(x.dtype()), d.w.d, dw.raw_data()));
+  return dw;
+}
+
+Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
+                                const ops::Conv2dParams& p, int64_t oph, int64_t opw) {
+  check_conv(input, weight, p, "conv_transpose2d");
+  const Shape& s = input.shape();
+  const Shape& ws = weight.shape();
+  OKD_CHECK(ws[0] == s[1], "conv_transpose2d: input has ", s[1], " channels but weight expects ",
+            ws[0], " (input ", shape_str(s), ", weight ", shape_str(ws), ")");
+  OKD_CHECK(oph >= 0 && opw >= 0 && oph < std::max(p.stride_h, p.dil_h) &&
+                opw < std::max(p.stride_w, p.dil_w),
+            "conv_transpose2d: output_padding must be smaller than stride or dilation");
+  const int64_t Cout = ws[1] * p.groups;
+  const int64_t OH = (s[2] - 1) * p.stride_h - 2 * p.pad_h + p.dil_h * (ws[2] - 1) + oph + 1;
+  const int64_t OW = (s[3] - 1) * p.stride_w - 2 * p.pad_w + p.dil_w * (ws[3] - 1) + opw + 1;
+  OKD_CHECK(OH > 0 && OW > 0, "conv_transpose2d: output would be empty for input ", shape_str(s));
+  // The transposed convolution is the input-gradient of a conv2d whose input is the output here.
+  Tensor out = backward_data(input, weight, {s[0], Cout, OH, OW}, p, "conv_transpose2d");
+  add_bias(out, bias, Cout, "conv_transpose2d");
+  return out;
+}
+
+}  // namespace okd::cuda
+
+#else  // OKD_HAVE_CUDNN
+
+namespace okd::cuda {
+
+namespace {
+[[noreturn]] void no_cudnn(const char* op) {
+  OKD_FAIL("op ", op, " has no CUDA kernel yet: okd was built without cuDNN");
+}
+}  // namespace
+
+void set_deterministic(bool) {}
+bool deterministic() { return false; }
+std::string cudnn_version() { return "not built"; }
+Tensor conv2d_forward(const Tensor&, const Tensor&, const Tensor&, const ops::Conv2dParams&) {
+  no_cudnn("conv2d");
+}
+Tensor conv2d_backward_input(const Tensor&, const Tensor&, const Shape&, const ops::Conv2dParams&) {
+  no_cudnn("conv2d_backward_input");
+}
+Tensor conv2d_backward_weight(const Tensor&, const Tensor&, const Shape&,
+                              const ops::Conv2dParams&) {
+  no_cudnn("conv2d_backward_weight");
+}
+Tensor conv_transpose2d_forward(const Tensor&, const Tensor&, const Tensor&,
+                                const ops::Conv2dParams&, int64_t, int64_t) {
+  no_cudnn("conv_transpose2d");
+}
+
+}  // namespace okd::cuda
+
+#endif  // OKD_HAVE_CUDNN
