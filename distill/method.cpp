@@ -86,6 +86,23 @@ void Method::update(StepResult& result, optim::Optimizer& main, const TrainClock
   main.step();
 }
 
+Recipe Method::reference_recipe(const std::string&, const std::string&) const {
+  Recipe r;
+  r.source = "classic.md §1.5, the common online-KD protocol";
+  r.epochs = 300;
+  r.batch_size = 128;
+  r.lr = 0.1;
+  r.momentum = 0.9;
+  r.nesterov = true;
+  r.weight_decay = 5e-4;
+  r.milestones = std::vector<double>{150, 225};
+  r.gamma = 0.1;
+  r.augment = "standard";
+  r.padding = "zero";
+  r.normalize = "dataset";
+  return r;
+}
+
 void Method::set_training(bool on) const {
   for (const auto& [n, net] : networks()) net->train(on);
 }

@@ -88,6 +88,17 @@ struct ParamGroup {
   std::optional<double> weight_decay;
 };
 
+// A method's published training recipe (train_cifar --recipe reference): every field that is
+// set replaces the flag of the same name unless that flag was given explicitly.
+struct Recipe {
+  std::string source;  // where it comes from, e.g. "seeds.md §5.4 (official code)"
+  std::optional<int64_t> epochs, batch_size;
+  std::optional<double> lr, momentum, weight_decay, gamma, rrc_min_scale;
+  std::optional<bool> nesterov;
+  std::optional<std::vector<double>> milestones;
+  std::optional<std::string> augment, padding, normalize;
+};
+
 class Method {
  public:
   virtual ~Method() = default;
@@ -126,6 +137,10 @@ class Method {
   // State beyond the networks' state_dicts (extra optimizers, EMA copies, step counters).
   virtual nn::NamedTensors extra_state() const { return {}; }
   virtual void load_extra_state(const nn::NamedTensors&) {}
+  // The recipe of the method's reference code for a dataset and architecture. The default is the
+  // common online-KD protocol of classic.md §1.5 (300 epochs, lr 0.1 x0.1 at 150 and 225,
+  // SGD momentum 0.9 Nesterov, weight decay 5e-4, batch 128, crop + flip).
+  virtual Recipe reference_recipe(const std::string& dataset, const std::string& arch) const;
   // One line naming every variant choice (assumptions, reference quirks) the run uses.
   virtual std::string variant_summary() const { return ""; }
 

@@ -49,6 +49,16 @@ void add_train_flags(CLI::App& app, TrainConfig& c) {
   app.add_option("--cutout", c.cutout,
                  "erase a random N x N square of each training image after normalisation "
                  "(Cutout; 0 = off)");
+  app.add_option("--padding", c.padding, "padding of the standard random crop: zero | reflect")
+      ->check(CLI::IsMember({"zero", "reflect"}));
+  app.add_option("--normalize", c.normalize,
+                 "normalisation statistics: dataset (the dataset's own mean/std) | imagenet")
+      ->check(CLI::IsMember({"dataset", "imagenet"}));
+  app.add_option("--recipe", c.recipe,
+                 "common: the flags as given (one recipe for every method, for fair comparisons) "
+                 "| reference: the method's published recipe (epochs, lr, momentum, Nesterov, "
+                 "weight decay, milestones, augmentation) for every flag not given explicitly")
+      ->check(CLI::IsMember({"common", "reference"}));
   app.add_option("--epochs", c.epochs, "training epochs");
   app.add_option("--batch-size", c.batch_size, "mini-batch size");
   app.add_option("--lr", c.lr, "initial learning rate");
@@ -134,6 +144,9 @@ bool parse_train_args(int argc, const char* const* argv, TrainConfig& cfg, std::
   } catch (const CLI::ParseError& e) {
     OKD_FAIL("train_cifar: ", e.what(), " (see --help)");
   }
+  for (const auto* opt : app.get_options())
+    if (opt->count() > 0 && !opt->get_lnames().empty())
+      cfg.explicit_flags.push_back(opt->get_lnames()[0]);
   // An option of another method than --method would be silently ignored: refuse it.
   for (const auto& [key, value] : cfg.method_options) {
     if (key.rfind(cfg.method + ".", 0) == 0 || app.count("--" + key) == 0) continue;
@@ -205,6 +218,55 @@ void validate(TrainConfig& c) {
   }
 }
 
+std::string apply_recipe(TrainConfig& c) {
+  if (c.recipe != "reference") return "";
+  auto given = [&](const std::string& flag) {
+    return std::find(c.explicit_flags.begin(), c.explicit_flags.end(), flag) !=
+           c.explicit_flags.end();
+  };
+  const std::string dataset = c.dataset.empty() ? "fashion-mnist" : c.dataset;
+  distill::Recipe r = distill::make_method(c.method)->reference_recipe(dataset, c.arch);
+  std::vector<std::string> applied;
+  auto set = [&](const char* flag, auto& field, const auto& value, const std::string& shown) {
+    if (given(flag)) return;
+    field = value;
+    applied.push_back(std::string("--") + flag + " " + shown);
+  };
+  auto num = [](double v) {
+    std::ostringstream os;
+    os << v;
+    return os.str();
+  };
+  if (r.epochs) set("epochs", c.epochs, *r.epochs, std::to_string(*r.epochs));
+  if (r.lr) set("lr", c.lr, *r.lr, num(*r.lr));
+  if (r.momentum) set("momentum", c.momentum, *r.momentum, num(*r.momentum));
+  if (r.nesterov) set("nesterov", c.nesterov, *r.nesterov, *r.nesterov ? "on" : "off");
+  if (r.weight_decay) set("weight-decay", c.weight_decay, *r.weight_decay, num(*r.weight_decay));
+  if (r.milestones) {
+    // With a different number of epochs the milestones keep their place in the run:
+    // m * epochs / reference epochs (rounded), e.g. 150, 225 of 300 -> 8, 11 of 15.
+    std::vector<double> ms = *r.milestones;
+    if (r.epochs && c.epochs != *r.epochs)
+      for (double& m : ms)
+        m = std::max(1.0, std::round(m * static_cast<double>(c.epochs) / *r.epochs));
+    std::string m;
+    for (double v : ms) m += (m.empty() ? "" : ",") + num(v);
+    if (!given("schedule")) c.schedule = "multistep";
+    set("milestones", c.milestones, ms, m);
+  }
+  if (r.gamma) set("gamma", c.gamma, *r.gamma, num(*r.gamma));
+  if (r.batch_size) set("batch-size", c.batch_size, *r.batch_size, std::to_string(*r.batch_size));
+  if (r.augment) set("augment", c.augment, *r.augment, *r.augment);
+  if (r.rrc_min_scale)
+    set("rrc-min-scale", c.rrc_min_scale, *r.rrc_min_scale, num(*r.rrc_min_scale));
+  if (r.padding) set("padding", c.padding, *r.padding, *r.padding);
+  if (r.normalize) set("normalize", c.normalize, *r.normalize, *r.normalize);
+  std::string line = "recipe: " + c.method + " reference (" + r.source + ")";
+  for (const auto& a : applied) line += " " + a;
+  if (applied.empty()) line += ": every flag given explicitly";
+  return line;
+}
+
 ConfigMap to_config_map(const TrainConfig& c) {
   ConfigMap m{{"method", c.method},
               {"arch", c.arch},
@@ -214,6 +276,9 @@ ConfigMap to_config_map(const TrainConfig& c) {
               {"image-size", std::to_string(c.image_size)},
               {"rrc-min-scale", num(c.rrc_min_scale)},
               {"cutout", std::to_string(c.cutout)},
+              {"padding", c.padding},
+              {"normalize", c.normalize},
+              {"recipe", c.recipe},
               {"epochs", std::to_string(c.epochs)},
               {"batch-size", std::to_string(c.batch_size)},
               {"lr", num(c.lr)},

@@ -17,10 +17,13 @@ struct TrainConfig {
   std::string arch = "resnet20";
   std::string dataset = "";  // "" = fashion-mnist unless --data-dir says otherwise
   std::string data_dir = "";
-  std::string augment = "standard";  // standard | flip-rrc | none
-  int64_t image_size = 0;            // imagefolder: images resized to this at load (0: own size)
-  double rrc_min_scale = 0.5;        // flip-rrc: smallest area fraction of the crop
-  int64_t cutout = 0;                // side of the cutout square (0: none)
+  std::string augment = "standard";   // standard | flip-rrc | none
+  int64_t image_size = 0;             // imagefolder: images resized to this at load (0: own size)
+  double rrc_min_scale = 0.5;         // flip-rrc: smallest area fraction of the crop
+  int64_t cutout = 0;                 // side of the cutout square (0: none)
+  std::string padding = "zero";       // zero | reflect: the padding of the standard random crop
+  std::string normalize = "dataset";  // dataset | imagenet: the mean/std of the normalisation
+  std::string recipe = "common";      // common | reference (the method's published recipe)
   int64_t epochs = 15;
   int64_t batch_size = 128;
   double lr = 0.1;
@@ -47,9 +50,10 @@ struct TrainConfig {
   std::string eval_only = "";
   bool list_methods = false;
   bool list_archs = false;
-  int64_t checkpoint_every_steps = 0;  // 0 = at the end of each epoch only
-  int64_t stop_after_steps = 0;        // > 0: behave as if Ctrl-C came after this many steps
-  ConfigMap method_options;            // "<method>.<key>" -> value
+  int64_t checkpoint_every_steps = 0;       // 0 = at the end of each epoch only
+  int64_t stop_after_steps = 0;             // > 0: behave as if Ctrl-C came after this many steps
+  ConfigMap method_options;                 // "<method>.<key>" -> value
+  std::vector<std::string> explicit_flags;  // flags given on the command line or in --config
 };
 
 // Adds every flag (with its default in --help) and every method's namespaced options.
@@ -57,6 +61,9 @@ void add_train_flags(CLI::App& app, TrainConfig& cfg);
 // Parses argv, first applying a --config TOML file whose keys are flag names; the command line
 // overrides the file. Returns false when the app should exit (help printed); throws on errors.
 bool parse_train_args(int argc, const char* const* argv, TrainConfig& cfg, std::string& help_text);
+// With --recipe reference, sets every flag of the method's reference recipe that was not given
+// explicitly; returns one line saying what was applied ("" when nothing was).
+std::string apply_recipe(TrainConfig& cfg);
 // Checks values and fills derived defaults (dataset, milestones, out dir); throws naming the key.
 void validate(TrainConfig& cfg);
 ConfigMap to_config_map(const TrainConfig& cfg);

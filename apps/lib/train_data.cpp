@@ -80,11 +80,14 @@ data::ImageDataset limit(const data::ImageDataset& d, int64_t n, const TrainConf
 
 std::string augment_description(const TrainConfig& cfg, int64_t size) {
   const std::string s = std::to_string(size);
-  std::string d = cfg.augment == "standard"   ? "crop " + s + " pad 4 + flip"
-                  : cfg.augment == "flip-rrc" ? "flip + random resized crop " + s + " scale (" +
-                                                    str(cfg.rrc_min_scale) + ", 1) ratio (3/4, 4/3)"
-                                              : "";
+  std::string d =
+      cfg.augment == "standard"
+          ? "crop " + s + " pad 4" + (cfg.padding == "reflect" ? " (reflect)" : "") + " + flip"
+      : cfg.augment == "flip-rrc" ? "flip + random resized crop " + s + " scale (" +
+                                        str(cfg.rrc_min_scale) + ", 1) ratio (3/4, 4/3)"
+                                  : "";
   if (cfg.cutout > 0) d += (d.empty() ? "" : " + ") + ("cutout " + std::to_string(cfg.cutout));
+  if (cfg.normalize == "imagenet") d += (d.empty() ? "" : ", ") + std::string("ImageNet mean/std");
   return d.empty() ? ", no augmentation" : ", augmentation: " + d;
 }
 
@@ -126,6 +129,10 @@ std::unique_ptr<TrainData> make_train_data(const TrainConfig& cfg, int views) {
              ": not supported by train_cifar (use cifar10, cifar100, fashion-mnist, mnist or "
              "imagefolder)");
   }
+  if (cfg.normalize == "imagenet") {
+    mean = {0.485f, 0.456f, 0.406f};
+    std = {0.229f, 0.224f, 0.225f};
+  }
   train = limit(train, cfg.limit_train, cfg);
   test = limit(test, cfg.limit_test, cfg);
 
@@ -150,6 +157,7 @@ std::unique_ptr<TrainData> make_train_data(const TrainConfig& cfg, int views) {
   tr.augment.std = std;
   if (cfg.augment == "standard") {
     tr.augment.crop_padding = 4;
+    tr.augment.reflect_padding = cfg.padding == "reflect";
     tr.augment.hflip = true;
   } else if (cfg.augment == "flip-rrc") {
     tr.augment.hflip = true;

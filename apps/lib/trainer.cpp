@@ -640,7 +640,9 @@ int run_train_cifar(int argc, const char* const* argv) {
       if (cfg.threads > 0) saved.threads = cfg.threads;
       cfg = saved;
     }
+    const std::string recipe = apply_recipe(cfg);
     validate(cfg);
+    if (!recipe.empty()) std::printf("%s\n", recipe.c_str());
     Trainer trainer(cfg);
     return trainer.run();
   } catch (const std::exception& e) {

@@ -264,4 +264,12 @@ std::string DkelMethod::variant_summary() const {
   return buf;
 }
 
+Recipe DkelMethod::reference_recipe(const std::string& dataset, const std::string& arch) const {
+  Recipe r = Method::reference_recipe(dataset, arch);
+  r.source = "seeds.md §6.5 (official code)";
+  r.nesterov = true;
+  r.weight_decay = 5e-4;
+  return r;
+}
+
 }  // namespace okd::distill

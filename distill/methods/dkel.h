@@ -55,6 +55,7 @@ class DkelMethod : public Method {
   nn::NamedTensors extra_state() const override;
   void load_extra_state(const nn::NamedTensors& state) override;
   std::string variant_summary() const override;
+  Recipe reference_recipe(const std::string& dataset, const std::string& arch) const override;
 
   // Ramp-up and decaying-ensemble weights of an epoch (from 0).
   double rampup_weight(int64_t epoch) const;

@@ -172,4 +172,20 @@ std::string EkdFwsMethod::variant_summary() const {
   return buf;
 }
 
+Recipe EkdFwsMethod::reference_recipe(const std::string& dataset, const std::string& arch) const {
+  Recipe r = Method::reference_recipe(dataset, arch);
+  r.source = "seeds.md §2.4 (official code; its scheduler steps at epoch start: drops at 149, 249)";
+  r.epochs = 300;
+  r.lr = resnet_depth(arch) >= 56 ? 0.01 : 0.1;
+  r.nesterov = false;
+  r.weight_decay = 1e-4;
+  r.milestones = std::vector<double>{149, 249};
+  r.normalize = "imagenet";
+  if (dataset == "cifar10") {
+    r.augment = "flip-rrc";
+    r.rrc_min_scale = 0.5;
+  }
+  return r;
+}
+
 }  // namespace okd::distill

@@ -55,6 +55,7 @@ class EkdFwsMethod : public Method {
   nn::NamedTensors extra_state() const override;
   void load_extra_state(const nn::NamedTensors& state) override;
   std::string variant_summary() const override;
+  Recipe reference_recipe(const std::string& dataset, const std::string& arch) const override;
 
   // The loss of one batch from the paths' logits and last feature maps (exposed for tests).
   StepResult loss(const EkdNet::Output& out, const Tensor& labels) const;

@@ -98,4 +98,14 @@ std::string FflMethod::variant_summary() const {
   return buf;
 }
 
+Recipe FflMethod::reference_recipe(const std::string& dataset, const std::string& arch) const {
+  Recipe r = Method::reference_recipe(dataset, arch);
+  r.source = "seeds.md §3.4 (official code: epochs 0..300, fusion module weight decay 1e-5)";
+  r.epochs = 301;
+  r.nesterov = true;
+  r.weight_decay = 1e-4;
+  r.padding = "reflect";
+  return r;
+}
+
 }  // namespace okd::distill

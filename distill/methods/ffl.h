@@ -26,6 +26,7 @@ class FflMethod : public Method {
   int64_t deployed_num_parameters() const override { return net_->deployed_num_parameters(); }
   std::vector<std::pair<std::string, Tensor>> eval_logits(const Tensor& images) override;
   std::string variant_summary() const override;
+  Recipe reference_recipe(const std::string& dataset, const std::string& arch) const override;
 
   struct Output {
     Tensor z1, z2, zf;  // sub-network and fused logits

@@ -293,4 +293,14 @@ std::string FfsdMethod::variant_summary() const {
   return buf;
 }
 
+Recipe FfsdMethod::reference_recipe(const std::string& dataset, const std::string& arch) const {
+  Recipe r = Method::reference_recipe(dataset, arch);
+  r.source = "seeds.md §5.4 (official code: epochs 1..299)";
+  r.epochs = 299;
+  r.nesterov = true;
+  r.weight_decay = 1e-4;
+  r.padding = "reflect";
+  return r;
+}
+
 }  // namespace okd::distill

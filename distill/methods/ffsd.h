@@ -45,6 +45,7 @@ class FfsdMethod : public Method {
   nn::NamedTensors extra_state() const override;
   void load_extra_state(const nn::NamedTensors& state) override;
   std::string variant_summary() const override;
+  Recipe reference_recipe(const std::string& dataset, const std::string& arch) const override;
 
   // The four losses of an iteration (their sum is StepResult::loss), for the no-leakage test.
   struct Losses {

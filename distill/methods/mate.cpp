@@ -169,4 +169,12 @@ std::string MateMethod::variant_summary() const {
   return buf;
 }
 
+Recipe MateMethod::reference_recipe(const std::string& dataset, const std::string& arch) const {
+  Recipe r = Method::reference_recipe(dataset, arch);
+  r.source = "seeds.md §4.3 [ASSUMPTION]: the authors' OKDDip defaults";
+  r.nesterov = false;
+  r.weight_decay = 5e-4;
+  return r;
+}
+
 }  // namespace okd::distill

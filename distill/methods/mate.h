@@ -46,6 +46,7 @@ class MateMethod : public Method {
   int64_t deployed_num_parameters() const override { return net_->base()->num_parameters(); }
   std::vector<std::pair<std::string, Tensor>> eval_logits(const Tensor& images) override;
   std::string variant_summary() const override;
+  Recipe reference_recipe(const std::string& dataset, const std::string& arch) const override;
 
   // The loss from the exits' logits at KD weight lambda (exposed for tests).
   StepResult loss(const std::vector<Tensor>& exits, const Tensor& labels, double lambda) const;
