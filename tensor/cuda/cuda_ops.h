@@ -16,7 +16,11 @@ namespace okd::cuda {
 
 // ---- dispatch helpers used by the CPU op files ------------------------------------------------
 inline bool on_cuda(const Tensor& t) { return t.defined() && t.device().is_cuda(); }
-inline bool on_cuda(const Tensor& a, const Tensor& b) { return on_cuda(a) || on_cuda(b); }
+// Any operand on CUDA sends the op to the CUDA side, which then rejects mixed devices by name.
+template <class... Rest>
+bool on_cuda(const Tensor& a, const Tensor& b, const Rest&... rest) {
+  return on_cuda(a) || on_cuda(b) || (on_cuda(rest) || ...);
+}
 // For ops that have no CUDA kernel yet: "op X has no CUDA kernel yet", never a host read of
 // device memory. Undefined tensors (an absent bias) are skipped.
 inline void check_no_cuda(const char* op, std::initializer_list<Tensor> tensors) {

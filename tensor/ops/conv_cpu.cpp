@@ -120,7 +120,7 @@ std::pair<int64_t, int64_t> conv2d_output_size(const Shape& in, const Shape& w,
 
 Tensor conv2d_forward(const Tensor& input_, const Tensor& weight_, const Tensor& bias,
                       const Conv2dParams& p) {
-  if (cuda::on_cuda(input_, weight_)) return cuda::conv2d_forward(input_, weight_, bias, p);
+  if (cuda::on_cuda(input_, weight_, bias)) return cuda::conv2d_forward(input_, weight_, bias, p);
   check_conv(input_, weight_, p, "conv2d");
   const Shape& s = input_.shape();
   const Shape& ws = weight_.shape();
@@ -252,7 +252,7 @@ Tensor conv2d_backward_bias(const Tensor& grad_out) { return sum(grad_out, {0, 2
 
 Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
                                 const Conv2dParams& p, int64_t oph, int64_t opw) {
-  if (cuda::on_cuda(input, weight))
+  if (cuda::on_cuda(input, weight, bias))
     return cuda::conv_transpose2d_forward(input, weight, bias, p, oph, opw);
   check_conv(input, weight, p, "conv_transpose2d");
   const Shape& s = input.shape();

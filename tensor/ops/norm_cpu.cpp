@@ -30,7 +30,7 @@ void check_param(const Tensor& t, int64_t C, const char* what, const char* op) {
 
 std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x_, const Tensor& weight,
                                                    const Tensor& bias, double eps) {
-  if (cuda::on_cuda(x_)) return cuda::batch_norm_train(x_, weight, bias, eps);
+  if (cuda::on_cuda(x_, weight, bias)) return cuda::batch_norm_train(x_, weight, bias, eps);
   Geometry g = geometry(x_, "batch_norm");
   check_param(weight, g.C, "weight", "batch_norm");
   check_param(bias, g.C, "bias", "batch_norm");
@@ -86,7 +86,8 @@ std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x_, const Tenso
 
 Tensor batch_norm_eval(const Tensor& x_, const Tensor& mean, const Tensor& var,
                        const Tensor& weight, const Tensor& bias, double eps) {
-  if (cuda::on_cuda(x_)) return cuda::batch_norm_eval(x_, mean, var, weight, bias, eps);
+  if (cuda::on_cuda(x_, mean, var, weight, bias))
+    return cuda::batch_norm_eval(x_, mean, var, weight, bias, eps);
   Geometry g = geometry(x_, "batch_norm");
   check_param(mean, g.C, "running_mean", "batch_norm");
   check_param(var, g.C, "running_var", "batch_norm");
@@ -120,7 +121,8 @@ Tensor batch_norm_eval(const Tensor& x_, const Tensor& mean, const Tensor& var,
 std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const Tensor& x_,
                                                        const Tensor& weight, const Tensor& mean,
                                                        const Tensor& invstd) {
-  if (cuda::on_cuda(x_, dy_)) return cuda::batch_norm_backward(dy_, x_, weight, mean, invstd);
+  if (cuda::on_cuda(x_, dy_, weight, mean, invstd))
+    return cuda::batch_norm_backward(dy_, x_, weight, mean, invstd);
   Geometry g = geometry(x_, "batch_norm_backward");
   const int64_t M = g.N * g.S;
   Tensor x = contiguous(x_), dy = contiguous(dy_);
