@@ -91,8 +91,18 @@ Tensor relu_backward(const Tensor& dy, const Tensor& y);
 
 Tensor reduce(Reduce op, const Tensor& a, const std::vector<int64_t>& dims, bool keepdim,
               bool unbiased = true);
+// Values and int64 indices of the max (is_max) or min along dim; the first occurrence (the first
+// NaN) wins, as on the CPU. All four dtypes.
+std::pair<Tensor, Tensor> max_min(bool is_max, const Tensor& a, int64_t dim, bool keepdim);
+Tensor logsumexp(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim);
+Tensor norm(const Tensor& a, double p, const std::vector<int64_t>& dims, bool keepdim);
 
 Tensor matmul(const Tensor& a, const Tensor& b);
+
+Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index);
+Tensor gather(const Tensor& t, int64_t dim, const Tensor& index);
+Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src);
+Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype);
 
 Tensor log_softmax_lastdim(const Tensor& x);
 Tensor log_softmax_lastdim_backward(const Tensor& dy, const Tensor& log_softmax_out);

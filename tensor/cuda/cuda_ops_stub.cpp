@@ -35,7 +35,16 @@ Tensor relu_backward(const Tensor&, const Tensor&) { no_backend("relu_backward")
 Tensor reduce(Reduce, const Tensor&, const std::vector<int64_t>&, bool, bool) {
   no_backend("reduce");
 }
+std::pair<Tensor, Tensor> max_min(bool, const Tensor&, int64_t, bool) { no_backend("max"); }
+Tensor logsumexp(const Tensor&, const std::vector<int64_t>&, bool) { no_backend("logsumexp"); }
+Tensor norm(const Tensor&, double, const std::vector<int64_t>&, bool) { no_backend("norm"); }
 Tensor matmul(const Tensor&, const Tensor&) { no_backend("matmul"); }
+Tensor index_select(const Tensor&, int64_t, const Tensor&) { no_backend("index_select"); }
+Tensor gather(const Tensor&, int64_t, const Tensor&) { no_backend("gather"); }
+Tensor scatter_add(const Tensor&, int64_t, const Tensor&, const Tensor&) {
+  no_backend("scatter_add");
+}
+Tensor one_hot(const Tensor&, int64_t, DType) { no_backend("one_hot"); }
 Tensor log_softmax_lastdim(const Tensor&) { no_backend("log_softmax"); }
 Tensor log_softmax_lastdim_backward(const Tensor&, const Tensor&) {
   no_backend("log_softmax_backward");

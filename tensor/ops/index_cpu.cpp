@@ -1,5 +1,6 @@
 // Joining, splitting, indexing and selection on the CPU. Everything is expressed over an
 // [outer, dim, inner] view of contiguous data, which keeps each kernel a pair of plain loops.
+// CUDA tensors go to index_cuda.cu; cat and stack are copy_ into views on any device.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -36,7 +37,6 @@ std::pair<int64_t, int64_t> outer_inner(const Shape& s, int64_t d) {
 }  // namespace
 
 Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
-  for (const Tensor& t : ts) cuda::check_no_cuda("cat", {t});
   OKD_CHECK(!ts.empty(), "cat: expected at least one tensor");
   const Tensor& first = ts[0];
   int64_t d = wrap_dim(dim, first.dim(), "cat");
@@ -64,7 +64,6 @@ Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
 }
 
 Tensor stack(const std::vector<Tensor>& ts, int64_t dim) {
-  for (const Tensor& t : ts) cuda::check_no_cuda("stack", {t});
   OKD_CHECK(!ts.empty(), "stack: expected at least one tensor");
   int64_t d = wrap_dim(dim, ts[0].dim() + 1, "stack");
   std::vector<Tensor> u;
@@ -107,7 +106,7 @@ std::vector<Tensor> chunk(const Tensor& t, int64_t chunks, int64_t dim) {
 }
 
 Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
-  cuda::check_no_cuda("index_select", {t, index});
+  if (cuda::on_cuda(t, index)) return cuda::index_select(t, dim, index);
   check_index(index, "index_select");
   OKD_CHECK(index.dim() <= 1, "index_select: index must be 1-D, got ", shape_str(index.shape()));
   int64_t d = wrap_dim(dim, t.dim(), "index_select");
@@ -135,7 +134,7 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
 }
 
 Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
-  cuda::check_no_cuda("gather", {t, index});
+  if (cuda::on_cuda(t, index)) return cuda::gather(t, dim, index);
   check_index(index, "gather");
   int64_t d = wrap_dim(dim, t.dim(), "gather");
   OKD_CHECK(index.dim() == t.dim(), "gather: index has rank ", index.dim(), " but input has rank ",
@@ -171,7 +170,7 @@ Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
 }
 
 Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src) {
-  cuda::check_no_cuda("scatter_add", {t, index, src});
+  if (cuda::on_cuda(t, index, src)) return cuda::scatter_add(t, dim, index, src);
   check_index(index, "scatter_add");
   int64_t d = wrap_dim(dim, t.dim(), "scatter_add");
   OKD_CHECK(index.dim() == t.dim() && src.dim() == t.dim(), "scatter_add: input ",
@@ -209,7 +208,7 @@ Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tens
 }
 
 Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype) {
-  cuda::check_no_cuda("one_hot", {labels});
+  if (cuda::on_cuda(labels)) return cuda::one_hot(labels, num_classes, dtype);
   check_index(labels, "one_hot");
   OKD_CHECK(num_classes > 0, "one_hot: num_classes must be positive, got ", num_classes);
   Tensor l = contiguous(labels);

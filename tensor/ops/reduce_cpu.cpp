@@ -215,9 +215,11 @@ Tensor amin(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
   return extreme<false>(a, dims, keepdim, "amin");
 }
 std::pair<Tensor, Tensor> max(const Tensor& a, int64_t dim, bool keepdim) {
+  if (cuda::on_cuda(a)) return cuda::max_min(true, a, dim, keepdim);
   return extreme_dim<true>(a, dim, keepdim, "max");
 }
 std::pair<Tensor, Tensor> min(const Tensor& a, int64_t dim, bool keepdim) {
+  if (cuda::on_cuda(a)) return cuda::max_min(false, a, dim, keepdim);
   return extreme_dim<false>(a, dim, keepdim, "min");
 }
 Tensor argmax(const Tensor& a, int64_t dim, bool keepdim) { return max(a, dim, keepdim).second; }
@@ -225,6 +227,7 @@ Tensor argmin(const Tensor& a, int64_t dim, bool keepdim) { return min(a, dim, k
 
 // log sum exp(x) = m + log sum exp(x - m), m the row max (rows of -inf give -inf).
 Tensor logsumexp(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
+  if (cuda::on_cuda(a)) return cuda::logsumexp(a, dims, keepdim);
   Rows r = to_rows(a, dims, keepdim, "logsumexp");
   return OKD_DISPATCH_FLOAT(a.dtype(), "logsumexp", [&]<class T>() {
     return per_row<T, T>(r, a.dtype(), [](const T* p, int64_t n) {
@@ -239,6 +242,7 @@ Tensor logsumexp(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim
 }
 
 Tensor norm(const Tensor& a, double pn, const std::vector<int64_t>& dims, bool keepdim) {
+  if (cuda::on_cuda(a)) return cuda::norm(a, pn, dims, keepdim);
   OKD_CHECK(pn > 0, "norm: p must be positive, got ", pn);
   Rows r = to_rows(a, dims, keepdim, "norm");
   return OKD_DISPATCH_FLOAT(a.dtype(), "norm", [&]<class T>() {

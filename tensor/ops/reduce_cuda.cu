@@ -5,12 +5,14 @@
 // (launch.cuh's block_reduce), a second launch reduces each row's chunk partials the same way.
 // No floating-point atomics: the result is bit-identical from run to run and on any GPU with the
 // same block size. Accumulation is in double for float32 and float64 (the CPU's choice too).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/launch.cuh"
 #include "tensor/ops/copy.h"
+#include "tensor/ops/elementwise.h"
 #include "tensor/ops/reduce.h"
 #include "tensor/ops/view.h"
 
@@ -116,12 +118,173 @@ Tensor row_totals(const T* rows, int64_t O, int64_t R, Acc acc, const double* ce
   return totals;
 }
 
+// (a, ia) comes before (b, ib) in the order max/min select by: NaN first (the first NaN wins, as
+// on the CPU), then the larger (max) or smaller (min) value, then the lower index. A strict total
+// order, so the block's tree finds the CPU's answer whatever the order of comparisons.
+template <class T>
+__device__ __forceinline__ bool arg_before(bool is_max, T a, int64_t ia, T b, int64_t ib) {
+  const bool na = a != a, nb = b != b;
+  if (na || nb) return na && nb ? ia < ib : na;
+  if (a != b) return is_max ? a > b : a < b;
+  return ia < ib;
+}
+
+// One block per row: values[o] and indices[o] of the max (or min) of row o.
+template <class T>
+__global__ void arg_reduce_kernel(const T* rows, int64_t O, int64_t R, bool is_max, T* values,
+                                  int64_t* indices) {
+  __shared__ T sv[kReduceThreads];
+  __shared__ int64_t si[kReduceThreads];
+  const int t = threadIdx.x;
+  for (int64_t o = blockIdx.x; o < O; o += gridDim.x) {
+    const T* row = rows + o * R;
+    T bv = T(0);
+    int64_t bi = -1;
+    for (int64_t i = t; i < R; i += blockDim.x)
+      if (bi < 0 || arg_before(is_max, row[i], i, bv, bi)) bv = row[i], bi = i;
+    sv[t] = bv;
+    si[t] = bi;
+    __syncthreads();
+    for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
+      if (t < stride && si[t + stride] >= 0 &&
+          (si[t] < 0 || arg_before(is_max, sv[t + stride], si[t + stride], sv[t], si[t]))) {
+        sv[t] = sv[t + stride];
+        si[t] = si[t + stride];
+      }
+      __syncthreads();
+    }
+    if (t == 0) {
+      values[o] = sv[0];
+      indices[o] = si[0];
+    }
+    __syncthreads();
+  }
+}
+
+// The input viewed as [O, R] contiguous rows: kept dims first, reduced dims last.
+struct Rows {
+  Tensor data;
+  int64_t O = 1, R = 1;
+  Shape out_shape;   // with or without keepdim
+  Shape keep_shape;  // with keepdim
+};
+
+Rows to_rows(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim, const char* op) {
+  std::vector<int64_t> rd = ops::normalize_dims(dims, a.dim(), op);
+  if (a.dim() == 0) rd.clear();  // a scalar "reduces" to itself
+  std::vector<bool> reduced(a.dim(), false);
+  for (int64_t d : rd) reduced[d] = true;
+  std::vector<int64_t> perm;
+  Rows r;
+  for (int64_t d = 0; d < a.dim(); ++d) {
+    r.keep_shape.push_back(reduced[d] ? 1 : a.shape()[d]);
+    if (!reduced[d]) {
+      perm.push_back(d);
+      r.O *= a.shape()[d];
+      r.out_shape.push_back(a.shape()[d]);
+    }
+  }
+  for (int64_t d : rd) {
+    perm.push_back(d);
+    r.R *= a.shape()[d];
+  }
+  if (keepdim) r.out_shape = r.keep_shape;
+  r.data = a.dim() == 0 ? a : ops::contiguous(ops::permute(a, perm));
+  return r;
+}
+
 const char* reduce_name(Reduce op) {
   static const char* names[] = {"sum", "mean", "var", "std", "amax", "amin"};
   return names[static_cast<int>(op)];
 }
 
 }  // namespace
+
+std::pair<Tensor, Tensor> max_min(bool is_max, const Tensor& a, int64_t dim, bool keepdim) {
+  const char* name = is_max ? "max" : "min";
+  check_device(a, name);
+  const int64_t d = wrap_dim(dim, a.dim(), name);
+  const Rows r = to_rows(a, {d}, keepdim, name);
+  OKD_CHECK(r.R > 0, name, ": cannot reduce an empty dimension (input ", shape_str(a.shape()), ")");
+  Tensor values = empty(r.out_shape, a.dtype(), a.device());
+  Tensor indices = empty(r.out_shape, DType::Int64, a.device());
+  if (r.O == 0) return {values, indices};
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(r.O, 65535));
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    arg_reduce_kernel<T><<<grid, kReduceThreads, 0, stream()>>>(
+        r.data.data<T>(), r.O, r.R, is_max, values.data<T>(), indices.data<int64_t>());
+  };
+  switch (a.dtype()) {
+    case DType::Float32:
+      run(float{});
+      break;
+    case DType::Float64:
+      run(double{});
+      break;
+    case DType::Int64:
+      run(int64_t{});
+      break;
+    case DType::UInt8:
+      run(uint8_t{});
+      break;
+  }
+  OKD_CUDA_CHECK_LAUNCH(name);
+  return {values, indices};
+}
+
+// logsumexp = m + log sum exp(x - m), m the row max, composed in double like the CPU's loop
+// (x - m in the input dtype, the exponentials and the sum in double); rows whose max is infinite
+// give that max, empty rows -inf.
+Tensor logsumexp(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
+  check_device(a, "logsumexp");
+  OKD_CHECK(is_floating(a.dtype()), "logsumexp: expected a float32 or float64 tensor, got ",
+            dtype_name(a.dtype()));
+  std::vector<int64_t> rd = ops::normalize_dims(dims, a.dim(), "logsumexp");
+  if (a.dim() == 0) rd.clear();
+  std::vector<bool> reduced(a.dim(), false);
+  for (int64_t d : rd) reduced[d] = true;
+  Shape keep, out;
+  int64_t R = 1;
+  for (int64_t d = 0; d < a.dim(); ++d) {
+    keep.push_back(reduced[d] ? 1 : a.shape()[d]);
+    if (reduced[d])
+      R *= a.shape()[d];
+    else
+      out.push_back(a.shape()[d]);
+  }
+  if (keepdim) out = keep;
+  if (R == 0 || a.numel() == 0)
+    return full(out, -std::numeric_limits<double>::infinity(), a.dtype(), a.device());
+  const Tensor m = reduce(Reduce::Amax, a, rd, /*keepdim=*/true);
+  const Tensor s = reduce(Reduce::Sum, unary(Unary::Exp, ops::to(ops::sub(a, m), DType::Float64)),
+                          rd, /*keepdim=*/true);
+  const Tensor lse = ops::to(ops::add(ops::to(m, DType::Float64), unary(Unary::Log, s)), a.dtype());
+  const Tensor inf_max =
+      compare_scalar(Compare::Eq, unary(Unary::Abs, m), std::numeric_limits<double>::infinity());
+  return ops::reshape(where(inf_max, m, lse), out);
+}
+
+// (sum |x|^p)^(1/p) in double as on the CPU: p = 2 sums x * x, p = 1 sums |x|, p = inf is max |x|.
+Tensor norm(const Tensor& a, double p, const std::vector<int64_t>& dims, bool keepdim) {
+  OKD_CHECK(p > 0, "norm: p must be positive, got ", p);
+  check_device(a, "norm");
+  OKD_CHECK(is_floating(a.dtype()), "norm: expected a float32 or float64 tensor, got ",
+            dtype_name(a.dtype()));
+  const Tensor x = ops::to(a, DType::Float64);
+  Tensor r;
+  if (std::isinf(p))
+    r = reduce(Reduce::Amax, unary(Unary::Abs, x), dims, keepdim);
+  else if (p == 2.0)
+    r = unary(Unary::Sqrt, reduce(Reduce::Sum, binary(Binary::Mul, x, x), dims, keepdim));
+  else if (p == 1.0)
+    r = reduce(Reduce::Sum, unary(Unary::Abs, x), dims, keepdim);
+  else
+    r = unary(Unary::Pow,
+              reduce(Reduce::Sum, unary(Unary::Pow, unary(Unary::Abs, x), p), dims, keepdim),
+              1.0 / p);
+  return ops::to(r, a.dtype());
+}
 
 Tensor reduce(Reduce op, const Tensor& a, const std::vector<int64_t>& dims, bool keepdim,
               bool unbiased) {
@@ -137,39 +300,18 @@ Tensor reduce(Reduce op, const Tensor& a, const std::vector<int64_t>& dims, bool
             " yet (float32 and float64 only)");
 
   // [kept dims..., reduced dims...] contiguous: output o reduces row o.
-  const std::vector<int64_t> rd = ops::normalize_dims(dims, a.dim(), name);
-  std::vector<bool> reduced(a.dim(), false);
-  for (int64_t d : rd) reduced[d] = true;
-  std::vector<int64_t> perm;
-  Shape out_shape;
-  int64_t O = 1, R = 1;
-  for (int64_t d = 0; d < a.dim(); ++d) {
-    if (!reduced[d]) {
-      perm.push_back(d);
-      O *= a.shape()[d];
-      out_shape.push_back(a.shape()[d]);
-    } else if (keepdim) {
-      out_shape.push_back(1);
-    }
-  }
-  for (int64_t d : rd) {
-    perm.push_back(d);
-    R *= a.shape()[d];
-  }
-  if (keepdim) {
-    out_shape.clear();
-    for (int64_t d = 0; d < a.dim(); ++d) out_shape.push_back(reduced[d] ? 1 : a.shape()[d]);
-  }
+  const Rows r = to_rows(a, dims, keepdim, name);
+  const int64_t O = r.O, R = r.R;
   if (op == Reduce::Amax || op == Reduce::Amin)
     OKD_CHECK(R > 0, name, ": cannot reduce an empty dimension (input ", shape_str(a.shape()), ")");
 
-  Tensor out = empty(out_shape, a.dtype(), a.device());
+  Tensor out = empty(r.out_shape, a.dtype(), a.device());
   if (O == 0) return out;
   if (R == 0) {  // sum of nothing is 0; mean and variance of nothing are NaN (as on the CPU)
     ops::fill_(out, op == Reduce::Sum ? 0.0 : std::numeric_limits<double>::quiet_NaN());
     return out;
   }
-  const Tensor rows = a.dim() == 0 ? a : ops::contiguous(ops::permute(a, perm));
+  const Tensor& rows = r.data;
   const Device dev = a.device();
   const unsigned grid = grid_for(O);
   auto run = [&](auto tag) {

@@ -381,6 +381,48 @@ TEST(CudaOps, LongReductionsUseTwoPassesAndMatchCpu) {
   }
 }
 
+TEST(CudaOps, MaxMinLogsumexpNormMatchCpu) {
+  OKD_REQUIRE_GPU();
+  for (DType dt : {DType::Float32, DType::Float64, DType::Int64, DType::UInt8}) {
+    SCOPED_TRACE(dtype_name(dt));
+    Generator g(171);
+    // small integers, so ties happen and the first occurrence must win
+    Tensor x = ops::to(randint(0, 6, {7, 33, 5}, g), dt);
+    for (int64_t dim : {0, 1, -1}) {
+      for (bool keep : {false, true}) {
+        auto [v, i] = ops::max(x, dim, keep);
+        auto [vg, ig] = ops::max(gpu(x), dim, keep);
+        EXPECT_TRUE(matches(vg, v, 0, 0));
+        EXPECT_TRUE(matches(ig, i, 0, 0));
+        auto [mv, mi] = ops::min(x, dim, keep);
+        auto [mvg, mig] = ops::min(gpu(x), dim, keep);
+        EXPECT_TRUE(matches(mvg, mv, 0, 0));
+        EXPECT_TRUE(matches(mig, mi, 0, 0));
+      }
+    }
+    EXPECT_TRUE(matches(ops::argmax(gpu(x), 1), ops::argmax(x, 1), 0, 0));
+  }
+  // a NaN wins max and min, the first one when there are several
+  Tensor n = from_vector<float>({1.f, NAN, 3.f, NAN, 0.f, 2.f}, {2, 3});
+  EXPECT_TRUE(matches(ops::max(gpu(n), 1).second, ops::max(n, 1).second, 0, 0));
+  EXPECT_TRUE(matches(ops::min(gpu(n), 0).second, ops::min(n, 0).second, 0, 0));
+  for (DType dt : kFloats) {
+    SCOPED_TRACE(dtype_name(dt));
+    Tensor x = ops::mul(randn_t({6, 40, 9}, dt, 172), 5.0);
+    const double r = rtol_for(dt, 1e-5);
+    for (const std::vector<int64_t>& dims : {std::vector<int64_t>{1}, {0, 2}, {}}) {
+      for (bool keep : {false, true}) {
+        EXPECT_TRUE(matches(ops::logsumexp(gpu(x), dims, keep), ops::logsumexp(x, dims, keep), r));
+        for (double p : {1.0, 2.0, 3.0, static_cast<double>(INFINITY)})
+          EXPECT_TRUE(matches(ops::norm(gpu(x), p, dims, keep), ops::norm(x, p, dims, keep), r));
+      }
+    }
+    // rows of -inf give -inf, as on the CPU
+    Tensor ninf = full({2, 3}, -INFINITY, dt);
+    EXPECT_TRUE(matches(ops::logsumexp(gpu(ninf), {1}), ops::logsumexp(ninf, {1}), 0, 0));
+  }
+}
+
 TEST(CudaOps, ReductionsAreBitIdenticalFromRunToRun) {
   OKD_REQUIRE_GPU();
   Tensor xg = gpu(randn_t({5, 400000}, DType::Float32, 91));
@@ -594,6 +636,44 @@ TEST(CudaOps, PoolingForwardBackwardMatchCpu) {
   }
 }
 
+// ---- indexing ----------------------------------------------------------------------------------
+
+TEST(CudaOps, CatStackIndexSelectGatherScatterOneHotMatchCpu) {
+  OKD_REQUIRE_GPU();
+  Generator g(181);
+  for (DType dt : {DType::Float32, DType::Float64, DType::Int64, DType::UInt8}) {
+    SCOPED_TRACE(dtype_name(dt));
+    Tensor a = ops::to(randint(0, 100, {4, 5, 6}, g), dt);
+    Tensor b = ops::to(randint(0, 100, {4, 2, 6}, g), dt);
+    EXPECT_TRUE(matches(ops::cat({gpu(a), gpu(b), gpu(a)}, 1), ops::cat({a, b, a}, 1), 0, 0));
+    EXPECT_TRUE(matches(ops::stack({gpu(a), gpu(a)}, 0), ops::stack({a, a}, 0), 0, 0));
+    Tensor sel = from_vector<int64_t>({4, 0, 0, 2});
+    EXPECT_TRUE(
+        matches(ops::index_select(gpu(a), 1, gpu(sel)), ops::index_select(a, 1, sel), 0, 0));
+    EXPECT_TRUE(matches(ops::index_select(gpu(ops::transpose(a, 0, 2)), 0, gpu(sel)),
+                        ops::index_select(ops::transpose(a, 0, 2), 0, sel), 0, 0));
+    Tensor gi = randint(0, 5, {4, 3, 6}, g);  // gather along dim 1 (size 5), index smaller
+    EXPECT_TRUE(matches(ops::gather(gpu(a), 1, gpu(gi)), ops::gather(a, 1, gi), 0, 0));
+    EXPECT_TRUE(matches(ops::gather(ops::transpose(gpu(a), 0, 1), 0, gpu(gi)),
+                        ops::gather(ops::transpose(a, 0, 1), 0, gi), 0, 0));
+  }
+  for (DType dt : kFloats) {
+    SCOPED_TRACE(dtype_name(dt));
+    // repeated indices: several entries add into one element, in the CPU's order
+    Tensor t = randn_t({4, 7}, dt, 182), src = randn_t({6, 7}, dt, 183);
+    Tensor idx = randint(0, 4, {6, 7}, g);
+    EXPECT_TRUE(matches(ops::scatter_add(gpu(t), 0, gpu(idx), gpu(src)),
+                        ops::scatter_add(t, 0, idx, src), 0, 0));
+    Tensor idx1 = randint(0, 7, {4, 9}, g), src1 = randn_t({4, 9}, dt, 184);
+    EXPECT_TRUE(matches(ops::scatter_add(gpu(t), 1, gpu(idx1), gpu(src1)),
+                        ops::scatter_add(t, 1, idx1, src1), 0, 0));
+  }
+  Tensor labels = randint(0, 10, {3, 5}, g);
+  EXPECT_TRUE(matches(ops::one_hot(gpu(labels), 10), ops::one_hot(labels, 10), 0, 0));
+  EXPECT_TRUE(matches(ops::one_hot(gpu(labels), 12, DType::Float64),
+                      ops::one_hot(labels, 12, DType::Float64), 0, 0));
+}
+
 // ---- errors ------------------------------------------------------------------------------------
 
 TEST(CudaOps, MisuseIsAClearError) {
@@ -603,10 +683,13 @@ TEST(CudaOps, MisuseIsAClearError) {
   EXPECT_NE(err.find("devices differ"), std::string::npos) << err;
   err = error_of([&] { ops::add(gpu(a), gpu(ops::to(a, DType::Float64))); });
   EXPECT_NE(err.find("dtypes differ"), std::string::npos) << err;
-  err = error_of([&] { ops::cat({gpu(a), gpu(a)}, 0); });
-  EXPECT_NE(err.find("op cat has no CUDA kernel yet"), std::string::npos) << err;
-  err = error_of([&] { ops::logsumexp(gpu(a), {1}); });
-  EXPECT_NE(err.find("op logsumexp has no CUDA kernel yet"), std::string::npos) << err;
+  err = error_of([&] { ops::topk(gpu(a), 1); });
+  EXPECT_NE(err.find("op topk has no CUDA kernel yet"), std::string::npos) << err;
+  err = error_of([&] { ops::gather(gpu(a), 1, gpu(from_vector<int64_t>({0, 3}, {2, 1}))); });
+  EXPECT_NE(err.find("gather: index 3 is out of range for dim 1 of size 3"), std::string::npos)
+      << err;
+  err = error_of([&] { ops::cat({gpu(a), a}, 0); });
+  EXPECT_NE(err.find("does not match tensor 0"), std::string::npos) << err;
   err = error_of([&] { gpu(a).at({0, 0}); });
   EXPECT_NE(err.find("move it to the cpu"), std::string::npos) << err;
 }

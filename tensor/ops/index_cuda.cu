@@ -1,0 +1,229 @@
+// Indexing CUDA kernels: index_select, gather, scatter_add and one_hot, all four dtypes (index.h).
+// Indices are checked on the host first, as on the CPU (a bad index is an okd::Error naming it,
+// never a stray write), which costs one device->host copy of the index tensor. scatter_add is
+// deterministic without atomics: one thread per line along `dim` of the index, adding that line's
+// entries in order, so each output element receives its contributions in the CPU's order (lines
+// write disjoint elements). cat and stack need no kernel: they are copy_ into views.
+#include "tensor/cuda/cuda_ops.h"
+#include "tensor/cuda/launch.cuh"
+#include "tensor/ops/copy.h"
+
+namespace okd::cuda {
+
+namespace {
+
+#define OKD_GRID_STRIDE(i, n)                                                            \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
+// Shapes and strides of gather/scatter_add operands, by value into the kernel.
+struct Geometry {
+  int ndim = 0;
+  int dim = 0;
+  int64_t index_shape[kMaxDims] = {};
+  int64_t input_strides[kMaxDims] = {};  // t (gather) or the output (scatter_add)
+  int64_t src_strides[kMaxDims] = {};    // scatter_add's src
+};
+
+// out[o, k, i] = src[o, index[k], i] over the [outer, size, inner] view of contiguous src.
+template <class T>
+__global__ void index_select_kernel(const T* src, const int64_t* index, T* out, int64_t total,
+                                    int64_t n, int64_t size, int64_t inner) {
+  OKD_GRID_STRIDE(e, total) {
+    const int64_t i = e % inner, k = (e / inner) % n, o = e / (inner * n);
+    out[e] = src[(o * size + index[k]) * inner + i];
+  }
+}
+
+// out[flat] = t[coords of flat in index, with coord dim replaced by index[flat]]
+template <class T>
+__global__ void gather_kernel(const T* t, const int64_t* index, T* out, int64_t total, Geometry g) {
+  OKD_GRID_STRIDE(flat, total) {
+    int64_t rem = flat, off = 0;
+    for (int k = g.ndim - 1; k >= 0; --k) {
+      const int64_t c = rem % g.index_shape[k];
+      rem /= g.index_shape[k];
+      off += (k == g.dim ? index[flat] : c) * g.input_strides[k];
+    }
+    out[flat] = t[off];
+  }
+}
+
+// Thread `line` walks index entries (..., j, ...) for j = 0 .. index_shape[dim]-1 in order.
+template <class T>
+__global__ void scatter_add_kernel(const T* src, const int64_t* index, T* out, int64_t lines,
+                                   Geometry g) {
+  OKD_GRID_STRIDE(line, lines) {
+    // coordinates of the line (every dim but g.dim), and the matching offsets at j = 0
+    int64_t rem = line, off_src = 0, off_out = 0, flat = 0, flat_stride = 1;
+    int64_t dim_flat_stride = 1;
+    for (int k = g.ndim - 1; k >= 0; --k) {
+      if (k == g.dim) {
+        dim_flat_stride = flat_stride;
+      } else {
+        const int64_t c = rem % g.index_shape[k];
+        rem /= g.index_shape[k];
+        off_src += c * g.src_strides[k];
+        off_out += c * g.input_strides[k];
+        flat += c * flat_stride;
+      }
+      flat_stride *= g.index_shape[k];
+    }
+    for (int64_t j = 0; j < g.index_shape[g.dim]; ++j) {
+      const int64_t f = flat + j * dim_flat_stride;
+      out[off_out + index[f] * g.input_strides[g.dim]] += src[off_src + j * g.src_strides[g.dim]];
+    }
+  }
+}
+
+template <class T>
+__global__ void one_hot_kernel(const int64_t* labels, T* out, int64_t n, int64_t classes) {
+  OKD_GRID_STRIDE(i, n) { out[i * classes + labels[i]] = T(1); }
+}
+
+template <class F>
+void dispatch_all(DType dt, F&& f) {
+  switch (dt) {
+    case DType::Float32:
+      return f(float{});
+    case DType::Float64:
+      return f(double{});
+    case DType::Int64:
+      return f(int64_t{});
+    case DType::UInt8:
+      return f(uint8_t{});
+  }
+}
+
+// index_cpu.cpp's check_index and check_range, reading the indices on the host.
+void check_index(const Tensor& index, const Tensor& t, const char* op) {
+  OKD_CHECK(index.dtype() == DType::Int64, op, ": indices must be int64, got ",
+            dtype_name(index.dtype()));
+  OKD_CHECK(index.device() == t.device(), op, ": indices are on ", index.device().str(),
+            " but the input on ", t.device().str());
+  check_device(t, op);
+}
+void check_range(const Tensor& index, int64_t size, const char* op, int64_t d) {
+  for (int64_t v : to_vector<int64_t>(index))
+    OKD_CHECK(v >= 0 && v < size, op, ": index ", v, " is out of range for dim ", d, " of size ",
+              size);
+}
+
+Geometry geometry(const Tensor& index, int64_t d, const Shape& input_strides,
+                  const Shape& src_strides, const char* op) {
+  OKD_CHECK(index.dim() <= kMaxDims, op, ": the CUDA kernel handles at most ", kMaxDims,
+            " dims, got ", shape_str(index.shape()));
+  Geometry g;
+  g.ndim = static_cast<int>(index.dim());
+  g.dim = static_cast<int>(d);
+  for (int64_t k = 0; k < index.dim(); ++k) {
+    g.index_shape[k] = index.shape()[k];
+    g.input_strides[k] = input_strides[k];
+    g.src_strides[k] = src_strides.empty() ? 0 : src_strides[k];
+  }
+  return g;
+}
+
+}  // namespace
+
+Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
+  check_index(index, t, "index_select");
+  OKD_CHECK(index.dim() <= 1, "index_select: index must be 1-D, got ", shape_str(index.shape()));
+  const int64_t d = wrap_dim(dim, t.dim(), "index_select");
+  const Tensor src = ops::contiguous(t), idx = ops::contiguous(index);
+  const int64_t n = idx.numel(), size = t.dim() ? t.shape()[d] : 1;
+  check_range(idx, size, "index_select", d);
+  Shape out_shape = t.shape();
+  if (t.dim()) out_shape[d] = n;
+  Tensor out = empty(out_shape, t.dtype(), t.device());
+  const int64_t total = out.numel();
+  if (total == 0) return out;
+  int64_t inner = 1;
+  for (int64_t k = d + 1; k < t.dim(); ++k) inner *= t.shape()[k];
+  dispatch_all(t.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    index_select_kernel<T><<<grid_for(total), kThreads, 0, stream()>>>(
+        src.data<T>(), idx.data<int64_t>(), out.data<T>(), total, n, size, inner);
+  });
+  OKD_CUDA_CHECK_LAUNCH("index_select");
+  return out;
+}
+
+Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
+  check_index(index, t, "gather");
+  const int64_t d = wrap_dim(dim, t.dim(), "gather");
+  OKD_CHECK(index.dim() == t.dim(), "gather: index has rank ", index.dim(), " but input has rank ",
+            t.dim(), " (input ", shape_str(t.shape()), ", index ", shape_str(index.shape()), ")");
+  for (int64_t k = 0; k < t.dim(); ++k)
+    OKD_CHECK(k == d || index.shape()[k] <= t.shape()[k], "gather: index ",
+              shape_str(index.shape()), " is larger than input ", shape_str(t.shape()), " in dim ",
+              k);
+  const Tensor idx = ops::contiguous(index);
+  check_range(idx, t.shape()[d], "gather", d);
+  Tensor out = empty(index.shape(), t.dtype(), t.device());
+  const int64_t total = out.numel();
+  if (total == 0) return out;
+  const Geometry g = geometry(idx, d, t.strides(), {}, "gather");
+  dispatch_all(t.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    gather_kernel<T><<<grid_for(total), kThreads, 0, stream()>>>(t.data<T>(), idx.data<int64_t>(),
+                                                                 out.data<T>(), total, g);
+  });
+  OKD_CUDA_CHECK_LAUNCH("gather");
+  return out;
+}
+
+Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src) {
+  check_index(index, t, "scatter_add");
+  const int64_t d = wrap_dim(dim, t.dim(), "scatter_add");
+  OKD_CHECK(index.dim() == t.dim() && src.dim() == t.dim(), "scatter_add: input ",
+            shape_str(t.shape()), ", index ", shape_str(index.shape()), " and src ",
+            shape_str(src.shape()), " must have the same rank");
+  OKD_CHECK(src.dtype() == t.dtype(), "scatter_add: src dtype ", dtype_name(src.dtype()),
+            " differs from input dtype ", dtype_name(t.dtype()));
+  OKD_CHECK(src.device() == t.device(), "scatter_add: src is on ", src.device().str(),
+            " but the input on ", t.device().str());
+  for (int64_t k = 0; k < t.dim(); ++k)
+    OKD_CHECK(index.shape()[k] <= src.shape()[k] && (k == d || index.shape()[k] <= t.shape()[k]),
+              "scatter_add: index ", shape_str(index.shape()), " does not fit input ",
+              shape_str(t.shape()), " / src ", shape_str(src.shape()), " in dim ", k);
+  Tensor out = ops::clone(t);
+  const Tensor idx = ops::contiguous(index);
+  check_range(idx, t.shape()[d], "scatter_add", d);
+  if (idx.numel() == 0) return out;
+  const int64_t lines = idx.numel() / idx.shape()[d];
+  const Geometry g = geometry(idx, d, out.strides(), src.strides(), "scatter_add");
+  dispatch_all(t.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    scatter_add_kernel<T><<<grid_for(lines), kThreads, 0, stream()>>>(
+        src.data<T>(), idx.data<int64_t>(), out.data<T>(), lines, g);
+  });
+  OKD_CUDA_CHECK_LAUNCH("scatter_add");
+  return out;
+}
+
+Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype) {
+  OKD_CHECK(labels.dtype() == DType::Int64, "one_hot: indices must be int64, got ",
+            dtype_name(labels.dtype()));
+  check_device(labels, "one_hot");
+  OKD_CHECK(num_classes > 0, "one_hot: num_classes must be positive, got ", num_classes);
+  const Tensor l = ops::contiguous(labels);
+  const std::vector<int64_t> host = to_vector<int64_t>(l);
+  for (size_t i = 0; i < host.size(); ++i)
+    OKD_CHECK(host[i] >= 0 && host[i] < num_classes, "one_hot: label ", host[i], " at position ", i,
+              " is outside [0, ", num_classes, ")");
+  Shape s = labels.shape();
+  s.push_back(num_classes);
+  Tensor out = zeros(s, dtype, labels.device());
+  const int64_t n = l.numel();
+  if (n == 0) return out;
+  dispatch_all(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    one_hot_kernel<T>
+        <<<grid_for(n), kThreads, 0, stream()>>>(l.data<int64_t>(), out.data<T>(), n, num_classes);
+  });
+  OKD_CUDA_CHECK_LAUNCH("one_hot");
+  return out;
+}
+
+}  // namespace okd::cuda
