@@ -3,6 +3,7 @@
 //   okddip: L = sum_h CE(z_h) + w(e) sum_h T^2 KL_T(t_h || z_h)
 #include "distill/methods/cl_ilr.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "autograd/functions.h"
@@ -48,9 +49,12 @@ ClIlrNet::ClIlrNet(nn::BackbonePtr base, bool hierarchical, int heads, bool resc
     for (const auto& [n, m] : named_children())
       if (n == holder_name) holder = m;
     if (!holder) holder = register_module(holder_name, std::make_shared<nn::Module>("Copy"));
-    for (const auto& [name, layer] : fresh->items())
-      if (!layer->named_parameters().empty() || !layer->named_buffers().empty())
-        holder->register_module(name, layer);
+    for (const auto& [name, layer] : fresh->items()) {
+      if (layer->named_parameters().empty() && layer->named_buffers().empty()) continue;
+      std::string child = name;  // DenseNet's "features.denseblock2": no '.' in a child name
+      std::replace(child.begin(), child.end(), '.', '_');
+      holder->register_module(child, layer);
+    }
     return fresh->items();
   };
   if (hierarchical) {
