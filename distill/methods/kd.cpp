@@ -148,4 +148,17 @@ std::string AtMethod::variant_summary() const {
   return buf;
 }
 
+// kd and at: the CRD benchmark's recipe (classic.md §3, §4: CIFAR-100, teachers trained alike).
+Recipe KdMethod::reference_recipe(const std::string& dataset, const std::string& arch) const {
+  Recipe r = Method::reference_recipe(dataset, arch);
+  r.source = "classic.md §3 (CRD benchmark: 240 epochs, batch 64, lr 0.05, x0.1 at 150/180/210)";
+  r.epochs = 240;
+  r.batch_size = 64;
+  r.lr = 0.05;
+  r.nesterov = false;
+  r.weight_decay = 5e-4;
+  r.milestones = std::vector<double>{150, 180, 210};
+  return r;
+}
+
 }  // namespace okd::distill

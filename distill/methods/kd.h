@@ -36,6 +36,7 @@ class KdMethod : public Method {
   std::vector<std::pair<std::string, Tensor>> eval_logits(const Tensor& images) override;
   std::string variant_summary() const override;
 
+  Recipe reference_recipe(const std::string& dataset, const std::string& arch) const override;
   const nn::BackbonePtr& student() const { return student_; }
   const nn::BackbonePtr& teacher() const { return teacher_.net; }
 

@@ -390,4 +390,27 @@ std::string PhuongMethod::variant_summary() const {
   return buf;
 }
 
+// byot and eed: 200 epochs, x0.1 at 75/130/180, plain momentum (classic.md §14.1, §14.2);
+// phuong overrides it.
+Recipe MultiExitMethod::reference_recipe(const std::string& dataset,
+                                         const std::string& arch) const {
+  Recipe r = Method::reference_recipe(dataset, arch);
+  r.source =
+      "classic.md §14.1/§14.2 (200 epochs, batch 128, lr 0.1 x0.1 at 75/130/180, no Nesterov)";
+  r.epochs = 200;
+  r.batch_size = 128;
+  r.nesterov = false;
+  r.weight_decay = 5e-4;
+  r.milestones = std::vector<double>{75, 130, 180};
+  return r;
+}
+
+Recipe PhuongMethod::reference_recipe(const std::string& dataset, const std::string& arch) const {
+  Recipe r = Method::reference_recipe(dataset, arch);
+  r.source = "classic.md §14.3 (official code: Nesterov, weight decay 1e-4, batch 64, 300 epochs)";
+  r.batch_size = 64;
+  r.weight_decay = 1e-4;
+  return r;
+}
+
 }  // namespace okd::distill

@@ -68,6 +68,7 @@ class MultiExitMethod : public Method {
   int64_t deployed_num_parameters() const override { return net_->base()->num_parameters(); }
   std::vector<std::pair<std::string, Tensor>> eval_logits(const Tensor& images) override;
 
+  Recipe reference_recipe(const std::string& dataset, const std::string& arch) const override;
   // The method's loss terms (total in .loss) from the exits' outputs.
   virtual StepResult loss(const MultiExitNet::Output& out, const Tensor& labels) = 0;
   const std::shared_ptr<MultiExitNet>& net() const { return net_; }
@@ -110,6 +111,7 @@ class PhuongMethod : public MultiExitMethod {
   std::string variant_summary() const override;
   void build(const BuildContext& ctx) override;
   StepResult loss(const MultiExitNet::Output& out, const Tensor& labels) override;
+  Recipe reference_recipe(const std::string& dataset, const std::string& arch) const override;
   void after_update(const TrainClock& clock) override;
   nn::NamedTensors extra_state() const override;
   void load_extra_state(const nn::NamedTensors& state) override;

@@ -129,4 +129,13 @@ std::string OneMethod::variant_summary() const {
   return buf;
 }
 
+Recipe OneMethod::reference_recipe(const std::string& dataset, const std::string& arch) const {
+  Recipe r = Method::reference_recipe(dataset, arch);
+  r.source = "classic.md §6 (official script: no Nesterov, weight decay 1e-4, x0.1 at 151 and 225)";
+  r.nesterov = false;
+  r.weight_decay = 1e-4;
+  r.milestones = std::vector<double>{151, 225};
+  return r;
+}
+
 }  // namespace okd::distill

@@ -53,6 +53,7 @@ class OneMethod : public Method {
   }
   std::vector<std::pair<std::string, Tensor>> eval_logits(const Tensor& images) override;
   std::string variant_summary() const override;
+  Recipe reference_recipe(const std::string& dataset, const std::string& arch) const override;
 
   // The loss from the network's output at ramp-up weight w (exposed for tests).
   StepResult loss(const OneNet::Output& out, const Tensor& labels, double w) const;

@@ -925,6 +925,35 @@ INSTANTIATE_TEST_SUITE_P(Classic, ClassicEveryMethod,
                                            "cl-ilr", "pcl", "byot", "eed", "phuong", "afd",
                                            "amln"));
 
+// The reference recipes (train_cifar --recipe reference) of the methods whose recipe is not the
+// common protocol (classic.md §15).
+TEST(ClassicRecipes, ReferenceRecipesOfSection15) {
+  Recipe kd = KdMethod().reference_recipe("cifar100", "resnet20");
+  EXPECT_EQ(kd.epochs.value(), 240);
+  EXPECT_EQ(kd.batch_size.value(), 64);
+  EXPECT_EQ(kd.lr.value(), 0.05);
+  EXPECT_EQ(kd.milestones.value(), (std::vector<double>{150, 180, 210}));
+  EXPECT_EQ(AtMethod().reference_recipe("cifar100", "resnet20").epochs.value(), 240);
+  Recipe one = OneMethod().reference_recipe("cifar100", "resnet32");
+  EXPECT_EQ(one.weight_decay.value(), 1e-4);
+  EXPECT_FALSE(one.nesterov.value());
+  EXPECT_EQ(one.milestones.value(), (std::vector<double>{151, 225}));
+  Recipe byot = ByotMethod().reference_recipe("cifar100", "resnet18_cifar");
+  EXPECT_EQ(byot.epochs.value(), 200);
+  EXPECT_EQ(byot.milestones.value(), (std::vector<double>{75, 130, 180}));
+  EXPECT_EQ(EedMethod().reference_recipe("cifar100", "resnet18_cifar").epochs.value(), 200);
+  Recipe ph = PhuongMethod().reference_recipe("cifar100", "resnet32");
+  EXPECT_EQ(ph.batch_size.value(), 64);
+  EXPECT_EQ(ph.weight_decay.value(), 1e-4);
+  EXPECT_TRUE(ph.nesterov.value());
+  for (const char* m : {"dml", "okddip", "kdcl", "cl-ilr", "pcl", "afd", "amln"}) {
+    Recipe r = make_method(m)->reference_recipe("cifar100", "resnet32");
+    EXPECT_EQ(r.epochs.value(), 300) << m;
+    EXPECT_EQ(r.milestones.value(), (std::vector<double>{150, 225})) << m;
+    EXPECT_TRUE(r.nesterov.value()) << m;
+  }
+}
+
 TEST(ClassicKd, MissingTeacherIsAClearError) {
   KdMethod m;
   try {
