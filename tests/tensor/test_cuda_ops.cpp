@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/functions.h"
 #include "okd/build_config.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/activation.h"
@@ -672,6 +673,57 @@ TEST(CudaOps, CatStackIndexSelectGatherScatterOneHotMatchCpu) {
   EXPECT_TRUE(matches(ops::one_hot(gpu(labels), 10), ops::one_hot(labels, 10), 0, 0));
   EXPECT_TRUE(matches(ops::one_hot(gpu(labels), 12, DType::Float64),
                       ops::one_hot(labels, 12, DType::Float64), 0, 0));
+}
+
+// ---- through autograd
+// ----------------------------------------------------------------------------
+
+// A small network's loss, parameter gradients and batch-norm running statistics after one
+// forward/backward on the GPU equal the CPU's: the autograd layer runs unchanged on CUDA tensors.
+TEST(CudaAutograd, SmallConvNetLossAndGradientsMatchCpu) {
+  OKD_REQUIRE_GPU();
+  for (DType dt : kFloats) {
+    SCOPED_TRACE(dtype_name(dt));
+    const std::vector<Tensor> init = {randn_t({8, 3, 3, 3}, dt, 191),    randn_t({8}, dt, 192),
+                                      uniform_t({8}, 0.5, 1.5, dt, 193), randn_t({8}, dt, 194),
+                                      randn_t({8, 5}, dt, 195),          randn_t({5}, dt, 196)};
+    const Tensor x = randn_t({4, 3, 8, 8}, dt, 197);
+    Generator g(198);
+    const Tensor targets = randint(0, 5, {4}, g);
+    struct Run {
+      Tensor loss;
+      std::vector<Tensor> params;
+      Tensor running_mean, running_var;
+    };
+    auto run = [&](Device dev) {
+      Run r;
+      for (const Tensor& t : init) {
+        Tensor p = ops::clone(ops::to(t, dev));
+        p.requires_grad_();
+        r.params.push_back(p);
+      }
+      r.running_mean = zeros({8}, dt, dev);
+      r.running_var = ones({8}, dt, dev);
+      Tensor h = conv2d(ops::to(x, dev), r.params[0], r.params[1], {1, 1, 1, 1, 1, 1, 1});
+      h = batch_norm(h, r.running_mean, r.running_var, r.params[2], r.params[3], true, 0.1, 1e-5);
+      h = max_pool2d(relu(h), 2, 2);
+      h = reshape(adaptive_avg_pool2d(h, 1, 1), {4, 8});
+      Tensor logits = add(matmul(h, r.params[4]), r.params[5]);
+      r.loss = cross_entropy(logits, ops::to(targets, dev), 0.1);
+      backward(r.loss);
+      return r;
+    };
+    const Run c = run(kCPU), d = run(kCuda);
+    const double rt = rtol_for(dt, 1e-4), at = dt == DType::Float32 ? 1e-5 : 1e-10;
+    EXPECT_TRUE(matches(d.loss, c.loss, rt, at));
+    for (size_t i = 0; i < c.params.size(); ++i) {
+      SCOPED_TRACE("parameter " + std::to_string(i));
+      ASSERT_TRUE(d.params[i].grad().defined());
+      EXPECT_TRUE(matches(d.params[i].grad(), c.params[i].grad(), rt, at));
+    }
+    EXPECT_TRUE(matches(d.running_mean, c.running_mean, rt, at));
+    EXPECT_TRUE(matches(d.running_var, c.running_var, rt, at));
+  }
 }
 
 // ---- errors ------------------------------------------------------------------------------------
