@@ -193,6 +193,30 @@ Rows to_rows(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim, co
   return r;
 }
 
+// Integer sums, exact in int64 (integer addition is associative: any order gives the same
+// result). One block per row.
+template <class T>
+__global__ void int_sum_kernel(const T* rows, int64_t O, int64_t R, int64_t* out) {
+  __shared__ int64_t partial[kReduceThreads];
+  const int t = threadIdx.x;
+  for (int64_t o = blockIdx.x; o < O; o += gridDim.x) {
+    int64_t v = 0;
+    for (int64_t i = t; i < R; i += blockDim.x) v += static_cast<int64_t>(rows[o * R + i]);
+    partial[t] = v;
+    __syncthreads();
+    for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
+      if (t < stride) partial[t] += partial[t + stride];
+      __syncthreads();
+    }
+    if (t == 0) out[o] = partial[0];
+    __syncthreads();
+  }
+}
+
+// sum (int64 result), amax and amin of int64/uint8 tensors, as the CPU computes them.
+Tensor reduce_integer(Reduce op, const Tensor& a, const std::vector<int64_t>& dims, bool keepdim,
+                      const char* name);
+
 const char* reduce_name(Reduce op) {
   static const char* names[] = {"sum", "mean", "var", "std", "amax", "amin"};
   return names[static_cast<int>(op)];
@@ -296,8 +320,7 @@ Tensor reduce(Reduce op, const Tensor& a, const std::vector<int64_t>& dims, bool
   if (op == Reduce::Var || op == Reduce::Std)
     OKD_CHECK(is_floating(a.dtype()), name, ": expected a floating tensor, got ",
               dtype_name(a.dtype()));
-  OKD_CHECK(is_floating(a.dtype()), "op ", name, " has no CUDA kernel for ", dtype_name(a.dtype()),
-            " yet (float32 and float64 only)");
+  if (!is_floating(a.dtype())) return reduce_integer(op, a, dims, keepdim, name);
 
   // [kept dims..., reduced dims...] contiguous: output o reduces row o.
   const Rows r = to_rows(a, dims, keepdim, name);
@@ -362,5 +385,40 @@ Tensor reduce(Reduce op, const Tensor& a, const std::vector<int64_t>& dims, bool
     run(double{});
   return out;
 }
+
+namespace {
+Tensor reduce_integer(Reduce op, const Tensor& a, const std::vector<int64_t>& dims, bool keepdim,
+                      const char* name) {
+  const Rows r = to_rows(a, dims, keepdim, name);
+  const bool sum = op == Reduce::Sum;
+  if (!sum)
+    OKD_CHECK(r.R > 0, name, ": cannot reduce an empty dimension (input ", shape_str(a.shape()),
+              ")");
+  Tensor out = empty(r.out_shape, sum ? DType::Int64 : a.dtype(), a.device());
+  if (r.O == 0) return out;
+  if (r.R == 0) {
+    ops::fill_(out, 0.0);
+    return out;
+  }
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(r.O, 65535));
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    if (sum) {
+      int_sum_kernel<T>
+          <<<grid, kReduceThreads, 0, stream()>>>(r.data.data<T>(), r.O, r.R, out.data<int64_t>());
+    } else {  // the max/min selection kernel; its indices are not needed
+      Tensor idx = empty({r.O}, DType::Int64, a.device());
+      arg_reduce_kernel<T><<<grid, kReduceThreads, 0, stream()>>>(
+          r.data.data<T>(), r.O, r.R, op == Reduce::Amax, out.data<T>(), idx.data<int64_t>());
+    }
+  };
+  if (a.dtype() == DType::Int64)
+    run(int64_t{});
+  else
+    run(uint8_t{});
+  OKD_CUDA_CHECK_LAUNCH(name);
+  return out;
+}
+}  // namespace
 
 }  // namespace okd::cuda

@@ -382,7 +382,7 @@ TEST(CudaOps, LongReductionsUseTwoPassesAndMatchCpu) {
   }
 }
 
-TEST(CudaOps, MaxMinLogsumexpNormMatchCpu) {
+TEST(CudaOps, MaxMinIntegerReductionsLogsumexpNormMatchCpu) {
   OKD_REQUIRE_GPU();
   for (DType dt : {DType::Float32, DType::Float64, DType::Int64, DType::UInt8}) {
     SCOPED_TRACE(dtype_name(dt));
@@ -402,6 +402,13 @@ TEST(CudaOps, MaxMinLogsumexpNormMatchCpu) {
       }
     }
     EXPECT_TRUE(matches(ops::argmax(gpu(x), 1), ops::argmax(x, 1), 0, 0));
+    if (!is_floating(dt)) {  // integer sum (an int64 result), amax and amin
+      for (const std::vector<int64_t>& dims : {std::vector<int64_t>{}, {1}, {0, 2}}) {
+        EXPECT_TRUE(matches(ops::sum(gpu(x), dims), ops::sum(x, dims), 0, 0));
+        EXPECT_TRUE(matches(ops::amax(gpu(x), dims, true), ops::amax(x, dims, true), 0, 0));
+        EXPECT_TRUE(matches(ops::amin(gpu(x), dims), ops::amin(x, dims), 0, 0));
+      }
+    }
   }
   // a NaN wins max and min, the first one when there are several
   Tensor n = from_vector<float>({1.f, NAN, 3.f, NAN, 0.f, 2.f}, {2, 3});
