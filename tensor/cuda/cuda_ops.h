@@ -103,6 +103,8 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index);
 Tensor gather(const Tensor& t, int64_t dim, const Tensor& index);
 Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src);
 Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype);
+// Always sorted, in index_cpu.cpp's order (NaN as the largest, ties by lower index).
+std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool largest);
 
 Tensor log_softmax_lastdim(const Tensor& x);
 Tensor log_softmax_lastdim_backward(const Tensor& dy, const Tensor& log_softmax_out);

@@ -1,6 +1,7 @@
 // Joining, splitting, indexing and selection on the CPU. Everything is expressed over an
 // [outer, dim, inner] view of contiguous data, which keeps each kernel a pair of plain loops.
-// CUDA tensors go to index_cuda.cu; cat and stack are copy_ into views on any device.
+// CUDA tensors go to index_cuda.cu; cat, stack and kthvalue are compositions that run on any
+// device.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -251,7 +252,7 @@ struct RankBefore {
 }  // namespace
 
 std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool largest, bool sorted) {
-  cuda::check_no_cuda("topk", {t});
+  if (cuda::on_cuda(t)) return cuda::topk(t, k, dim, largest);
   (void)sorted;  // results are always sorted (a valid choice when sorted=false)
   const int64_t rank = std::max<int64_t>(t.dim(), 1);
   const int64_t d = wrap_dim(dim, rank, "topk");
@@ -289,7 +290,6 @@ std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool lar
 
 // The k-th of the ascending order RankBefore defines (equal values: the lower index first).
 std::pair<Tensor, Tensor> kthvalue(const Tensor& t, int64_t k, int64_t dim, bool keepdim) {
-  cuda::check_no_cuda("kthvalue", {t});
   const int64_t d = wrap_dim(dim, std::max<int64_t>(t.dim(), 1), "kthvalue");
   const int64_t R = t.dim() ? t.shape()[d] : 1;
   OKD_CHECK(k >= 1 && k <= R, "kthvalue: k = ", k, " is out of range for dim ", d, " of size ", R,

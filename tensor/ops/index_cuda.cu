@@ -1,12 +1,16 @@
-// Indexing CUDA kernels: index_select, gather, scatter_add and one_hot, all four dtypes (index.h).
+// Indexing CUDA kernels: index_select, gather, scatter_add, one_hot and topk, all four dtypes
+// (index.h); kthvalue is topk's k-th entry on any device.
 // Indices are checked on the host first, as on the CPU (a bad index is an okd::Error naming it,
 // never a stray write), which costs one device->host copy of the index tensor. scatter_add is
 // deterministic without atomics: one thread per line along `dim` of the index, adding that line's
 // entries in order, so each output element receives its contributions in the CPU's order (lines
-// write disjoint elements). cat and stack need no kernel: they are copy_ into views.
+// write disjoint elements). topk ranks every element against its row (O(R^2) work per row, fine
+// for class counts; a sort would be needed for rows of many thousands). cat and stack need no
+// kernel: they are copy_ into views.
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/launch.cuh"
 #include "tensor/ops/copy.h"
+#include "tensor/ops/view.h"
 
 namespace okd::cuda {
 
@@ -79,6 +83,34 @@ __global__ void scatter_add_kernel(const T* src, const int64_t* index, T* out, i
 template <class T>
 __global__ void one_hot_kernel(const int64_t* labels, T* out, int64_t n, int64_t classes) {
   OKD_GRID_STRIDE(i, n) { out[i * classes + labels[i]] = T(1); }
+}
+
+// a comes before b in topk's order: NaN first when largest (last when smallest), then by value,
+// then the lower index (index_cpu.cpp's RankBefore: a strict total order).
+template <class T>
+__device__ __forceinline__ bool rank_before(bool largest, T a, int64_t ia, T b, int64_t ib) {
+  const bool na = a != a, nb = b != b;
+  if (na || nb) return na && nb ? ia < ib : (largest ? na : nb);
+  if (a != b) return largest ? a > b : a < b;
+  return ia < ib;
+}
+
+// One thread per element: its rank is the number of row elements ordered before it (ranks are
+// distinct, the order being total); ranks below k are written to their place.
+template <class T>
+__global__ void topk_kernel(const T* rows, int64_t total, int64_t R, int64_t k, bool largest,
+                            T* values, int64_t* indices) {
+  OKD_GRID_STRIDE(e, total) {
+    const int64_t r = e / R, i = e - r * R;
+    const T* row = rows + r * R;
+    const T v = row[i];
+    int64_t rank = 0;
+    for (int64_t j = 0; j < R && rank < k; ++j) rank += rank_before(largest, row[j], j, v, i);
+    if (rank < k) {
+      values[r * k + rank] = v;
+      indices[r * k + rank] = i;
+    }
+  }
 }
 
 template <class F>
@@ -200,6 +232,32 @@ Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tens
   });
   OKD_CUDA_CHECK_LAUNCH("scatter_add");
   return out;
+}
+
+std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool largest) {
+  check_device(t, "topk");
+  const int64_t rank = std::max<int64_t>(t.dim(), 1);
+  const int64_t d = wrap_dim(dim, rank, "topk");
+  const int64_t R = t.dim() ? t.shape()[d] : 1;
+  OKD_CHECK(k >= 0 && k <= R, "topk: k = ", k, " is out of range for dim ", d, " of size ", R,
+            " (input ", shape_str(t.shape()), ")");
+  // Rows along dim, moved last and made contiguous: [rows, R] -> values and indices [rows, k].
+  const Tensor moved = t.dim() ? ops::contiguous(ops::transpose(t, d, -1)) : ops::reshape(t, {1});
+  Shape ms = moved.shape();
+  ms.back() = k;
+  Tensor vals = empty(ms, t.dtype(), t.device()), idx = empty(ms, DType::Int64, t.device());
+  const int64_t total = moved.numel();
+  if (k > 0 && total > 0) {
+    dispatch_all(t.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      topk_kernel<T><<<grid_for(total), kThreads, 0, stream()>>>(
+          moved.data<T>(), total, R, k, largest, vals.data<T>(), idx.data<int64_t>());
+    });
+    OKD_CUDA_CHECK_LAUNCH("topk");
+  }
+  if (t.dim() == 0) return {ops::reshape(vals, {}), ops::reshape(idx, {})};
+  return {ops::contiguous(ops::transpose(vals, d, -1)),
+          ops::contiguous(ops::transpose(idx, d, -1))};
 }
 
 Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype) {

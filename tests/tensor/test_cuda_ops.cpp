@@ -646,7 +646,7 @@ TEST(CudaOps, PoolingForwardBackwardMatchCpu) {
 
 // ---- indexing ----------------------------------------------------------------------------------
 
-TEST(CudaOps, CatStackIndexSelectGatherScatterOneHotMatchCpu) {
+TEST(CudaOps, CatStackIndexSelectGatherScatterTopkOneHotMatchCpu) {
   OKD_REQUIRE_GPU();
   Generator g(181);
   for (DType dt : {DType::Float32, DType::Float64, DType::Int64, DType::UInt8}) {
@@ -676,6 +676,29 @@ TEST(CudaOps, CatStackIndexSelectGatherScatterOneHotMatchCpu) {
     EXPECT_TRUE(matches(ops::scatter_add(gpu(t), 1, gpu(idx1), gpu(src1)),
                         ops::scatter_add(t, 1, idx1, src1), 0, 0));
   }
+  // topk (ties and NaN in the CPU's order) and kthvalue
+  for (DType dt : {DType::Float32, DType::Float64, DType::Int64, DType::UInt8}) {
+    SCOPED_TRACE(std::string("topk ") + dtype_name(dt));
+    Tensor x = ops::to(randint(0, 9, {5, 20, 3}, g), dt);  // many ties
+    for (bool largest : {true, false}) {
+      for (int64_t dim : {1, 0, -1}) {
+        const int64_t k = std::min<int64_t>(4, x.size(dim));
+        auto [v, i] = ops::topk(x, k, dim, largest);
+        auto [vg, ig] = ops::topk(gpu(x), k, dim, largest);
+        EXPECT_TRUE(matches(vg, v, 0, 0));
+        EXPECT_TRUE(matches(ig, i, 0, 0));
+      }
+    }
+    auto [kv, ki] = ops::kthvalue(x, 7, 1, true);
+    auto [kvg, kig] = ops::kthvalue(gpu(x), 7, 1, true);
+    EXPECT_TRUE(matches(kvg, kv, 0, 0));
+    EXPECT_TRUE(matches(kig, ki, 0, 0));
+  }
+  Tensor nan_row = from_vector<float>({2.f, NAN, 5.f, NAN, -1.f}, {1, 5});
+  EXPECT_TRUE(matches(ops::topk(gpu(nan_row), 3).second, ops::topk(nan_row, 3).second, 0, 0));
+  EXPECT_TRUE(matches(ops::topk(gpu(nan_row), 3, -1, false).second,
+                      ops::topk(nan_row, 3, -1, false).second, 0, 0));
+
   Tensor labels = randint(0, 10, {3, 5}, g);
   EXPECT_TRUE(matches(ops::one_hot(gpu(labels), 10), ops::one_hot(labels, 10), 0, 0));
   EXPECT_TRUE(matches(ops::one_hot(gpu(labels), 12, DType::Float64),
@@ -742,8 +765,8 @@ TEST(CudaOps, MisuseIsAClearError) {
   EXPECT_NE(err.find("devices differ"), std::string::npos) << err;
   err = error_of([&] { ops::add(gpu(a), gpu(ops::to(a, DType::Float64))); });
   EXPECT_NE(err.find("dtypes differ"), std::string::npos) << err;
-  err = error_of([&] { ops::topk(gpu(a), 1); });
-  EXPECT_NE(err.find("op topk has no CUDA kernel yet"), std::string::npos) << err;
+  err = error_of([&] { ops::neg(gpu(from_vector<int64_t>({1, 2}))); });
+  EXPECT_NE(err.find("op neg has no CUDA kernel for int64 yet"), std::string::npos) << err;
   err = error_of([&] { ops::gather(gpu(a), 1, gpu(from_vector<int64_t>({0, 3}, {2, 1}))); });
   EXPECT_NE(err.find("gather: index 3 is out of range for dim 1 of size 3"), std::string::npos)
       << err;
