@@ -141,4 +141,22 @@ Tensor avg_pool2d_backward(const Tensor& dy, const Shape& input_shape, int64_t k
 Tensor adaptive_avg_pool2d_forward(const Tensor& x, int64_t out_h, int64_t out_w);
 Tensor adaptive_avg_pool2d_backward(const Tensor& dy, const Shape& input_shape);
 
+// The update loops of optim/sgd.cpp and optim/adam.cpp on the device (update_cuda.cu), for
+// optim/ to call on CUDA parameters; state tensors contiguous, on the parameter's device.
+struct SgdStep {
+  double lr = 0, weight_decay = 0, momentum = 0, dampening = 0;
+  bool nesterov = false;
+  bool first = false;  // the momentum buffer is initialised with this step's gradient
+};
+void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer,
+               const SgdStep& s);
+struct AdamStep {
+  double lr = 0, weight_decay = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  int64_t step = 1;        // t of the bias corrections (updates including this one)
+  bool decoupled = false;  // AdamW
+  bool amsgrad = false;
+};
+void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+                const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, const AdamStep& s);
+
 }  // namespace okd::cuda

@@ -98,5 +98,12 @@ Tensor adaptive_avg_pool2d_forward(const Tensor&, int64_t, int64_t) {
 Tensor adaptive_avg_pool2d_backward(const Tensor&, const Shape&) {
   no_backend("adaptive_avg_pool2d_backward");
 }
+void sgd_step_(const Tensor&, const Tensor&, const Tensor&, const SgdStep&) {
+  no_backend("SGD::step");
+}
+void adam_step_(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                const AdamStep&) {
+  no_backend("Adam::step");
+}
 
 }  // namespace okd::cuda

@@ -72,6 +72,10 @@ __global__ void avg_pool_kernel(const T* x, T* y, int64_t total, int64_t H, int6
   }
 }
 
+// Products rounded on their own (no FMA contraction into the sum), as the CPU computes them.
+__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+
 // Output oh covers input row h when oh s - p <= h <= oh s - p + k - 1.
 template <class T>
 __global__ void avg_pool_backward_kernel(const T* dy, T* dx, int64_t total, int64_t H, int64_t W,
@@ -83,7 +87,7 @@ __global__ void avg_pool_backward_kernel(const T* dy, T* dx, int64_t total, int6
     const int64_t ow0 = max(int64_t{0}, (w + p - k + s) / s), ow1 = min(OW - 1, (w + p) / s);
     T acc = 0;
     for (int64_t oh = oh0; oh <= oh1; ++oh)
-      for (int64_t ow = ow0; ow <= ow1; ++ow) acc += dy[(plane * OH + oh) * OW + ow] * inv;
+      for (int64_t ow = ow0; ow <= ow1; ++ow) acc += mul_rn(dy[(plane * OH + oh) * OW + ow], inv);
     dx[e] = acc;
   }
 }

@@ -4,6 +4,7 @@
 // allocator's reuse and host<->device round trips. Tests that need a GPU skip, saying so, when okd
 // is built without CUDA or the machine has no GPU; the few that need none (size classes, the no-GPU
 // error) run everywhere.
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -705,8 +706,129 @@ TEST(CudaOps, CatStackIndexSelectGatherScatterTopkOneHotMatchCpu) {
                       ops::one_hot(labels, 12, DType::Float64), 0, 0));
 }
 
-// ---- through autograd
-// ----------------------------------------------------------------------------
+// ---- optimizer updates -------------------------------------------------------------------------
+
+namespace {
+// optim/sgd.cpp's loop, the reference of cuda::sgd_step_.
+template <class T>
+void sgd_reference(std::vector<T>& p, const std::vector<T>& dp, std::vector<T>& buf,
+                   const cuda::SgdStep& s) {
+  const T wd = static_cast<T>(s.weight_decay), mom = static_cast<T>(s.momentum);
+  const T one_minus_damp = static_cast<T>(1 - s.dampening), neg_lr = static_cast<T>(-s.lr);
+  for (size_t i = 0; i < p.size(); ++i) {
+    T g = dp[i];
+    if (s.weight_decay != 0) g = g + wd * p[i];
+    if (s.momentum != 0) {
+      buf[i] = s.first ? g : buf[i] * mom + one_minus_damp * g;
+      g = s.nesterov ? g + mom * buf[i] : buf[i];
+    }
+    p[i] = p[i] + neg_lr * g;
+  }
+}
+// optim/adam.cpp's loop, the reference of cuda::adam_step_.
+template <class T>
+void adam_reference(std::vector<T>& p, const std::vector<T>& dp, std::vector<T>& m,
+                    std::vector<T>& v, std::vector<T>& vmax, const cuda::AdamStep& s) {
+  const double t = static_cast<double>(s.step);
+  const double bc1 = 1 - std::pow(s.beta1, t), bc2 = 1 - std::pow(s.beta2, t);
+  const T wd = static_cast<T>(s.weight_decay), shrink = static_cast<T>(1 - s.lr * s.weight_decay);
+  const T b1 = static_cast<T>(s.beta1), omb1 = static_cast<T>(1 - s.beta1);
+  const T b2 = static_cast<T>(s.beta2), omb2 = static_cast<T>(1 - s.beta2);
+  const T bc2s = static_cast<T>(std::sqrt(bc2)), eps = static_cast<T>(s.eps);
+  const T nss = static_cast<T>(-(s.lr / bc1));
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (s.decoupled) p[i] = p[i] * shrink;
+    T g = dp[i];
+    if (!s.decoupled && s.weight_decay != 0) g = g + wd * p[i];
+    m[i] = m[i] * b1 + omb1 * g;
+    v[i] = v[i] * b2 + omb2 * g * g;
+    T second = v[i];
+    if (s.amsgrad) second = vmax[i] = std::max(vmax[i], v[i]);
+    const T denom = std::sqrt(second) / bc2s + eps;
+    p[i] = p[i] + nss * m[i] / denom;
+  }
+}
+
+// Copies of the reference state (held as double) in the dtype under test, and back.
+template <class T>
+std::vector<T> as(const std::vector<double>& v) {
+  return std::vector<T>(v.begin(), v.end());
+}
+template <class T>
+std::vector<double> back_to_double(const std::vector<T>& v) {
+  return std::vector<double>(v.begin(), v.end());
+}
+}  // namespace
+
+TEST(CudaOps, SgdAndAdamUpdatesMatchTheOptimLoops) {
+  OKD_REQUIRE_GPU();
+  auto as_tensor = [](const std::vector<double>& v, const Shape& s, DType dt) {
+    return ops::to(from_vector<double>(v, s), dt);
+  };
+  for (DType dt : kFloats) {
+    SCOPED_TRACE(dtype_name(dt));
+    const double r = rtol_for(dt, 1e-6);
+    const Shape shape{37, 11};
+    for (bool nesterov : {false, true}) {
+      cuda::SgdStep s;
+      s.lr = 0.1;
+      s.weight_decay = 5e-4;
+      s.momentum = 0.9;
+      s.nesterov = nesterov;
+      Tensor p = randn_t(shape, dt, 201);
+      Tensor pg = gpu(p), bufg = zeros(shape, dt, kCuda);
+      std::vector<double> pr = to_vector<double>(p), br(p.numel(), 0.0);
+      for (int step = 0; step < 3; ++step) {
+        Tensor g = randn_t(shape, dt, 202 + step);
+        s.first = step == 0;
+        cuda::sgd_step_(pg, gpu(g), bufg, s);
+        if (dt == DType::Float32) {
+          std::vector<float> pf = as<float>(pr), bf = as<float>(br);
+          sgd_reference<float>(pf, to_vector<float>(g), bf, s);
+          pr = back_to_double(pf);
+          br = back_to_double(bf);
+        } else {
+          sgd_reference<double>(pr, to_vector<double>(g), br, s);
+        }
+      }
+      EXPECT_TRUE(matches(pg, as_tensor(pr, shape, dt), r, 1e-7));
+      EXPECT_TRUE(matches(bufg, as_tensor(br, shape, dt), r, 1e-7));
+    }
+    for (bool decoupled : {false, true}) {
+      cuda::AdamStep s;
+      s.lr = 1e-2;
+      s.weight_decay = 1e-2;
+      s.decoupled = decoupled;
+      s.amsgrad = true;
+      Tensor p = randn_t(shape, dt, 211);
+      Tensor pg = gpu(p), mg = zeros(shape, dt, kCuda), vg = zeros(shape, dt, kCuda),
+             vmaxg = zeros(shape, dt, kCuda);
+      std::vector<double> pr = to_vector<double>(p), mr(p.numel(), 0.0), vr(p.numel(), 0.0),
+                          vmr(p.numel(), 0.0);
+      for (int step = 1; step <= 3; ++step) {
+        Tensor g = randn_t(shape, dt, 212 + step);
+        s.step = step;
+        cuda::adam_step_(pg, gpu(g), mg, vg, vmaxg, s);
+        if (dt == DType::Float32) {
+          std::vector<float> pf = as<float>(pr), mf = as<float>(mr), vf = as<float>(vr),
+                             vmf = as<float>(vmr);
+          adam_reference<float>(pf, to_vector<float>(g), mf, vf, vmf, s);
+          pr = back_to_double(pf);
+          mr = back_to_double(mf);
+          vr = back_to_double(vf);
+          vmr = back_to_double(vmf);
+        } else {
+          adam_reference<double>(pr, to_vector<double>(g), mr, vr, vmr, s);
+        }
+      }
+      EXPECT_TRUE(matches(pg, as_tensor(pr, shape, dt), r, 1e-7));
+      EXPECT_TRUE(matches(mg, as_tensor(mr, shape, dt), r, 1e-7));
+      EXPECT_TRUE(matches(vg, as_tensor(vr, shape, dt), r, 1e-7));
+    }
+  }
+}
+
+// ---- through autograd --------------------------------------------------------------------------
 
 // A small network's loss, parameter gradients and batch-norm running statistics after one
 // forward/backward on the GPU equal the CPU's: the autograd layer runs unchanged on CUDA tensors.
