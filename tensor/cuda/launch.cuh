@@ -17,6 +17,12 @@ namespace okd::cuda {
 
 constexpr int kMaxDims = 8;
 
+// for (int64_t i = global thread index; i < n; i += all threads): a grid-stride loop, so any grid
+// size (grid_for caps it at 65535 blocks) covers any n.
+#define OKD_GRID_STRIDE(i, n)                                                            \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
 template <int K>
 struct Indexer {
   int ndim = 1;

@@ -139,10 +139,6 @@ __device__ __forceinline__ bool apply_compare(Compare op, T x, T y) {
 }
 
 // ---- the generic strided kernels -------------------------------------------------------------
-#define OKD_GRID_STRIDE(i, n)                                                            \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-
 template <class T>
 __global__ void unary_kernel(int64_t n, Indexer<2> ix, T* out, const T* a, Unary op, double s0,
                              double s1) {

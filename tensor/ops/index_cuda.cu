@@ -16,10 +16,6 @@ namespace okd::cuda {
 
 namespace {
 
-#define OKD_GRID_STRIDE(i, n)                                                            \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-
 // Shapes and strides of gather/scatter_add operands, by value into the kernel.
 struct Geometry {
   int ndim = 0;

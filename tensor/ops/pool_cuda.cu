@@ -14,10 +14,6 @@ namespace okd::cuda {
 
 namespace {
 
-#define OKD_GRID_STRIDE(i, n)                                                            \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-
 template <class T>
 __global__ void max_pool_kernel(const T* x, T* y, int64_t* idx, int64_t total, int64_t H, int64_t W,
                                 int64_t OH, int64_t OW, int64_t k, int64_t s, int64_t p) {

@@ -72,8 +72,7 @@ enum class Post : uint8_t { Identity, Divide, DivideSqrt };
 
 template <class T>
 __global__ void finalize_kernel(const double* acc, T* out, int64_t O, Post post, double divisor) {
-  for (int64_t o = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; o < O;
-       o += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  OKD_GRID_STRIDE(o, O) {
     switch (post) {
       case Post::Identity:
         out[o] = static_cast<T>(acc[o]);

@@ -5,8 +5,8 @@
 // float32 result can differ from the CPU's in the last bit.
 #include <cmath>
 
-#include "tensor/cuda/context.h"
 #include "tensor/cuda/cuda_ops.h"
+#include "tensor/cuda/launch.cuh"
 
 namespace okd::cuda {
 
@@ -15,8 +15,7 @@ namespace {
 template <class T>
 __global__ void sgd_kernel(T* p, const T* dp, T* buf, int64_t n, T wd, bool decay, T mom,
                            T one_minus_damp, T neg_lr, bool nesterov, bool first) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  OKD_GRID_STRIDE(i, n) {
     T g = dp[i];
     if (decay) g = g + wd * p[i];
     if (buf) {
@@ -35,8 +34,7 @@ struct AdamScalars {
 
 template <class T>
 __global__ void adam_kernel(T* p, const T* dp, T* m, T* v, T* vmax, int64_t n, AdamScalars<T> s) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  OKD_GRID_STRIDE(i, n) {
     if (s.shrink) p[i] = p[i] * s.shrink_factor;
     T g = dp[i];
     if (s.coupled) g = g + s.wd * p[i];
