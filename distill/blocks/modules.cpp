@@ -122,7 +122,7 @@ BranchedNet::BranchedNet(nn::BackbonePtr base, int split, int num_branches, Gene
       auto copy = base_->make_stage(s, gen);
       for (const auto& [name, layer] : copy->items()) {
         if (!layer->named_parameters().empty() || !layer->named_buffers().empty())
-          holder->register_module(name, layer);
+          nn::register_path(*holder, name, layer);
       }
       branches_[b].push_back(copy->items());
     }
@@ -141,19 +141,23 @@ Tensor BranchedNet::branch_features(int b, const Tensor& h) {
   const auto& stages = branches_.at(b);
   for (size_t s = 0; s + 1 < stages.size(); ++s)
     for (auto& [n, l] : stages[s]) y = l->forward(y);
+  const auto& head = stages.back();
+  for (size_t i = 0; i < nn::head_pool_index(head); ++i) y = head[i].second->forward(y);
   return y;
 }
 
 Tensor BranchedNet::branch_head(int b, const Tensor& f) {
+  const auto& head = branches_.at(b).back();
   Tensor y = f;
-  for (auto& [n, l] : branches_.at(b).back()) y = l->forward(y);
+  for (size_t i = nn::head_pool_index(head); i < head.size(); ++i) y = head[i].second->forward(y);
   return y;
 }
 
 Tensor BranchedNet::branch_pooled(int b, const Tensor& f) {
   const auto& head = branches_.at(b).back();
   Tensor y = f;
-  for (size_t i = 0; i + 1 < head.size(); ++i) y = head[i].second->forward(y);
+  for (size_t i = nn::head_pool_index(head); i + 1 < head.size(); ++i)
+    y = head[i].second->forward(y);
   return y;
 }
 

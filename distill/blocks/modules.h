@@ -81,9 +81,10 @@ class BranchedNet : public nn::Module {
 
   // Stem and stages before the split.
   Tensor trunk(const Tensor& x);
-  // Stages from the split up to (not including) the head of branch b: its last feature map.
+  // Stages from the split through the head's layers before its global pool (WRN's final
+  // BN-ReLU): branch b's last feature map.
   Tensor branch_features(int b, const Tensor& trunk_out);
-  // The head (pool + classifier) of branch b.
+  // The rest of branch b's head (pool, flatten, classifier).
   Tensor branch_head(int b, const Tensor& features);
   // Pooled features of branch b ([N, D]): the head without its classifier.
   Tensor branch_pooled(int b, const Tensor& features);

@@ -31,14 +31,20 @@ EkdNet::Output EkdNet::forward(const Tensor& x, double fa_dropout, Generator& fa
   h[0] = base_->run_stage(0, x);
   for (int s = 1; s <= S; ++s) h[s] = base_->run_stage(s, h[s - 1]);
   Output o;
-  o.features.push_back(h[S]);
-  o.logits.push_back(base_->run_stage(S + 1, h[S]));
+  // The last feature map of a path: stage S's output through the head's layers before the pool
+  // (nothing for a ResNet; the final BN-ReLU of a WRN, one per path).
+  o.features.push_back(base_->head_features(h[S]));
+  o.logits.push_back(base_->head_classify(o.features.back()));
   for (int j = 1; j < S; ++j) {
     // Path j leaves after stage j through the feature augmentation (its own dropout mask).
     Tensor y = dropout(h[j], fa_dropout, is_training(), fa_gen);
     for (int s = j + 1; s <= S; ++s) y = cm_stages_[s - 2]->forward(y);
+    const auto& head = cm_heads_[j - 1]->items();
+    const size_t pool = nn::head_pool_index(head);
+    for (size_t i = 0; i < pool; ++i) y = head[i].second->forward(y);
     o.features.push_back(y);
-    o.logits.push_back(cm_heads_[j - 1]->forward(y));
+    for (size_t i = pool; i < head.size(); ++i) y = head[i].second->forward(y);
+    o.logits.push_back(y);
   }
   return o;
 }

@@ -133,6 +133,18 @@ Tensor decoder_loss(SelfDistillDecoder& dec, const std::vector<Tensor>& taps, co
 }
 
 Tensor add_to(const Tensor& acc, const Tensor& t) { return acc.defined() ? acc + t : t; }
+
+// [stem, stage 1, ..., stage S-1, last feature map, logits]: the last map is stage S's output
+// through the head's layers before the pool (WRN's final BN-ReLU, as FFSD taps it).
+std::vector<Tensor> feature_taps(nn::Backbone& b, const Tensor& x) {
+  const int S = b.num_stages() - 2;
+  std::vector<Tensor> t;
+  Tensor y = x;
+  for (int i = 0; i <= S; ++i) t.push_back(y = b.run_stage(i, y));
+  t[S] = b.head_features(t[S]);
+  t.push_back(b.head_classify(t[S]));
+  return t;
+}
 }  // namespace
 
 FfsdMethod::Losses FfsdMethod::compute(const Batch& batch, int64_t epoch, StepResult* r) {
@@ -154,13 +166,13 @@ FfsdMethod::Losses FfsdMethod::compute(const Batch& batch, int64_t epoch, StepRe
   kd.detach_teacher = true;
 
   // 1-2. Forward passes: taps[s] = output of stage s (0 = stem, S+1 = logits).
-  std::vector<Tensor> lt = leader_->base->forward_taps(x);
+  std::vector<Tensor> lt = feature_taps(*leader_->base, x);
   Tensor z_leader = lt[S + 1];
   Tensor trans = leader_->transfusion->forward(lt[S]);
   std::vector<std::vector<Tensor>> st;
   std::vector<Tensor> z, fused_inputs;
   for (auto& s : students_) {
-    st.push_back(s->forward_taps(x));
+    st.push_back(feature_taps(*s, x));
     z.push_back(st.back()[S + 1]);
     fused_inputs.push_back(detach(st.back()[S]));
   }
@@ -255,7 +267,7 @@ std::vector<std::pair<std::string, Tensor>> FfsdMethod::eval_logits(const Tensor
   std::vector<std::pair<std::string, Tensor>> v;
   std::vector<Tensor> z, maps;
   for (size_t i = 0; i < students_.size(); ++i) {
-    auto taps = students_[i]->forward_taps(images);
+    auto taps = feature_taps(*students_[i], images);
     z.push_back(taps[S + 1]);
     maps.push_back(taps[S]);
     v.emplace_back("student" + std::to_string(i + 1), taps[S + 1]);

@@ -8,7 +8,6 @@
 
 namespace okd::nn {
 
-namespace {
 // Registers a module under a dotted path ("features.denseblock1"), creating plain container
 // modules for the leading names, so nested PyTorch names (DenseNet's features.*) stay exact.
 void register_path(Module& root, const std::string& path, const ModulePtr& module) {
@@ -24,7 +23,6 @@ void register_path(Module& root, const std::string& path, const ModulePtr& modul
   if (!container) container = root.register_module(head, std::make_shared<Module>("Container"));
   register_path(*container, path.substr(dot + 1), module);
 }
-}  // namespace
 
 void NamedSequential::add(const std::string& name, LayerPtr layer, bool register_child) {
   if (register_child) register_path(*this, name, layer);
@@ -76,6 +74,30 @@ std::vector<Tensor> Backbone::forward_taps(const Tensor& x) {
     taps.push_back(y);
   }
   return taps;
+}
+
+size_t head_pool_index(const std::vector<std::pair<std::string, LayerPtr>>& layers) {
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const Layer* l = layers[i].second.get();
+    if (dynamic_cast<const AdaptiveAvgPool2d*>(l) || dynamic_cast<const AvgPool2d*>(l) ||
+        dynamic_cast<const MaxPool2d*>(l) || dynamic_cast<const Flatten*>(l))
+      return i;
+  }
+  return layers.size();
+}
+
+Tensor Backbone::head_features(const Tensor& x) {
+  const auto& head = stages_.back().layers;
+  Tensor y = x;
+  for (size_t i = 0; i < head_pool_index(head); ++i) y = head[i].second->forward(y);
+  return y;
+}
+
+Tensor Backbone::head_classify(const Tensor& f) {
+  const auto& head = stages_.back().layers;
+  Tensor y = f;
+  for (size_t i = head_pool_index(head); i < head.size(); ++i) y = head[i].second->forward(y);
+  return y;
 }
 
 std::shared_ptr<NamedSequential> Backbone::make_stage(int i, Generator& gen) const {

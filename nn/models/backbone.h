@@ -48,6 +48,12 @@ class Backbone : public Layer {
   Tensor forward(const Tensor& x) override { return run_stages(0, num_stages() - 1, x); }
   // The output of every stage, in order (the last one is the logits).
   std::vector<Tensor> forward_taps(const Tensor& x);
+  // The head split at its global pooling: head_features runs the head's layers before the pool
+  // (WRN's final BN-ReLU; nothing for a ResNet), giving the last feature map KD methods fuse and
+  // compare; head_classify runs the rest (pool, flatten, classifier). Their composition is the
+  // head stage.
+  Tensor head_features(const Tensor& last_stage_output);
+  Tensor head_classify(const Tensor& features);
   // A freshly initialised copy of stage i (children named as in the backbone).
   std::shared_ptr<NamedSequential> make_stage(int i, Generator& gen) const;
   // Feature dimension entering the classifier.
@@ -73,6 +79,14 @@ struct BackboneOptions {
   std::string init = "he_fanout";  // he_fanout | he_fanin | pytorch
   uint64_t seed = 0;
 };
+
+// Registers module under a dotted path ("features.denseblock1") of root, creating plain
+// container modules for the leading names.
+void register_path(Module& root, const std::string& path, const ModulePtr& module);
+
+// Index of the first global-pooling layer in a head's layers (layers.size() when there is none):
+// the layers before it produce the last feature map.
+size_t head_pool_index(const std::vector<std::pair<std::string, LayerPtr>>& head_layers);
 
 // Builds any backbone of the zoo by name; throws listing the known names.
 BackbonePtr make_backbone(const BackboneOptions& options);
