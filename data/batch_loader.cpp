@@ -173,6 +173,7 @@ LoadedBatch BatchLoader::build(int64_t batch) const {
                 W = dataset_.images.size(3);
   LoadedBatch out;
   out.labels = empty({B}, DType::Int64);
+  out.indices = empty({B}, DType::Int64);
   const uint8_t* imgs = dataset_.images.data<uint8_t>();
   const int64_t* labels = dataset_.labels.data<int64_t>();
   const int64_t OH = out_size_[0], OW = out_size_[1];
@@ -180,6 +181,7 @@ LoadedBatch BatchLoader::build(int64_t batch) const {
   for (int64_t i = 0; i < B; ++i) {
     const int64_t idx = order_[start + i];
     out.labels.data<int64_t>()[i] = labels[idx];
+    out.indices.data<int64_t>()[i] = idx;
     for (int v = 0; v < opt_.views; ++v)
       augment_image(imgs + idx * C * H * W, C, H, W, opt_.augment, opt_.seed,
                     static_cast<uint64_t>(epoch_), static_cast<uint64_t>(idx),

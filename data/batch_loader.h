@@ -58,6 +58,7 @@ struct LoaderOptions {
 struct LoadedBatch {
   std::vector<Tensor> views;  // float32 [B, C, H, W] each
   Tensor labels;              // int64 [B]
+  Tensor indices;             // int64 [B]: each image's index in the dataset (memory banks)
 };
 
 // Applies aug to one image (uint8 [C, H, W]) into out (float32 [C, OH, OW], the size that

@@ -69,6 +69,7 @@ struct TrainClock {
 struct Batch {
   std::vector<Tensor> views;  // num_views() independent augmentations, each [N, C, H, W]
   Tensor labels;              // [N] int64
+  Tensor indices;  // [N] int64: each image's index in the training set (may be undefined)
   const Tensor& images() const { return views.at(0); }
   int64_t size() const { return labels.numel(); }
 };

@@ -24,7 +24,7 @@ class LoaderSplit : public TrainData::Split {
   std::optional<distill::Batch> next() override {
     auto b = loader_.next();
     if (!b) return std::nullopt;
-    return distill::Batch{std::move(b->views), std::move(b->labels)};
+    return distill::Batch{std::move(b->views), std::move(b->labels), std::move(b->indices)};
   }
 
  private:

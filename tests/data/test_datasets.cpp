@@ -95,9 +95,9 @@ TEST(Cifar, Cifar10And100RecordsAndErrors) {
   }
   ImageDataset train = load_cifar10(d.parent_path().string(), true);  // the parent works too
   ASSERT_EQ(train.size(), 10);
-  EXPECT_EQ(train.labels.at({2}), 2);                        // batch 2, record 0
+  EXPECT_EQ(train.labels.at({2}), 2);                              // batch 2, record 0
   EXPECT_EQ(train.images.at({2, 1, 0, 5}), (1024 + 5 + 2) % 251);  // channel-major pixels
-  EXPECT_THROW(load_cifar10(d.string(), false), Error);     // no test_batch.bin
+  EXPECT_THROW(load_cifar10(d.string(), false), Error);            // no test_batch.bin
 
   // A size that is not a multiple of the record length names the file.
   write_file(d / "test_batch.bin", std::string(3073 + 10, '\0'), false);
@@ -111,8 +111,8 @@ TEST(Cifar, Cifar10And100RecordsAndErrors) {
   fs::path c100 = tmp_dir("cifar100_rec");
   std::string bytes;
   for (int r = 0; r < 3; ++r) {
-    bytes.push_back(static_cast<char>(r + 1));       // coarse
-    bytes.push_back(static_cast<char>(50 + r));      // fine
+    bytes.push_back(static_cast<char>(r + 1));   // coarse
+    bytes.push_back(static_cast<char>(50 + r));  // fine
     bytes += std::string(3072, static_cast<char>(r));
   }
   write_file(c100 / "train.bin", bytes, false);
@@ -144,15 +144,25 @@ TEST(Loader, SameBatchesForAnyNumberOfWorkers) {
     loader.start_epoch(1);
     std::vector<std::vector<float>> got;
     int64_t seen = 0;
+    const std::vector<int64_t> order = loader.epoch_order(1);
     while (auto b = loader.next()) {
       ASSERT_EQ(b->views.size(), 2u);
+      // Each image's dataset index comes with it, and its label is that image's label.
+      auto idx = to_vector<int64_t>(b->indices);
+      auto lab = to_vector<int64_t>(b->labels);
+      for (size_t i = 0; i < idx.size(); ++i) {
+        EXPECT_EQ(idx[i], order[seen + i]);
+        EXPECT_EQ(lab[i], ds.labels.at({idx[i]}));
+      }
       got.push_back(to_vector<float>(b->views[0]));
       got.push_back(to_vector<float>(b->views[1]));
       seen += b->labels.numel();
     }
     EXPECT_EQ(seen, 50);
-    if (reference.empty()) reference = got;
-    else EXPECT_EQ(got, reference) << workers << " workers";
+    if (reference.empty())
+      reference = got;
+    else
+      EXPECT_EQ(got, reference) << workers << " workers";
   }
   // The two views of a batch differ (independent augmentations).
   EXPECT_NE(reference[0], reference[1]);
@@ -204,7 +214,8 @@ TEST(Augment, FlipCropAndNormalize) {
 TEST(FashionMnist, RealFilesWhenInstalled) {
   const std::string dir = "/usr/share/datasets/fashion-mnist";
   if (!fs::exists(fs::path(dir) / "train-images-idx3-ubyte.gz"))
-    GTEST_SKIP() << "Fashion-MNIST is not installed in " << dir << " (apt-get install dataset-fashion-mnist)";
+    GTEST_SKIP() << "Fashion-MNIST is not installed in " << dir
+                 << " (apt-get install dataset-fashion-mnist)";
   ImageDataset train = load_idx(dir, true, 32, 3), test = load_idx(dir, false, 32, 3);
   EXPECT_EQ(train.size(), 60000);
   EXPECT_EQ(test.size(), 10000);
