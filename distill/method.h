@@ -56,6 +56,7 @@ struct BuildContext {
   Device device = kCPU;
   int64_t epochs = 1;
   int64_t iters_per_epoch = 1;
+  Tensor train_labels;  // int64 [N]: every training label in dataset order (memory banks)
 };
 
 // Where training is: epochs and steps count from 0.
@@ -97,7 +98,8 @@ struct Recipe {
   std::optional<double> lr, momentum, weight_decay, gamma, rrc_min_scale;
   std::optional<bool> nesterov;
   std::optional<std::vector<double>> milestones;
-  std::optional<std::string> augment, padding, normalize;
+  std::optional<std::string> augment, padding, normalize, schedule;
+  std::optional<double> final_lr;  // cosine schedule
 };
 
 class Method {

@@ -255,6 +255,8 @@ std::string apply_recipe(TrainConfig& c) {
     set("milestones", c.milestones, ms, m);
   }
   if (r.gamma) set("gamma", c.gamma, *r.gamma, num(*r.gamma));
+  if (r.schedule) set("schedule", c.schedule, *r.schedule, *r.schedule);
+  if (r.final_lr) set("final-lr", c.final_lr, *r.final_lr, num(*r.final_lr));
   if (r.batch_size) set("batch-size", c.batch_size, *r.batch_size, std::to_string(*r.batch_size));
   if (r.augment) set("augment", c.augment, *r.augment, *r.augment);
   if (r.rrc_min_scale)

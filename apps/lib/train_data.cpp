@@ -26,6 +26,7 @@ class LoaderSplit : public TrainData::Split {
     if (!b) return std::nullopt;
     return distill::Batch{std::move(b->views), std::move(b->labels), std::move(b->indices)};
   }
+  Tensor labels() const override { return loader_.dataset().labels; }
 
  private:
   data::BatchLoader loader_;

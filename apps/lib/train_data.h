@@ -20,6 +20,8 @@ struct TrainData {
     virtual void start_epoch(int64_t epoch, int64_t first_batch = 0) = 0;
     // The next batch of the epoch, or nothing at its end.
     virtual std::optional<distill::Batch> next() = 0;
+    // Every label of the split, int64 [size()], in dataset order (memory-bank methods).
+    virtual Tensor labels() const = 0;
   };
   std::unique_ptr<Split> train, test;
   int64_t num_classes = 10, channels = 3, image_size = 32;

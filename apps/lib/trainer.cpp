@@ -157,6 +157,7 @@ void Trainer::setup() {
   ctx.lr = cfg_.lr;
   ctx.epochs = cfg_.epochs;
   ctx.iters_per_epoch = data_->train->batches_per_epoch();
+  ctx.train_labels = data_->train->labels();
   method_->build(ctx);
 
   std::vector<optim::ParamGroup> groups;

@@ -13,6 +13,7 @@
 #include "distill/methods/kd.h"
 #include "distill/methods/kdcl.h"
 #include "distill/methods/mate.h"
+#include "distill/methods/mcl.h"
 #include "distill/methods/multi_exit.h"
 #include "distill/methods/okddip.h"
 #include "distill/methods/one.h"
@@ -35,6 +36,7 @@ void register_builtin_methods() {
   register_method("kdcl", [] { return std::make_unique<KdclMethod>(); });
   register_method("cl-ilr", [] { return std::make_unique<ClIlrMethod>(); });
   register_method("pcl", [] { return std::make_unique<PclMethod>(); });
+  register_method("mcl", [] { return std::make_unique<MclMethod>(); });
   register_method("byot", [] { return std::make_unique<ByotMethod>(); });
   register_method("eed", [] { return std::make_unique<EedMethod>(); });
   register_method("phuong", [] { return std::make_unique<PhuongMethod>(); });
