@@ -2,6 +2,7 @@
 #include "tensor/runtime.h"
 
 #include <atomic>
+#include <cctype>
 #include <thread>
 
 #include "okd/build_config.h"
@@ -57,8 +58,35 @@ int cuda_device_count() { return 0; }
 
 std::string blas_name() { return OKD_BLAS_NAME; }
 
+#if OKD_HAVE_BLAS
+extern "C" char* openblas_get_corename(void);
+#endif
+
+// OpenBLAS 0.3.21 does not know Sapphire Rapids and falls back to its generic "Prescott" kernels:
+// 4x slower GEMM, 2.3x slower ResNet-20 training on such a Xeon (docs/benchmarks.md). The kernel
+// is chosen when the library loads, so okd can only say so; OPENBLAS_CORETYPE picks another.
+std::string blas_kernel_hint() {
+#if OKD_HAVE_BLAS && (defined(__x86_64__) || defined(__i386__))
+  const char* core = openblas_get_corename();
+  if (core == nullptr) return "";
+  std::string c = core;
+  for (auto& ch : c) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  const bool generic = c == "prescott" || c == "core2" || c == "katmai" || c == "northwood";
+  if (!generic || !__builtin_cpu_supports("avx2")) return "";
+  const char* better = __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell";
+  return std::string("OpenBLAS chose its generic ") + core + " kernels on a CPU with AVX2" +
+         (__builtin_cpu_supports("avx512f") ? "/AVX-512" : "") +
+         ": export OPENBLAS_CORETYPE=" + better + " for a several times faster GEMM";
+#else
+  return "";
+#endif
+}
+
 std::string runtime_summary() {
   std::string s = std::string("okd ") + OKD_VERSION + " | BLAS: " + blas_name();
+#if OKD_HAVE_BLAS
+  if (const char* core = openblas_get_corename()) s += std::string(" (") + core + " kernels)";
+#endif
 #if OKD_HAVE_OPENMP
   s += " | OpenMP: " + std::to_string(num_threads()) + " threads";
 #else
@@ -68,6 +96,8 @@ std::string runtime_summary() {
     s += " | CUDA: built, " + std::to_string(cuda_device_count()) + " device(s)";
   else
     s += " | CUDA: not built";
+  const std::string hint = blas_kernel_hint();
+  if (!hint.empty()) s += "\nwarning: " + hint;
   return s;
 }
 

@@ -10,6 +10,8 @@ void set_num_threads(int n);
 bool cuda_built();        // compiled with the CUDA backend
 int cuda_device_count();  // 0 without a GPU or without the backend
 std::string blas_name();  // "OpenBLAS 0.3.21" or "built-in blocked GEMM"
+// A warning when OpenBLAS runs generic kernels on a CPU it could serve better, else "".
+std::string blas_kernel_hint();
 // One line: "okd 0.1.0 | BLAS: ... | OpenMP: 2 threads | CUDA: built, 0 devices"
 std::string runtime_summary();
 
