@@ -25,6 +25,7 @@
 #include "distill/methods/okddip.h"
 #include "distill/methods/one.h"
 #include "distill/methods/pcl.h"
+#include "distill_test_util.h"
 #include "nn/functional.h"
 #include "optim/sgd.h"
 #include "tensor/ops/copy.h"
@@ -32,6 +33,7 @@
 
 namespace okd::distill {
 namespace {
+using namespace okd::distill::test;
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -65,44 +67,6 @@ double ref_kd(const std::vector<double>& s, const std::vector<double>& t, double
 }
 double ref_ce(const std::vector<double>& z, int y) { return -std::log(ref_softmax(z)[y]); }
 
-BuildContext tiny_context(const std::string& arch = "resnet20", int64_t classes = 10) {
-  BuildContext ctx;
-  ctx.arch = arch;
-  ctx.num_classes = classes;
-  ctx.seed = 7;
-  return ctx;
-}
-
-Batch tiny_batch(int n, int s, int views = 1, uint64_t seed = 1, int classes = 4) {
-  Generator gen(seed);
-  Batch b;
-  for (int v = 0; v < views; ++v) b.views.push_back(randn({n, 3, s, s}, gen));
-  std::vector<int64_t> y(n);
-  for (int i = 0; i < n; ++i) y[i] = i % classes;
-  b.labels = from_vector<int64_t>(y, {n});
-  return b;
-}
-
-double abs_sum(const Tensor& t) {
-  if (!t.defined()) return 0;
-  double s = 0;
-  for (double v : vals(t)) s += std::fabs(v);
-  return s;
-}
-double grad_sum(const std::vector<Tensor>& params) {
-  double s = 0;
-  for (const auto& p : params) s += abs_sum(p.grad());
-  return s;
-}
-void clear_grads(const std::vector<Tensor>& params) {
-  for (auto p : params) p.set_grad(Tensor());
-}
-std::vector<Tensor> params_with_prefix(const nn::Module& m, const std::string& prefix) {
-  std::vector<Tensor> v;
-  for (const auto& [n, p] : m.named_parameters())
-    if (n.rfind(prefix, 0) == 0) v.push_back(p);
-  return v;
-}
 std::vector<std::vector<float>> snapshot(const std::vector<Tensor>& params) {
   std::vector<std::vector<float>> v;
   for (const auto& p : params) v.push_back(to_vector<float>(p));

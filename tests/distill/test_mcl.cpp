@@ -6,6 +6,7 @@
 
 #include "autograd/functions.h"
 #include "distill/methods/mcl.h"
+#include "distill_test_util.h"
 #include "optim/sgd.h"
 #include "tensor/ops/reduce.h"
 
@@ -38,11 +39,7 @@ Batch batch_of(int n, int size, int classes, uint64_t seed) {
 }
 
 double grad_abs_sum(const nn::Module& m, const std::string& prefix) {
-  double s = 0;
-  for (const auto& [n, p] : m.named_parameters())
-    if (n.rfind(prefix, 0) == 0 && p.grad().defined())
-      for (double v : to_vector<double>(to(p.grad(), DType::Float64))) s += std::fabs(v);
-  return s;
+  return test::grad_sum(test::params_with_prefix(m, prefix));
 }
 
 TEST(ClassicMcl, NceValueOfTheSpec) {
