@@ -215,25 +215,34 @@ StepResult DkelMethod::forward_train(const Batch& batch, const TrainClock& clock
 
 void DkelMethod::after_update(const TrainClock&) { ema_->update(); }
 
-std::vector<std::string> DkelMethod::members() const {
+std::vector<std::string> ema_and_live_members(int P) {
   std::vector<std::string> v;
-  const int P = student_ ? student_->num_peers() : static_cast<int>(options_.get_int("peers"));
   for (int i = 1; i <= P; ++i) v.push_back("ema_peer" + std::to_string(i));
   for (int i = 1; i <= P; ++i) v.push_back("peer" + std::to_string(i));
   v.push_back("ensemble");
   return v;
 }
 
-std::vector<std::pair<std::string, Tensor>> DkelMethod::eval_logits(const Tensor& images) {
-  const int P = student_->num_peers();
+std::vector<std::pair<std::string, Tensor>> ema_and_live_logits(DkelNet& ema_net, DkelNet& live_net,
+                                                                const Tensor& images) {
+  const int P = live_net.num_peers();
   std::vector<Tensor> views(P, images);  // the test set is fed as identical copies
-  auto ema = ema_model_->forward(views, false);
-  auto live = student_->forward(views);
+  auto ema = ema_net.forward(views, false);
+  auto live = live_net.forward(views);
   std::vector<std::pair<std::string, Tensor>> v;
   for (int i = 0; i < P; ++i) v.emplace_back("ema_peer" + std::to_string(i + 1), ema.peers[i]);
   for (int i = 0; i < P; ++i) v.emplace_back("peer" + std::to_string(i + 1), live.peers[i]);
   v.emplace_back("ensemble", live.ensemble);
   return v;
+}
+
+std::vector<std::string> DkelMethod::members() const {
+  return ema_and_live_members(student_ ? student_->num_peers()
+                                       : static_cast<int>(options_.get_int("peers")));
+}
+
+std::vector<std::pair<std::string, Tensor>> DkelMethod::eval_logits(const Tensor& images) {
+  return ema_and_live_logits(*ema_model_, *student_, images);
 }
 
 nn::NamedTensors DkelMethod::extra_state() const {

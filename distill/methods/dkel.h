@@ -33,6 +33,12 @@ class DkelNet : public nn::Module {
   std::shared_ptr<nn::Linear> ensemble_fc_;
 };
 
+// Shared by dkel and pcl: the members ema_peer1..P, peer1..P, ensemble, and their test logits
+// (the test images fed to every peer as identical views).
+std::vector<std::string> ema_and_live_members(int peers);
+std::vector<std::pair<std::string, Tensor>> ema_and_live_logits(DkelNet& ema, DkelNet& live,
+                                                                const Tensor& images);
+
 class DkelMethod : public Method {
  public:
   DkelMethod();

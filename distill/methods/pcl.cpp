@@ -123,24 +123,11 @@ void PclMethod::after_update(const TrainClock&) {
 }
 
 std::vector<std::string> PclMethod::members() const {
-  std::vector<std::string> v;
-  const int64_t P = options_.get_int("peers");
-  for (int64_t i = 1; i <= P; ++i) v.push_back("ema_peer" + std::to_string(i));
-  for (int64_t i = 1; i <= P; ++i) v.push_back("peer" + std::to_string(i));
-  v.push_back("ensemble");
-  return v;
+  return ema_and_live_members(static_cast<int>(options_.get_int("peers")));
 }
 
 std::vector<std::pair<std::string, Tensor>> PclMethod::eval_logits(const Tensor& images) {
-  const int P = student_->num_peers();
-  std::vector<Tensor> views(P, images);  // the test set is fed as identical copies
-  auto ema = ema_model_->forward(views, false);
-  auto live = student_->forward(views);
-  std::vector<std::pair<std::string, Tensor>> v;
-  for (int i = 0; i < P; ++i) v.emplace_back("ema_peer" + std::to_string(i + 1), ema.peers[i]);
-  for (int i = 0; i < P; ++i) v.emplace_back("peer" + std::to_string(i + 1), live.peers[i]);
-  v.emplace_back("ensemble", live.ensemble);
-  return v;
+  return ema_and_live_logits(*ema_model_, *student_, images);
 }
 
 nn::NamedTensors PclMethod::extra_state() const {
