@@ -70,6 +70,7 @@ struct Metric {
 }  // namespace
 
 int main(int argc, char** argv) {
+  okd::select_fast_blas_kernel(argv);  // may restart with OPENBLAS_CORETYPE set
   CLI::App app{
       "bench_tensor: float32 matmul GFLOP/s and elementwise-add GB/s, okd vs BLAS vs memcpy"};
   int threads = 0, repeat = 5, add_log2 = 24;

@@ -17,6 +17,7 @@
 using namespace okd;
 
 int main(int argc, char** argv) {
+  okd::select_fast_blas_kernel(argv);  // may restart with OPENBLAS_CORETYPE set
   CLI::App app{"bench_train: CPU training-step throughput of CIFAR ResNets"};
   std::vector<std::string> archs{"resnet20", "resnet32", "resnet56"};
   int threads = 2, steps = 5, warmup = 2;

@@ -10,6 +10,7 @@
 
 #include "nn/models/inference.h"
 #include "tensor/npy.h"
+#include "tensor/runtime.h"
 
 namespace {
 
@@ -43,6 +44,7 @@ int run(PredictArgs a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  okd::select_fast_blas_kernel(argv);  // may restart with OPENBLAS_CORETYPE set
   CLI::App app{
       "predict: load a safetensors checkpoint strictly into a zoo architecture (eval mode: BN\n"
       "uses its running statistics), run a float32 NCHW batch read from a .npy file, and write\n"

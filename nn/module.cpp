@@ -207,4 +207,21 @@ std::string Module::to_string() const {
   return os.str();
 }
 
+void Module::to(DType dtype) {
+  OKD_CHECK(is_floating(dtype), type_name_, ".to: expected a floating dtype, got ",
+            dtype_name(dtype));
+  for (auto* list : {&params_, &buffers_})
+    for (auto& [n, t] : *list)
+      if (t.defined() && is_floating(t.dtype()) && t.dtype() != dtype)
+        t.set_data(ops::to(t, dtype));
+  for (auto& [n, c] : children_) c->to(dtype);
+}
+
+void Module::to(Device device) {
+  for (auto* list : {&params_, &buffers_})
+    for (auto& [n, t] : *list)
+      if (t.defined() && t.device() != device) t.set_data(ops::to(t, device));
+  for (auto& [n, c] : children_) c->to(device);
+}
+
 }  // namespace okd::nn

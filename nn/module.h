@@ -72,6 +72,13 @@ class Module : public std::enable_shared_from_this<Module> {
   // loads what matches and reports the rest.
   LoadReport load_state_dict(const NamedTensors& state, bool strict = true);
 
+  // Converts every floating parameter and buffer to dtype (integer buffers such as
+  // num_batches_tracked stay), or moves every parameter and buffer to device, in place: the
+  // tensors keep their identity, so layers and later optimizers see the new data. Gradients are
+  // dropped; build optimizers after calling these.
+  void to(DType dtype);
+  void to(Device device);
+
   // A multi-line tree of the module with parameter shapes (like PyTorch's repr).
   std::string to_string() const;
 

@@ -486,4 +486,18 @@ Tensor unsqueeze(const Tensor& t, int64_t dim) {
 }
 
 }  // namespace ops
+void Tensor::set_data(const Tensor& src) {
+  TensorImpl* d = checked();
+  OKD_CHECK(src.defined(), "set_data: the source tensor is undefined");
+  OKD_CHECK(d->autograd.producer < 0, "set_data: only a leaf tensor's data can be replaced");
+  const TensorImpl* s = src.impl();
+  if (s == d) return;
+  d->storage = s->storage;
+  d->shape = s->shape;
+  d->strides = s->strides;
+  d->offset = s->offset;
+  d->dtype = s->dtype;
+  d->autograd.grad.reset();
+}
+
 }  // namespace okd

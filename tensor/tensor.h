@@ -85,6 +85,10 @@ class Tensor {
   Tensor grad() const { return Tensor(checked()->autograd.grad); }
   void set_grad(const Tensor& g) { checked()->autograd.grad = g.impl_; }
   bool is_leaf() const { return checked()->autograd.producer < 0; }
+  // Points this tensor at src's data, shape, strides and dtype in place (PyTorch's `t.data =
+  // src`): every handle sharing this tensor sees the change; autograd flags and name stay, the
+  // gradient is dropped. How Module::to converts the parameters that layers also hold.
+  void set_data(const Tensor& src);
   // Keep the gradient of this non-leaf after backward (for auditing intermediate values).
   void retain_grad() { checked()->autograd.retains_grad = true; }
   const std::string& name() const { return checked()->autograd.name; }

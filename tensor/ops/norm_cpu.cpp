@@ -1,5 +1,6 @@
-// Batch normalisation on the CPU: per-channel statistics accumulated in double, channels in
-// parallel (each channel is reduced by one thread, so results do not depend on the thread count).
+// Batch normalisation on the CPU: channels in parallel, each channel reduced by one thread with
+// per-row sums in 8 fixed lanes (vectorisable) added up in double, so results do not depend on
+// the thread count.
 #include <cmath>
 
 #include "tensor/cuda/cuda_ops.h"
@@ -21,6 +22,21 @@ Geometry geometry(const Tensor& x, const char* op) {
   for (int64_t d = 2; d < x.dim(); ++d) S *= x.shape()[d];
   return {x.shape()[0], x.shape()[1], S};
 }
+// The reductions of a row r[0..S): 8 partial sums in T (lane i % 8) combined in a fixed order.
+// A single double accumulator is a serial dependency chain: 4+ cycles an element, 13% of a
+// ResNet-20 training step before this.
+template <class T, class F>
+double lane_sum(int64_t S, F term) {
+  T acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= S; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += term(i + j);
+  double s = 0;
+  for (int j = 0; j < 8; ++j) s += acc[j];
+  for (; i < S; ++i) s += term(i);
+  return s;
+}
+
 void check_param(const Tensor& t, int64_t C, const char* what, const char* op) {
   if (!t.defined()) return;
   OKD_CHECK(t.dim() == 1 && t.size(0) == C, op, ": ", what, " has shape ", shape_str(t.shape()),
@@ -54,17 +70,18 @@ std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x_, const Tenso
       for (int64_t c = c0; c < c1; ++c) {
         double s = 0;
         for (int64_t n = 0; n < g.N; ++n) {
-          const T* r = px + (n * g.C + c) * g.S;
-          for (int64_t i = 0; i < g.S; ++i) s += r[i];
+          const T* __restrict r = px + (n * g.C + c) * g.S;
+          s += lane_sum<T>(g.S, [r](int64_t i) { return r[i]; });
         }
         const double mean = s / M;
-        double ss = 0;
+        const T mean_t = static_cast<T>(mean);
+        double ss = 0;  // two-pass variance: sum (x - mean)^2
         for (int64_t n = 0; n < g.N; ++n) {
-          const T* r = px + (n * g.C + c) * g.S;
-          for (int64_t i = 0; i < g.S; ++i) {
-            const double d = r[i] - mean;
-            ss += d * d;
-          }
+          const T* __restrict r = px + (n * g.C + c) * g.S;
+          ss += lane_sum<T>(g.S, [r, mean_t](int64_t i) {
+            const T d = r[i] - mean_t;
+            return d * d;
+          });
         }
         const double var = ss / M;
         const double invstd = 1.0 / std::sqrt(var + eps);
@@ -74,8 +91,8 @@ std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x_, const Tenso
         const T scale = static_cast<T>(invstd * (w ? w[c] : T(1)));
         const T shift = static_cast<T>((b ? b[c] : T(0)) - mean * invstd * (w ? w[c] : T(1)));
         for (int64_t n = 0; n < g.N; ++n) {
-          const T* r = px + (n * g.C + c) * g.S;
-          T* o = py + (n * g.C + c) * g.S;
+          const T* __restrict r = px + (n * g.C + c) * g.S;
+          T* __restrict o = py + (n * g.C + c) * g.S;
           for (int64_t i = 0; i < g.S; ++i) o[i] = r[i] * scale + shift;
         }
       }
@@ -139,27 +156,26 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
     T* pdb = db.data<T>();
     parallel_for(0, g.C, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
+        const T mc = static_cast<T>(m[c]);
         double sdy = 0, sdyx = 0;
         for (int64_t n = 0; n < g.N; ++n) {
-          const T* r = px + (n * g.C + c) * g.S;
-          const T* d = pdy + (n * g.C + c) * g.S;
-          for (int64_t i = 0; i < g.S; ++i) {
-            sdy += d[i];
-            sdyx += d[i] * (r[i] - m[c]);
-          }
+          const T* __restrict r = px + (n * g.C + c) * g.S;
+          const T* __restrict d = pdy + (n * g.C + c) * g.S;
+          sdy += lane_sum<T>(g.S, [d](int64_t i) { return d[i]; });
+          sdyx += lane_sum<T>(g.S, [r, d, mc](int64_t i) { return d[i] * (r[i] - mc); });
         }
         sdyx *= is[c];  // sum(dy * xhat)
         pdw[c] = static_cast<T>(sdyx);
         pdb[c] = static_cast<T>(sdy);
+        // dx = k (M dy - sum(dy) - xhat sum(dy xhat)),  k = w invstd / M,  xhat = (x - mean) invstd
         const double k = w[c] * is[c] / M;
+        const T a = static_cast<T>(k * M), b = static_cast<T>(-k * sdyx * is[c]),
+                off = static_cast<T>(-k * sdy);
         for (int64_t n = 0; n < g.N; ++n) {
-          const T* r = px + (n * g.C + c) * g.S;
-          const T* d = pdy + (n * g.C + c) * g.S;
-          T* o = pdx + (n * g.C + c) * g.S;
-          for (int64_t i = 0; i < g.S; ++i) {
-            const double xhat = (r[i] - m[c]) * is[c];
-            o[i] = static_cast<T>(k * (M * d[i] - sdy - xhat * sdyx));
-          }
+          const T* __restrict r = px + (n * g.C + c) * g.S;
+          const T* __restrict d = pdy + (n * g.C + c) * g.S;
+          T* __restrict o = pdx + (n * g.C + c) * g.S;
+          for (int64_t i = 0; i < g.S; ++i) o[i] = a * d[i] + b * (r[i] - mc) + off;
         }
       }
     });
