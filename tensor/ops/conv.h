@@ -28,6 +28,12 @@ Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& input,
 // dL/dbias: grad_out summed over N, H, W.
 Tensor conv2d_backward_bias(const Tensor& grad_out);
 
+// On CPUs with AVX-512, float32 3x3 stride-1 pad-1 convolutions run a direct kernel instead of
+// im2col + GEMM (conv3x3_direct.h). Off: every convolution takes im2col + GEMM (tests compare
+// the two; benchmarks measure the gain). Process-wide, on by default.
+void set_conv_direct_enabled(bool on);
+bool conv_direct_enabled();
+
 Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
                                 const Conv2dParams& p, int64_t output_padding_h,
                                 int64_t output_padding_w);

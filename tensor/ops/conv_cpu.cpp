@@ -7,6 +7,7 @@
 
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/conv.h"
+#include "tensor/ops/conv3x3_direct.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/matmul.h"
 #include "tensor/ops/reduce.h"
@@ -139,6 +140,8 @@ Tensor conv2d_forward(const Tensor& input_, const Tensor& weight_, const Tensor&
               " does not match ", O, " output channels");
   auto [OH, OW] = conv2d_output_size(s, ws, p);
   Tensor input = contiguous(input_), weight = contiguous(weight_);
+  if (direct3x3::applies(input.dtype(), ws, p))
+    return direct3x3::forward(input, weight, bias.defined() ? contiguous(bias) : Tensor());
   Tensor out = empty({N, O, OH, OW}, input.dtype());
   const int64_t Cg = C / G, Og = O / G, K = Cg * kH * kW, L = OH * OW;
   const bool pointwise = is_pointwise(ws, p);
@@ -186,6 +189,7 @@ Tensor conv2d_backward_input(const Tensor& grad_out_, const Tensor& weight_, con
             shape_str(grad_out_.shape()), " does not match weight ", shape_str(ws), " and input ",
             shape_str(s));
   Tensor go = contiguous(grad_out_), weight = contiguous(weight_);
+  if (direct3x3::applies(go.dtype(), ws, p)) return direct3x3::backward_input(go, weight, s);
   Tensor dx = zeros(s, go.dtype());
   const bool pointwise = is_pointwise(ws, p);
   OKD_DISPATCH_FLOAT(go.dtype(), "conv2d_backward_input", [&]<class T>() {
@@ -218,6 +222,7 @@ Tensor conv2d_backward_weight(const Tensor& grad_out_, const Tensor& input_, con
   const int64_t OH = grad_out_.size(2), OW = grad_out_.size(3);
   const int64_t Cg = C / G, Og = O / G, K = Cg * kH * kW, L = OH * OW;
   Tensor go = contiguous(grad_out_), input = contiguous(input_);
+  if (direct3x3::applies(go.dtype(), ws, p)) return direct3x3::backward_weight(go, input, ws);
   const int64_t chunks = std::min<int64_t>(kWeightGradChunks, std::max<int64_t>(N, 1));
   const int64_t per = (N + chunks - 1) / chunks;
   const int64_t wsize = O * K;

@@ -1,0 +1,21 @@
+// Direct 3x3 convolution (stride 1, padding 1, no dilation or groups; float32 NCHW) with AVX-512
+// register tiles, used by conv_cpu.cpp in place of im2col + GEMM when the CPU has AVX-512: the
+// convolution of every CIFAR ResNet/WRN block. No 9x im2col buffer is written or packed; the input
+// is copied once per sample into a zero-bordered buffer and read in place.
+#pragma once
+#include "tensor/ops/conv.h"
+
+namespace okd::ops::direct3x3 {
+
+// True when the shapes fit (3x3, stride 1, pad 1, dilation 1, groups 1, float32), the CPU has
+// AVX-512 F/BW/DQ/VL and set_conv_direct_enabled(false) has not been called.
+bool applies(DType dtype, const Shape& weight_shape, const Conv2dParams& p);
+
+// Same contracts as conv2d_forward / conv2d_backward_input / conv2d_backward_weight; inputs must
+// be contiguous float32. The weight gradient is summed over fixed chunks of the batch in order,
+// so it does not depend on the thread count.
+Tensor forward(const Tensor& input, const Tensor& weight, const Tensor& bias);
+Tensor backward_input(const Tensor& grad_out, const Tensor& weight, const Shape& input_shape);
+Tensor backward_weight(const Tensor& grad_out, const Tensor& input, const Shape& weight_shape);
+
+}  // namespace okd::ops::direct3x3
