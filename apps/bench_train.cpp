@@ -4,8 +4,10 @@
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <vector>
 
 #include "autograd/functions.h"
 #include "nn/functional.h"
@@ -20,7 +22,7 @@ int main(int argc, char** argv) {
   okd::select_fast_blas_kernel(argv);  // may restart with OPENBLAS_CORETYPE set
   CLI::App app{"bench_train: CPU training-step throughput of CIFAR ResNets"};
   std::vector<std::string> archs{"resnet20", "resnet32", "resnet56"};
-  int threads = 2, steps = 5, warmup = 2;
+  int threads = 2, steps = 10, warmup = 2;
   int64_t batch = 128;
   app.add_option("--arch", archs, "architectures")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads")->capture_default_str();
@@ -50,15 +52,25 @@ int main(int argc, char** argv) {
       sgd.step();
     };
     for (int i = 0; i < warmup; ++i) step();
-    auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < steps; ++i) step();
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // Each step timed on its own; the median is robust to a step that lost its core to another
+    // process on a shared machine, the mean is reported beside it.
+    std::vector<double> times;
+    for (int i = 0; i < steps; ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      step();
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    double total = 0;
+    for (double t : times) total += t;
+    std::sort(times.begin(), times.end());
+    const double median = times[times.size() / 2];
     rusage ru{};
     getrusage(RUSAGE_SELF, &ru);
     std::printf(
-        "okd %-10s batch %lld threads %d: %8.1f images/s  (%.3f s/step, peak RSS %.0f MiB)\n",
-        arch.c_str(), static_cast<long long>(batch), threads, batch * steps / s, s / steps,
-        ru.ru_maxrss / 1024.0);
+        "okd %-10s batch %lld threads %d: %8.1f images/s median step (%.3f s), %8.1f mean, "
+        "peak RSS %.0f MiB\n",
+        arch.c_str(), static_cast<long long>(batch), threads, batch / median, median,
+        batch * steps / total, ru.ru_maxrss / 1024.0);
     std::fflush(stdout);
   }
   return 0;

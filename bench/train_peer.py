@@ -32,11 +32,14 @@ for arch in archs:
 
     for _ in range(2):
         step()
-    t0 = time.perf_counter()
-    steps = 5
+    times = []
+    steps = 10
     for _ in range(steps):
+        t0 = time.perf_counter()
         step()
-    s = time.perf_counter() - t0
+        times.append(time.perf_counter() - t0)
+    median = sorted(times)[len(times) // 2]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"torch {arch:10s} batch 128 threads {threads}: {128 * steps / s:8.1f} images/s  "
-          f"({s / steps:.3f} s/step, peak RSS {rss:.0f} MiB)", flush=True)
+    print(f"torch {arch:10s} batch 128 threads {threads}: {128 / median:8.1f} images/s median step "
+          f"({median:.3f} s), {128 * steps / sum(times):8.1f} mean, peak RSS {rss:.0f} MiB",
+          flush=True)

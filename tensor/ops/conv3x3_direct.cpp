@@ -1,15 +1,18 @@
 // Direct 3x3 stride-1 convolution with AVX-512 register tiles (see conv3x3_direct.h).
 //
-// Layout. Each input plane is copied into a zero-bordered plane of (H+2) x (W+2) floats, so the
-// tap (i, j) of output pixel (h, w) is padded[h + i][w + j] and no load needs a bounds test. An
-// image plane is cut into 16-lane "positions": a row segment of 16 pixels when W > 8, or two
-// whole rows (8 lanes each) when W <= 8 (CIFAR's last stage is 8x8: no lane is wasted).
+// Layout. An image plane is cut into 16-lane "positions": a row segment of 16 pixels when W > 8,
+// or two whole rows (8 lanes each) when W <= 8 (CIFAR's last stage is 8x8: no lane is wasted).
+// Each input plane is first copied into a zero-bordered layout in which the 16 input values of
+// tap (i, j) of a position are one contiguous vector, so no load needs a bounds test or a shuffle:
+// wide rows: the padded plane itself, (H+2) rows of W+2 (tap (i, j): i rows down, j right);
+// narrow rows: for each padded row r and j = 0..2, the 16 floats padded[r][j..j+7] followed by
+// padded[r+1][j..j+7] (tap (i, j) of rows 2p, 2p+1: block (2p + i, j)).
 //
 // Forward (and input gradient, which is the same convolution of dY with the weights transposed
 // and flipped): a tile is 3 positions x 8 output channels = 24 accumulator registers; for every
 // input channel and tap it loads 3 input vectors and broadcasts 8 weights:
 //   y[o][pos] += w[o][c][i][j] * padded_x[c][pos shifted by (i, j)].
-// Weight gradient: a tile is 3 output channels x 9 taps = 27 accumulators over all positions:
+// Weight gradient: a tile is 2 output channels x 9 taps = 18 accumulators over all positions:
 //   dW[o][c][i][j] += sum_pos dY[o][pos] * padded_x[c][pos shifted by (i, j)],
 // summed over fixed chunks of the batch whose partial sums are added in order.
 #include "tensor/ops/conv3x3_direct.h"
@@ -47,64 +50,91 @@ namespace {
 
 constexpr int64_t kWeightGradChunks = 16;  // as conv_cpu.cpp: thread-count independent sums
 
+struct alignas(64) Lanes16 {  // one vector of scratch
+  float v[16];
+};
+
 bool cpu_has_avx512() {
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
   return ok;
 }
 
-// One image plane and its cut into 16-lane positions.
+// One image plane and its cut into 16-lane positions, with each position's offsets and lane
+// mask tabulated once (no division in the inner loops).
 struct Plane {
   int64_t H, W;
-  int64_t Wp;      // padded row: W + 2
-  int64_t padded;  // floats in a padded plane: (H + 2) * Wp
-  bool narrow;     // W <= 8: a position is rows 2p and 2p+1
-  int64_t segs;    // 16-pixel segments per row (W > 8)
+  bool narrow;      // W <= 8: a position is rows 2p and 2p+1
+  int64_t row;      // floats between padded rows: W + 2, or 3 * 16 (narrow)
+  int64_t tap_col;  // floats between taps j and j + 1: 1, or 16 (narrow)
+  int64_t padded;   // floats in one padded plane
   int64_t positions;
+  std::vector<int64_t> padded_at;  // tap (0, 0) of position p in a padded plane
+  std::vector<int64_t> plain_at;   // first pixel of position p in an unpadded plane
+  // valid lanes; narrow: bits 0-7 the first row, bits 8-15 the second (0 past the last row)
+  std::vector<uint16_t> mask;
 };
 
 Plane make_plane(int64_t H, int64_t W) {
   Plane g{};
   g.H = H;
   g.W = W;
-  g.Wp = W + 2;
-  g.padded = (H + 2) * g.Wp;
   g.narrow = W <= 8;
-  g.segs = (W + 15) / 16;
-  g.positions = g.narrow ? (H + 1) / 2 : H * g.segs;
+  g.row = g.narrow ? 48 : W + 2;
+  g.tap_col = g.narrow ? 16 : 1;
+  g.padded = (H + 2) * g.row;
+  const uint32_t row_bits = (1u << std::min<int64_t>(W, 8)) - 1u;
+  if (g.narrow) {
+    for (int64_t r = 0; r < H; r += 2) {
+      g.padded_at.push_back(r * g.row);
+      g.plain_at.push_back(r * W);
+      g.mask.push_back(static_cast<uint16_t>(row_bits | (r + 1 < H ? row_bits << 8 : 0u)));
+    }
+  } else {
+    for (int64_t r = 0; r < H; ++r)
+      for (int64_t c = 0; c < W; c += 16) {
+        g.padded_at.push_back(r * g.row + c);
+        g.plain_at.push_back(r * W + c);
+        g.mask.push_back(static_cast<uint16_t>((1u << std::min<int64_t>(16, W - c)) - 1u));
+      }
+  }
+  g.positions = static_cast<int64_t>(g.padded_at.size());
   return g;
 }
 
-// Floats for C padded planes plus slack: a full vector load may run past the last column of the
-// last plane, and a narrow position of an odd-H plane reads one row past it.
-int64_t padded_floats(const Plane& g, int64_t C) { return C * g.padded + 2 * g.Wp + 32; }
+// Floats for C padded planes plus slack: a wide vector load may run up to 16 floats past the
+// last column of the last plane (lanes whose results are never stored).
+int64_t padded_floats(const Plane& g, int64_t C) { return C * g.padded + 32; }
 
-// out = x (C planes) with a one-pixel zero border; the slack is zero too (finite garbage only).
+// out = the padded layout of x (C planes); borders and slack are zero.
 void pad_planes(const float* x, int64_t C, const Plane& g, float* out) {
   std::memset(out, 0, sizeof(float) * static_cast<size_t>(padded_floats(g, C)));
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t h = 0; h < g.H; ++h)
-      std::memcpy(out + c * g.padded + (h + 1) * g.Wp + 1, x + (c * g.H + h) * g.W,
-                  sizeof(float) * static_cast<size_t>(g.W));
-}
-
-// Offset of position p's first pixel in a padded plane (tap (0, 0)) and in an unpadded plane.
-inline int64_t padded_offset(const Plane& g, int64_t p) {
-  if (g.narrow) return 2 * p * g.Wp;
-  return (p / g.segs) * g.Wp + (p % g.segs) * 16;
-}
-inline int64_t plain_offset(const Plane& g, int64_t p) {
-  if (g.narrow) return 2 * p * g.W;
-  return (p / g.segs) * g.W + (p % g.segs) * 16;
+  const int64_t H = g.H, W = g.W;
+  for (int64_t c = 0; c < C; ++c) {
+    const float* xc = x + c * H * W;
+    float* oc = out + c * g.padded;
+    if (!g.narrow) {
+      for (int64_t h = 0; h < H; ++h)
+        std::memcpy(oc + (h + 1) * g.row + 1, xc + h * W, sizeof(float) * static_cast<size_t>(W));
+      continue;
+    }
+    // padded[r][col] = x[r - 1][col - 1] inside, 0 outside
+    auto at = [&](int64_t r, int64_t col) {
+      const int64_t h = r - 1, w = col - 1;
+      return h >= 0 && h < H && w >= 0 && w < W ? xc[h * W + w] : 0.0f;
+    };
+    for (int64_t r = 0; r < H + 2; ++r)
+      for (int64_t j = 0; j < 3; ++j)
+        for (int64_t k = 0; k < 8; ++k) {
+          oc[r * 48 + j * 16 + k] = at(r, j + k);
+          oc[r * 48 + j * 16 + 8 + k] = at(r + 1, j + k);
+        }
+  }
 }
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma")
 
-inline __mmask16 wide_mask(const Plane& g, int64_t p) {
-  const int64_t valid = std::min<int64_t>(16, g.W - (p % g.segs) * 16);
-  return static_cast<__mmask16>((1u << valid) - 1u);
-}
 // Upper 8 lanes (a lane shuffle: GCC 12 warns about the undefined source inside the
 // extract/reduce intrinsics).
 inline __m256 upper_half(__m512 v) {
@@ -117,42 +147,30 @@ inline float horizontal_sum(__m512 v) {
   b = _mm_add_ss(b, _mm_movehdup_ps(b));
   return _mm_cvtss_f32(b);
 }
-inline __mmask8 narrow_mask(const Plane& g) { return static_cast<__mmask8>((1u << g.W) - 1u); }
-
-// 16 lanes of a padded plane at `at` (the position's tap-shifted first pixel).
-template <bool kNarrow>
-inline __m512 load_padded(const float* at, int64_t Wp) {
-  if constexpr (kNarrow) {
-    const __m256 lo = _mm256_loadu_ps(at), hi = _mm256_loadu_ps(at + Wp);
-    return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
-  } else {
-    return _mm512_loadu_ps(at);
-  }
-}
 
 // Position p of an unpadded plane, invalid lanes zero.
 template <bool kNarrow>
 inline __m512 load_plain(const float* plane, const Plane& g, int64_t p) {
-  const float* at = plane + plain_offset(g, p);
-  if constexpr (kNarrow) {
-    const __mmask8 m = narrow_mask(g);
-    const __m256 lo = _mm256_maskz_loadu_ps(m, at);
-    const __m256 hi = 2 * p + 1 < g.H ? _mm256_maskz_loadu_ps(m, at + g.W) : _mm256_setzero_ps();
+  const float* at = plane + g.plain_at[p];
+  const uint32_t m = g.mask[p];
+  if constexpr (kNarrow) {  // masked-off lanes are not read, so a missing second row is safe
+    const __m256 lo = _mm256_maskz_loadu_ps(static_cast<__mmask8>(m), at);
+    const __m256 hi = _mm256_maskz_loadu_ps(static_cast<__mmask8>(m >> 8), at + g.W);
     return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
   } else {
-    return _mm512_maskz_loadu_ps(wide_mask(g, p), at);
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>(m), at);
   }
 }
 
 template <bool kNarrow>
 inline void store_plain(float* plane, const Plane& g, int64_t p, __m512 v) {
-  float* at = plane + plain_offset(g, p);
+  float* at = plane + g.plain_at[p];
+  const uint32_t m = g.mask[p];
   if constexpr (kNarrow) {
-    const __mmask8 m = narrow_mask(g);
-    _mm256_mask_storeu_ps(at, m, _mm512_castps512_ps256(v));
-    if (2 * p + 1 < g.H) _mm256_mask_storeu_ps(at + g.W, m, upper_half(v));
+    _mm256_mask_storeu_ps(at, static_cast<__mmask8>(m), _mm512_castps512_ps256(v));
+    _mm256_mask_storeu_ps(at + g.W, static_cast<__mmask8>(m >> 8), upper_half(v));
   } else {
-    _mm512_mask_storeu_ps(at, wide_mask(g, p), v);
+    _mm512_mask_storeu_ps(at, static_cast<__mmask16>(m), v);
   }
 }
 
@@ -162,30 +180,41 @@ template <bool kNarrow, int kP>
 void conv_tile(const float* xp, const float* wblk, int64_t Cin, const Plane& g, int64_t p0,
                const float* bias, int64_t o0, int64_t Cout, float* y) {
   __m512 acc[kP][8];
+#pragma GCC unroll 16
   for (int k = 0; k < 8; ++k) {
     const float b = bias != nullptr && o0 + k < Cout ? bias[o0 + k] : 0.0f;
+#pragma GCC unroll 16
     for (int q = 0; q < kP; ++q) acc[q][k] = _mm512_set1_ps(b);
   }
   int64_t off[kP];
-  for (int q = 0; q < kP; ++q) off[q] = padded_offset(g, p0 + q);
-  const int64_t Wp = g.Wp;
+#pragma GCC unroll 16
+  for (int q = 0; q < kP; ++q) off[q] = g.padded_at[p0 + q];
+  const int64_t row = g.row, tap_col = g.tap_col;
   for (int64_t c = 0; c < Cin; ++c) {
     const float* xc = xp + c * g.padded;
     const float* wc = wblk + c * 72;
+#pragma GCC unroll 16
     for (int i = 0; i < 3; ++i)
+#pragma GCC unroll 16
       for (int j = 0; j < 3; ++j) {
         __m512 xv[kP];
-        for (int q = 0; q < kP; ++q) xv[q] = load_padded<kNarrow>(xc + off[q] + i * Wp + j, Wp);
+#pragma GCC unroll 16
+        for (int q = 0; q < kP; ++q) xv[q] = _mm512_loadu_ps(xc + off[q] + i * row + j * tap_col);
         const float* wt = wc + (i * 3 + j) * 8;
+#pragma GCC unroll 16
         for (int k = 0; k < 8; ++k) {
           const __m512 w = _mm512_set1_ps(wt[k]);
+#pragma GCC unroll 16
           for (int q = 0; q < kP; ++q) acc[q][k] = _mm512_fmadd_ps(w, xv[q], acc[q][k]);
         }
       }
   }
   const int64_t HW = g.H * g.W;
-  for (int k = 0; k < 8 && o0 + k < Cout; ++k)
-    for (int q = 0; q < kP; ++q) store_plain<kNarrow>(y + (o0 + k) * HW, g, p0 + q, acc[q][k]);
+#pragma GCC unroll 16
+  for (int k = 0; k < 8; ++k)
+    if (o0 + k < Cout)
+#pragma GCC unroll 16
+      for (int q = 0; q < kP; ++q) store_plain<kNarrow>(y + (o0 + k) * HW, g, p0 + q, acc[q][k]);
 }
 
 // All Cout planes of one sample: y = conv(xp, w) (+ bias), wr = [ceil(Cout/8)][Cin][9][8].
@@ -204,41 +233,109 @@ void conv_sample(const float* xp, const float* wr, int64_t Cin, int64_t Cout, co
   }
 }
 
-// dw[o0 + k][c][tap] += sum over positions of dy[o0 + k] * shifted xp[c], k < kO.
+// dw[o0 + k][c][tap] = sum over the samples of a chunk and their positions of
+// dy[n][o0 + k] * shifted xp[n][c], k < kO. The accumulators stay in registers over the whole
+// chunk: with 4 positions per 8x8 plane, a horizontal sum per sample would cost more than the
+// FMAs.
 template <bool kNarrow, int kO>
-void wgrad_block(const float* dy, const float* xp, const Plane& g, int64_t o0, int64_t C,
-                 float* dw) {
-  const int64_t HW = g.H * g.W, Wp = g.Wp;
+void wgrad_block(const float* dy, const float* xp, int64_t samples, int64_t O, int64_t C,
+                 const Plane& g, int64_t o0, float* dw) {
+  const int64_t HW = g.H * g.W, row = g.row, tap_col = g.tap_col;
   for (int64_t c = 0; c < C; ++c) {
-    const float* xc = xp + c * g.padded;
     __m512 acc[kO][9];
+#pragma GCC unroll 16
     for (int k = 0; k < kO; ++k)
+#pragma GCC unroll 16
       for (int t = 0; t < 9; ++t) acc[k][t] = _mm512_setzero_ps();
-    for (int64_t p = 0; p < g.positions; ++p) {
-      __m512 d[kO];
-      for (int k = 0; k < kO; ++k) d[k] = load_plain<kNarrow>(dy + (o0 + k) * HW, g, p);
-      const float* at = xc + padded_offset(g, p);
-      for (int i = 0; i < 3; ++i)
-        for (int j = 0; j < 3; ++j) {
-          const __m512 xv = load_padded<kNarrow>(at + i * Wp + j, Wp);
-          for (int k = 0; k < kO; ++k)
-            acc[k][i * 3 + j] = _mm512_fmadd_ps(d[k], xv, acc[k][i * 3 + j]);
-        }
+    for (int64_t n = 0; n < samples; ++n) {
+      const float* dyn = dy + (n * O + o0) * HW;
+      const float* xc = xp + (n * C + c) * g.padded;
+      for (int64_t p = 0; p < g.positions; ++p) {
+        __m512 d[kO];
+#pragma GCC unroll 16
+        for (int k = 0; k < kO; ++k) d[k] = load_plain<kNarrow>(dyn + k * HW, g, p);
+        const float* at = xc + g.padded_at[p];
+#pragma GCC unroll 16
+        for (int i = 0; i < 3; ++i)
+#pragma GCC unroll 16
+          for (int j = 0; j < 3; ++j) {
+            const __m512 xv = _mm512_loadu_ps(at + i * row + j * tap_col);
+#pragma GCC unroll 16
+            for (int k = 0; k < kO; ++k)
+              acc[k][i * 3 + j] = _mm512_fmadd_ps(d[k], xv, acc[k][i * 3 + j]);
+          }
+      }
     }
+#pragma GCC unroll 16
     for (int k = 0; k < kO; ++k)
-      for (int t = 0; t < 9; ++t) dw[((o0 + k) * C + c) * 9 + t] += horizontal_sum(acc[k][t]);
+#pragma GCC unroll 16
+      for (int t = 0; t < 9; ++t) dw[((o0 + k) * C + c) * 9 + t] = horizontal_sum(acc[k][t]);
   }
 }
 
+// The same sums for wide planes in the order sample, input channel, position: one sample's dy
+// rows of the tile (8 KiB at 32x32) stay in L1 while the input planes stream past, where the
+// order above re-reads every sample's dy from L2 for every input channel. The accumulators of
+// each (sample, channel) are added into vacc[c][k][tap] (vectors), summed horizontally once at
+// the end.
+template <int kO>
+void wgrad_block_wide(const float* dy, const float* xp, int64_t samples, int64_t O, int64_t C,
+                      const Plane& g, int64_t o0, float* vacc, float* dw) {
+  const int64_t HW = g.H * g.W, row = g.row;
+  for (int64_t i = 0; i < C * kO * 9; ++i) _mm512_store_ps(vacc + 16 * i, _mm512_setzero_ps());
+  for (int64_t n = 0; n < samples; ++n) {
+    const float* dyn = dy + (n * O + o0) * HW;
+    for (int64_t c = 0; c < C; ++c) {
+      const float* xc = xp + (n * C + c) * g.padded;
+      float* va = vacc + 16 * c * kO * 9;
+      __m512 acc[kO][9];
+#pragma GCC unroll 16
+      for (int k = 0; k < kO; ++k)
+#pragma GCC unroll 16
+        for (int t = 0; t < 9; ++t) acc[k][t] = _mm512_load_ps(va + 16 * (k * 9 + t));
+      for (int64_t p = 0; p < g.positions; ++p) {
+        __m512 d[kO];
+#pragma GCC unroll 16
+        for (int k = 0; k < kO; ++k) d[k] = load_plain<false>(dyn + k * HW, g, p);
+        const float* at = xc + g.padded_at[p];
+#pragma GCC unroll 16
+        for (int i = 0; i < 3; ++i)
+#pragma GCC unroll 16
+          for (int j = 0; j < 3; ++j) {
+            const __m512 xv = _mm512_loadu_ps(at + i * row + j);
+#pragma GCC unroll 16
+            for (int k = 0; k < kO; ++k)
+              acc[k][i * 3 + j] = _mm512_fmadd_ps(d[k], xv, acc[k][i * 3 + j]);
+          }
+      }
+#pragma GCC unroll 16
+      for (int k = 0; k < kO; ++k)
+#pragma GCC unroll 16
+        for (int t = 0; t < 9; ++t) _mm512_store_ps(va + 16 * (k * 9 + t), acc[k][t]);
+    }
+  }
+  for (int64_t c = 0; c < C; ++c)
+    for (int k = 0; k < kO; ++k)
+      for (int t = 0; t < 9; ++t)
+        dw[((o0 + k) * C + c) * 9 + t] =
+            horizontal_sum(_mm512_load_ps(vacc + 16 * ((c * kO + k) * 9 + t)));
+}
+
+// dw (O x C x 9) of `samples` consecutive samples: dy [samples][O][H][W], xp their padded planes;
+// vacc: C * 3 * 9 vectors of 64-byte aligned scratch.
 template <bool kNarrow>
-void wgrad_sample(const float* dy, const float* xp, int64_t O, int64_t C, const Plane& g,
-                  float* dw) {
+void wgrad_chunk(const float* dy, const float* xp, int64_t samples, int64_t O, int64_t C,
+                 const Plane& g, float* vacc, float* dw) {
   int64_t o0 = 0;
-  for (; o0 + 3 <= O; o0 += 3) wgrad_block<kNarrow, 3>(dy, xp, g, o0, C, dw);
-  if (O - o0 == 2)
-    wgrad_block<kNarrow, 2>(dy, xp, g, o0, C, dw);
-  else if (O - o0 == 1)
-    wgrad_block<kNarrow, 1>(dy, xp, g, o0, C, dw);
+  if constexpr (kNarrow) {
+    for (; o0 + 3 <= O; o0 += 3) wgrad_block<true, 3>(dy, xp, samples, O, C, g, o0, dw);
+    if (O - o0 == 2) wgrad_block<true, 2>(dy, xp, samples, O, C, g, o0, dw);
+    if (O - o0 == 1) wgrad_block<true, 1>(dy, xp, samples, O, C, g, o0, dw);
+  } else {
+    for (; o0 + 3 <= O; o0 += 3) wgrad_block_wide<3>(dy, xp, samples, O, C, g, o0, vacc, dw);
+    if (O - o0 == 2) wgrad_block_wide<2>(dy, xp, samples, O, C, g, o0, vacc, dw);
+    if (O - o0 == 1) wgrad_block_wide<1>(dy, xp, samples, O, C, g, o0, vacc, dw);
+  }
 }
 
 #pragma GCC pop_options
@@ -310,17 +407,21 @@ Tensor backward_weight(const Tensor& grad_out, const Tensor& input, const Shape&
   const float* x = input.data<float>();
   const float* dy = grad_out.data<float>();
   parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<float> xp(static_cast<size_t>(padded_floats(g, C)));
+    // the padded planes of every sample of a chunk, one after the other
+    const int64_t per_sample = C * g.padded;
+    std::vector<float> xp(static_cast<size_t>((per - 1) * per_sample + padded_floats(g, C)));
+    std::vector<Lanes16> vacc(g.narrow ? 0 : static_cast<size_t>(C * 3 * 9));
     for (int64_t ch = c0; ch < c1; ++ch) {
+      const int64_t n0 = ch * per, n1 = std::min(N, (ch + 1) * per);
+      if (n1 <= n0) continue;
+      for (int64_t n = n0; n < n1; ++n)
+        pad_planes(x + n * C * H * W, C, g, xp.data() + (n - n0) * per_sample);
       float* acc = partial.data() + ch * wsize;
-      for (int64_t n = ch * per; n < std::min(N, (ch + 1) * per); ++n) {
-        pad_planes(x + n * C * H * W, C, g, xp.data());
-        const float* dyn = dy + n * O * H * W;
-        if (g.narrow)
-          wgrad_sample<true>(dyn, xp.data(), O, C, g, acc);
-        else
-          wgrad_sample<false>(dyn, xp.data(), O, C, g, acc);
-      }
+      const float* dyn = dy + n0 * O * H * W;
+      if (g.narrow)
+        wgrad_chunk<true>(dyn, xp.data(), n1 - n0, O, C, g, nullptr, acc);
+      else
+        wgrad_chunk<false>(dyn, xp.data(), n1 - n0, O, C, g, vacc.data()->v, acc);
     }
   });
   Tensor dw = zeros(ws, DType::Float32);
