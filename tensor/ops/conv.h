@@ -30,7 +30,8 @@ Tensor conv2d_backward_bias(const Tensor& grad_out);
 
 // On CPUs with AVX-512, float32 3x3 stride-1 pad-1 convolutions run a direct kernel instead of
 // im2col + GEMM (conv3x3_direct.h). Off: every convolution takes im2col + GEMM (tests compare
-// the two; benchmarks measure the gain). Process-wide, on by default.
+// the two; benchmarks measure the gain). Process-wide; on by default unless the environment
+// sets OKD_CONV_DIRECT=0.
 void set_conv_direct_enabled(bool on);
 bool conv_direct_enabled();
 

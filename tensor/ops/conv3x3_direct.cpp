@@ -19,7 +19,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "tensor/parallel.h"
@@ -37,8 +39,12 @@
 namespace okd::ops {
 
 namespace {
-std::atomic<bool> g_direct_enabled{true};
-}
+// On unless the environment says OKD_CONV_DIRECT=0 (A/B comparisons without a rebuild).
+std::atomic<bool> g_direct_enabled{[] {
+  const char* v = std::getenv("OKD_CONV_DIRECT");
+  return v == nullptr || std::string(v) != "0";
+}()};
+}  // namespace
 void set_conv_direct_enabled(bool on) { g_direct_enabled = on; }
 bool conv_direct_enabled() { return g_direct_enabled; }
 
@@ -108,28 +114,41 @@ int64_t padded_floats(const Plane& g, int64_t C) { return C * g.padded + 32; }
 
 // out = the padded layout of x (C planes); borders and slack are zero.
 void pad_planes(const float* x, int64_t C, const Plane& g, float* out) {
-  std::memset(out, 0, sizeof(float) * static_cast<size_t>(padded_floats(g, C)));
   const int64_t H = g.H, W = g.W;
+  const size_t row_bytes = sizeof(float) * static_cast<size_t>(W);
+  if (!g.narrow) {
+    for (int64_t c = 0; c < C; ++c) {
+      const float* xc = x + c * H * W;
+      float* oc = out + c * g.padded;
+      std::memset(oc, 0, sizeof(float) * static_cast<size_t>(g.row + 1));  // top row, left pixel
+      for (int64_t h = 0; h < H; ++h) {
+        float* r = oc + (h + 1) * g.row;
+        std::memcpy(r + 1, xc + h * W, row_bytes);
+        r[W + 1] = 0.0f;  // right border, and the left border of the next row:
+        r[W + 2] = 0.0f;
+      }
+      std::memset(oc + (H + 1) * g.row, 0, sizeof(float) * static_cast<size_t>(g.row));
+    }
+    std::memset(out + C * g.padded, 0, sizeof(float) * 32);
+    return;
+  }
+  // narrow: block (r, j) = padded[r][j..j+7] ++ padded[r+1][j..j+7], built from zero-bordered
+  // rows of 16 floats (the padded row, then zeros, so that j + 7 never leaves the row)
+  std::vector<float> rows(static_cast<size_t>((H + 3) * 16), 0.0f);
   for (int64_t c = 0; c < C; ++c) {
     const float* xc = x + c * H * W;
+    for (int64_t h = 0; h < H; ++h)
+      std::memcpy(&rows[static_cast<size_t>((h + 1) * 16 + 1)], xc + h * W, row_bytes);
     float* oc = out + c * g.padded;
-    if (!g.narrow) {
-      for (int64_t h = 0; h < H; ++h)
-        std::memcpy(oc + (h + 1) * g.row + 1, xc + h * W, sizeof(float) * static_cast<size_t>(W));
-      continue;
-    }
-    // padded[r][col] = x[r - 1][col - 1] inside, 0 outside
-    auto at = [&](int64_t r, int64_t col) {
-      const int64_t h = r - 1, w = col - 1;
-      return h >= 0 && h < H && w >= 0 && w < W ? xc[h * W + w] : 0.0f;
-    };
     for (int64_t r = 0; r < H + 2; ++r)
-      for (int64_t j = 0; j < 3; ++j)
-        for (int64_t k = 0; k < 8; ++k) {
-          oc[r * 48 + j * 16 + k] = at(r, j + k);
-          oc[r * 48 + j * 16 + 8 + k] = at(r + 1, j + k);
-        }
+      for (int64_t j = 0; j < 3; ++j) {
+        std::memcpy(oc + r * 48 + j * 16, &rows[static_cast<size_t>(r * 16 + j)],
+                    8 * sizeof(float));
+        std::memcpy(oc + r * 48 + j * 16 + 8, &rows[static_cast<size_t>((r + 1) * 16 + j)],
+                    8 * sizeof(float));
+      }
   }
+  std::memset(out + C * g.padded, 0, sizeof(float) * 32);
 }
 
 #pragma GCC push_options

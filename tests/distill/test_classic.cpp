@@ -836,7 +836,10 @@ TEST_P(ClassicEveryMethod, TrainsOnAnEasySetWithFiniteTermsAndEveryMember) {
     groups.push_back(og);
   }
   optim::SGDOptions so;
-  so.lr = 0.05;
+  // Offline KD (kd, at) puts T^2 = 16 on the KL to a fixed teacher: at lr 0.05 its 12 steps
+  // oscillate and where step 11 lands depends on float rounding (measured: loss 0.27 at step 5,
+  // 6.3 at step 10 with one conv kernel, 0.28 with another). lr 0.02 converges with both.
+  so.lr = param.find("teacher=") != std::string::npos ? 0.02 : 0.05;
   so.momentum = 0.9;
   so.weight_decay = 5e-4;
   optim::SGD sgd(groups, so);

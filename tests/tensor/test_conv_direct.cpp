@@ -55,6 +55,12 @@ TEST(ConvDirect3x3, MatchesIm2colGemmInFloat64) {
       {2, 4, 4, 1, 1},      // a single pixel
       {1, 2, 7, 5, 6},      // narrow, W < 8
       {2, 7, 9, 16, 20},    // 16-pixel segment + 4-pixel tail, odd channel counts
+      {3, 4, 6, 4, 4},      // CIFAR-like stages of an 8x8 input: 4x4, 2x2
+      {4, 5, 3, 2, 2},      //
+      {1, 1, 1, 3, 3},      // one channel in and out
+      {2, 3, 5, 1, 8},      // one row
+      {1, 4, 4, 12, 12},    // 12 pixels: one ragged wide segment
+      {16, 16, 16, 8, 8},   // a batch that fills the weight-gradient chunks
   };
   Generator gen(7);
   for (const auto& c : cases) {
