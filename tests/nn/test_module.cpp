@@ -61,6 +61,34 @@ TEST(Module, TrainEvalPropagatesAndApplyVisitsAll) {
   EXPECT_EQ(visited, 4);  // root, a, b, c (c is b again, reached through its second name)
 }
 
+TEST(Module, ToDtypeConvertsInPlaceSharedOnceAndKeepsIntegerBuffers) {
+  Tree t;
+  t.register_buffer("steps", zeros({1}, DType::Int64));
+  Tensor held = t.a->w;  // a handle held elsewhere (as a layer or an optimizer would)
+  t.to(DType::Float64);
+  EXPECT_EQ(held.dtype(), DType::Float64);  // same tensor, new data
+  EXPECT_EQ(held.impl(), t.named_parameters()[0].second.impl());
+  EXPECT_ALLCLOSE(held, arange(0.0, 3.0, 1.0, DType::Float64), 0, 0);
+  EXPECT_TRUE(held.requires_grad());
+  EXPECT_EQ(t.shared->w.dtype(), DType::Float64);  // shared under b and c: converted once
+  EXPECT_EQ(t.shared->b.dtype(), DType::Float64);
+  EXPECT_EQ(t.buffer("steps").dtype(), DType::Int64);
+  t.to(DType::Float32);
+  EXPECT_EQ(held.dtype(), DType::Float32);
+  EXPECT_ALLCLOSE(held, arange(0.0, 3.0, 1.0, DType::Float32), 0, 0);
+  EXPECT_THROW(t.to(DType::Int64), Error);
+}
+
+TEST(Module, SetDataReplacesDataAndDropsTheGradient) {
+  Tensor a = ones({2});
+  a.requires_grad_();
+  a.set_grad(ones({2}));
+  a.set_data(zeros({3}, DType::Float64));
+  EXPECT_EQ(a.shape(), (Shape{3}));
+  EXPECT_FALSE(a.grad().defined());
+  EXPECT_TRUE(a.requires_grad());
+}
+
 TEST(Module, DuplicateAndInvalidNamesThrow) {
   Leaf l(2);
   EXPECT_THROW(l.register_parameter("weight", zeros({1})), Error);
