@@ -48,6 +48,12 @@ Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor&
   return okd::batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps);
 }
 
+Tensor batch_norm_relu(const Tensor& input, const Tensor& running_mean, const Tensor& running_var,
+                       const Tensor& weight, const Tensor& bias, bool training, double momentum,
+                       double eps) {
+  return okd::batch_norm_relu(input, running_mean, running_var, weight, bias, training, momentum,
+                              eps);
+}
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
   return okd::max_pool2d(x, kernel, stride, padding);
 }

@@ -63,7 +63,10 @@ BatchNorm::BatchNorm(int64_t c, int spatial_dims, double eps, double momentum, b
   }
 }
 
-Tensor BatchNorm::forward(const Tensor& x) {
+Tensor BatchNorm::forward(const Tensor& x) { return run(x, false); }
+Tensor BatchNorm::forward_relu(const Tensor& x) { return run(x, true); }
+
+Tensor BatchNorm::run(const Tensor& x, bool relu) {
   const int64_t want_rank = spatial_dims_ == 2 ? 4 : 2;
   OKD_CHECK(x.dim() == want_rank || (spatial_dims_ == 0 && x.dim() == 3), type_name(),
             ": expected a ", want_rank, "-D input, got ", shape_str(x.shape()));
@@ -72,6 +75,9 @@ Tensor BatchNorm::forward(const Tensor& x) {
             shape_str(x.shape()), ")");
   const bool use_batch_stats = is_training() || !running_mean.defined();
   if (is_training() && num_batches_tracked.defined()) num_batches_tracked.data<int64_t>()[0] += 1;
+  if (relu)
+    return F::batch_norm_relu(x, running_mean, running_var, weight, bias, use_batch_stats,
+                              momentum_, eps_);
   return F::batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats, momentum_,
                        eps_);
 }

@@ -61,9 +61,12 @@ class BatchNorm : public Layer {
   BatchNorm(int64_t num_features, int spatial_dims, double eps = 1e-5, double momentum = 0.1,
             bool affine = true, bool track_running_stats = true);
   Tensor forward(const Tensor& x) override;
+  // relu(forward(x)) as one fused op in training mode (backbones call this for BN -> ReLU).
+  Tensor forward_relu(const Tensor& x);
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
  private:
+  Tensor run(const Tensor& x, bool relu);
   int64_t num_features_;
   int spatial_dims_;
   double eps_, momentum_;

@@ -62,18 +62,24 @@ Tensor conv_transpose2d(const Tensor& input, const Tensor& weight, const Tensor&
 }
 
 // ---- batch norm ------------------------------------------------------------------------------
+namespace {
+// running = (1 - m) running + m batch, with the unbiased batch variance (PyTorch).
+void update_running_stats(const Tensor& running_mean, const Tensor& running_var,
+                          const ops::BatchNormStats& st, double momentum) {
+  if (!running_mean.defined() || !running_var.defined()) return;
+  ops::mul_(running_mean, 1.0 - momentum);
+  ops::add_(running_mean, ops::to(st.mean, running_mean.dtype()), momentum);
+  ops::mul_(running_var, 1.0 - momentum);
+  ops::add_(running_var, ops::to(st.var_unbiased, running_var.dtype()), momentum);
+}
+}  // namespace
+
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
                   const Tensor& weight, const Tensor& bias, bool training, double momentum,
                   double eps) {
   if (training) {
     auto [y, st] = ops::batch_norm_train(x, weight, bias, eps);
-    if (running_mean.defined() && running_var.defined()) {
-      // running = (1 - m) running + m batch, with the unbiased batch variance (PyTorch).
-      ops::mul_(running_mean, 1.0 - momentum);
-      ops::add_(running_mean, ops::to(st.mean, running_mean.dtype()), momentum);
-      ops::mul_(running_var, 1.0 - momentum);
-      ops::add_(running_var, ops::to(st.var_unbiased, running_var.dtype()), momentum);
-    }
+    update_running_stats(running_mean, running_var, st, momentum);
     if (needs_record({x, weight, bias})) {
       Saved sx(x), sw(weight);
       Tensor mean = st.mean, invstd = st.invstd;
@@ -118,6 +124,31 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
         {x});
   }
   return y;
+}
+
+// relu(batch_norm(x)) in one op when training: one pass writes max(y, 0), and the backward masks
+// dz by z > 0 inside the batch-norm backward instead of materialising relu's gradient. The
+// saved output z carries the mask. Eval mode composes the two ops.
+Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                       const Tensor& weight, const Tensor& bias, bool training, double momentum,
+                       double eps) {
+  if (!training)
+    return relu(batch_norm(x, running_mean, running_var, weight, bias, false, momentum, eps));
+  auto [z, st] = ops::batch_norm_train(x, weight, bias, eps, /*relu=*/true);
+  update_running_stats(running_mean, running_var, st, momentum);
+  if (needs_record({x, weight, bias})) {
+    Saved sx(x), sw(weight), sz(z);
+    Tensor mean = st.mean, invstd = st.invstd;
+    record(Op::batch_norm_relu, {x, weight, bias}, {z},
+           [sx, sw, sz, mean, invstd](const TensorList& g, const std::vector<bool>&) -> TensorList {
+             auto [dx, dw, db] = ops::batch_norm_backward(g[0], sx.get(Op::batch_norm_relu),
+                                                          sw.get(Op::batch_norm_relu), mean, invstd,
+                                                          sz.get(Op::batch_norm_relu));
+             return {dx, dw, db};
+           },
+           {x, mean, invstd, z});
+  }
+  return z;
 }
 
 // ---- pooling ---------------------------------------------------------------------------------

@@ -51,6 +51,18 @@ void add_nn_cases(std::vector<GradcheckCase>& cs) {
       },
       {leaf({2, 2, 3, 3}, -2, 2, 22), leaf({2}, 0.5, 1.5, 23), leaf({2}, -1, 1, 24)});
 
+  // Inputs spread so that about half the outputs are clipped, none within 1e-3 of the kink.
+  add(cs, Op::batch_norm_relu, "train, affine, 4-D (fused)",
+      [](const TensorList& in) {
+        return batch_norm_relu(in[0], Tensor(), Tensor(), in[1], in[2], true, 0.1, 1e-5);
+      },
+      {leaf({3, 2, 2, 3}, -2, 2, 25), leaf({2}, 0.5, 1.5, 26), leaf({2}, -0.3, 0.3, 27)});
+  add(cs, Op::batch_norm_relu, "train, no affine, 2-D (fused)",
+      [](const TensorList& in) {
+        return batch_norm_relu(in[0], Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5);
+      },
+      {leaf({6, 3}, -2, 2, 28)});
+
   // Distinct values keep the max unique (the max is not differentiable at ties).
   add(cs, Op::max_pool2d, "k2 s2", [](const TensorList& in) { return max_pool2d(in[0], 2, 2); },
       {exact(

@@ -35,12 +35,13 @@ class DenseLayer : public Layer {
     conv2_ = register_module("conv2", make_conv(inner, growth, 3, 1, 1, false, init, gen));
   }
   Tensor forward(const Tensor& x) override {
-    Tensor y = conv1_->forward(okd::relu(norm1_->forward(x)));
-    return conv2_->forward(okd::relu(norm2_->forward(y)));
+    Tensor y = conv1_->forward(norm1_->forward_relu(x));
+    return conv2_->forward(norm2_->forward_relu(y));
   }
 
  private:
-  LayerPtr norm1_, conv1_, norm2_, conv2_;
+  LayerPtr conv1_, conv2_;
+  std::shared_ptr<BatchNorm> norm1_, norm2_;
 };
 
 // Each layer sees the concatenation of the block input and every earlier layer's output.
@@ -72,11 +73,12 @@ class Transition : public Layer {
     pool_ = register_module("pool", std::make_shared<AvgPool2d>(2, 2));
   }
   Tensor forward(const Tensor& x) override {
-    return pool_->forward(conv_->forward(okd::relu(norm_->forward(x))));
+    return pool_->forward(conv_->forward(norm_->forward_relu(x)));
   }
 
  private:
-  LayerPtr norm_, conv_, pool_;
+  LayerPtr conv_, pool_;
+  std::shared_ptr<BatchNorm> norm_;
 };
 
 class DenseNetCifar : public ZooBackbone {

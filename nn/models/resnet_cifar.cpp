@@ -54,14 +54,15 @@ class BasicBlock : public Layer {
     }
   }
   Tensor forward(const Tensor& x) override {
-    Tensor out = okd::relu(bn1_->forward(conv1_->forward(x)));
+    Tensor out = bn1_->forward_relu(conv1_->forward(x));
     out = bn2_->forward(conv2_->forward(out));
     out = out + (shortcut_ ? shortcut_->forward(x) : x);
     return okd::relu(out);
   }
 
  private:
-  LayerPtr conv1_, bn1_, conv2_, bn2_, shortcut_;
+  LayerPtr conv1_, conv2_, bn2_, shortcut_;
+  std::shared_ptr<BatchNorm> bn1_;
 };
 
 class Bottleneck : public Layer {
@@ -84,15 +85,16 @@ class Bottleneck : public Layer {
     }
   }
   Tensor forward(const Tensor& x) override {
-    Tensor out = okd::relu(bn1_->forward(conv1_->forward(x)));
-    out = okd::relu(bn2_->forward(conv2_->forward(out)));
+    Tensor out = bn1_->forward_relu(conv1_->forward(x));
+    out = bn2_->forward_relu(conv2_->forward(out));
     out = bn3_->forward(conv3_->forward(out));
     out = out + (shortcut_ ? shortcut_->forward(x) : x);
     return okd::relu(out);
   }
 
  private:
-  LayerPtr conv1_, bn1_, conv2_, bn2_, conv3_, bn3_, shortcut_;
+  LayerPtr conv1_, conv2_, conv3_, bn3_, shortcut_;
+  std::shared_ptr<BatchNorm> bn1_, bn2_;
 };
 
 class CifarResNet : public Backbone {

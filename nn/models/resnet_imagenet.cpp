@@ -32,13 +32,14 @@ class TorchvisionBasicBlock : public Layer {
     }
   }
   Tensor forward(const Tensor& x) override {
-    Tensor out = okd::relu(bn1_->forward(conv1_->forward(x)));
+    Tensor out = bn1_->forward_relu(conv1_->forward(x));
     out = bn2_->forward(conv2_->forward(out));
     return okd::relu(out + (downsample_ ? downsample_->forward(x) : x));
   }
 
  private:
-  LayerPtr conv1_, bn1_, conv2_, bn2_, downsample_;
+  LayerPtr conv1_, conv2_, bn2_, downsample_;
+  std::shared_ptr<BatchNorm> bn1_;
 };
 
 class ImageNetResNet : public ZooBackbone {

@@ -35,14 +35,15 @@ class WideBasicBlock : public Layer {
           register_module("convShortcut", make_conv(in, out, 1, stride, 0, false, init, gen));
   }
   Tensor forward(const Tensor& x) override {
-    Tensor pre = okd::relu(bn1_->forward(x));
-    Tensor out = okd::relu(bn2_->forward(conv1_->forward(pre)));
+    Tensor pre = bn1_->forward_relu(x);
+    Tensor out = bn2_->forward_relu(conv1_->forward(pre));
     out = conv2_->forward(out);
     return out + (shortcut_ ? shortcut_->forward(pre) : x);
   }
 
  private:
-  LayerPtr bn1_, conv1_, bn2_, conv2_, shortcut_;
+  LayerPtr conv1_, conv2_, shortcut_;
+  std::shared_ptr<BatchNorm> bn1_, bn2_;
 };
 
 // FFSD block: conv1 -> dropout -> conv2(stride); the shortcut sees the raw input.
@@ -63,13 +64,14 @@ class FfsdWideBlock : public Layer {
     }
   }
   Tensor forward(const Tensor& x) override {
-    Tensor out = dropout_->forward(conv1_->forward(okd::relu(bn1_->forward(x))));
-    out = conv2_->forward(okd::relu(bn2_->forward(out)));
+    Tensor out = dropout_->forward(conv1_->forward(bn1_->forward_relu(x)));
+    out = conv2_->forward(bn2_->forward_relu(out));
     return out + (shortcut_ ? shortcut_->forward(x) : x);
   }
 
  private:
-  LayerPtr bn1_, conv1_, dropout_, bn2_, conv2_, shortcut_;
+  LayerPtr conv1_, dropout_, conv2_, shortcut_;
+  std::shared_ptr<BatchNorm> bn1_, bn2_;
 };
 
 struct WideSpec {

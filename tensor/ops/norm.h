@@ -3,6 +3,8 @@
 //             batch variance; y = weight_c * xhat + bias_c.
 //   backward: dx = weight * invstd / M * (M dy - sum(dy) - xhat sum(dy xhat)), M = N * prod(*),
 //             dweight = sum(dy xhat), dbias = sum(dy) (sums over every dim but C).
+//   fused ReLU (relu = true): the forward returns max(y, 0); the backward, given that output z,
+//             uses dy masked to z > 0 (the ReLU's gradient) without materialising it.
 #pragma once
 #include <tuple>
 
@@ -16,13 +18,16 @@ struct BatchNormStats {
 
 // y and the batch statistics. weight/bias may be undefined (no affine transform).
 std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x, const Tensor& weight,
-                                                   const Tensor& bias, double eps);
+                                                   const Tensor& bias, double eps,
+                                                   bool relu = false);
 // y using the given (running) mean and variance.
 Tensor batch_norm_eval(const Tensor& x, const Tensor& mean, const Tensor& var, const Tensor& weight,
                        const Tensor& bias, double eps);
 // dx, dweight, dbias for the training-mode forward (mean/invstd are the saved batch stats).
+// relu_out: the fused forward's output (defined only for the fused BN+ReLU).
 std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy, const Tensor& x,
                                                        const Tensor& weight, const Tensor& mean,
-                                                       const Tensor& invstd);
+                                                       const Tensor& invstd,
+                                                       const Tensor& relu_out = Tensor());
 
 }  // namespace okd::ops

@@ -4,7 +4,9 @@
 #include <cmath>
 
 #include "tensor/cuda/cuda_ops.h"
+#include "tensor/ops/activation.h"
 #include "tensor/ops/copy.h"
+#include "tensor/ops/elementwise.h"
 #include "tensor/ops/norm.h"
 #include "tensor/parallel.h"
 
@@ -45,8 +47,12 @@ void check_param(const Tensor& t, int64_t C, const char* what, const char* op) {
 }  // namespace
 
 std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x_, const Tensor& weight,
-                                                   const Tensor& bias, double eps) {
-  if (cuda::on_cuda(x_, weight, bias)) return cuda::batch_norm_train(x_, weight, bias, eps);
+                                                   const Tensor& bias, double eps, bool relu) {
+  if (cuda::on_cuda(x_, weight, bias)) {  // the CUDA backend composes the fused form
+    auto r = cuda::batch_norm_train(x_, weight, bias, eps);
+    if (relu) r.first = ops::relu(r.first);
+    return r;
+  }
   Geometry g = geometry(x_, "batch_norm");
   check_param(weight, g.C, "weight", "batch_norm");
   check_param(bias, g.C, "bias", "batch_norm");
@@ -93,7 +99,13 @@ std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x_, const Tenso
         for (int64_t n = 0; n < g.N; ++n) {
           const T* __restrict r = px + (n * g.C + c) * g.S;
           T* __restrict o = py + (n * g.C + c) * g.S;
-          for (int64_t i = 0; i < g.S; ++i) o[i] = r[i] * scale + shift;
+          if (relu)
+            for (int64_t i = 0; i < g.S; ++i) {
+              const T v = r[i] * scale + shift;
+              o[i] = v > T(0) ? v : T(0);
+            }
+          else
+            for (int64_t i = 0; i < g.S; ++i) o[i] = r[i] * scale + shift;
         }
       }
     });
@@ -137,12 +149,19 @@ Tensor batch_norm_eval(const Tensor& x_, const Tensor& mean, const Tensor& var,
 
 std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const Tensor& x_,
                                                        const Tensor& weight, const Tensor& mean,
-                                                       const Tensor& invstd) {
-  if (cuda::on_cuda(x_, dy_, weight, mean, invstd))
-    return cuda::batch_norm_backward(dy_, x_, weight, mean, invstd);
+                                                       const Tensor& invstd,
+                                                       const Tensor& relu_out) {
+  if (cuda::on_cuda(x_, dy_, weight, mean, invstd, relu_out))
+    return cuda::batch_norm_backward(relu_out.defined() ? ops::relu_backward(dy_, relu_out) : dy_,
+                                     x_, weight, mean, invstd);
   Geometry g = geometry(x_, "batch_norm_backward");
   const int64_t M = g.N * g.S;
   Tensor x = contiguous(x_), dy = contiguous(dy_);
+  if (relu_out.defined())
+    OKD_CHECK(relu_out.shape() == x.shape() && relu_out.dtype() == x.dtype(),
+              "batch_norm_backward: the fused ReLU output ", relu_out.desc(),
+              " does not match the input ", x.desc());
+  Tensor z = relu_out.defined() ? contiguous(relu_out) : Tensor();
   Tensor dx = empty(x.shape(), x.dtype()), dw = empty({g.C}, x.dtype()),
          db = empty({g.C}, x.dtype());
   OKD_DISPATCH_FLOAT(x.dtype(), "batch_norm_backward", [&]<class T>() {
@@ -154,6 +173,7 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
         weight.defined() ? to_vector<double>(weight) : std::vector<double>(g.C, 1.0);
     T* pdw = dw.data<T>();
     T* pdb = db.data<T>();
+    const T* pz = z.defined() ? z.data<T>() : nullptr;
     parallel_for(0, g.C, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         const T mc = static_cast<T>(m[c]);
@@ -161,8 +181,20 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
         for (int64_t n = 0; n < g.N; ++n) {
           const T* __restrict r = px + (n * g.C + c) * g.S;
           const T* __restrict d = pdy + (n * g.C + c) * g.S;
-          sdy += lane_sum<T>(g.S, [d](int64_t i) { return d[i]; });
-          sdyx += lane_sum<T>(g.S, [r, d, mc](int64_t i) { return d[i] * (r[i] - mc); });
+          if (pz) {  // the ReLU's gradient: dy where the fused output is positive
+            const T* __restrict zr = pz + (n * g.C + c) * g.S;
+            sdy += lane_sum<T>(g.S, [d, zr](int64_t i) {
+              const T v = d[i];
+              return zr[i] > T(0) ? v : T(0);
+            });
+            sdyx += lane_sum<T>(g.S, [r, d, zr, mc](int64_t i) {
+              const T v = d[i];
+              return (zr[i] > T(0) ? v : T(0)) * (r[i] - mc);
+            });
+          } else {
+            sdy += lane_sum<T>(g.S, [d](int64_t i) { return d[i]; });
+            sdyx += lane_sum<T>(g.S, [r, d, mc](int64_t i) { return d[i] * (r[i] - mc); });
+          }
         }
         sdyx *= is[c];  // sum(dy * xhat)
         pdw[c] = static_cast<T>(sdyx);
@@ -175,7 +207,15 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
           const T* __restrict r = px + (n * g.C + c) * g.S;
           const T* __restrict d = pdy + (n * g.C + c) * g.S;
           T* __restrict o = pdx + (n * g.C + c) * g.S;
-          for (int64_t i = 0; i < g.S; ++i) o[i] = a * d[i] + b * (r[i] - mc) + off;
+          if (pz) {
+            const T* __restrict zr = pz + (n * g.C + c) * g.S;
+            for (int64_t i = 0; i < g.S; ++i) {
+              const T v = d[i];
+              o[i] = a * (zr[i] > T(0) ? v : T(0)) + b * (r[i] - mc) + off;
+            }
+          } else {
+            for (int64_t i = 0; i < g.S; ++i) o[i] = a * d[i] + b * (r[i] - mc) + off;
+          }
         }
       }
     });
