@@ -2,6 +2,7 @@
 // per-row sums in 8 fixed lanes (vectorisable) added up in double, so results do not depend on
 // the thread count.
 #include <cmath>
+#include <vector>
 
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/activation.h"
@@ -175,6 +176,17 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
     T* pdb = db.data<T>();
     const T* pz = z.defined() ? z.data<T>() : nullptr;
     parallel_for(0, g.C, 1, [&](int64_t c0, int64_t c1) {
+      // One row of dy masked by the fused ReLU's output (z > 0), in a separate simple loop the
+      // compiler vectorises; selects inside the lane sums ran scalar (22% of a ResNet step).
+      std::vector<T> masked(pz ? static_cast<size_t>(g.S) : 0);
+      auto mask_row = [&masked, S = g.S](const T* __restrict d, const T* __restrict zr) {
+        T* __restrict out = masked.data();
+        for (int64_t i = 0; i < S; ++i) {
+          const T v = d[i];
+          out[i] = zr[i] > T(0) ? v : T(0);
+        }
+        return static_cast<const T*>(out);
+      };
       for (int64_t c = c0; c < c1; ++c) {
         const T mc = static_cast<T>(m[c]);
         double sdy = 0, sdyx = 0;
@@ -182,15 +194,9 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
           const T* __restrict r = px + (n * g.C + c) * g.S;
           const T* __restrict d = pdy + (n * g.C + c) * g.S;
           if (pz) {  // the ReLU's gradient: dy where the fused output is positive
-            const T* __restrict zr = pz + (n * g.C + c) * g.S;
-            sdy += lane_sum<T>(g.S, [d, zr](int64_t i) {
-              const T v = d[i];
-              return zr[i] > T(0) ? v : T(0);
-            });
-            sdyx += lane_sum<T>(g.S, [r, d, zr, mc](int64_t i) {
-              const T v = d[i];
-              return (zr[i] > T(0) ? v : T(0)) * (r[i] - mc);
-            });
+            const T* __restrict md = mask_row(d, pz + (n * g.C + c) * g.S);
+            sdy += lane_sum<T>(g.S, [md](int64_t i) { return md[i]; });
+            sdyx += lane_sum<T>(g.S, [r, md, mc](int64_t i) { return md[i] * (r[i] - mc); });
           } else {
             sdy += lane_sum<T>(g.S, [d](int64_t i) { return d[i]; });
             sdyx += lane_sum<T>(g.S, [r, d, mc](int64_t i) { return d[i] * (r[i] - mc); });
@@ -208,11 +214,8 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
           const T* __restrict d = pdy + (n * g.C + c) * g.S;
           T* __restrict o = pdx + (n * g.C + c) * g.S;
           if (pz) {
-            const T* __restrict zr = pz + (n * g.C + c) * g.S;
-            for (int64_t i = 0; i < g.S; ++i) {
-              const T v = d[i];
-              o[i] = a * (zr[i] > T(0) ? v : T(0)) + b * (r[i] - mc) + off;
-            }
+            const T* __restrict md = mask_row(d, pz + (n * g.C + c) * g.S);
+            for (int64_t i = 0; i < g.S; ++i) o[i] = a * md[i] + b * (r[i] - mc) + off;
           } else {
             for (int64_t i = 0; i < g.S; ++i) o[i] = a * d[i] + b * (r[i] - mc) + off;
           }
