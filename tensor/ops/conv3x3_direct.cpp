@@ -12,9 +12,11 @@
 // and flipped): a tile is 3 positions x 8 output channels = 24 accumulator registers; for every
 // input channel and tap it loads 3 input vectors and broadcasts 8 weights:
 //   y[o][pos] += w[o][c][i][j] * padded_x[c][pos shifted by (i, j)].
-// Weight gradient: a tile is 2 output channels x 9 taps = 18 accumulators over all positions:
+// Weight gradient: a tile is 3 output channels x 9 taps = 27 accumulators over all positions:
 //   dW[o][c][i][j] += sum_pos dY[o][pos] * padded_x[c][pos shifted by (i, j)],
-// summed over fixed chunks of the batch whose partial sums are added in order.
+// summed over fixed chunks of the batch whose partial sums are added in order (8x8 planes keep
+// the accumulators in registers over a whole chunk; wide planes add them into vector scratch per
+// sample and channel, so that one sample's dY rows stay in L1).
 #include "tensor/ops/conv3x3_direct.h"
 
 #include <algorithm>
