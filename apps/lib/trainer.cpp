@@ -137,8 +137,9 @@ class Trainer {
 void Trainer::setup() {
   if (cfg_.threads > 0) set_num_threads(cfg_.threads);
   OKD_CHECK(cfg_.device == "cpu", "--device ", cfg_.device,
-            ": this build of okd trains on the CPU "
-            "only for now (the CUDA backend is not implemented yet); use --device cpu");
+            ": train_cifar trains on the CPU only for now: the CUDA backend runs the ops, but "
+            "the optimizers, checkpoints and training loop are not wired to it yet "
+            "(docs/cuda.md); use --device cpu");
   method_ = distill::make_method(cfg_.method);
   for (const auto& [k, v] : cfg_.method_options)
     if (k.rfind(cfg_.method + ".", 0) == 0)
