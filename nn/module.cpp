@@ -210,18 +210,24 @@ std::string Module::to_string() const {
 void Module::to(DType dtype) {
   OKD_CHECK(is_floating(dtype), type_name_, ".to: expected a floating dtype, got ",
             dtype_name(dtype));
-  for (auto* list : {&params_, &buffers_})
-    for (auto& [n, t] : *list)
-      if (t.defined() && is_floating(t.dtype()) && t.dtype() != dtype)
-        t.set_data(ops::to(t, dtype));
-  for (auto& [n, c] : children_) c->to(dtype);
+  convert_tensors([dtype](const Tensor& t) {
+    return is_floating(t.dtype()) && t.dtype() != dtype ? ops::to(t, dtype) : Tensor();
+  });
 }
 
 void Module::to(Device device) {
+  convert_tensors(
+      [device](const Tensor& t) { return t.device() != device ? ops::to(t, device) : Tensor(); });
+}
+
+// Every parameter and buffer of the tree, once per tensor (a shared one converts on its first
+// visit, after which fn returns undefined for it): replaced in place by fn's result if defined.
+void Module::convert_tensors(const std::function<Tensor(const Tensor&)>& fn) {
   for (auto* list : {&params_, &buffers_})
     for (auto& [n, t] : *list)
-      if (t.defined() && t.device() != device) t.set_data(ops::to(t, device));
-  for (auto& [n, c] : children_) c->to(device);
+      if (t.defined())
+        if (Tensor converted = fn(t); converted.defined()) t.set_data(converted);
+  for (auto& [n, c] : children_) c->convert_tensors(fn);
 }
 
 }  // namespace okd::nn

@@ -84,6 +84,7 @@ class Module : public std::enable_shared_from_this<Module> {
 
  protected:
   void add_child(const std::string& name, std::shared_ptr<Module> module);
+  void convert_tensors(const std::function<Tensor(const Tensor&)>& fn);
 
  private:
   void collect(const std::string& prefix, NamedTensors& out, bool params, bool dedupe,

@@ -14,9 +14,8 @@
 //   y[o][pos] += w[o][c][i][j] * padded_x[c][pos shifted by (i, j)].
 // Weight gradient: a tile is 3 output channels x 9 taps = 27 accumulators over all positions:
 //   dW[o][c][i][j] += sum_pos dY[o][pos] * padded_x[c][pos shifted by (i, j)],
-// summed over fixed chunks of the batch whose partial sums are added in order (8x8 planes keep
-// the accumulators in registers over a whole chunk; wide planes add them into vector scratch per
-// sample and channel, so that one sample's dY rows stay in L1).
+// the accumulators staying in registers over every sample of a fixed chunk of the batch; the
+// chunks' partial sums are added in order.
 #include "tensor/ops/conv3x3_direct.h"
 
 #include <algorithm>
@@ -57,10 +56,6 @@ namespace direct3x3 {
 namespace {
 
 constexpr int64_t kWeightGradChunks = 16;  // as conv_cpu.cpp: thread-count independent sums
-
-struct alignas(64) Lanes16 {  // one vector of scratch
-  float v[16];
-};
 
 bool cpu_has_avx512() {
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -257,7 +252,8 @@ void conv_sample(const float* xp, const float* wr, int64_t Cin, int64_t Cout, co
 // dw[o0 + k][c][tap] = sum over the samples of a chunk and their positions of
 // dy[n][o0 + k] * shifted xp[n][c], k < kO. The accumulators stay in registers over the whole
 // chunk: with 4 positions per 8x8 plane, a horizontal sum per sample would cost more than the
-// FMAs.
+// FMAs. (A variant that kept each sample's dY rows in L1 by looping samples outside channels,
+// with the accumulators spilled to scratch between channels, measured no faster.)
 template <bool kNarrow, int kO>
 void wgrad_block(const float* dy, const float* xp, int64_t samples, int64_t O, int64_t C,
                  const Plane& g, int64_t o0, float* dw) {
@@ -294,69 +290,14 @@ void wgrad_block(const float* dy, const float* xp, int64_t samples, int64_t O, i
   }
 }
 
-// The same sums for wide planes in the order sample, input channel, position: one sample's dy
-// rows of the tile (8 KiB at 32x32) stay in L1 while the input planes stream past, where the
-// order above re-reads every sample's dy from L2 for every input channel. The accumulators of
-// each (sample, channel) are added into vacc[c][k][tap] (vectors), summed horizontally once at
-// the end.
-template <int kO>
-void wgrad_block_wide(const float* dy, const float* xp, int64_t samples, int64_t O, int64_t C,
-                      const Plane& g, int64_t o0, float* vacc, float* dw) {
-  const int64_t HW = g.H * g.W, row = g.row;
-  for (int64_t i = 0; i < C * kO * 9; ++i) _mm512_store_ps(vacc + 16 * i, _mm512_setzero_ps());
-  for (int64_t n = 0; n < samples; ++n) {
-    const float* dyn = dy + (n * O + o0) * HW;
-    for (int64_t c = 0; c < C; ++c) {
-      const float* xc = xp + (n * C + c) * g.padded;
-      float* va = vacc + 16 * c * kO * 9;
-      __m512 acc[kO][9];
-#pragma GCC unroll 16
-      for (int k = 0; k < kO; ++k)
-#pragma GCC unroll 16
-        for (int t = 0; t < 9; ++t) acc[k][t] = _mm512_load_ps(va + 16 * (k * 9 + t));
-      for (int64_t p = 0; p < g.positions; ++p) {
-        __m512 d[kO];
-#pragma GCC unroll 16
-        for (int k = 0; k < kO; ++k) d[k] = load_plain<false>(dyn + k * HW, g, p);
-        const float* at = xc + g.padded_at[p];
-#pragma GCC unroll 16
-        for (int i = 0; i < 3; ++i)
-#pragma GCC unroll 16
-          for (int j = 0; j < 3; ++j) {
-            const __m512 xv = _mm512_loadu_ps(at + i * row + j);
-#pragma GCC unroll 16
-            for (int k = 0; k < kO; ++k)
-              acc[k][i * 3 + j] = _mm512_fmadd_ps(d[k], xv, acc[k][i * 3 + j]);
-          }
-      }
-#pragma GCC unroll 16
-      for (int k = 0; k < kO; ++k)
-#pragma GCC unroll 16
-        for (int t = 0; t < 9; ++t) _mm512_store_ps(va + 16 * (k * 9 + t), acc[k][t]);
-    }
-  }
-  for (int64_t c = 0; c < C; ++c)
-    for (int k = 0; k < kO; ++k)
-      for (int t = 0; t < 9; ++t)
-        dw[((o0 + k) * C + c) * 9 + t] =
-            horizontal_sum(_mm512_load_ps(vacc + 16 * ((c * kO + k) * 9 + t)));
-}
-
-// dw (O x C x 9) of `samples` consecutive samples: dy [samples][O][H][W], xp their padded planes;
-// vacc: C * 3 * 9 vectors of 64-byte aligned scratch.
+// dw (O x C x 9) of `samples` consecutive samples: dy [samples][O][H][W], xp their padded planes.
 template <bool kNarrow>
 void wgrad_chunk(const float* dy, const float* xp, int64_t samples, int64_t O, int64_t C,
-                 const Plane& g, float* vacc, float* dw) {
+                 const Plane& g, float* dw) {
   int64_t o0 = 0;
-  if constexpr (kNarrow) {
-    for (; o0 + 3 <= O; o0 += 3) wgrad_block<true, 3>(dy, xp, samples, O, C, g, o0, dw);
-    if (O - o0 == 2) wgrad_block<true, 2>(dy, xp, samples, O, C, g, o0, dw);
-    if (O - o0 == 1) wgrad_block<true, 1>(dy, xp, samples, O, C, g, o0, dw);
-  } else {
-    for (; o0 + 3 <= O; o0 += 3) wgrad_block_wide<3>(dy, xp, samples, O, C, g, o0, vacc, dw);
-    if (O - o0 == 2) wgrad_block_wide<2>(dy, xp, samples, O, C, g, o0, vacc, dw);
-    if (O - o0 == 1) wgrad_block_wide<1>(dy, xp, samples, O, C, g, o0, vacc, dw);
-  }
+  for (; o0 + 3 <= O; o0 += 3) wgrad_block<kNarrow, 3>(dy, xp, samples, O, C, g, o0, dw);
+  if (O - o0 == 2) wgrad_block<kNarrow, 2>(dy, xp, samples, O, C, g, o0, dw);
+  if (O - o0 == 1) wgrad_block<kNarrow, 1>(dy, xp, samples, O, C, g, o0, dw);
 }
 
 #pragma GCC pop_options
@@ -390,31 +331,37 @@ bool applies(DType dtype, const Shape& ws, const Conv2dParams& p) {
          p.groups == 1 && conv_direct_enabled() && cpu_has_avx512();
 }
 
-Tensor forward(const Tensor& input, const Tensor& weight, const Tensor& bias) {
+namespace {
+// The weights of w [O][C][3][3] in conv_tile's layout [ceil(out/8)][in][tap][8] (zero past the
+// last output channel). Forward: out = O, in = C, wr[o / 8][c][tap][o % 8] = w[o][c][tap].
+// Input gradient: dx = conv3x3(dy, w') with w'[c][o][i][j] = w[o][c][2 - i][2 - j], so out = C,
+// in = O, wr[c / 8][o][tap][c % 8] = w[o][c][8 - tap].
+std::vector<float> pack_weights(const Tensor& weight, bool for_input_gradient) {
   const int64_t O = weight.size(0), C = weight.size(1);
+  const int64_t out = for_input_gradient ? C : O, in = for_input_gradient ? O : C;
   const float* w = weight.data<float>();
-  // wr[o / 8][c][tap][o % 8] = w[o][c][tap]
-  std::vector<float> wr(static_cast<size_t>((O + 7) / 8 * C * 72), 0.0f);
+  std::vector<float> wr(static_cast<size_t>((out + 7) / 8 * in * 72), 0.0f);
   for (int64_t o = 0; o < O; ++o)
     for (int64_t c = 0; c < C; ++c)
-      for (int t = 0; t < 9; ++t)
-        wr[static_cast<size_t>(((o / 8) * C + c) * 72 + t * 8 + o % 8)] = w[(o * C + c) * 9 + t];
-  return convolve(input, wr, O, bias.defined() ? bias.data<float>() : nullptr);
+      for (int t = 0; t < 9; ++t) {
+        const int64_t oc = for_input_gradient ? c : o, ic = for_input_gradient ? o : c;
+        const int tap = for_input_gradient ? 8 - t : t;
+        wr[static_cast<size_t>(((oc / 8) * in + ic) * 72 + tap * 8 + oc % 8)] =
+            w[(o * C + c) * 9 + t];
+      }
+  return wr;
+}
+}  // namespace
+
+Tensor forward(const Tensor& input, const Tensor& weight, const Tensor& bias) {
+  return convolve(input, pack_weights(weight, false), weight.size(0),
+                  bias.defined() ? bias.data<float>() : nullptr);
 }
 
 Tensor backward_input(const Tensor& grad_out, const Tensor& weight, const Shape& s) {
-  const int64_t O = weight.size(0), C = weight.size(1);
-  OKD_CHECK(s[1] == C && grad_out.size(1) == O, "conv2d backward: shapes do not match");
-  const float* w = weight.data<float>();
-  // dx = conv3x3(dy, w') with w'[c][o][i][j] = w[o][c][2 - i][2 - j]:
-  // wr[c / 8][o][tap][c % 8] = w[o][c][8 - tap]
-  std::vector<float> wr(static_cast<size_t>((C + 7) / 8 * O * 72), 0.0f);
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t o = 0; o < O; ++o)
-      for (int t = 0; t < 9; ++t)
-        wr[static_cast<size_t>(((c / 8) * O + o) * 72 + t * 8 + c % 8)] =
-            w[(o * C + c) * 9 + (8 - t)];
-  return convolve(grad_out, wr, C, nullptr);
+  OKD_CHECK(s[1] == weight.size(1) && grad_out.size(1) == weight.size(0),
+            "conv2d backward: shapes do not match");
+  return convolve(grad_out, pack_weights(weight, true), weight.size(1), nullptr);
 }
 
 Tensor backward_weight(const Tensor& grad_out, const Tensor& input, const Shape& ws) {
@@ -431,7 +378,6 @@ Tensor backward_weight(const Tensor& grad_out, const Tensor& input, const Shape&
     // the padded planes of every sample of a chunk, one after the other
     const int64_t per_sample = C * g.padded;
     std::vector<float> xp(static_cast<size_t>((per - 1) * per_sample + padded_floats(g, C)));
-    std::vector<Lanes16> vacc(g.narrow ? 0 : static_cast<size_t>(C * 3 * 9));
     for (int64_t ch = c0; ch < c1; ++ch) {
       const int64_t n0 = ch * per, n1 = std::min(N, (ch + 1) * per);
       if (n1 <= n0) continue;
@@ -440,9 +386,9 @@ Tensor backward_weight(const Tensor& grad_out, const Tensor& input, const Shape&
       float* acc = partial.data() + ch * wsize;
       const float* dyn = dy + n0 * O * H * W;
       if (g.narrow)
-        wgrad_chunk<true>(dyn, xp.data(), n1 - n0, O, C, g, nullptr, acc);
+        wgrad_chunk<true>(dyn, xp.data(), n1 - n0, O, C, g, acc);
       else
-        wgrad_chunk<false>(dyn, xp.data(), n1 - n0, O, C, g, vacc.data()->v, acc);
+        wgrad_chunk<false>(dyn, xp.data(), n1 - n0, O, C, g, acc);
     }
   });
   Tensor dw = zeros(ws, DType::Float32);

@@ -187,20 +187,19 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
         }
         return static_cast<const T*>(out);
       };
+      // Row (n, c) of the gradient reaching the batch norm: dy, or dy where z > 0 when fused.
+      auto dy_row = [&](int64_t n, int64_t c) {
+        const int64_t at = (n * g.C + c) * g.S;
+        return pz ? mask_row(pdy + at, pz + at) : pdy + at;
+      };
       for (int64_t c = c0; c < c1; ++c) {
         const T mc = static_cast<T>(m[c]);
         double sdy = 0, sdyx = 0;
         for (int64_t n = 0; n < g.N; ++n) {
           const T* __restrict r = px + (n * g.C + c) * g.S;
-          const T* __restrict d = pdy + (n * g.C + c) * g.S;
-          if (pz) {  // the ReLU's gradient: dy where the fused output is positive
-            const T* __restrict md = mask_row(d, pz + (n * g.C + c) * g.S);
-            sdy += lane_sum<T>(g.S, [md](int64_t i) { return md[i]; });
-            sdyx += lane_sum<T>(g.S, [r, md, mc](int64_t i) { return md[i] * (r[i] - mc); });
-          } else {
-            sdy += lane_sum<T>(g.S, [d](int64_t i) { return d[i]; });
-            sdyx += lane_sum<T>(g.S, [r, d, mc](int64_t i) { return d[i] * (r[i] - mc); });
-          }
+          const T* __restrict d = dy_row(n, c);
+          sdy += lane_sum<T>(g.S, [d](int64_t i) { return d[i]; });
+          sdyx += lane_sum<T>(g.S, [r, d, mc](int64_t i) { return d[i] * (r[i] - mc); });
         }
         sdyx *= is[c];  // sum(dy * xhat)
         pdw[c] = static_cast<T>(sdyx);
@@ -211,14 +210,9 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
                 off = static_cast<T>(-k * sdy);
         for (int64_t n = 0; n < g.N; ++n) {
           const T* __restrict r = px + (n * g.C + c) * g.S;
-          const T* __restrict d = pdy + (n * g.C + c) * g.S;
+          const T* __restrict d = dy_row(n, c);
           T* __restrict o = pdx + (n * g.C + c) * g.S;
-          if (pz) {
-            const T* __restrict md = mask_row(d, pz + (n * g.C + c) * g.S);
-            for (int64_t i = 0; i < g.S; ++i) o[i] = a * md[i] + b * (r[i] - mc) + off;
-          } else {
-            for (int64_t i = 0; i < g.S; ++i) o[i] = a * d[i] + b * (r[i] - mc) + off;
-          }
+          for (int64_t i = 0; i < g.S; ++i) o[i] = a * d[i] + b * (r[i] - mc) + off;
         }
       }
     });

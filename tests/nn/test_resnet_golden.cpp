@@ -3,6 +3,7 @@
 // every parameter gradient, the BN running statistics, and the loss over 10 SGD steps.
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <vector>
 
 #include "autograd/functions.h"
@@ -99,17 +100,22 @@ std::vector<double> sgd_trajectory(DType dtype) {
   }
   return losses;
 }
+
+// Runs the trajectory in dtype and checks step t's loss within rtol(t) of PyTorch's float64 one.
+void expect_trajectory(DType dtype, const std::function<double(int)>& rtol) {
+  Tensor ref = load_npy(test::data_path("golden/resnet20_sgd_losses.npy"));
+  auto got = sgd_trajectory(dtype);
+  for (int step = 0; step < 10; ++step) {
+    const double want = ref.at({step});
+    std::printf("%s step %d: okd %.12f pytorch %.12f rel %.2e\n", dtype_name(dtype), step,
+                got[step], want, std::fabs(got[step] - want) / want);
+    EXPECT_NEAR(got[step], want, rtol(step) * want) << "step " << step;
+  }
+}
 }  // namespace
 
 TEST(ResNetGolden, TenSgdStepsFollowPyTorchInFloat64) {
-  Tensor ref = load_npy(test::data_path("golden/resnet20_sgd_losses.npy"));
-  auto got = sgd_trajectory(DType::Float64);
-  for (int step = 0; step < 10; ++step) {
-    const double want = ref.at({step});
-    std::printf("float64 step %d: okd %.12f pytorch %.12f rel %.2e\n", step, got[step], want,
-                std::fabs(got[step] - want) / want);
-    EXPECT_NEAR(got[step], want, 1e-12 * want) << "step " << step;
-  }
+  expect_trajectory(DType::Float64, [](int) { return 1e-12; });
 }
 
 // In float32 the first steps match to float rounding; later ones drift chaotically from the
@@ -118,13 +124,7 @@ TEST(ResNetGolden, TenSgdStepsFollowPyTorchInFloat64) {
 // drifts the same way). The float64 test above is the exact check; this one guards against a
 // float32-only fault (a kernel that breaks in float32) with bounds wide enough for the drift.
 TEST(ResNetGolden, TenSgdStepsStayNearPyTorchInFloat32) {
-  Tensor ref = load_npy(test::data_path("golden/resnet20_sgd_losses.npy"));
-  auto got = sgd_trajectory(DType::Float32);
-  for (int step = 0; step < 10; ++step) {
-    const double want = ref.at({step});
-    std::printf("float32 step %d: okd %.8f pytorch %.8f rel %.2e\n", step, got[step], want,
-                std::fabs(got[step] - want) / want);
-    const double rtol = step < 2 ? 1e-6 : step < 3 ? 1e-4 : 2e-2;
-    EXPECT_NEAR(got[step], want, rtol * want) << "step " << step;
-  }
+  expect_trajectory(DType::Float32, [](int step) {
+    return step < 2 ? 1e-6 : step < 3 ? 1e-4 : 2e-2;
+  });
 }
