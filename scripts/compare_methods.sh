@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Trains baseline and each given method with one recipe and seed on Fashion-MNIST (or whatever the
 # extra flags select) and prints a markdown table of every member's last and best test top-1, the
-# training images/s and peak memory relative to the baseline. Runs go to $OUT_ROOT/<method>.
+# training images/s and peak memory relative to the baseline. Runs go to $OUT_ROOT/<method>; a run
+# interrupted earlier continues from its last checkpoint, so a long comparison can span sessions.
 #   scripts/compare_methods.sh [--methods "ekd-fws ffl ffsd mate dkel"] [train_cifar flags...]
 # Example (docs/results.md):
 #   scripts/compare_methods.sh --epochs 5 --limit-train 5000 --limit-test 2000 --seed 0
@@ -17,6 +18,13 @@ mkdir -p "$OUT_ROOT"
 for m in baseline $methods; do
   if [[ -f "$OUT_ROOT/$m/summary.json" ]]; then
     echo "== $m: already done ($OUT_ROOT/$m/summary.json)"
+    continue
+  fi
+  if [[ -d "$OUT_ROOT/$m/checkpoints/last" ]]; then
+    # An interrupted run continues from its last checkpoint (train_cifar --resume is exact).
+    echo "== $m: resuming $OUT_ROOT/$m"
+    "$BUILD_DIR/apps/train_cifar" --resume "$OUT_ROOT/$m" >> "$OUT_ROOT/$m.log" 2>&1 ||
+      { echo "$m failed: see $OUT_ROOT/$m.log"; tail -5 "$OUT_ROOT/$m.log"; }
     continue
   fi
   rm -rf "$OUT_ROOT/$m"
