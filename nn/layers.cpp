@@ -4,6 +4,7 @@
 #include "autograd/functions.h"
 #include "nn/functional.h"
 #include "nn/init.h"
+#include "tensor/ops/copy.h"
 
 namespace okd::nn {
 
@@ -63,6 +64,23 @@ BatchNorm::BatchNorm(int64_t c, int spatial_dims, double eps, double momentum, b
   }
 }
 
+void BatchNorm::count_batch() {
+  const Tensor& n = num_batches_tracked;
+  if (n.device().is_cpu()) {
+    n.data<int64_t>()[0] += 1;
+    return;
+  }
+  // On a device, integer arithmetic has no kernel and reading the count back every call would
+  // wait for the stream, so the count is kept here and written with fill_. It is read back only
+  // when something else wrote the buffer since (a load, a move), which changes storage or version.
+  const Storage* st = n.impl()->storage.get();
+  if (st != device_count_storage_ || st->version() != device_count_version_)
+    device_count_ = static_cast<int64_t>(n.item());
+  ops::fill_(n, static_cast<double>(++device_count_));
+  device_count_storage_ = st;
+  device_count_version_ = st->version();
+}
+
 Tensor BatchNorm::forward(const Tensor& x) { return run(x, false); }
 Tensor BatchNorm::forward_relu(const Tensor& x) { return run(x, true); }
 
@@ -74,7 +92,7 @@ Tensor BatchNorm::run(const Tensor& x, bool relu) {
             " channels but the layer was built for ", num_features_, " (input ",
             shape_str(x.shape()), ")");
   const bool use_batch_stats = is_training() || !running_mean.defined();
-  if (is_training() && num_batches_tracked.defined()) num_batches_tracked.data<int64_t>()[0] += 1;
+  if (is_training() && num_batches_tracked.defined()) count_batch();
   if (relu)
     return F::batch_norm_relu(x, running_mean, running_var, weight, bias, use_batch_stats,
                               momentum_, eps_);

@@ -1,12 +1,8 @@
-// Adam/AdamW update loops over contiguous float/double data, in PyTorch 1.13's order of
-// operations (bias corrections in double, as Python computes them; tensor arithmetic in the
-// parameter's type).
+// Adam/AdamW: options checked here, the update itself is the raw op ops::adam_step_
+// (tensor/ops/update.h): PyTorch 1.13's order of operations on the parameter's device.
 #include "optim/adam.h"
 
-#include <algorithm>
-#include <cmath>
-
-#include "tensor/parallel.h"
+#include "tensor/ops/update.h"
 
 namespace okd::optim {
 
@@ -38,48 +34,22 @@ Adam::Adam(const char* name, std::vector<ParamGroup> groups, AdamOptions options
 
 void Adam::update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
                   ParamState& state) {
-  const int64_t n = param.numel();
-  const bool amsgrad = options_.amsgrad;
+  // Moment buffers live beside the parameter (on its device), zero before the first step.
   for (const char* b : {"exp_avg", "exp_avg_sq"})
-    if (!state.has(b)) state.buffers[b] = zeros(param.shape(), param.dtype());
-  if (amsgrad && !state.has("max_exp_avg_sq"))
-    state.buffers["max_exp_avg_sq"] = zeros(param.shape(), param.dtype());
-
-  const double beta1 = options_.beta1, beta2 = options_.beta2, lr = group.lr;
-  const auto t = static_cast<double>(state.step);
-  const double bias_correction1 = 1 - std::pow(beta1, t);
-  const double bias_correction2 = 1 - std::pow(beta2, t);
-  const double step_size = lr / bias_correction1;
-  const double bias_correction2_sqrt = std::sqrt(bias_correction2);
-
-  OKD_DISPATCH_FLOAT(param.dtype(), name() + "::step", [&]<class T>() {
-    T* p = param.data<T>();
-    const T* dp = grad.data<T>();
-    T* m = state.buffers.at("exp_avg").data<T>();
-    T* v = state.buffers.at("exp_avg_sq").data<T>();
-    T* vmax = amsgrad ? state.buffers.at("max_exp_avg_sq").data<T>() : nullptr;
-    const bool coupled = !decoupled_ && group.weight_decay != 0;
-    const bool shrink = decoupled_;
-    const T wd = static_cast<T>(group.weight_decay);
-    const T shrink_factor = static_cast<T>(1 - lr * group.weight_decay);
-    const T b1 = static_cast<T>(beta1), one_minus_b1 = static_cast<T>(1 - beta1);
-    const T b2 = static_cast<T>(beta2), one_minus_b2 = static_cast<T>(1 - beta2);
-    const T bc2_sqrt = static_cast<T>(bias_correction2_sqrt), eps = static_cast<T>(options_.eps);
-    const T neg_step_size = static_cast<T>(-step_size);
-    parallel_for(0, n, detail::kUpdateGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        if (shrink) p[i] = p[i] * shrink_factor;
-        T g = dp[i];
-        if (coupled) g = g + wd * p[i];
-        m[i] = m[i] * b1 + one_minus_b1 * g;
-        v[i] = v[i] * b2 + one_minus_b2 * g * g;
-        T second = v[i];
-        if (vmax) second = vmax[i] = std::max(vmax[i], v[i]);
-        const T denom = std::sqrt(second) / bc2_sqrt + eps;
-        p[i] = p[i] + neg_step_size * m[i] / denom;
-      }
-    });
-  });
+    if (!state.has(b)) state.buffers[b] = zeros(param.shape(), param.dtype(), param.device());
+  if (options_.amsgrad && !state.has("max_exp_avg_sq"))
+    state.buffers["max_exp_avg_sq"] = zeros(param.shape(), param.dtype(), param.device());
+  ops::AdamStep st;
+  st.lr = group.lr;
+  st.weight_decay = group.weight_decay;
+  st.beta1 = options_.beta1;
+  st.beta2 = options_.beta2;
+  st.eps = options_.eps;
+  st.step = state.step;
+  st.decoupled = decoupled_;
+  st.amsgrad = options_.amsgrad;
+  ops::adam_step_(param, grad, state.buffers.at("exp_avg"), state.buffers.at("exp_avg_sq"),
+                  options_.amsgrad ? state.buffers.at("max_exp_avg_sq") : Tensor(), st);
 }
 
 }  // namespace okd::optim

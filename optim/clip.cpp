@@ -6,6 +6,9 @@
 
 #include "autograd/tape.h"
 #include "optim/optimizer.h"
+#include "tensor/ops/copy.h"
+#include "tensor/ops/elementwise.h"
+#include "tensor/ops/reduce.h"
 #include "tensor/parallel.h"
 
 namespace okd::optim {
@@ -30,6 +33,8 @@ std::vector<Tensor> present_grads(const char* op, const std::vector<Tensor>& par
 
 // ||g||_p^p (or max |g| for p = inf) in double, summed block by block in a fixed order.
 double norm_of(const Tensor& g, double p) {
+  // On a device: its deterministic reduction (in double, as here) and one copy of the result.
+  if (!g.device().is_cpu()) return ops::norm(g, p).item();
   const int64_t n = g.numel();
   constexpr int64_t kBlock = 1 << 14;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
@@ -102,6 +107,10 @@ double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, doubl
   // A NaN coefficient (NaN norm) is applied, as PyTorch does.
   if (!(coef < 1.0) && !std::isnan(coef)) return total;
   for (const Tensor& g : grads) {
+    if (!g.device().is_cpu()) {
+      ops::mul_(g, coef);
+      continue;
+    }
     OKD_DISPATCH_FLOAT(g.dtype(), "clip_grad_norm_", [&]<class T>() {
       T* d = g.data<T>();
       const T c = static_cast<T>(coef);
@@ -118,6 +127,10 @@ void clip_grad_value_(const std::vector<Tensor>& params, double clip_value) {
   OKD_CHECK(clip_value >= 0, "clip_grad_value_: expected clip_value >= 0, got ", clip_value);
   NoGradGuard no_grad;
   for (const Tensor& g : present_grads("clip_grad_value_", params)) {
+    if (!g.device().is_cpu()) {
+      ops::copy_(g, ops::clamp(g, -clip_value, clip_value));
+      continue;
+    }
     OKD_DISPATCH_FLOAT(g.dtype(), "clip_grad_value_", [&]<class T>() {
       T* d = g.data<T>();
       const T hi = static_cast<T>(clip_value), lo = -hi;

@@ -5,7 +5,7 @@
 
 #include "autograd/tape.h"
 #include "optim/optimizer.h"
-#include "tensor/parallel.h"
+#include "tensor/ops/elementwise.h"
 
 namespace okd::optim {
 
@@ -38,10 +38,8 @@ Ema::Ema(std::vector<Tensor> averaged, std::vector<Tensor> source, EmaOptions op
     OKD_CHECK(a.defined() && s.defined(), "Ema: tensor pair ", i, " has an undefined tensor");
     OKD_CHECK(a.shape() == s.shape() && a.dtype() == s.dtype(), "Ema: pair ", i,
               " differs: averaged ", a.desc(), " vs source ", s.desc());
-    OKD_CHECK(a.device().is_cpu() && s.device().is_cpu() && is_floating(a.dtype()) &&
-                  a.is_contiguous() && s.is_contiguous(),
-              "Ema: pair ", i, " must be contiguous float CPU tensors, got ", a.desc(), " and ",
-              s.desc());
+    OKD_CHECK(a.device() == s.device() && is_floating(a.dtype()), "Ema: pair ", i,
+              " must be float tensors on one device, got ", a.desc(), " and ", s.desc());
     OKD_CHECK(!a.shares_storage(s), "Ema: pair ", i, " shares storage with its source");
   }
 }
@@ -61,17 +59,9 @@ void Ema::update() {
   NoGradGuard no_grad;
   const double a = alpha(steps_);
   for (size_t i = 0; i < averaged_.size(); ++i) {
-    const Tensor &dst = averaged_[i], &src = source_[i];
-    OKD_DISPATCH_FLOAT(dst.dtype(), "Ema::update", [&]<class T>() {
-      T* e = dst.data<T>();
-      const T* s = src.data<T>();
-      // PCL: ema.mul_(alpha).add_(param, alpha=1 - alpha)
-      const T keep = static_cast<T>(a), take = static_cast<T>(1 - a);
-      parallel_for(0, dst.numel(), detail::kUpdateGrain, [&](int64_t b, int64_t end) {
-        for (int64_t k = b; k < end; ++k) e[k] = e[k] * keep + take * s[k];
-      });
-    });
-    dst.impl()->storage->bump_version();
+    // PCL: ema.mul_(alpha).add_(param, alpha=1 - alpha), on the tensors' device.
+    ops::mul_(averaged_[i], a);
+    ops::add_(averaged_[i], source_[i], 1 - a);
   }
   ++steps_;
 }

@@ -14,8 +14,6 @@ namespace detail {
 
 Tensor checked_grad(const char* op, const std::string& where, const Tensor& param,
                     const Tensor& grad) {
-  OKD_CHECK(param.device().is_cpu(), op, ": ", where, " is on ", param.device(),
-            "; the optimizer updates CPU tensors only");
   OKD_CHECK(is_floating(param.dtype()), op, ": ", where, " must be float32 or float64, got ",
             param.desc());
   OKD_CHECK(param.is_contiguous(), op, ": ", where,

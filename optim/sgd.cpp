@@ -1,8 +1,8 @@
-// SGD update loops over contiguous float/double data, in PyTorch's order of operations so that
-// float64 runs follow torch.optim.SGD to the last few bits (tests/optim/test_optimizers.cpp).
+// SGD: options checked here, the update itself is the raw op ops::sgd_step_ (tensor/ops/update.h),
+// which runs on the parameter's device in PyTorch's order of operations.
 #include "optim/sgd.h"
 
-#include "tensor/parallel.h"
+#include "tensor/ops/update.h"
 
 namespace okd::optim {
 
@@ -29,32 +29,18 @@ SGD::SGD(std::vector<ParamGroup> groups, SGDOptions options)
 
 void SGD::update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
                  ParamState& state) {
-  const int64_t n = param.numel();
-  const double momentum = options_.momentum;
-  const bool first = momentum != 0 && !state.has("momentum_buffer");
-  if (momentum != 0 && first)
-    state.buffers["momentum_buffer"] = empty(param.shape(), param.dtype());
-  OKD_DISPATCH_FLOAT(param.dtype(), "SGD::step", [&]<class T>() {
-    T* p = param.data<T>();
-    const T* dp = grad.data<T>();
-    T* buf = momentum != 0 ? state.buffers.at("momentum_buffer").data<T>() : nullptr;
-    // Scalars are cast to the parameter type, as PyTorch's CPU kernels do.
-    const T wd = static_cast<T>(group.weight_decay), mom = static_cast<T>(momentum);
-    const T one_minus_damp = static_cast<T>(1 - options_.dampening);
-    const T neg_lr = static_cast<T>(-group.lr);
-    const bool decay = group.weight_decay != 0, nesterov = options_.nesterov;
-    parallel_for(0, n, detail::kUpdateGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        T g = dp[i];
-        if (decay) g = g + wd * p[i];
-        if (buf) {
-          buf[i] = first ? g : buf[i] * mom + one_minus_damp * g;
-          g = nesterov ? g + mom * buf[i] : buf[i];
-        }
-        p[i] = p[i] + neg_lr * g;
-      }
-    });
-  });
+  ops::SgdStep st;
+  st.lr = group.lr;
+  st.weight_decay = group.weight_decay;
+  st.momentum = options_.momentum;
+  st.dampening = options_.dampening;
+  st.nesterov = options_.nesterov;
+  st.first = st.momentum != 0 && !state.has("momentum_buffer");
+  // The buffer lives beside the parameter (on its device); the first step fills it with g.
+  if (st.first)
+    state.buffers["momentum_buffer"] = empty(param.shape(), param.dtype(), param.device());
+  ops::sgd_step_(param, grad, st.momentum != 0 ? state.buffers.at("momentum_buffer") : Tensor(),
+                 st);
 }
 
 }  // namespace okd::optim

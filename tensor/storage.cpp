@@ -42,6 +42,8 @@ Allocator*& slot(DeviceType type) {
 
 void set_allocator(DeviceType type, Allocator* allocator) { slot(type) = allocator; }
 
+bool has_allocator(DeviceType type) { return slot(type) != nullptr; }
+
 Allocator* get_allocator(DeviceType type) {
   Allocator* a = slot(type);
   if (!a) {
@@ -55,8 +57,11 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
   data_ = get_allocator(device.type)->allocate(nbytes);
 }
 
+Storage::Storage(std::shared_ptr<Storage> base, Device as_device)
+    : data_(base->data()), nbytes_(base->nbytes()), device_(as_device), base_(std::move(base)) {}
+
 Storage::~Storage() {
-  if (data_) get_allocator(device_.type)->deallocate(data_, nbytes_);
+  if (data_ && !base_) get_allocator(device_.type)->deallocate(data_, nbytes_);
 }
 
 }  // namespace okd

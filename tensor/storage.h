@@ -18,10 +18,15 @@ struct Allocator {
 // Registers the allocator of a device type (the CUDA backend does this at start-up).
 void set_allocator(DeviceType type, Allocator* allocator);
 Allocator* get_allocator(DeviceType type);
+bool has_allocator(DeviceType type);
 
 class Storage {
  public:
   Storage(size_t nbytes, Device device);
+  // An alias of base's memory labelled with another device, keeping base alive and never freeing
+  // it. Only the CUDA emulator (tensor/cuda/emulator.cpp) uses it: its "device" memory is host
+  // memory, and it runs the CPU kernels on CPU-labelled aliases of cuda:0 tensors.
+  Storage(std::shared_ptr<Storage> base, Device as_device);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -39,6 +44,7 @@ class Storage {
   void* data_ = nullptr;
   size_t nbytes_ = 0;
   Device device_;
+  std::shared_ptr<Storage> base_;  // set for an alias: the storage that owns data_
   uint64_t version_ = 0;
 };
 

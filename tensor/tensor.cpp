@@ -88,9 +88,15 @@ bool Tensor::is_contiguous() const {
   return true;
 }
 
-void* Tensor::raw_data() const {
+void* Tensor::device_raw_data() const {
   auto* impl = checked();
   return static_cast<char*>(impl->storage->data()) + impl->offset * dtype_size(impl->dtype);
+}
+
+void* Tensor::raw_data() const {
+  OKD_CHECK(device().is_cpu(), "host code asked for the data of ", desc(),
+            ", which is not in host memory; copy it with to(kCPU) first");
+  return device_raw_data();
 }
 
 bool Tensor::shares_storage(const Tensor& o) const {
@@ -100,6 +106,7 @@ bool Tensor::shares_storage(const Tensor& o) const {
 double Tensor::item() const {
   OKD_CHECK(numel() == 1, "item(): expected a tensor with one element, got shape ",
             shape_str(shape()));
+  if (!device().is_cpu()) return ops::to(*this, kCPU).item();
   return at(std::vector<int64_t>(dim(), 0));
 }
 

@@ -60,15 +60,25 @@ class Tensor {
   bool is_contiguous() const;
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype()); }
 
-  // Pointer to element [0,...,0] (storage base + offset). data<T>() checks T against the dtype.
+  // Pointer to element [0,...,0] (storage base + offset) of a CPU tensor, for host code; a tensor
+  // on another device is an error naming it (a host loop must never read device memory).
+  // data<T>() also checks T against the dtype.
   void* raw_data() const;
   template <class T>
   T* data() const {
-    OKD_CHECK(dtype() == dtype_v<T>, "data<", dtype_name(dtype_v<T>), ">() called on a ",
-              dtype_name(dtype()), " tensor");
+    check_dtype(dtype_v<T>);
     return static_cast<T*>(raw_data());
   }
-  // The value of a one-element CPU tensor, converted to double.
+  // The same pointers on any device, for backend code that hands them to device kernels or
+  // copies (tensor/cuda/, tensor/ops/*_cuda.cu).
+  void* device_raw_data() const;
+  template <class T>
+  T* device_data() const {
+    check_dtype(dtype_v<T>);
+    return static_cast<T*>(device_raw_data());
+  }
+  // The value of a one-element tensor, converted to double (copied to the host when on a device,
+  // which waits for the device's queued work).
   double item() const;
   template <class T>
   T item() const {
@@ -107,6 +117,10 @@ class Tensor {
   std::string to_string(int64_t edge_items = 3) const;
 
  private:
+  void check_dtype(DType expected) const {
+    OKD_CHECK(dtype() == expected, "data<", dtype_name(expected), ">() called on a ",
+              dtype_name(dtype()), " tensor");
+  }
   TensorImpl* checked() const {
     if (!impl_) throw Error("use of an undefined (default-constructed) Tensor");
     return impl_.get();

@@ -79,7 +79,9 @@ void add_train_flags(CLI::App& app, TrainConfig& c) {
                  "CIFAR ResNet shortcut: A (parameter-free) or B (1x1 conv+BN)");
   app.add_option("--init", c.init, "weight init: he_fanout | he_fanin | pytorch")
       ->check(CLI::IsMember({"he_fanout", "he_fanin", "pytorch"}));
-  app.add_option("--device", c.device, "cpu | cuda");
+  app.add_option("--device", c.device,
+                 "cpu | cuda (cuda:0; on a machine without a GPU, OKD_CUDA_EMULATE=1 emulates it "
+                 "on the CPU to test the device code paths)");
   app.add_option("--threads", c.threads, "CPU threads (0 = all cores)");
   app.add_option("--workers", c.workers, "data-loader worker threads");
   app.add_option("--seed", c.seed, "random seed (weights, data order, augmentation)");

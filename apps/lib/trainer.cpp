@@ -24,7 +24,10 @@
 #include "nn/models/backbone.h"
 #include "optim/schedule.h"
 #include "optim/sgd.h"
+#include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/copy.h"
+#include "tensor/ops/index.h"
+#include "tensor/ops/view.h"
 #include "tensor/runtime.h"
 
 namespace fs = std::filesystem;
@@ -49,9 +52,9 @@ struct EpochRecord {
   double lr, train_loss, train_top1, test_loss, test_top1, test_top5, seconds;
 };
 
-// Top-1 and top-5 hits of logits [N, C] against labels [N].
+// Top-1 and top-5 hits of logits [N, C] (any device) against labels [N] (on the CPU).
 std::pair<int64_t, int64_t> count_correct(const Tensor& logits, const Tensor& labels) {
-  Tensor l = ops::contiguous(ops::to(logits, DType::Float32));
+  Tensor l = ops::contiguous(ops::to(ops::to(logits, DType::Float32), kCPU));
   const float* p = l.data<float>();
   const int64_t* y = labels.data<int64_t>();
   const int64_t n = l.size(0), c = l.size(1);
@@ -66,6 +69,37 @@ std::pair<int64_t, int64_t> count_correct(const Tensor& logits, const Tensor& la
     top5 += above < 5;
   }
   return {top1, top5};
+}
+
+// The values of scalar tensors on any device, copied to the host together (one wait for the
+// device per call rather than one per value).
+std::vector<double> host_values(const std::vector<Tensor>& scalars) {
+  std::vector<double> out(scalars.size());
+  std::vector<size_t> on_device;
+  std::vector<Tensor> flat;
+  for (size_t i = 0; i < scalars.size(); ++i) {
+    if (scalars[i].device().is_cpu()) {
+      out[i] = scalars[i].item();  // e.g. a schedule weight logged as a term
+    } else {
+      on_device.push_back(i);
+      flat.push_back(ops::reshape(ops::to(scalars[i], DType::Float64), {1}));
+    }
+  }
+  if (!flat.empty()) {
+    const std::vector<double> v = to_vector<double>(ops::cat(flat, 0));
+    for (size_t k = 0; k < on_device.size(); ++k) out[on_device[k]] = v[k];
+  }
+  return out;
+}
+
+// The batch's tensors on the training device (labels stay on the CPU too, for counting hits).
+distill::Batch to_device(const distill::Batch& b, Device device) {
+  if (device.is_cpu()) return b;
+  distill::Batch out;
+  for (const Tensor& v : b.views) out.views.push_back(ops::to(v, device));
+  out.labels = ops::to(b.labels, device);
+  if (b.indices.defined()) out.indices = ops::to(b.indices, device);
+  return out;
 }
 
 std::string fmt(double v, int prec = 4) {
@@ -109,6 +143,7 @@ class Trainer {
   void print_member_table(const std::string& title);
 
   TrainConfig cfg_;
+  Device device_ = kCPU;
   fs::path run_dir_;
   std::unique_ptr<distill::Method> method_;
   std::unique_ptr<TrainData> data_;
@@ -136,10 +171,11 @@ class Trainer {
 
 void Trainer::setup() {
   if (cfg_.threads > 0) set_num_threads(cfg_.threads);
-  OKD_CHECK(cfg_.device == "cpu", "--device ", cfg_.device,
-            ": train_cifar trains on the CPU only for now: the CUDA backend runs the ops, but "
-            "the optimizers, checkpoints and training loop are not wired to it yet "
-            "(docs/cuda.md); use --device cpu");
+  device_ = Device::parse(cfg_.device);
+  if (device_.is_cuda())
+    OKD_CHECK(has_allocator(DeviceType::CUDA), "--device ", cfg_.device, ": ",
+              cuda::unavailable_reason(),
+              "; use --device cpu (OKD_CUDA_EMULATE=1 emulates cuda:0 on the CPU, for testing)");
   method_ = distill::make_method(cfg_.method);
   for (const auto& [k, v] : cfg_.method_options)
     if (k.rfind(cfg_.method + ".", 0) == 0)
@@ -159,7 +195,11 @@ void Trainer::setup() {
   ctx.epochs = cfg_.epochs;
   ctx.iters_per_epoch = data_->train->batches_per_epoch();
   ctx.train_labels = data_->train->labels();
+  ctx.device = device_;
   method_->build(ctx);
+  // Networks are built and initialised on the CPU (the same weights for a seed on every device),
+  // then moved; a method's tensors outside its networks follow ctx.device.
+  for (const auto& [name, net] : method_->networks()) net->to(device_);
 
   std::vector<optim::ParamGroup> groups;
   for (auto& g : method_->param_groups()) {
@@ -199,7 +239,8 @@ void Trainer::set_learning_rate(const distill::TrainClock& clock) {
 
 void Trainer::print_header() {
   std::printf("%s\n", runtime_summary().c_str());
-  std::printf("device: %s | dtype: float32 | seed: %llu | threads: %d\n", cfg_.device.c_str(),
+  std::printf("device: %s | dtype: float32 | seed: %llu | threads: %d\n",
+              device_.is_cpu() ? "cpu" : cuda::device_summary().c_str(),
               static_cast<unsigned long long>(cfg_.seed), num_threads());
   std::printf("data: %s\n", data_->description.c_str());
   std::printf("method: %s — %s\n", method_->name().c_str(), method_->description().c_str());
@@ -237,15 +278,20 @@ void Trainer::train_epoch(int64_t epoch) {
     clock.step_in_epoch = step;
     set_learning_rate(clock);
     clock.lr_factor = lr_factor_;
-    distill::StepResult r = method_->forward_train(*batch, clock);
+    distill::StepResult r = method_->forward_train(to_device(*batch, device_), clock);
+    // Every term and the total in one copy to the host.
+    std::vector<Tensor> scalars;
+    for (const auto& [name, t] : r.terms) scalars.push_back(t);
+    scalars.push_back(r.loss);
+    const std::vector<double> values = host_values(scalars);
     // A non-finite loss stops the run naming the term; the last good checkpoint stays.
-    for (const auto& [name, t] : r.terms) {
-      double v = t.item();
-      OKD_CHECK(std::isfinite(v), "loss term '", name, "' is ", v, " at epoch ", epoch + 1,
-                ", step ", step + 1, "; stopping (the last good checkpoint is kept in ",
+    for (size_t i = 0; i < r.terms.size(); ++i) {
+      const double v = values[i];
+      OKD_CHECK(std::isfinite(v), "loss term '", r.terms[i].first, "' is ", v, " at epoch ",
+                epoch + 1, ", step ", step + 1, "; stopping (the last good checkpoint is kept in ",
                 run_dir_.string(), ")");
     }
-    double total = r.loss.item();
+    const double total = values.back();
     OKD_CHECK(std::isfinite(total), "the total loss is ", total, " at epoch ", epoch + 1, ", step ",
               step + 1, "; stopping (the last good checkpoint is kept)");
     method_->update(r, *optimizer_, clock);
@@ -253,7 +299,12 @@ void Trainer::train_epoch(int64_t epoch) {
 
     const int64_t n = batch->size();
     images += n;
-    for (const auto& [name, t] : r.terms) term_sums_[name] += t.item() * n;
+    // update() may log terms of its own (adversarial methods' discriminator losses).
+    std::vector<double> term_values(values.begin(), values.end() - 1);
+    std::vector<Tensor> late;
+    for (size_t i = term_values.size(); i < r.terms.size(); ++i) late.push_back(r.terms[i].second);
+    for (double v : host_values(late)) term_values.push_back(v);
+    for (size_t i = 0; i < r.terms.size(); ++i) term_sums_[r.terms[i].first] += term_values[i] * n;
     if (term_names_.empty() || term_names_.size() < r.terms.size()) {
       term_names_.clear();
       for (const auto& [name, t] : r.terms) term_names_.push_back(name);
@@ -297,9 +348,10 @@ std::map<std::string, MemberStats> Trainer::evaluate(TrainData::Split& split) {
   std::map<std::string, MemberStats> stats;
   split.start_epoch(0);
   while (auto batch = split.next()) {
-    for (const auto& [member, logits] : method_->eval_logits(batch->images())) {
+    const Tensor labels = ops::to(batch->labels, device_);
+    for (const auto& [member, logits] : method_->eval_logits(ops::to(batch->images(), device_))) {
       auto& st = stats[member];
-      Tensor ce = nn::functional::cross_entropy(logits, batch->labels);
+      Tensor ce = nn::functional::cross_entropy(logits, labels);
       auto [c1, c5] = count_correct(logits, batch->labels);
       st.loss_sum += ce.item() * batch->size();
       st.correct1 += c1;

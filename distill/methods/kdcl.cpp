@@ -9,6 +9,7 @@
 #include "distill/blocks/losses.h"
 #include "distill/methods/common.h"
 #include "nn/functional.h"
+#include "tensor/ops/copy.h"
 
 namespace okd::distill {
 
@@ -17,7 +18,7 @@ std::vector<double> as_doubles(const Tensor& t) {
   return to_vector<double>(to(detach(t), DType::Float64));
 }
 Tensor like(const std::vector<double>& v, const Tensor& ref) {
-  return to(from_vector<double>(v, ref.shape()), ref.dtype());
+  return ops::to(to(from_vector<double>(v, ref.shape()), ref.dtype()), ref.device());
 }
 }  // namespace
 

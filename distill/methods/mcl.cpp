@@ -121,7 +121,8 @@ Tensor MclMethod::sample_indices(const Tensor& indices, const Tensor& labels) {
       out[b * (K + 1) + k] = j;
     }
   }
-  return from_vector<int64_t>(out, {B * (K + 1)});
+  // Drawn on the host (one generator stream on every device), used where the banks live.
+  return ops::to(from_vector<int64_t>(out, {B * (K + 1)}), indices.device());
 }
 
 StepResult MclMethod::loss(const Output& o, const Batch& batch, bool update_memory) {

@@ -71,6 +71,7 @@ LoadedTeacher load_teacher(const BuildContext& ctx, const TeacherSpec& spec,
   }
   t.net->eval();
   for (auto& param : t.net->parameters()) param.requires_grad_(false);
+  t.net->to(ctx.device);  // loaded on the host, used beside the student
   return t;
 }
 

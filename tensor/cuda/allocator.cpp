@@ -192,8 +192,8 @@ void device_copy(const Tensor& dst, const Tensor& src) {
   const size_t n = src.nbytes();
   dst.impl()->storage->bump_version();
   if (n == 0) return;
-  char* d = static_cast<char*>(dst.raw_data());
-  const char* s = static_cast<const char*>(src.raw_data());
+  char* d = static_cast<char*>(dst.device_raw_data());
+  const char* s = static_cast<const char*>(src.device_raw_data());
   if (src.device().is_cpu() && dst.device().is_cuda()) {
     host_to_device(d, s, n);
   } else if (src.device().is_cuda() && dst.device().is_cpu()) {

@@ -10,6 +10,7 @@
 
 #include "tensor/ops/conv.h"
 #include "tensor/ops/norm.h"
+#include "tensor/ops/update.h"
 #include "tensor/tensor.h"
 
 namespace okd::cuda {
@@ -54,7 +55,22 @@ bool deterministic();
 // "NVIDIA H200 (sm_90, 139 GiB), cuBLAS 13.0, cuDNN 91900" or the unavailable reason.
 std::string device_summary();
 
+// ---- emulation (tensor/cuda/emulator.cpp) ------------------------------------------------------
+// On a machine without a GPU, cuda:0 can be emulated: its memory is host memory and every kernel
+// entry point below runs the CPU op on CPU-labelled aliases of its operands, with the CUDA
+// backend's device and dtype checks. Everything above the kernels (autograd, nn, optim, distill,
+// the trainer) then runs its device code paths on the CPU, bit-identical to a CPU run, so device
+// placement bugs (a CPU tensor mixed into a device op, a host loop over device memory, a device
+// sync per step) show up in the CPU test suite. It checks the wiring, not the kernels.
+// Turns emulation on for the rest of the process (idempotent); an error when a GPU is present.
+// The environment variable OKD_CUDA_EMULATE=1 does it at start-up.
+void enable_emulation();
+bool emulating();
+
 // ---- kernels (validation included: the same errors as the CPU ops) -----------------------------
+// Declared in cuda_kernels.inc, three times: here (the entry points the CPU op files call, which
+// forward to the emulator or to the GPU: tensor/cuda/dispatch.cpp), in cuda::gpu (the .cu kernels,
+// or throwing stubs in a build without CUDA) and in cuda::emu (emulator.cpp).
 enum class Unary : uint8_t {
   Neg,
   Exp,
@@ -76,87 +92,9 @@ enum class Unary : uint8_t {
 enum class Binary : uint8_t { Add, Sub, Mul, Div, Pow, Maximum, Minimum };
 enum class Compare : uint8_t { Eq, Ne, Lt, Le, Gt, Ge };
 enum class Reduce : uint8_t { Sum, Mean, Var, Std, Amax, Amin };
+using SgdStep = ops::SgdStep;
+using AdamStep = ops::AdamStep;
 
-Tensor unary(Unary op, const Tensor& a, double s0 = 0, double s1 = 0);
-Tensor binary(Binary op, const Tensor& a, const Tensor& b);
-Tensor compare(Compare op, const Tensor& a, const Tensor& b);
-Tensor compare_scalar(Compare op, const Tensor& a, double s);
-Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
-// dst = dst + alpha * src (op Add) or dst * src (op Mul), src broadcast to dst.
-void binary_(Binary op, const Tensor& dst, const Tensor& src, double alpha = 1.0);
-void mul_scalar_(const Tensor& dst, double s);
-void copy_(const Tensor& dst, const Tensor& src);
-void fill_(const Tensor& dst, double value);
-Tensor relu_backward(const Tensor& dy, const Tensor& y);
-
-Tensor reduce(Reduce op, const Tensor& a, const std::vector<int64_t>& dims, bool keepdim,
-              bool unbiased = true);
-// Values and int64 indices of the max (is_max) or min along dim; the first occurrence (the first
-// NaN) wins, as on the CPU. All four dtypes.
-std::pair<Tensor, Tensor> max_min(bool is_max, const Tensor& a, int64_t dim, bool keepdim);
-Tensor logsumexp(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim);
-Tensor norm(const Tensor& a, double p, const std::vector<int64_t>& dims, bool keepdim);
-
-Tensor matmul(const Tensor& a, const Tensor& b);
-
-Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index);
-Tensor gather(const Tensor& t, int64_t dim, const Tensor& index);
-Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src);
-Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype);
-// Always sorted, in index_cpu.cpp's order (NaN as the largest, ties by lower index).
-std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool largest);
-
-Tensor log_softmax_lastdim(const Tensor& x);
-Tensor log_softmax_lastdim_backward(const Tensor& dy, const Tensor& log_softmax_out);
-Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, double label_smoothing,
-                             const Tensor& class_weights);
-Tensor cross_entropy_backward(double g, const Tensor& logits, const Tensor& targets,
-                              double label_smoothing, const Tensor& class_weights);
-
-// cuDNN (conv_cuda.cu); without cuDNN in the build they throw "op X has no CUDA kernel yet".
-Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
-                      const ops::Conv2dParams& p);
-Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& weight, const Shape& input_shape,
-                             const ops::Conv2dParams& p);
-Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& input,
-                              const Shape& weight_shape, const ops::Conv2dParams& p);
-Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
-                                const ops::Conv2dParams& p, int64_t output_padding_h,
-                                int64_t output_padding_w);
-
-std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x, const Tensor& weight,
-                                                        const Tensor& bias, double eps);
-Tensor batch_norm_eval(const Tensor& x, const Tensor& mean, const Tensor& var, const Tensor& weight,
-                       const Tensor& bias, double eps);
-std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy, const Tensor& x,
-                                                       const Tensor& weight, const Tensor& mean,
-                                                       const Tensor& invstd);
-
-std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x, int64_t kernel, int64_t stride,
-                                             int64_t pad);
-Tensor max_pool2d_backward(const Tensor& dy, const Tensor& indices, const Shape& input_shape);
-Tensor avg_pool2d_forward(const Tensor& x, int64_t kernel, int64_t stride, int64_t pad);
-Tensor avg_pool2d_backward(const Tensor& dy, const Shape& input_shape, int64_t kernel,
-                           int64_t stride, int64_t pad);
-Tensor adaptive_avg_pool2d_forward(const Tensor& x, int64_t out_h, int64_t out_w);
-Tensor adaptive_avg_pool2d_backward(const Tensor& dy, const Shape& input_shape);
-
-// The update loops of optim/sgd.cpp and optim/adam.cpp on the device (update_cuda.cu), for
-// optim/ to call on CUDA parameters; state tensors contiguous, on the parameter's device.
-struct SgdStep {
-  double lr = 0, weight_decay = 0, momentum = 0, dampening = 0;
-  bool nesterov = false;
-  bool first = false;  // the momentum buffer is initialised with this step's gradient
-};
-void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer,
-               const SgdStep& s);
-struct AdamStep {
-  double lr = 0, weight_decay = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  int64_t step = 1;        // t of the bias corrections (updates including this one)
-  bool decoupled = false;  // AdamW
-  bool amsgrad = false;
-};
-void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
-                const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, const AdamStep& s);
+#include "tensor/cuda/cuda_kernels.inc"
 
 }  // namespace okd::cuda

@@ -1,5 +1,7 @@
-// The CUDA entry points of cuda_ops.h in a build without CUDA: controls are no-ops and every
-// kernel throws (unreachable in practice: no tensor can be allocated on a CUDA device here).
+// The CUDA backend in a build without CUDA: controls are no-ops and every cuda::gpu kernel throws
+// (unreachable in practice: no tensor can be allocated on a real CUDA device here; an emulated
+// cuda:0 goes to cuda::emu instead, see emulator.cpp).
+#include "tensor/cuda/backends.h"
 #include "tensor/cuda/cuda_ops.h"
 
 namespace okd::cuda {
@@ -20,7 +22,12 @@ void set_allow_tf32(bool) {}
 bool allow_tf32() { return false; }
 void set_deterministic(bool) {}
 bool deterministic() { return false; }
-std::string device_summary() { return unavailable_reason(); }
+std::string device_summary() {
+  return emulating() ? "cuda:0 emulated on the CPU (no GPU; OKD_CUDA_EMULATE)"
+                     : unavailable_reason();
+}
+
+namespace gpu {
 
 Tensor unary(Unary, const Tensor&, double, double) { no_backend("unary"); }
 Tensor binary(Binary, const Tensor&, const Tensor&) { no_backend("binary"); }
@@ -105,5 +112,7 @@ void adam_step_(const Tensor&, const Tensor&, const Tensor&, const Tensor&, cons
                 const AdamStep&) {
   no_backend("Adam::step");
 }
+
+}  // namespace gpu
 
 }  // namespace okd::cuda

@@ -10,6 +10,7 @@
 
 #include "tensor/cuda/allocator.h"
 #include "tensor/cuda/context.h"
+#include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/copy.h"
 
 namespace okd {
@@ -100,6 +101,7 @@ void set_allow_tf32(bool allow) { g_allow_tf32 = allow; }
 bool allow_tf32() { return g_allow_tf32; }
 
 std::string device_summary() {
+  if (emulating()) return "cuda:0 emulated on the CPU (no GPU; OKD_CUDA_EMULATE)";
   if (probe().count == 0) return unavailable_reason();
   cudaDeviceProp prop{};
   OKD_CUDA_CHECK("device_summary", cudaGetDeviceProperties(&prop, 0));

@@ -7,6 +7,7 @@
 // are used (some backward algorithms accumulate with atomics otherwise). The bias is added with
 // okd's own broadcasting add_. Without cuDNN in the build, these ops say they have no CUDA kernel.
 #include "okd/build_config.h"
+#include "tensor/cuda/backends.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/conv.h"
 #include "tensor/ops/copy.h"
@@ -232,7 +233,7 @@ struct Scale {
 Tensor workspace(const Plan& pl, Device dev) {
   return pl.workspace ? empty({static_cast<int64_t>(pl.workspace)}, DType::UInt8, dev) : Tensor();
 }
-void* ptr(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
+void* ptr(const Tensor& t) { return t.defined() ? t.device_raw_data() : nullptr; }
 
 // The checks of conv_cpu.cpp's check_conv, for CUDA operands.
 void check_conv(const Tensor& input, const Tensor& weight, const ops::Conv2dParams& p,
@@ -272,10 +273,10 @@ Tensor backward_data(const Tensor& dy_, const Tensor& w_, const Shape& xs,
   const Tensor ws = workspace(pl, dy.device());
   const Scale s;
   OKD_CUDNN_CHECK(
-      op, cudnnConvolutionBackwardData(cudnn_handle(), s.one(dy.dtype()), d.w.d, w.raw_data(),
-                                       d.y.d, dy.raw_data(), d.conv.d,
-                                       static_cast<cudnnConvolutionBwdDataAlgo_t>(pl.algo), ptr(ws),
-                                       pl.workspace, s.zero(dy.dtype()), d.x.d, dx.raw_data()));
+      op, cudnnConvolutionBackwardData(
+              cudnn_handle(), s.one(dy.dtype()), d.w.d, w.device_raw_data(), d.y.d,
+              dy.device_raw_data(), d.conv.d, static_cast<cudnnConvolutionBwdDataAlgo_t>(pl.algo),
+              ptr(ws), pl.workspace, s.zero(dy.dtype()), d.x.d, dx.device_raw_data()));
   return dx;
 }
 
@@ -284,6 +285,8 @@ Tensor backward_data(const Tensor& dy_, const Tensor& w_, const Shape& xs,
 void set_deterministic(bool on) { g_deterministic = on; }
 bool deterministic() { return g_deterministic; }
 std::string cudnn_version() { return str(cudnnGetVersion()); }
+
+namespace gpu {
 
 Tensor conv2d_forward(const Tensor& input_, const Tensor& weight_, const Tensor& bias,
                       const ops::Conv2dParams& p) {
@@ -303,11 +306,11 @@ Tensor conv2d_forward(const Tensor& input_, const Tensor& weight_, const Tensor&
   const Plan pl = plan_for(Dir::Forward, s, ws, out.shape(), p, x.dtype(), d, "conv2d");
   const Tensor wsp = workspace(pl, x.device());
   const Scale sc;
-  OKD_CUDNN_CHECK("conv2d",
-                  cudnnConvolutionForward(cudnn_handle(), sc.one(x.dtype()), d.x.d, x.raw_data(),
-                                          d.w.d, w.raw_data(), d.conv.d,
-                                          static_cast<cudnnConvolutionFwdAlgo_t>(pl.algo), ptr(wsp),
-                                          pl.workspace, sc.zero(x.dtype()), d.y.d, out.raw_data()));
+  OKD_CUDNN_CHECK(
+      "conv2d", cudnnConvolutionForward(
+                    cudnn_handle(), sc.one(x.dtype()), d.x.d, x.device_raw_data(), d.w.d,
+                    w.device_raw_data(), d.conv.d, static_cast<cudnnConvolutionFwdAlgo_t>(pl.algo),
+                    ptr(wsp), pl.workspace, sc.zero(x.dtype()), d.y.d, out.device_raw_data()));
   add_bias(out, bias, O, "conv2d");
   return out;
 }
@@ -348,11 +351,11 @@ Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& input, const
   const Plan pl = plan_for(Dir::BackwardFilter, x.shape(), ws, dy.shape(), p, x.dtype(), d, op);
   const Tensor wsp = workspace(pl, x.device());
   const Scale sc;
-  OKD_CUDNN_CHECK(op,
-                  cudnnConvolutionBackwardFilter(
-                      cudnn_handle(), sc.one(x.dtype()), d.x.d, x.raw_data(), d.y.d, dy.raw_data(),
-                      d.conv.d, static_cast<cudnnConvolutionBwdFilterAlgo_t>(pl.algo), ptr(wsp),
-                      pl.workspace, sc.zero(x.dtype()), d.w.d, dw.raw_data()));
+  OKD_CUDNN_CHECK(
+      op, cudnnConvolutionBackwardFilter(
+              cudnn_handle(), sc.one(x.dtype()), d.x.d, x.device_raw_data(), d.y.d,
+              dy.device_raw_data(), d.conv.d, static_cast<cudnnConvolutionBwdFilterAlgo_t>(pl.algo),
+              ptr(wsp), pl.workspace, sc.zero(x.dtype()), d.w.d, dw.device_raw_data()));
   return dw;
 }
 
@@ -376,6 +379,8 @@ Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const
   return out;
 }
 
+}  // namespace gpu
+
 }  // namespace okd::cuda
 
 #else  // OKD_HAVE_CUDNN
@@ -391,6 +396,8 @@ namespace {
 void set_deterministic(bool) {}
 bool deterministic() { return false; }
 std::string cudnn_version() { return "not built"; }
+namespace gpu {
+
 Tensor conv2d_forward(const Tensor&, const Tensor&, const Tensor&, const ops::Conv2dParams&) {
   no_cudnn("conv2d");
 }
@@ -405,6 +412,8 @@ Tensor conv_transpose2d_forward(const Tensor&, const Tensor&, const Tensor&,
                                 const ops::Conv2dParams&, int64_t, int64_t) {
   no_cudnn("conv_transpose2d");
 }
+
+}  // namespace gpu
 
 }  // namespace okd::cuda
 

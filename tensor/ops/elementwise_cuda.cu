@@ -8,6 +8,7 @@
 // results agree with the CPU to the last bit or, for exp/log/tanh/pow, within a few ulp.
 #include <cmath>
 
+#include "tensor/cuda/backends.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/launch.cuh"
 #include "tensor/ops/copy.h"
@@ -271,8 +272,8 @@ void launch_binary(const Tensor& out, const Tensor& a, const Tensor& b, Bin op, 
       shape, {out.strides(), broadcast_strides(a, shape), broadcast_strides(b, shape)}, name);
   dispatch_float(out.dtype(), name, [&](auto tag) {
     using T = decltype(tag);
-    binary_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(n, ix, out.data<T>(), a.data<T>(),
-                                                             b.data<T>(), op, alpha);
+    binary_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(
+        n, ix, out.device_data<T>(), a.device_data<T>(), b.device_data<T>(), op, alpha);
   });
   OKD_CUDA_CHECK_LAUNCH(name);
 }
@@ -284,13 +285,15 @@ void launch_unary(const Tensor& out, const Tensor& a, Unary op, double s0, doubl
   auto ix = make_indexer<2>(out.shape(), {out.strides(), a.strides()}, name);
   dispatch_float(a.dtype(), name, [&](auto tag) {
     using T = decltype(tag);
-    unary_kernel<T>
-        <<<grid_for(n), kThreads, 0, stream()>>>(n, ix, out.data<T>(), a.data<T>(), op, s0, s1);
+    unary_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(n, ix, out.device_data<T>(),
+                                                            a.device_data<T>(), op, s0, s1);
   });
   OKD_CUDA_CHECK_LAUNCH(name);
 }
 
 }  // namespace
+
+namespace gpu {
 
 Tensor unary(Unary op, const Tensor& a, double s0, double s1) {
   const char* name = unary_name(op);
@@ -324,8 +327,8 @@ Tensor compare(Compare op, const Tensor& a, const Tensor& b) {
       shape, {out.strides(), broadcast_strides(a, shape), broadcast_strides(b, shape)}, name);
   dispatch_all(a.dtype(), name, [&](auto tag) {
     using T = decltype(tag);
-    compare_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(n, ix, out.data<uint8_t>(),
-                                                              a.data<T>(), b.data<T>(), op);
+    compare_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(
+        n, ix, out.device_data<uint8_t>(), a.device_data<T>(), b.device_data<T>(), op);
   });
   OKD_CUDA_CHECK_LAUNCH(name);
   return out;
@@ -340,8 +343,8 @@ Tensor compare_scalar(Compare op, const Tensor& a, double s) {
   auto ix = make_indexer<2>(a.shape(), {out.strides(), a.strides()}, name);
   dispatch_all(a.dtype(), name, [&](auto tag) {
     using T = decltype(tag);
-    compare_scalar_kernel<T>
-        <<<grid_for(n), kThreads, 0, stream()>>>(n, ix, out.data<uint8_t>(), a.data<T>(), s, op);
+    compare_scalar_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(
+        n, ix, out.device_data<uint8_t>(), a.device_data<T>(), s, op);
   });
   OKD_CUDA_CHECK_LAUNCH(name);
   return out;
@@ -364,8 +367,9 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
                             "where");
   dispatch_all(a.dtype(), "where", [&](auto tag) {
     using T = decltype(tag);
-    where_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(
-        n, ix, out.data<T>(), cond.data<uint8_t>(), a.data<T>(), b.data<T>());
+    where_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(n, ix, out.device_data<T>(),
+                                                            cond.device_data<uint8_t>(),
+                                                            a.device_data<T>(), b.device_data<T>());
   });
   OKD_CUDA_CHECK_LAUNCH("where");
   return out;
@@ -415,8 +419,8 @@ void copy_(const Tensor& dst, const Tensor& src) {
   if (n == 0) return;
   if (dst.dtype() == s.dtype() && dst.is_contiguous() && s.is_contiguous() &&
       s.shape() == dst.shape()) {
-    OKD_CUDA_CHECK("copy_", cudaMemcpyAsync(dst.raw_data(), s.raw_data(), dst.nbytes(),
-                                            cudaMemcpyDeviceToDevice, stream()));
+    OKD_CUDA_CHECK("copy_", cudaMemcpyAsync(dst.device_raw_data(), s.device_raw_data(),
+                                            dst.nbytes(), cudaMemcpyDeviceToDevice, stream()));
     return;
   }
   auto ix =
@@ -425,7 +429,8 @@ void copy_(const Tensor& dst, const Tensor& src) {
     using D = decltype(dtag);
     dispatch_all(s.dtype(), "copy_", [&](auto stag) {
       using S = decltype(stag);
-      copy_kernel<D, S><<<grid_for(n), kThreads, 0, stream()>>>(n, ix, dst.data<D>(), s.data<S>());
+      copy_kernel<D, S>
+          <<<grid_for(n), kThreads, 0, stream()>>>(n, ix, dst.device_data<D>(), s.device_data<S>());
     });
   });
   OKD_CUDA_CHECK_LAUNCH("copy_");
@@ -439,10 +444,12 @@ void fill_(const Tensor& dst, double value) {
   auto ix = make_indexer<1>(dst.shape(), {dst.strides()}, "fill_");
   dispatch_all(dst.dtype(), "fill_", [&](auto tag) {
     using T = decltype(tag);
-    fill_kernel<T>
-        <<<grid_for(n), kThreads, 0, stream()>>>(n, ix, dst.data<T>(), static_cast<T>(value));
+    fill_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(n, ix, dst.device_data<T>(),
+                                                           static_cast<T>(value));
   });
   OKD_CUDA_CHECK_LAUNCH("fill_");
 }
+
+}  // namespace gpu
 
 }  // namespace okd::cuda

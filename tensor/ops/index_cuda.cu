@@ -7,6 +7,7 @@
 // write disjoint elements). topk ranks every element against its row (O(R^2) work per row, fine
 // for class counts; a sort would be needed for rows of many thousands). cat and stack need no
 // kernel: they are copy_ into views.
+#include "tensor/cuda/backends.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/launch.cuh"
 #include "tensor/ops/copy.h"
@@ -154,6 +155,8 @@ Geometry geometry(const Tensor& index, int64_t d, const Shape& input_strides,
 
 }  // namespace
 
+namespace gpu {
+
 Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
   check_index(index, t, "index_select");
   OKD_CHECK(index.dim() <= 1, "index_select: index must be 1-D, got ", shape_str(index.shape()));
@@ -171,7 +174,8 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
   dispatch_all(t.dtype(), [&](auto tag) {
     using T = decltype(tag);
     index_select_kernel<T><<<grid_for(total), kThreads, 0, stream()>>>(
-        src.data<T>(), idx.data<int64_t>(), out.data<T>(), total, n, size, inner);
+        src.device_data<T>(), idx.device_data<int64_t>(), out.device_data<T>(), total, n, size,
+        inner);
   });
   OKD_CUDA_CHECK_LAUNCH("index_select");
   return out;
@@ -194,8 +198,8 @@ Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
   const Geometry g = geometry(idx, d, t.strides(), {}, "gather");
   dispatch_all(t.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    gather_kernel<T><<<grid_for(total), kThreads, 0, stream()>>>(t.data<T>(), idx.data<int64_t>(),
-                                                                 out.data<T>(), total, g);
+    gather_kernel<T><<<grid_for(total), kThreads, 0, stream()>>>(
+        t.device_data<T>(), idx.device_data<int64_t>(), out.device_data<T>(), total, g);
   });
   OKD_CUDA_CHECK_LAUNCH("gather");
   return out;
@@ -224,7 +228,7 @@ Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tens
   dispatch_all(t.dtype(), [&](auto tag) {
     using T = decltype(tag);
     scatter_add_kernel<T><<<grid_for(lines), kThreads, 0, stream()>>>(
-        src.data<T>(), idx.data<int64_t>(), out.data<T>(), lines, g);
+        src.device_data<T>(), idx.device_data<int64_t>(), out.device_data<T>(), lines, g);
   });
   OKD_CUDA_CHECK_LAUNCH("scatter_add");
   return out;
@@ -246,8 +250,9 @@ std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool lar
   if (k > 0 && total > 0) {
     dispatch_all(t.dtype(), [&](auto tag) {
       using T = decltype(tag);
-      topk_kernel<T><<<grid_for(total), kThreads, 0, stream()>>>(
-          moved.data<T>(), total, R, k, largest, vals.data<T>(), idx.data<int64_t>());
+      topk_kernel<T><<<grid_for(total), kThreads, 0, stream()>>>(moved.device_data<T>(), total, R,
+                                                                 k, largest, vals.device_data<T>(),
+                                                                 idx.device_data<int64_t>());
     });
     OKD_CUDA_CHECK_LAUNCH("topk");
   }
@@ -273,11 +278,13 @@ Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype) {
   if (n == 0) return out;
   dispatch_all(dtype, [&](auto tag) {
     using T = decltype(tag);
-    one_hot_kernel<T>
-        <<<grid_for(n), kThreads, 0, stream()>>>(l.data<int64_t>(), out.data<T>(), n, num_classes);
+    one_hot_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(l.device_data<int64_t>(),
+                                                              out.device_data<T>(), n, num_classes);
   });
   OKD_CUDA_CHECK_LAUNCH("one_hot");
   return out;
 }
+
+}  // namespace gpu
 
 }  // namespace okd::cuda

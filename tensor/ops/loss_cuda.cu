@@ -5,6 +5,7 @@
 // the CPU), which costs one small device->host copy per call.
 #include <cmath>
 
+#include "tensor/cuda/backends.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/launch.cuh"
 #include "tensor/ops/copy.h"
@@ -168,10 +169,12 @@ CeSetup ce_setup(const Tensor& logits, const Tensor& targets, double eps, const 
 }
 
 const double* weights_ptr(const CeSetup& s) {
-  return s.weights.defined() ? s.weights.data<double>() : nullptr;
+  return s.weights.defined() ? s.weights.device_data<double>() : nullptr;
 }
 
 }  // namespace
+
+namespace gpu {
 
 Tensor log_softmax_lastdim(const Tensor& x_) {
   OKD_CHECK(is_floating(x_.dtype()) && x_.dim() >= 1,
@@ -184,7 +187,7 @@ Tensor log_softmax_lastdim(const Tensor& x_) {
   dispatch_float(x.dtype(), "log_softmax", [&](auto tag) {
     using T = decltype(tag);
     log_softmax_kernel<T>
-        <<<row_grid(R), kRowThreads, 0, stream()>>>(x.data<T>(), y.data<T>(), R, C);
+        <<<row_grid(R), kRowThreads, 0, stream()>>>(x.device_data<T>(), y.device_data<T>(), R, C);
   });
   OKD_CUDA_CHECK_LAUNCH("log_softmax");
   return y;
@@ -201,8 +204,8 @@ Tensor log_softmax_lastdim_backward(const Tensor& dy_, const Tensor& y_) {
   if (R == 0) return dx;
   dispatch_float(y.dtype(), "log_softmax_backward", [&](auto tag) {
     using T = decltype(tag);
-    log_softmax_backward_kernel<T>
-        <<<row_grid(R), kRowThreads, 0, stream()>>>(dy.data<T>(), y.data<T>(), dx.data<T>(), R, C);
+    log_softmax_backward_kernel<T><<<row_grid(R), kRowThreads, 0, stream()>>>(
+        dy.device_data<T>(), y.device_data<T>(), dx.device_data<T>(), R, C);
   });
   OKD_CUDA_CHECK_LAUNCH("log_softmax_backward");
   return dx;
@@ -217,12 +220,12 @@ Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, double
     using T = decltype(tag);
     if (s.N > 0 && s.C > 0) {
       ce_rows_kernel<T><<<row_grid(s.N), kRowThreads, 0, stream()>>>(
-          s.logits.data<T>(), s.targets.data<int64_t>(), weights_ptr(s), s.N, s.C, eps,
-          row_loss.data<double>());
+          s.logits.device_data<T>(), s.targets.device_data<int64_t>(), weights_ptr(s), s.N, s.C,
+          eps, row_loss.device_data<double>());
       OKD_CUDA_CHECK_LAUNCH("cross_entropy");
     }
-    ce_total_kernel<T>
-        <<<1, kThreads, 0, stream()>>>(row_loss.data<double>(), s.N, s.denom, out.data<T>());
+    ce_total_kernel<T><<<1, kThreads, 0, stream()>>>(row_loss.device_data<double>(), s.N, s.denom,
+                                                     out.device_data<T>());
   });
   OKD_CUDA_CHECK_LAUNCH("cross_entropy");
   return out;
@@ -236,11 +239,13 @@ Tensor cross_entropy_backward(double g, const Tensor& logits, const Tensor& targ
   dispatch_float(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
     using T = decltype(tag);
     ce_backward_kernel<T><<<row_grid(s.N), kRowThreads, 0, stream()>>>(
-        s.logits.data<T>(), s.targets.data<int64_t>(), weights_ptr(s), s.N, s.C, eps, g, s.denom,
-        s.wsum, dx.data<T>());
+        s.logits.device_data<T>(), s.targets.device_data<int64_t>(), weights_ptr(s), s.N, s.C, eps,
+        g, s.denom, s.wsum, dx.device_data<T>());
   });
   OKD_CUDA_CHECK_LAUNCH("cross_entropy_backward");
   return dx;
 }
+
+}  // namespace gpu
 
 }  // namespace okd::cuda

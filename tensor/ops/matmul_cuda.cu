@@ -5,6 +5,7 @@
 // set_allow_tf32(true): the math mode is set on the handle before every call (context).
 #include <climits>
 
+#include "tensor/cuda/backends.h"
 #include "tensor/cuda/context.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/copy.h"
@@ -66,6 +67,8 @@ void gemm_batched(const double* A, Layout la, int64_t sa, const double* B, Layou
 
 }  // namespace
 
+namespace gpu {
+
 Tensor matmul(const Tensor& a, const Tensor& b) {
   OKD_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: operands must have at least one dimension, got ",
             shape_str(a.shape()), " @ ", shape_str(b.shape()));
@@ -103,16 +106,18 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     const Tensor B3 = operand(ops::reshape(ops::expand(B, eb), {nb, K, N}), lb);
     const int64_t sa = nb > 1 ? A3.stride(0) : 0, sb = nb > 1 ? B3.stride(0) : 0;
     if (a.dtype() == DType::Float32)
-      gemm_batched(A3.data<float>(), la, sa, B3.data<float>(), lb, sb, out.data<float>(), M, N, K,
-                   nb);
+      gemm_batched(A3.device_data<float>(), la, sa, B3.device_data<float>(), lb, sb,
+                   out.device_data<float>(), M, N, K, nb);
     else
-      gemm_batched(A3.data<double>(), la, sa, B3.data<double>(), lb, sb, out.data<double>(), M, N,
-                   K, nb);
+      gemm_batched(A3.device_data<double>(), la, sa, B3.device_data<double>(), lb, sb,
+                   out.device_data<double>(), M, N, K, nb);
   }
   if (a.dim() == 1 && b.dim() == 1) return ops::reshape(out, {});
   if (a.dim() == 1) return ops::squeeze(out, -2);
   if (b.dim() == 1) return ops::squeeze(out, -1);
   return out;
 }
+
+}  // namespace gpu
 
 }  // namespace okd::cuda

@@ -4,6 +4,7 @@
 // reduce_cuda.cu, the per-channel scale and shift are formed in double exactly as norm_cpu.cpp
 // forms them, then applied in the input's dtype (y = x * scale + shift, as on the CPU). It reads
 // the input several times; a fused kernel (or cuDNN's) can replace it once a benchmark asks.
+#include "tensor/cuda/backends.h"
 #include "tensor/cuda/context.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/copy.h"
@@ -56,6 +57,8 @@ Tensor apply_affine(const Tensor& x, const Tensor& scale64, const Tensor& shift6
 }
 
 }  // namespace
+
+namespace gpu {
 
 std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x, const Tensor& weight,
                                                         const Tensor& bias, double eps) {
@@ -117,5 +120,7 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy, const T
   const Tensor dx = ops::to(ops::mul(per_channel(k), inner), x.dtype());
   return {dx, ops::to(sdyx, x.dtype()), ops::to(sdy, x.dtype())};
 }
+
+}  // namespace gpu
 
 }  // namespace okd::cuda

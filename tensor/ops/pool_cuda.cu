@@ -6,6 +6,7 @@
 // CPU does (planes are disjoint, so no two threads write the same element).
 #include <limits>
 
+#include "tensor/cuda/backends.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/launch.cuh"
 #include "tensor/ops/copy.h"
@@ -156,6 +157,8 @@ void check_grad(const Tensor& dy, const Shape& in, const char* op) {
 
 }  // namespace
 
+namespace gpu {
+
 std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x_, int64_t k, int64_t s, int64_t p) {
   check_pool(x_, k, s, p, "max_pool2d");
   const Tensor x = ops::contiguous(x_);
@@ -168,7 +171,8 @@ std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x_, int64_t k, int64_
   dispatch_float(x.dtype(), "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
     max_pool_kernel<T><<<grid_for(total), kThreads, 0, stream()>>>(
-        x.data<T>(), y.data<T>(), idx.data<int64_t>(), total, H, W, OH, OW, k, s, p);
+        x.device_data<T>(), y.device_data<T>(), idx.device_data<int64_t>(), total, H, W, OH, OW, k,
+        s, p);
   });
   OKD_CUDA_CHECK_LAUNCH("max_pool2d");
   return {y, idx};
@@ -187,7 +191,8 @@ Tensor max_pool2d_backward(const Tensor& dy_, const Tensor& indices, const Shape
   dispatch_float(dy.dtype(), "max_pool2d_backward", [&](auto tag) {
     using T = decltype(tag);
     max_pool_backward_kernel<T><<<grid_for(planes), kThreads, 0, stream()>>>(
-        dy.data<T>(), idx.data<int64_t>(), dx.data<T>(), planes, L, sh[2] * sh[3]);
+        dy.device_data<T>(), idx.device_data<int64_t>(), dx.device_data<T>(), planes, L,
+        sh[2] * sh[3]);
   });
   OKD_CUDA_CHECK_LAUNCH("max_pool2d_backward");
   return dx;
@@ -203,8 +208,8 @@ Tensor avg_pool2d_forward(const Tensor& x_, int64_t k, int64_t s, int64_t p) {
   if (total == 0) return y;
   dispatch_float(x.dtype(), "avg_pool2d", [&](auto tag) {
     using T = decltype(tag);
-    avg_pool_kernel<T><<<grid_for(total), kThreads, 0, stream()>>>(x.data<T>(), y.data<T>(), total,
-                                                                   H, W, OH, OW, k, s, p);
+    avg_pool_kernel<T><<<grid_for(total), kThreads, 0, stream()>>>(
+        x.device_data<T>(), y.device_data<T>(), total, H, W, OH, OW, k, s, p);
   });
   OKD_CUDA_CHECK_LAUNCH("avg_pool2d");
   return y;
@@ -219,7 +224,8 @@ Tensor avg_pool2d_backward(const Tensor& dy_, const Shape& sh, int64_t k, int64_
   dispatch_float(dy.dtype(), "avg_pool2d_backward", [&](auto tag) {
     using T = decltype(tag);
     avg_pool_backward_kernel<T><<<grid_for(total), kThreads, 0, stream()>>>(
-        dy.data<T>(), dx.data<T>(), total, sh[2], sh[3], dy.size(2), dy.size(3), k, s, p);
+        dy.device_data<T>(), dx.device_data<T>(), total, sh[2], sh[3], dy.size(2), dy.size(3), k, s,
+        p);
   });
   OKD_CUDA_CHECK_LAUNCH("avg_pool2d_backward");
   return dx;
@@ -239,8 +245,8 @@ Tensor adaptive_avg_pool2d_forward(const Tensor& x_, int64_t OH, int64_t OW) {
   if (total == 0) return y;
   dispatch_float(x.dtype(), "adaptive_avg_pool2d", [&](auto tag) {
     using T = decltype(tag);
-    adaptive_avg_kernel<T>
-        <<<grid_for(total), kThreads, 0, stream()>>>(x.data<T>(), y.data<T>(), total, H, W, OH, OW);
+    adaptive_avg_kernel<T><<<grid_for(total), kThreads, 0, stream()>>>(
+        x.device_data<T>(), y.device_data<T>(), total, H, W, OH, OW);
   });
   OKD_CUDA_CHECK_LAUNCH("adaptive_avg_pool2d");
   return y;
@@ -255,10 +261,12 @@ Tensor adaptive_avg_pool2d_backward(const Tensor& dy_, const Shape& sh) {
   dispatch_float(dy.dtype(), "adaptive_avg_pool2d_backward", [&](auto tag) {
     using T = decltype(tag);
     adaptive_avg_backward_kernel<T><<<grid_for(total), kThreads, 0, stream()>>>(
-        dy.data<T>(), dx.data<T>(), total, sh[2], sh[3], dy.size(2), dy.size(3));
+        dy.device_data<T>(), dx.device_data<T>(), total, sh[2], sh[3], dy.size(2), dy.size(3));
   });
   OKD_CUDA_CHECK_LAUNCH("adaptive_avg_pool2d_backward");
   return dx;
 }
+
+}  // namespace gpu
 
 }  // namespace okd::cuda

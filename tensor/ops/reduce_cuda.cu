@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 
+#include "tensor/cuda/backends.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/launch.cuh"
 #include "tensor/ops/copy.h"
@@ -100,19 +101,20 @@ Tensor row_totals(const T* rows, int64_t O, int64_t R, Acc acc, const double* ce
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(O * chunks, 65535));
   if (chunks == 1) {
     reduce_chunks_kernel<T><<<grid, kReduceThreads, 0, stream()>>>(
-        rows, O, R, std::max<int64_t>(R, 1), 1, acc, center, totals.data<double>());
+        rows, O, R, std::max<int64_t>(R, 1), 1, acc, center, totals.device_data<double>());
     OKD_CUDA_CHECK_LAUNCH("reduce");
     return totals;
   }
   Tensor partial = empty({O, chunks}, DType::Float64, device);
-  reduce_chunks_kernel<T><<<grid, kReduceThreads, 0, stream()>>>(rows, O, R, chunk, chunks, acc,
-                                                                 center, partial.data<double>());
+  reduce_chunks_kernel<T><<<grid, kReduceThreads, 0, stream()>>>(
+      rows, O, R, chunk, chunks, acc, center, partial.device_data<double>());
   OKD_CUDA_CHECK_LAUNCH("reduce");
   // Second pass: squared deviations are plain sums by now.
   const Acc acc2 = acc == Acc::SquaredDeviation ? Acc::Sum : acc;
   reduce_chunks_kernel<double>
       <<<static_cast<unsigned>(std::min<int64_t>(O, 65535)), kReduceThreads, 0, stream()>>>(
-          partial.data<double>(), O, chunks, chunks, 1, acc2, nullptr, totals.data<double>());
+          partial.device_data<double>(), O, chunks, chunks, 1, acc2, nullptr,
+          totals.device_data<double>());
   OKD_CUDA_CHECK_LAUNCH("reduce");
   return totals;
 }
@@ -223,6 +225,8 @@ const char* reduce_name(Reduce op) {
 
 }  // namespace
 
+namespace gpu {
+
 std::pair<Tensor, Tensor> max_min(bool is_max, const Tensor& a, int64_t dim, bool keepdim) {
   const char* name = is_max ? "max" : "min";
   check_device(a, name);
@@ -235,8 +239,9 @@ std::pair<Tensor, Tensor> max_min(bool is_max, const Tensor& a, int64_t dim, boo
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(r.O, 65535));
   auto run = [&](auto tag) {
     using T = decltype(tag);
-    arg_reduce_kernel<T><<<grid, kReduceThreads, 0, stream()>>>(
-        r.data.data<T>(), r.O, r.R, is_max, values.data<T>(), indices.data<int64_t>());
+    arg_reduce_kernel<T><<<grid, kReduceThreads, 0, stream()>>>(r.data.device_data<T>(), r.O, r.R,
+                                                                is_max, values.device_data<T>(),
+                                                                indices.device_data<int64_t>());
   };
   switch (a.dtype()) {
     case DType::Float32:
@@ -338,14 +343,14 @@ Tensor reduce(Reduce op, const Tensor& a, const std::vector<int64_t>& dims, bool
   const unsigned grid = grid_for(O);
   auto run = [&](auto tag) {
     using T = decltype(tag);
-    const T* p = rows.data<T>();
-    T* po = out.data<T>();
+    const T* p = rows.device_data<T>();
+    T* po = out.device_data<T>();
     switch (op) {
       case Reduce::Sum:
       case Reduce::Mean: {
         Tensor s = row_totals<T>(p, O, R, Acc::Sum, nullptr, dev);
         finalize_kernel<T><<<grid, kThreads, 0, stream()>>>(
-            s.data<double>(), po, O, op == Reduce::Sum ? Post::Identity : Post::Divide,
+            s.device_data<double>(), po, O, op == Reduce::Sum ? Post::Identity : Post::Divide,
             static_cast<double>(R));
         break;
       }
@@ -359,12 +364,13 @@ Tensor reduce(Reduce op, const Tensor& a, const std::vector<int64_t>& dims, bool
         }
         Tensor s = row_totals<T>(p, O, R, Acc::Sum, nullptr, dev);
         Tensor mean = empty({O}, DType::Float64, dev);
-        finalize_kernel<double><<<grid, kThreads, 0, stream()>>>(
-            s.data<double>(), mean.data<double>(), O, Post::Divide, static_cast<double>(R));
+        finalize_kernel<double>
+            <<<grid, kThreads, 0, stream()>>>(s.device_data<double>(), mean.device_data<double>(),
+                                              O, Post::Divide, static_cast<double>(R));
         OKD_CUDA_CHECK_LAUNCH(name);
-        Tensor ss = row_totals<T>(p, O, R, Acc::SquaredDeviation, mean.data<double>(), dev);
+        Tensor ss = row_totals<T>(p, O, R, Acc::SquaredDeviation, mean.device_data<double>(), dev);
         finalize_kernel<T><<<grid, kThreads, 0, stream()>>>(
-            ss.data<double>(), po, O, op == Reduce::Var ? Post::Divide : Post::DivideSqrt,
+            ss.device_data<double>(), po, O, op == Reduce::Var ? Post::Divide : Post::DivideSqrt,
             static_cast<double>(denom));
         break;
       }
@@ -372,7 +378,7 @@ Tensor reduce(Reduce op, const Tensor& a, const std::vector<int64_t>& dims, bool
       case Reduce::Amin: {
         Tensor m = row_totals<T>(p, O, R, op == Reduce::Amax ? Acc::Max : Acc::Min, nullptr, dev);
         finalize_kernel<T>
-            <<<grid, kThreads, 0, stream()>>>(m.data<double>(), po, O, Post::Identity, 1.0);
+            <<<grid, kThreads, 0, stream()>>>(m.device_data<double>(), po, O, Post::Identity, 1.0);
         break;
       }
     }
@@ -384,6 +390,8 @@ Tensor reduce(Reduce op, const Tensor& a, const std::vector<int64_t>& dims, bool
     run(double{});
   return out;
 }
+
+}  // namespace gpu
 
 namespace {
 Tensor reduce_integer(Reduce op, const Tensor& a, const std::vector<int64_t>& dims, bool keepdim,
@@ -403,12 +411,13 @@ Tensor reduce_integer(Reduce op, const Tensor& a, const std::vector<int64_t>& di
   auto run = [&](auto tag) {
     using T = decltype(tag);
     if (sum) {
-      int_sum_kernel<T>
-          <<<grid, kReduceThreads, 0, stream()>>>(r.data.data<T>(), r.O, r.R, out.data<int64_t>());
+      int_sum_kernel<T><<<grid, kReduceThreads, 0, stream()>>>(r.data.device_data<T>(), r.O, r.R,
+                                                               out.device_data<int64_t>());
     } else {  // the max/min selection kernel; its indices are not needed
       Tensor idx = empty({r.O}, DType::Int64, a.device());
       arg_reduce_kernel<T><<<grid, kReduceThreads, 0, stream()>>>(
-          r.data.data<T>(), r.O, r.R, op == Reduce::Amax, out.data<T>(), idx.data<int64_t>());
+          r.data.device_data<T>(), r.O, r.R, op == Reduce::Amax, out.device_data<T>(),
+          idx.device_data<int64_t>());
     }
   };
   if (a.dtype() == DType::Int64)

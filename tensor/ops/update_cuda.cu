@@ -1,10 +1,11 @@
-// Optimizer updates on CUDA: the per-element loops of optim/sgd.cpp and optim/adam.cpp as
+// Optimizer updates on CUDA: the per-element loops of update_cpu.cpp (ops::sgd_step_, adam_step_) as
 // kernels, for optim/ to call on CUDA parameters (one dispatch line in SGD::update and
 // Adam::update, as the CPU op files have). Same arithmetic in the parameter's dtype with the
 // scalars cast to it first, as there; nvcc may fuse a multiply and an add into one FMA, so a
 // float32 result can differ from the CPU's in the last bit.
 #include <cmath>
 
+#include "tensor/cuda/backends.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/launch.cuh"
 
@@ -58,6 +59,8 @@ void check_state(const Tensor& param, const Tensor& t, const char* what, const c
 
 }  // namespace
 
+namespace gpu {
+
 void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer,
                const SgdStep& s) {
   const char* op = "SGD::step";
@@ -72,9 +75,9 @@ void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_b
   if (n == 0) return;
   auto run = [&](auto tag) {
     using T = decltype(tag);
-    T* buf = s.momentum != 0 ? momentum_buffer.data<T>() : nullptr;
+    T* buf = s.momentum != 0 ? momentum_buffer.device_data<T>() : nullptr;
     sgd_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(
-        param.data<T>(), grad.data<T>(), buf, n, static_cast<T>(s.weight_decay),
+        param.device_data<T>(), grad.device_data<T>(), buf, n, static_cast<T>(s.weight_decay),
         s.weight_decay != 0, static_cast<T>(s.momentum), static_cast<T>(1 - s.dampening),
         static_cast<T>(-s.lr), s.nesterov, s.first);
   };
@@ -120,8 +123,8 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
     c.eps = static_cast<T>(s.eps);
     c.neg_step_size = static_cast<T>(-step_size);
     adam_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(
-        param.data<T>(), grad.data<T>(), exp_avg.data<T>(), exp_avg_sq.data<T>(),
-        s.amsgrad ? max_exp_avg_sq.data<T>() : nullptr, n, c);
+        param.device_data<T>(), grad.device_data<T>(), exp_avg.device_data<T>(),
+        exp_avg_sq.device_data<T>(), s.amsgrad ? max_exp_avg_sq.device_data<T>() : nullptr, n, c);
   };
   if (param.dtype() == DType::Float32)
     run(float{});
@@ -129,5 +132,7 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
     run(double{});
   OKD_CUDA_CHECK_LAUNCH(op);
 }
+
+}  // namespace gpu
 
 }  // namespace okd::cuda

@@ -1,0 +1,33 @@
+// Optimizer update steps as raw in-place ops (the loops of torch.optim.SGD and Adam/AdamW, in
+// PyTorch's order of operations), on the CPU here and on CUDA in update_cuda.cu. optim/ computes
+// the scalars and owns the state; these only update the tensors they are given.
+#pragma once
+#include <cstdint>
+
+#include "tensor/tensor.h"
+
+namespace okd::ops {
+
+struct SgdStep {
+  double lr = 0, weight_decay = 0, momentum = 0, dampening = 0;
+  bool nesterov = false;
+  bool first = false;  // the momentum buffer is initialised with this step's gradient
+};
+// param -= lr * g with g = grad + weight_decay * param, through the momentum buffer when momentum
+// is nonzero (buf = first ? g : momentum * buf + (1 - dampening) * g; Nesterov: g + momentum *
+// buf). Every tensor contiguous, of the parameter's shape, dtype and device.
+void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer,
+               const SgdStep& s);
+
+struct AdamStep {
+  double lr = 0, weight_decay = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  int64_t step = 1;        // t of the bias corrections (updates including this one)
+  bool decoupled = false;  // AdamW: param *= 1 - lr * weight_decay instead of g += wd * param
+  bool amsgrad = false;
+};
+// m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; (amsgrad: vmax = max(vmax, v), used for v);
+// param -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+                const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, const AdamStep& s);
+
+}  // namespace okd::ops

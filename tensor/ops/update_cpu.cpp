@@ -1,0 +1,109 @@
+// The SGD and Adam/AdamW update loops on the CPU (update.h), parallel over elements. Scalars are
+// cast to the parameter's dtype first, as PyTorch's CPU kernels do, so float64 runs follow
+// torch.optim to the last few bits (tests/optim/test_optimizers.cpp).
+#include <algorithm>
+#include <cmath>
+
+#include "tensor/cuda/cuda_ops.h"
+#include "tensor/ops/update.h"
+#include "tensor/parallel.h"
+
+namespace okd::ops {
+
+namespace {
+constexpr int64_t kUpdateGrain = 1 << 15;
+
+void check_param(const Tensor& param, const char* op) {
+  OKD_CHECK(is_floating(param.dtype()) && param.is_contiguous(), op,
+            ": expected a contiguous float parameter, got ", param.desc());
+}
+// Every state tensor matches the parameter: same shape, dtype, device, contiguous.
+void check_state(const Tensor& param, const Tensor& t, const char* what, const char* op) {
+  if (!t.defined()) return;
+  OKD_CHECK(t.shape() == param.shape() && t.dtype() == param.dtype() &&
+                t.device() == param.device() && t.is_contiguous(),
+            op, ": ", what, " ", t.desc(), " does not match the parameter ", param.desc(),
+            " (contiguous, same shape, dtype and device)");
+}
+}  // namespace
+
+void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& buf_t, const SgdStep& s) {
+  if (cuda::on_cuda(param, grad, buf_t)) return cuda::sgd_step_(param, grad, buf_t, s);
+  const char* op = "SGD::step";
+  check_param(param, op);
+  check_state(param, grad, "gradient", op);
+  check_state(param, buf_t, "momentum buffer", op);
+  OKD_CHECK(s.momentum == 0 || buf_t.defined(), op, ": momentum needs a momentum buffer");
+  param.impl()->storage->bump_version();
+  const int64_t n = param.numel();
+  OKD_DISPATCH_FLOAT(param.dtype(), op, [&]<class T>() {
+    T* p = param.data<T>();
+    const T* dp = grad.data<T>();
+    T* buf = s.momentum != 0 ? buf_t.data<T>() : nullptr;
+    const T wd = static_cast<T>(s.weight_decay), mom = static_cast<T>(s.momentum);
+    const T one_minus_damp = static_cast<T>(1 - s.dampening);
+    const T neg_lr = static_cast<T>(-s.lr);
+    const bool decay = s.weight_decay != 0, nesterov = s.nesterov, first = s.first;
+    parallel_for(0, n, kUpdateGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        T g = dp[i];
+        if (decay) g = g + wd * p[i];
+        if (buf) {
+          buf[i] = first ? g : buf[i] * mom + one_minus_damp * g;
+          g = nesterov ? g + mom * buf[i] : buf[i];
+        }
+        p[i] = p[i] + neg_lr * g;
+      }
+    });
+  });
+}
+
+void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+                const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, const AdamStep& s) {
+  if (cuda::on_cuda(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq))
+    return cuda::adam_step_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, s);
+  const char* op = s.decoupled ? "AdamW::step" : "Adam::step";
+  check_param(param, op);
+  OKD_CHECK(exp_avg.defined() && exp_avg_sq.defined(), op, ": the moment buffers are missing");
+  OKD_CHECK(!s.amsgrad || max_exp_avg_sq.defined(), op, ": amsgrad needs max_exp_avg_sq");
+  check_state(param, grad, "gradient", op);
+  check_state(param, exp_avg, "exp_avg", op);
+  check_state(param, exp_avg_sq, "exp_avg_sq", op);
+  check_state(param, max_exp_avg_sq, "max_exp_avg_sq", op);
+  param.impl()->storage->bump_version();
+  const int64_t n = param.numel();
+  // Bias corrections in double, as Python computes them.
+  const auto t = static_cast<double>(s.step);
+  const double bias_correction1 = 1 - std::pow(s.beta1, t);
+  const double bias_correction2 = 1 - std::pow(s.beta2, t);
+  const double step_size = s.lr / bias_correction1;
+  OKD_DISPATCH_FLOAT(param.dtype(), op, [&]<class T>() {
+    T* p = param.data<T>();
+    const T* dp = grad.data<T>();
+    T* m = exp_avg.data<T>();
+    T* v = exp_avg_sq.data<T>();
+    T* vmax = s.amsgrad ? max_exp_avg_sq.data<T>() : nullptr;
+    const bool coupled = !s.decoupled && s.weight_decay != 0, shrink = s.decoupled;
+    const T wd = static_cast<T>(s.weight_decay);
+    const T shrink_factor = static_cast<T>(1 - s.lr * s.weight_decay);
+    const T b1 = static_cast<T>(s.beta1), one_minus_b1 = static_cast<T>(1 - s.beta1);
+    const T b2 = static_cast<T>(s.beta2), one_minus_b2 = static_cast<T>(1 - s.beta2);
+    const T bc2_sqrt = static_cast<T>(std::sqrt(bias_correction2)), eps = static_cast<T>(s.eps);
+    const T neg_step_size = static_cast<T>(-step_size);
+    parallel_for(0, n, kUpdateGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        if (shrink) p[i] = p[i] * shrink_factor;
+        T g = dp[i];
+        if (coupled) g = g + wd * p[i];
+        m[i] = m[i] * b1 + one_minus_b1 * g;
+        v[i] = v[i] * b2 + one_minus_b2 * g * g;
+        T second = v[i];
+        if (vmax) second = vmax[i] = std::max(vmax[i], v[i]);
+        const T denom = std::sqrt(second) / bc2_sqrt + eps;
+        p[i] = p[i] + neg_step_size * m[i] / denom;
+      }
+    });
+  });
+}
+
+}  // namespace okd::ops
