@@ -1,45 +1,79 @@
 #!/usr/bin/env python3
 """Peer of apps/bench_train: one training step (forward, backward, SGD) of the same CIFAR ResNets
 (option-B shortcuts, the KD code bases' definition) in PyTorch, same batch and thread count.
-Usage: train_peer.py THREADS [ARCH ...]"""
+--method dml trains two peers with DML's loss as okd's dml does by default (each network:
+cross-entropy plus KL(peer's detached softmax || its own), one summed backward, one SGD step).
+--device cuda times on the GPU (a synchronize ends each step); --compile wraps the networks in
+torch.compile.
+Usage: train_peer.py THREADS [ARCH ...] [--method baseline|dml] [--device cpu|cuda]
+                     [--batch-size N] [--compile]"""
+import argparse
 import os
 import resource
 import sys
 import time
 
-threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
-archs = sys.argv[2:] or ["resnet20", "resnet32", "resnet56"]
-os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+ap = argparse.ArgumentParser()
+ap.add_argument("threads", type=int, nargs="?", default=2)
+ap.add_argument("archs", nargs="*", default=["resnet20", "resnet32", "resnet56"])
+ap.add_argument("--method", default="baseline", choices=["baseline", "dml"])
+ap.add_argument("--device", default="cpu")
+ap.add_argument("--batch-size", type=int, default=128)
+ap.add_argument("--steps", type=int, default=10)
+ap.add_argument("--warmup", type=int, default=2)
+ap.add_argument("--compile", action="store_true")
+args = ap.parse_args()
+os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-torch.set_num_threads(threads)
+torch.set_num_threads(args.threads)
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "reference"))
 from make_resnet_golden import ResNet  # noqa: E402
 
-x = torch.randn(128, 3, 32, 32)
-y = torch.randint(0, 10, (128,))
-for arch in archs:
+dev = torch.device(args.device)
+B = args.batch_size
+x = torch.randn(B, 3, 32, 32, device=dev)
+y = torch.randint(0, 10, (B,), device=dev)
+
+
+def sync():
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+for arch in args.archs:
     n = (int(arch.replace("resnet", "")) - 2) // 6
-    net = ResNet(n=n)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    peers = 2 if args.method == "dml" else 1
+    nets = [ResNet(n=n).to(dev) for _ in range(peers)]
+    fwd = [torch.compile(net) if args.compile else net for net in nets]
+    params = [p for net in nets for p in net.parameters()]
+    opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4)
 
     def step():
         opt.zero_grad()
-        F.cross_entropy(net(x), y).backward()
+        z = [f(x) for f in fwd]
+        loss = 0
+        for k in range(peers):
+            loss = loss + F.cross_entropy(z[k], y)
+            for j in range(peers):
+                if j != k:  # KL(p_j || p_k) with p_j detached, batchmean, over K - 1 peers
+                    loss = loss + F.kl_div(F.log_softmax(z[k], 1), F.softmax(z[j].detach(), 1),
+                                           reduction="batchmean") / (peers - 1)
+        loss.backward()
         opt.step()
+        sync()
 
-    for _ in range(2):
+    for _ in range(args.warmup):
         step()
     times = []
-    steps = 10
-    for _ in range(steps):
+    for _ in range(args.steps):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
     median = sorted(times)[len(times) // 2]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"torch {arch:10s} batch 128 threads {threads}: {128 / median:8.1f} images/s median step "
-          f"({median:.3f} s), {128 * steps / sum(times):8.1f} mean, peak RSS {rss:.0f} MiB",
-          flush=True)
+    mode = " compiled" if args.compile else ""
+    print(f"torch {arch:10s} {args.method} {args.device}{mode} batch {B} threads {args.threads}: "
+          f"{B / median:8.1f} images/s median step ({median:.3f} s), "
+          f"{B * args.steps / sum(times):8.1f} mean, peak RSS {rss:.0f} MiB", flush=True)

@@ -22,12 +22,12 @@ if [[ "${OKD_TEST_SANITIZE:-1}" == 1 ]]; then
   cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
         -DOKD_SANITIZE=ON -DOKD_CUDA=OFF -DOKD_WERROR=ON >/dev/null
   cmake --build build-sanitize -j"$jobs" --target test_tensor test_autograd test_nn test_optim \
-        test_data test_distill test_apps
+        test_data test_distill test_apps test_device
   echo "== tests under sanitizers =="
   # The training-loop tests (several networks for a dozen steps each, and whole train_cifar runs)
   # already ran in the Release pass; under the sanitizers they would take most of the CI budget
   # while exercising the same kernels as the op and method unit tests that do run here.
-  slow='EveryMethod|TrainCifarMethod|BackboneZoo|PredictReference'
+  slow='EveryMethod|TrainCifarMethod|EmulatedTraining|BackboneZoo|PredictReference'
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-sanitize --output-on-failure -j"$jobs" --timeout 900 -E "$slow"
 fi

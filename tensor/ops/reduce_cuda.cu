@@ -284,12 +284,14 @@ Tensor logsumexp(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim
   if (keepdim) out = keep;
   if (R == 0 || a.numel() == 0)
     return full(out, -std::numeric_limits<double>::infinity(), a.dtype(), a.device());
-  const Tensor m = reduce(Reduce::Amax, a, rd, /*keepdim=*/true);
-  const Tensor s = reduce(Reduce::Sum, unary(Unary::Exp, ops::to(ops::sub(a, m), DType::Float64)),
-                          rd, /*keepdim=*/true);
-  const Tensor lse = ops::to(ops::add(ops::to(m, DType::Float64), unary(Unary::Log, s)), a.dtype());
-  const Tensor inf_max =
-      compare_scalar(Compare::Eq, unary(Unary::Abs, m), std::numeric_limits<double>::infinity());
+  const Tensor m = gpu::reduce(Reduce::Amax, a, rd, /*keepdim=*/true);
+  const Tensor s =
+      gpu::reduce(Reduce::Sum, gpu::unary(Unary::Exp, ops::to(ops::sub(a, m), DType::Float64)), rd,
+                  /*keepdim=*/true);
+  const Tensor lse =
+      ops::to(ops::add(ops::to(m, DType::Float64), gpu::unary(Unary::Log, s)), a.dtype());
+  const Tensor inf_max = gpu::compare_scalar(Compare::Eq, gpu::unary(Unary::Abs, m),
+                                             std::numeric_limits<double>::infinity());
   return ops::reshape(where(inf_max, m, lse), out);
 }
 
@@ -302,15 +304,17 @@ Tensor norm(const Tensor& a, double p, const std::vector<int64_t>& dims, bool ke
   const Tensor x = ops::to(a, DType::Float64);
   Tensor r;
   if (std::isinf(p))
-    r = reduce(Reduce::Amax, unary(Unary::Abs, x), dims, keepdim);
+    r = gpu::reduce(Reduce::Amax, gpu::unary(Unary::Abs, x), dims, keepdim);
   else if (p == 2.0)
-    r = unary(Unary::Sqrt, reduce(Reduce::Sum, binary(Binary::Mul, x, x), dims, keepdim));
+    r = gpu::unary(Unary::Sqrt,
+                   gpu::reduce(Reduce::Sum, gpu::binary(Binary::Mul, x, x), dims, keepdim));
   else if (p == 1.0)
-    r = reduce(Reduce::Sum, unary(Unary::Abs, x), dims, keepdim);
+    r = gpu::reduce(Reduce::Sum, gpu::unary(Unary::Abs, x), dims, keepdim);
   else
-    r = unary(Unary::Pow,
-              reduce(Reduce::Sum, unary(Unary::Pow, unary(Unary::Abs, x), p), dims, keepdim),
-              1.0 / p);
+    r = gpu::unary(Unary::Pow,
+                   gpu::reduce(Reduce::Sum, gpu::unary(Unary::Pow, gpu::unary(Unary::Abs, x), p),
+                               dims, keepdim),
+                   1.0 / p);
   return ops::to(r, a.dtype());
 }
 

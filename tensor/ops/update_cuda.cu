@@ -1,8 +1,7 @@
-// Optimizer updates on CUDA: the per-element loops of update_cpu.cpp (ops::sgd_step_, adam_step_) as
-// kernels, for optim/ to call on CUDA parameters (one dispatch line in SGD::update and
-// Adam::update, as the CPU op files have). Same arithmetic in the parameter's dtype with the
-// scalars cast to it first, as there; nvcc may fuse a multiply and an add into one FMA, so a
-// float32 result can differ from the CPU's in the last bit.
+// Optimizer updates on CUDA: the per-element loops of update_cpu.cpp (ops::sgd_step_ and
+// ops::adam_step_, which dispatch here for CUDA parameters) as kernels. Same arithmetic in the
+// parameter's dtype with the scalars cast to it first, as there; nvcc may fuse a multiply and an
+// add into one FMA, so a float32 result can differ from the CPU's in the last bit.
 #include <cmath>
 
 #include "tensor/cuda/backends.h"

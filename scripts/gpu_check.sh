@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The prepared run for a session that is lent a GPU (docs/cuda.md): one command that builds okd
+# with CUDA, runs the CUDA op tests, the device-wiring tests on the GPU (train_cifar --device cuda
+# against --device cpu for every method), compute-sanitizer over the CUDA tests when the toolkit
+# has it, and the training-step benchmark okd vs PyTorch (eager and torch.compile, when PyTorch
+# sees the GPU). Everything is logged under $OUT (default gpu_check/); a summary is printed.
+# Each stage has its own time limit, so one hang cannot eat the session's device time.
+#   OUT=$OUT bash scripts/gpu_check.sh            (on the device machine)
+# A build directory made elsewhere can be reused: OKD_GPU_BUILD=build-gpu (carried along).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-gpu_check}
+build=${OKD_GPU_BUILD:-build-gpu}
+mkdir -p "$out"
+say() { echo "$*" | tee -a "$out/summary.txt"; }
+stage() {  # stage NAME SECONDS CMD...: runs CMD with a limit, logs to $out/NAME.log
+  local name=$1 limit=$2
+  shift 2
+  local t0=$SECONDS
+  timeout "$limit" "$@" > "$out/$name.log" 2>&1
+  local rc=$?
+  say "$name: rc $rc, $((SECONDS - t0)) s"
+  return $rc
+}
+say "== $(date -u) $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
+for tool in cmake nvcc g++ python3; do command -v $tool > /dev/null || say "missing: $tool"; done
+if [[ ! -x "$build/tests/test_tensor" ]]; then
+  stage configure 120 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DOKD_WERROR=ON \
+    -DCMAKE_CUDA_ARCHITECTURES=90 || { tail -30 "$out/configure.log"; exit 1; }
+  stage build 480 cmake --build "$build" -j"$(nproc)" --target test_tensor test_device \
+    bench_train train_cifar || { grep -m20 -A5 error "$out/build.log"; exit 1; }
+fi
+stage test_cuda_ops 240 "$build/tests/test_tensor" --gtest_filter='Cuda*'
+grep -E "^\[  (PASSED|FAILED) |^\[  SKIPPED \] [0-9]|FAILED  \]" "$out/test_cuda_ops.log" |
+  tee -a "$out/summary.txt"
+stage test_device 300 "$build/tests/test_device"
+grep -E "^\[  (PASSED|FAILED) |^\[  SKIPPED \] [0-9]|FAILED  \]" "$out/test_device.log" |
+  tee -a "$out/summary.txt"
+if command -v compute-sanitizer > /dev/null; then
+  for tool in memcheck racecheck synccheck; do
+    stage "sanitizer_$tool" 240 compute-sanitizer --tool "$tool" --error-exitcode 3 \
+      "$build/tests/test_tensor" --gtest_filter='Cuda*'
+    grep -E "ERROR SUMMARY" "$out/sanitizer_$tool.log" | tee -a "$out/summary.txt"
+  done
+else
+  say "compute-sanitizer: not installed on this machine"
+fi
+for method in baseline dml; do
+  for batch in 128 512; do
+    stage "bench_okd_${method}_$batch" 240 "$build/apps/bench_train" --device cuda \
+      --method "$method" --batch-size "$batch" --steps 20 --warmup 5
+    grep -E '^okd .*images/s|^bench_train:' "$out/bench_okd_${method}_$batch.log" |
+      tee -a "$out/summary.txt"
+  done
+done
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
+  for method in baseline dml; do
+    for mode in "" --compile; do
+      stage "bench_torch_${method}${mode}" 300 python3 bench/train_peer.py 8 resnet20 resnet32 \
+        resnet56 --device cuda --method "$method" --batch-size 128 --steps 20 --warmup 5 $mode
+      grep '^torch ' "$out/bench_torch_${method}${mode}.log" | tee -a "$out/summary.txt"
+    done
+  done
+else
+  say "PyTorch with CUDA: not available here (no peer figures)"
+fi
