@@ -20,6 +20,11 @@ void set_allocator(DeviceType type, Allocator* allocator);
 Allocator* get_allocator(DeviceType type);
 bool has_allocator(DeviceType type);
 
+// The size class of an allocation of nbytes in okd's caching allocators (CPU blocks of 64 KiB and
+// more, and every CUDA block): 512 bytes at least, then four classes per power of two (2^k times
+// 1, 1.25, 1.5, 1.75), so a cached block is at most 25% larger than the request.
+size_t allocation_size_class(size_t nbytes);
+
 class Storage {
  public:
   Storage(size_t nbytes, Device device);

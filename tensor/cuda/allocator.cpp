@@ -4,7 +4,6 @@
 
 #include <cuda_runtime.h>
 
-#include <bit>
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
@@ -13,15 +12,6 @@
 #include "tensor/cuda/context.h"
 
 namespace okd::cuda {
-
-size_t size_class(size_t nbytes) {
-  constexpr size_t kMin = 512;
-  if (nbytes <= kMin) return kMin;
-  // base = the largest power of two below nbytes; classes step by base / 4 up to 2 base.
-  const size_t base = std::bit_floor(nbytes - 1);
-  const size_t step = base / 4;
-  return base + (nbytes - base + step - 1) / step * step;
-}
 
 namespace {
 

@@ -14,9 +14,8 @@
 
 namespace okd::cuda {
 
-// Size class of a request: 512 bytes at least, then four classes per power of two (2^k times 1,
-// 1.25, 1.5, 1.75), so a cached block is at most 25% larger than what is asked for.
-size_t size_class(size_t nbytes);
+// Size class of a request: allocation_size_class (tensor/storage.h), shared with the CPU cache.
+inline size_t size_class(size_t nbytes) { return allocation_size_class(nbytes); }
 
 // The process-wide caching allocator of cuda:0 (never destroyed: tensors in static storage may
 // outlive every other object at exit).
