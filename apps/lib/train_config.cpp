@@ -82,6 +82,12 @@ void add_train_flags(CLI::App& app, TrainConfig& c) {
   app.add_option("--device", c.device,
                  "cpu | cuda (cuda:0; on a machine without a GPU, OKD_CUDA_EMULATE=1 emulates it "
                  "on the CPU to test the device code paths)");
+  app.add_flag("--deterministic,!--no-deterministic", c.deterministic,
+               "cuda: only cuDNN convolution algorithms that are deterministic (okd's own kernels "
+               "and the CPU always are)");
+  app.add_flag("--allow-tf32,!--no-allow-tf32", c.allow_tf32,
+               "cuda: let float32 matmuls and convolutions use TF32 tensor cores (10-bit mantissa "
+               "inputs; off by default)");
   app.add_option("--threads", c.threads, "CPU threads (0 = all cores)");
   app.add_option("--workers", c.workers, "data-loader worker threads");
   app.add_option("--seed", c.seed, "random seed (weights, data order, augmentation)");
@@ -297,6 +303,8 @@ ConfigMap to_config_map(const TrainConfig& c) {
               {"shortcut", std::string(1, c.shortcut)},
               {"init", c.init},
               {"device", c.device},
+              {"deterministic", c.deterministic ? "true" : "false"},
+              {"allow-tf32", c.allow_tf32 ? "true" : "false"},
               {"threads", std::to_string(c.threads)},
               {"workers", std::to_string(c.workers)},
               {"seed", std::to_string(c.seed)},

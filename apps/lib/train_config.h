@@ -39,7 +39,9 @@ struct TrainConfig {
   char shortcut = 'B';
   std::string init = "he_fanout";
   std::string device = "cpu";
-  int threads = 0;  // 0 = all cores (OpenMP default)
+  bool deterministic = false;  // cuDNN: deterministic algorithms only
+  bool allow_tf32 = false;     // cuBLAS/cuDNN float32 products in TF32
+  int threads = 0;             // 0 = all cores (OpenMP default)
   int workers = 2;
   uint64_t seed = 0;
   std::string out = "";     // "" = runs/<method>-<arch>-<dataset>-s<seed>

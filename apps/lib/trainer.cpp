@@ -172,6 +172,8 @@ class Trainer {
 void Trainer::setup() {
   if (cfg_.threads > 0) set_num_threads(cfg_.threads);
   device_ = Device::parse(cfg_.device);
+  cuda::set_deterministic(cfg_.deterministic);
+  cuda::set_allow_tf32(cfg_.allow_tf32);
   if (device_.is_cuda())
     OKD_CHECK(has_allocator(DeviceType::CUDA), "--device ", cfg_.device, ": ",
               cuda::unavailable_reason(),
