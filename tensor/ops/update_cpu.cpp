@@ -17,7 +17,8 @@ void check_param(const Tensor& param, const char* op) {
   OKD_CHECK(is_floating(param.dtype()) && param.is_contiguous(), op,
             ": expected a contiguous float parameter, got ", param.desc());
 }
-// Every state tensor matches the parameter: same shape, dtype, device, contiguous.
+// Every state tensor matches the parameter: same shape, dtype, device, contiguous. (Checked here
+// for both devices, before the dispatch.)
 void check_state(const Tensor& param, const Tensor& t, const char* what, const char* op) {
   if (!t.defined()) return;
   OKD_CHECK(t.shape() == param.shape() && t.dtype() == param.dtype() &&
@@ -28,12 +29,12 @@ void check_state(const Tensor& param, const Tensor& t, const char* what, const c
 }  // namespace
 
 void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& buf_t, const SgdStep& s) {
-  if (cuda::on_cuda(param, grad, buf_t)) return cuda::sgd_step_(param, grad, buf_t, s);
   const char* op = "SGD::step";
   check_param(param, op);
   check_state(param, grad, "gradient", op);
   check_state(param, buf_t, "momentum buffer", op);
   OKD_CHECK(s.momentum == 0 || buf_t.defined(), op, ": momentum needs a momentum buffer");
+  if (cuda::on_cuda(param)) return cuda::sgd_step_(param, grad, buf_t, s);
   param.impl()->storage->bump_version();
   const int64_t n = param.numel();
   OKD_DISPATCH_FLOAT(param.dtype(), op, [&]<class T>() {
@@ -60,8 +61,6 @@ void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& buf_t, con
 
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                 const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, const AdamStep& s) {
-  if (cuda::on_cuda(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq))
-    return cuda::adam_step_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, s);
   const char* op = s.decoupled ? "AdamW::step" : "Adam::step";
   check_param(param, op);
   OKD_CHECK(exp_avg.defined() && exp_avg_sq.defined(), op, ": the moment buffers are missing");
@@ -70,6 +69,8 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
   check_state(param, exp_avg, "exp_avg", op);
   check_state(param, exp_avg_sq, "exp_avg_sq", op);
   check_state(param, max_exp_avg_sq, "max_exp_avg_sq", op);
+  if (cuda::on_cuda(param))
+    return cuda::adam_step_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, s);
   param.impl()->storage->bump_version();
   const int64_t n = param.numel();
   // Bias corrections in double, as Python computes them.

@@ -47,28 +47,15 @@ __global__ void adam_kernel(T* p, const T* dp, T* m, T* v, T* vmax, int64_t n, A
   }
 }
 
-// Every state tensor matches the parameter: same shape, dtype, device, contiguous.
-void check_state(const Tensor& param, const Tensor& t, const char* what, const char* op) {
-  if (!t.defined()) return;
-  OKD_CHECK(t.shape() == param.shape() && t.dtype() == param.dtype() &&
-                t.device() == param.device() && t.is_contiguous(),
-            op, ": ", what, " ", t.desc(), " does not match the parameter ", param.desc(),
-            " (contiguous, same shape, dtype and device)");
-}
-
 }  // namespace
 
 namespace gpu {
 
 void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer,
                const SgdStep& s) {
+  // Shapes, dtypes, devices and buffers were checked by ops::sgd_step_ (update_cpu.cpp).
   const char* op = "SGD::step";
   check_device(param, op);
-  OKD_CHECK(is_floating(param.dtype()) && param.is_contiguous(), op,
-            ": expected a contiguous float parameter, got ", param.desc());
-  check_state(param, grad, "gradient", op);
-  check_state(param, momentum_buffer, "momentum buffer", op);
-  OKD_CHECK(s.momentum == 0 || momentum_buffer.defined(), op, ": momentum needs a momentum buffer");
   param.impl()->storage->bump_version();
   const int64_t n = param.numel();
   if (n == 0) return;
@@ -89,16 +76,9 @@ void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_b
 
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                 const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, const AdamStep& s) {
+  // Shapes, dtypes, devices and buffers were checked by ops::adam_step_ (update_cpu.cpp).
   const char* op = "Adam::step";
   check_device(param, op);
-  OKD_CHECK(is_floating(param.dtype()) && param.is_contiguous(), op,
-            ": expected a contiguous float parameter, got ", param.desc());
-  OKD_CHECK(exp_avg.defined() && exp_avg_sq.defined(), op, ": the moment buffers are missing");
-  OKD_CHECK(!s.amsgrad || max_exp_avg_sq.defined(), op, ": amsgrad needs max_exp_avg_sq");
-  check_state(param, grad, "gradient", op);
-  check_state(param, exp_avg, "exp_avg", op);
-  check_state(param, exp_avg_sq, "exp_avg_sq", op);
-  check_state(param, max_exp_avg_sq, "max_exp_avg_sq", op);
   param.impl()->storage->bump_version();
   const int64_t n = param.numel();
   if (n == 0) return;
