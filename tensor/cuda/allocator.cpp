@@ -179,6 +179,8 @@ void device_copy(const Tensor& dst, const Tensor& src) {
             " -> ", dst.desc());
   if (dst.device().is_cuda()) check_device(dst, "to");
   if (src.device().is_cuda()) check_device(src, "to");
+  if (dst.device().is_cpu()) note_host_sync("a device-to-host copy");
+  if (src.device().is_cpu()) note_host_sync("a host-to-device copy");
   const size_t n = src.nbytes();
   dst.impl()->storage->bump_version();
   if (n == 0) return;

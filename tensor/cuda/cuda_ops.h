@@ -67,6 +67,24 @@ std::string device_summary();
 void enable_emulation();
 bool emulating();
 
+// ---- host synchronisation points (groundwork for whole-step CUDA-graph capture) -----------------
+// A captured step must not make the host wait for the device or read host memory: no copy between
+// host and device (item(), to(kCPU), an upload), no synchronize(), no host-side check of device
+// values (cross-entropy targets, gather/scatter/index_select/one_hot indices copy them to the
+// host). Inside a SyncFreeScope each of these throws, naming itself and the scope, on a GPU and
+// under emulation alike (the emulator mirrors the GPU kernels' host checks).
+void note_host_sync(const char* what);
+class SyncFreeScope {
+ public:
+  explicit SyncFreeScope(const char* scope);
+  ~SyncFreeScope();
+  SyncFreeScope(const SyncFreeScope&) = delete;
+  SyncFreeScope& operator=(const SyncFreeScope&) = delete;
+
+ private:
+  const char* previous_;
+};
+
 // ---- kernels (validation included: the same errors as the CPU ops) -----------------------------
 // Declared in cuda_kernels.inc, three times: here (the entry points the CPU op files call, which
 // forward to the emulator or to the GPU: tensor/cuda/dispatch.cpp), in cuda::gpu (the .cu kernels,

@@ -17,7 +17,7 @@ std::string unavailable_reason() {
 
 AllocatorStats allocator_stats() { return {}; }
 void empty_cache() {}
-void synchronize() {}
+void synchronize() { note_host_sync("synchronize()"); }
 void set_allow_tf32(bool) {}
 bool allow_tf32() { return false; }
 void set_deterministic(bool) {}

@@ -1,8 +1,24 @@
 // The CUDA entry points of cuda_ops.h: each forwards to the emulator (cuda::emu, when
-// enable_emulation() was called on a machine without a GPU) or to the GPU kernels (cuda::gpu).
+// enable_emulation() was called on a machine without a GPU) or to the GPU kernels (cuda::gpu);
+// and the sync-free scopes (note_host_sync), shared by both.
 #include "tensor/cuda/backends.h"
 
 namespace okd::cuda {
+
+namespace {
+thread_local const char* t_sync_free_scope = nullptr;  // the innermost SyncFreeScope's name
+}  // namespace
+
+void note_host_sync(const char* what) {
+  if (t_sync_free_scope != nullptr)
+    OKD_FAIL(what, " makes the host wait for the device inside ", t_sync_free_scope,
+             " (a step that is to be captured as a CUDA graph must not)");
+}
+
+SyncFreeScope::SyncFreeScope(const char* scope) : previous_(t_sync_free_scope) {
+  t_sync_free_scope = scope;
+}
+SyncFreeScope::~SyncFreeScope() { t_sync_free_scope = previous_; }
 
 Tensor unary(Unary op, const Tensor& a, double s0, double s1) {
   return emulating() ? emu::unary(op, a, s0, s1) : gpu::unary(op, a, s0, s1);

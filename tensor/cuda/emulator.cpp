@@ -2,7 +2,8 @@
 // kernel entry point as the CPU op run on CPU-labelled aliases of its operands. The aliases share
 // the memory, so results and in-place writes are the CPU kernels' bit for bit. The CUDA
 // backend's rules are kept: every operand on cuda:0 (no mixing with CPU tensors), and the dtypes
-// its kernels lack are refused with its message, so what passes here is what the GPU accepts.
+// its kernels lack are refused with its message, so what passes here is what the GPU accepts; so
+// are the host synchronisations its kernels make (note_host_sync), for SyncFreeScope.
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -47,6 +48,8 @@ void emulated_copy(const Tensor& dst, const Tensor& src) {
                 src.is_contiguous(),
             "device copy: expected contiguous tensors of one shape and dtype, got ", src.desc(),
             " -> ", dst.desc());
+  if (dst.device().is_cpu()) note_host_sync("a device-to-host copy");
+  if (src.device().is_cpu()) note_host_sync("a host-to-device copy");
   dst.impl()->storage->bump_version();
   if (src.nbytes() > 0) std::memcpy(dst.device_raw_data(), src.device_raw_data(), src.nbytes());
 }
@@ -304,19 +307,23 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
+  note_host_sync("index_select's index check");
   return dev(ops::index_select(host(t, "index_select"), dim, host(index, "index_select")));
 }
 
 Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
+  note_host_sync("gather's index check");
   return dev(ops::gather(host(t, "gather"), dim, host(index, "gather")));
 }
 
 Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src) {
+  note_host_sync("scatter_add's index check");
   return dev(ops::scatter_add(host(t, "scatter_add"), dim, host(index, "scatter_add"),
                               host(src, "scatter_add")));
 }
 
 Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype) {
+  note_host_sync("one_hot's label check");
   return dev(ops::one_hot(host(labels, "one_hot"), num_classes, dtype));
 }
 
@@ -335,6 +342,7 @@ Tensor log_softmax_lastdim_backward(const Tensor& dy, const Tensor& y) {
 
 Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, double eps,
                              const Tensor& weights) {
+  note_host_sync("cross_entropy's target check");
   return dev(ops::cross_entropy_forward(host_float(logits, "cross_entropy"),
                                         host(targets, "cross_entropy"), eps,
                                         host_float(weights, "cross_entropy")));
@@ -342,6 +350,7 @@ Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, double
 
 Tensor cross_entropy_backward(double g, const Tensor& logits, const Tensor& targets, double eps,
                               const Tensor& weights) {
+  note_host_sync("cross_entropy's target check");
   return dev(ops::cross_entropy_backward(g, host_float(logits, "cross_entropy_backward"),
                                          host(targets, "cross_entropy_backward"), eps,
                                          host_float(weights, "cross_entropy_backward")));

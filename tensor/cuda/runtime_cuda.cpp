@@ -93,6 +93,7 @@ void check_device(const Tensor& t, const char* op) {
 }
 
 void synchronize() {
+  note_host_sync("synchronize()");
   if (probe().count == 0) return;
   OKD_CUDA_CHECK("synchronize", cudaStreamSynchronize(stream()));
 }

@@ -194,6 +194,43 @@ TEST(DeviceWiring, SafetensorsRoundTripFromTheDevice) {
   }
 }
 
+// Groundwork for whole-step capture (issue 9): inside a SyncFreeScope every host synchronisation
+// is an error that names itself. A ResNet step (forward, backward, SGD) with a loss that needs no
+// host check has none; cross-entropy's target check is one, as are item() and to(kCPU).
+TEST(DeviceWiring, SyncFreeScopesNameTheHostSynchronisations) {
+  nn::BackboneOptions o;
+  o.arch = "resnet20";
+  auto net = nn::make_backbone(o);
+  net->to(kCuda);
+  optim::SGD sgd(net->parameters(), {0.1, 0.9, 0, 5e-4, true});
+  const Tensor x = dev(randn_t({4, 3, 32, 32}, 4));
+  const Tensor y = dev(from_vector<int64_t>({3, 1, 4, 1}));
+  auto step = [&](bool with_cross_entropy) {
+    sgd.zero_grad();
+    Tensor z = net->forward(x);
+    backward(with_cross_entropy ? cross_entropy(z, y) : mean(z * z));
+    sgd.step();
+  };
+  step(true);  // warm-up: BN counters read back once, momentum buffers created
+  {
+    cuda::SyncFreeScope scope("the test's captured step");
+    EXPECT_NO_THROW(step(false));
+    try {
+      step(true);
+      ADD_FAILURE() << "cross-entropy's target check must count as a host synchronisation";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("cross_entropy's target check"), std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("the test's captured step"), std::string::npos);
+    }
+    Tape::current().clear();  // the interrupted forward's entries
+    EXPECT_THROW(ops::sum(x).item(), Error);
+    EXPECT_THROW(cpu(x), Error);
+    EXPECT_THROW(dev(randn_t({2}, 5)), Error);  // an upload reads host memory
+  }
+  EXPECT_NO_THROW(ops::sum(x).item());
+}
+
 // train_cifar --device cuda against --device cpu, every method, on a tiny generated CIFAR-10:
 // emulated, the metrics files must be identical; on a GPU, losses within 2% (accuracy on 16
 // images may flip with last-bit differences over a whole epoch).
