@@ -5,30 +5,16 @@
 
 #include <cmath>
 
+#include "tensor/cuda/cuda_ops.h"
 #include "tensor/parallel.h"
+#include "tensor/philox.h"
 
 namespace okd {
 
 std::array<uint32_t, 4> philox4x32(uint64_t counter_lo, uint64_t counter_hi, uint64_t key) {
-  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
-  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
-  uint32_t c0 = static_cast<uint32_t>(counter_lo), c1 = static_cast<uint32_t>(counter_lo >> 32);
-  uint32_t c2 = static_cast<uint32_t>(counter_hi), c3 = static_cast<uint32_t>(counter_hi >> 32);
-  uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
-  for (int round = 0; round < 10; ++round) {
-    uint64_t p0 = static_cast<uint64_t>(kM0) * c0;
-    uint64_t p1 = static_cast<uint64_t>(kM1) * c2;
-    uint32_t hi0 = static_cast<uint32_t>(p0 >> 32), lo0 = static_cast<uint32_t>(p0);
-    uint32_t hi1 = static_cast<uint32_t>(p1 >> 32), lo1 = static_cast<uint32_t>(p1);
-    uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
-    c0 = n0;
-    c1 = n1;
-    c2 = n2;
-    c3 = n3;
-    k0 += kW0;
-    k1 += kW1;
-  }
-  return {c0, c1, c2, c3};
+  std::array<uint32_t, 4> out;
+  philox::block(counter_lo, counter_hi, key, out.data());
+  return out;
 }
 
 Generator& default_generator() {
@@ -48,24 +34,46 @@ void fill_words(T* out, int64_t n, Generator& gen, int words_per_value, F&& f) {
     for (int64_t i = b; i < e; ++i) out[i] = f(i, first, key);
   });
 }
-inline uint32_t word(uint64_t first, uint64_t key, int64_t w) {
-  return philox4x32(first + static_cast<uint64_t>(w / 4), 0, key)[w % 4];
-}
-inline double u01(uint32_t x) { return (x >> 8) * (1.0 / 16777216.0); }  // 24-bit, [0,1)
+using philox::u01;
+using philox::word;
 }  // namespace
 
-Tensor uniform(const Shape& shape, double lo, double hi, Generator& gen, DType dtype) {
+namespace detail {
+Tensor uniform_from(const Shape& shape, DType dtype, double lo, double hi, uint64_t first,
+                    uint64_t key) {
   Tensor t = empty(shape, dtype);
   OKD_DISPATCH_FLOAT(dtype, "uniform", [&]<class T>() {
-    fill_words(t.data<T>(), t.numel(), gen, 1, [&](int64_t i, uint64_t first, uint64_t key) {
-      return static_cast<T>(lo + (hi - lo) * u01(word(first, key, i)));
+    T* out = t.data<T>();
+    parallel_for(0, t.numel(), 4096, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        out[i] = static_cast<T>(lo + (hi - lo) * u01(word(first, key, i)));
     });
   });
   return t;
 }
 
+Tensor bernoulli_from(const Shape& shape, DType dtype, double p, uint64_t first, uint64_t key) {
+  Tensor t = empty(shape, dtype);
+  OKD_DISPATCH_ALL(dtype, "bernoulli", [&]<class T>() {
+    T* out = t.data<T>();
+    parallel_for(0, t.numel(), 4096, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) out[i] = static_cast<T>(u01(word(first, key, i)) < p ? 1 : 0);
+    });
+  });
+  return t;
+}
+}  // namespace detail
+
+// One word per value: the generator advances by ceil(n / 4) blocks on every device.
+Tensor uniform(const Shape& shape, double lo, double hi, Generator& gen, DType dtype,
+               Device device) {
+  const uint64_t first = gen.reserve(static_cast<uint64_t>((shape_numel(shape) + 3) / 4));
+  if (device.is_cuda()) return cuda::random_uniform(shape, dtype, lo, hi, first, gen.seed());
+  return detail::uniform_from(shape, dtype, lo, hi, first, gen.seed());
+}
+
 Tensor rand(const Shape& shape, Generator& gen, DType dtype) {
-  return uniform(shape, 0, 1, gen, dtype);
+  return uniform(shape, 0, 1, gen, dtype, kCPU);
 }
 
 // Box-Muller on two words per value: z = sqrt(-2 ln u1) cos(2 pi u2), u1 in (0, 1].
@@ -97,15 +105,11 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, Generator& gen, DT
   return t;
 }
 
-Tensor bernoulli(const Shape& shape, double p, Generator& gen, DType dtype) {
+Tensor bernoulli(const Shape& shape, double p, Generator& gen, DType dtype, Device device) {
   OKD_CHECK(p >= 0 && p <= 1, "bernoulli: p must be in [0, 1], got ", p);
-  Tensor t = empty(shape, dtype);
-  OKD_DISPATCH_ALL(dtype, "bernoulli", [&]<class T>() {
-    fill_words(t.data<T>(), t.numel(), gen, 1, [&](int64_t i, uint64_t first, uint64_t key) {
-      return static_cast<T>(u01(word(first, key, i)) < p ? 1 : 0);
-    });
-  });
-  return t;
+  const uint64_t first = gen.reserve(static_cast<uint64_t>((shape_numel(shape) + 3) / 4));
+  if (device.is_cuda()) return cuda::random_bernoulli(shape, dtype, p, first, gen.seed());
+  return detail::bernoulli_from(shape, dtype, p, first, gen.seed());
 }
 
 // Fisher-Yates driven by one draw per position.

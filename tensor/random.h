@@ -48,10 +48,21 @@ Tensor rand(const Shape& shape, Generator& gen, DType dtype = DType::Float32);
 Tensor randn(const Shape& shape, Generator& gen, DType dtype = DType::Float32);
 Tensor randint(int64_t low, int64_t high, const Shape& shape, Generator& gen,
                DType dtype = DType::Int64);
-Tensor bernoulli(const Shape& shape, double p, Generator& gen, DType dtype = DType::Float32);
+// bernoulli and uniform also draw on a CUDA device, the same numbers as on the CPU (tensor/philox.h
+// compiles for both): a seed gives the same dropout masks everywhere.
+Tensor bernoulli(const Shape& shape, double p, Generator& gen, DType dtype = DType::Float32,
+                 Device device = kCPU);
 // Uniform in [lo, hi).
 Tensor uniform(const Shape& shape, double lo, double hi, Generator& gen,
-               DType dtype = DType::Float32);
+               DType dtype = DType::Float32, Device device = kCPU);
+
+namespace detail {
+// The CPU fills of uniform and bernoulli from an explicit first block and key (the CUDA emulator
+// runs them on its host memory).
+Tensor uniform_from(const Shape& shape, DType dtype, double lo, double hi, uint64_t first,
+                    uint64_t key);
+Tensor bernoulli_from(const Shape& shape, DType dtype, double p, uint64_t first, uint64_t key);
+}  // namespace detail
 inline Tensor rand(const Shape& s, DType d = DType::Float32) {
   return rand(s, default_generator(), d);
 }

@@ -235,10 +235,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, double eps,
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   OKD_CHECK(p >= 0 && p < 1, "dropout: p must be in [0, 1), got ", p);
   if (!training || p == 0) return x;
-  // The mask is drawn on the CPU from the generator's Philox stream and moved to x's device, so
-  // a seed gives the same mask on every device.
+  // Drawn on x's device from the generator's Philox stream: a seed gives the same mask on every
+  // device (tensor/philox.h).
   Tensor mask =
-      ops::to(ops::mul(bernoulli(x.shape(), 1.0 - p, gen, x.dtype()), 1.0 / (1.0 - p)), x.device());
+      ops::mul(bernoulli(x.shape(), 1.0 - p, gen, x.dtype(), x.device()), 1.0 / (1.0 - p));
   return okd::mul(x, mask);
 }
 

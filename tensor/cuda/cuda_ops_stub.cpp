@@ -113,6 +113,13 @@ void adam_step_(const Tensor&, const Tensor&, const Tensor&, const Tensor&, cons
   no_backend("Adam::step");
 }
 
+Tensor random_uniform(const Shape&, DType, double, double, uint64_t, uint64_t) {
+  no_backend("uniform");
+}
+Tensor random_bernoulli(const Shape&, DType, double, uint64_t, uint64_t) {
+  no_backend("bernoulli");
+}
+
 }  // namespace gpu
 
 }  // namespace okd::cuda

@@ -178,4 +178,14 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                      : gpu::adam_step_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, s);
 }
 
+Tensor random_uniform(const Shape& shape, DType dtype, double lo, double hi, uint64_t first,
+                      uint64_t key) {
+  return emulating() ? emu::random_uniform(shape, dtype, lo, hi, first, key)
+                     : gpu::random_uniform(shape, dtype, lo, hi, first, key);
+}
+Tensor random_bernoulli(const Shape& shape, DType dtype, double p, uint64_t first, uint64_t key) {
+  return emulating() ? emu::random_bernoulli(shape, dtype, p, first, key)
+                     : gpu::random_bernoulli(shape, dtype, p, first, key);
+}
+
 }  // namespace okd::cuda

@@ -20,6 +20,7 @@
 #include "tensor/ops/norm.h"
 #include "tensor/ops/pool.h"
 #include "tensor/ops/reduce.h"
+#include "tensor/random.h"
 #include "tensor/runtime.h"
 
 namespace okd::cuda {
@@ -450,6 +451,17 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
   ops::adam_step_(host_float(param, op), host_float(grad, op), host_float(exp_avg, op),
                   host_float(exp_avg_sq, op), host_float(max_exp_avg_sq, op), s);
   bump(param);
+}
+
+Tensor random_uniform(const Shape& shape, DType dtype, double lo, double hi, uint64_t first,
+                      uint64_t key) {
+  if (!is_floating(dtype))
+    OKD_FAIL("op uniform has no CUDA kernel for ", dtype_name(dtype), " yet");
+  return dev(detail::uniform_from(shape, dtype, lo, hi, first, key));
+}
+
+Tensor random_bernoulli(const Shape& shape, DType dtype, double p, uint64_t first, uint64_t key) {
+  return dev(detail::bernoulli_from(shape, dtype, p, first, key));
 }
 
 }  // namespace emu

@@ -194,6 +194,24 @@ TEST(DeviceWiring, SafetensorsRoundTripFromTheDevice) {
   }
 }
 
+// Dropout masks and uniform draws made on the device are the CPU's numbers for a generator state,
+// and the generator advances alike (on a GPU too: tensor/philox.h is the same code there).
+TEST(DeviceWiring, RandomDrawsOnTheDeviceMatchTheCpu) {
+  Generator gc(42), gd(42);
+  for (DType dt : {DType::Float32, DType::Float64, DType::UInt8}) {
+    const Tensor bc = bernoulli({3, 1001}, 0.3, gc, dt),
+                 bd = bernoulli({3, 1001}, 0.3, gd, dt, kCuda);
+    expect_match(bc, bd, 0, "bernoulli");
+  }
+  const Tensor uc = uniform({5, 77}, -2, 3, gc),
+               ud = uniform({5, 77}, -2, 3, gd, DType::Float32, kCuda);
+  expect_match(uc, ud, 0, "uniform");
+  EXPECT_EQ(gc.offset(), gd.offset());
+  Generator dc(7), dd(7);
+  const Tensor x = randn_t({4, 33}, 8);
+  expect_match(dropout(x, 0.4, true, dc), dropout(dev(x), 0.4, true, dd), 0, "dropout");
+}
+
 // Groundwork for whole-step capture (issue 9): inside a SyncFreeScope every host synchronisation
 // is an error that names itself. A ResNet step (forward, backward, SGD) with a loss that needs no
 // host check has none; cross-entropy's target check is one, as are item() and to(kCPU).

@@ -882,6 +882,22 @@ TEST(CudaAutograd, SmallConvNetLossAndGradientsMatchCpu) {
 
 // ---- errors ------------------------------------------------------------------------------------
 
+TEST(CudaOps, RandomDrawsMatchCpuBitForBit) {
+  OKD_REQUIRE_GPU();
+  Generator gc(3), gd(3);
+  for (DType dt : {DType::Float32, DType::Float64, DType::Int64, DType::UInt8}) {
+    const Tensor c = bernoulli({1000, 37}, 0.6, gc, dt),
+                 d = bernoulli({1000, 37}, 0.6, gd, dt, kCuda);
+    EXPECT_TRUE(d.device().is_cuda());
+    EXPECT_EQ(to_vector<double>(c), to_vector<double>(d)) << dtype_name(dt);
+  }
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    const Tensor c = uniform({999}, -1.5, 4, gc, dt), d = uniform({999}, -1.5, 4, gd, dt, kCuda);
+    EXPECT_EQ(to_vector<double>(c), to_vector<double>(d)) << dtype_name(dt);
+  }
+  EXPECT_EQ(gc.offset(), gd.offset());
+}
+
 TEST(CudaOps, MisuseIsAClearError) {
   OKD_REQUIRE_GPU();
   Tensor a = randn_t({2, 3}, DType::Float32, 1);

@@ -1,0 +1,78 @@
+// Random tensors on CUDA (uniform, bernoulli): one thread per element computes its Philox word
+// with the same inline code as the CPU (tensor/philox.h), so a generator state gives the CPU's
+// numbers. The affine map of uniform is rounded step by step (no fused multiply-add), as on the
+// CPU.
+#include "tensor/cuda/backends.h"
+#include "tensor/cuda/context.h"
+#include "tensor/cuda/launch.cuh"
+#include "tensor/philox.h"
+
+namespace okd::cuda {
+
+namespace {
+
+template <class T>
+__global__ void uniform_kernel(T* out, int64_t n, double lo, double span, uint64_t first,
+                               uint64_t key) {
+  OKD_GRID_STRIDE(i, n) {
+    const double u = philox::u01(philox::word(first, key, i));
+    out[i] = static_cast<T>(__dadd_rn(lo, __dmul_rn(span, u)));
+  }
+}
+
+template <class T>
+__global__ void bernoulli_kernel(T* out, int64_t n, double p, uint64_t first, uint64_t key) {
+  OKD_GRID_STRIDE(i, n) {
+    out[i] = static_cast<T>(philox::u01(philox::word(first, key, i)) < p ? 1 : 0);
+  }
+}
+
+}  // namespace
+
+namespace gpu {
+
+Tensor random_uniform(const Shape& shape, DType dtype, double lo, double hi, uint64_t first,
+                      uint64_t key) {
+  OKD_CHECK(is_floating(dtype), "op uniform has no CUDA kernel for ", dtype_name(dtype), " yet");
+  Tensor t = empty(shape, dtype, Device(DeviceType::CUDA, 0));
+  const int64_t n = t.numel();
+  if (n == 0) return t;
+  if (dtype == DType::Float32)
+    uniform_kernel<float><<<grid_for(n), kThreads, 0, stream()>>>(t.device_data<float>(), n, lo,
+                                                                  hi - lo, first, key);
+  else
+    uniform_kernel<double><<<grid_for(n), kThreads, 0, stream()>>>(t.device_data<double>(), n, lo,
+                                                                   hi - lo, first, key);
+  OKD_CUDA_CHECK_LAUNCH("uniform");
+  return t;
+}
+
+Tensor random_bernoulli(const Shape& shape, DType dtype, double p, uint64_t first, uint64_t key) {
+  Tensor t = empty(shape, dtype, Device(DeviceType::CUDA, 0));
+  const int64_t n = t.numel();
+  if (n == 0) return t;
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    bernoulli_kernel<T>
+        <<<grid_for(n), kThreads, 0, stream()>>>(t.device_data<T>(), n, p, first, key);
+  };
+  switch (dtype) {
+    case DType::Float32:
+      run(float{});
+      break;
+    case DType::Float64:
+      run(double{});
+      break;
+    case DType::Int64:
+      run(int64_t{});
+      break;
+    case DType::UInt8:
+      run(uint8_t{});
+      break;
+  }
+  OKD_CUDA_CHECK_LAUNCH("bernoulli");
+  return t;
+}
+
+}  // namespace gpu
+}  // namespace okd::cuda
