@@ -67,6 +67,7 @@ Tensor bernoulli_from(const Shape& shape, DType dtype, double p, uint64_t first,
 // One word per value: the generator advances by ceil(n / 4) blocks on every device.
 Tensor uniform(const Shape& shape, double lo, double hi, Generator& gen, DType dtype,
                Device device) {
+  OKD_CHECK(is_floating(dtype), "uniform: expected a float dtype, got ", dtype_name(dtype));
   const uint64_t first = gen.reserve(static_cast<uint64_t>((shape_numel(shape) + 3) / 4));
   if (device.is_cuda()) return cuda::random_uniform(shape, dtype, lo, hi, first, gen.seed());
   return detail::uniform_from(shape, dtype, lo, hi, first, gen.seed());
