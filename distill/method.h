@@ -129,6 +129,16 @@ class Method {
   virtual void after_update(const TrainClock&) {}
   virtual void on_epoch_start(const TrainClock&) {}
 
+  // Why a training step (forward_train, update, after_update) cannot be captured as one CUDA graph
+  // and replayed (train_cifar --cuda-graph; tensor/cuda/graph.h), or "" when it can: its device
+  // work must be the same every step apart from the batch's values, the scalars it passes to
+  // kernels may change only at epoch starts or with the learning rate, and it must not
+  // synchronise with the host or draw random numbers.
+  virtual std::string capture_blocker() const {
+    return "its step has not been checked for capture (a per-step scalar, random draw or host "
+           "read would be frozen into the graph)";
+  }
+
   // Members evaluated at test time, in display order, and the one that is deployed.
   virtual std::vector<std::string> members() const = 0;
   virtual std::string deployed_member() const = 0;

@@ -5,6 +5,7 @@
 #include "nn/functional.h"
 #include "nn/init.h"
 #include "tensor/ops/copy.h"
+#include "tensor/ops/update.h"
 
 namespace okd::nn {
 
@@ -64,22 +65,8 @@ BatchNorm::BatchNorm(int64_t c, int spatial_dims, double eps, double momentum, b
   }
 }
 
-void BatchNorm::count_batch() {
-  const Tensor& n = num_batches_tracked;
-  if (n.device().is_cpu()) {
-    n.data<int64_t>()[0] += 1;
-    return;
-  }
-  // On a device, integer arithmetic has no kernel and reading the count back every call would
-  // wait for the stream, so the count is kept here and written with fill_. It is read back only
-  // when something else wrote the buffer since (a load, a move), which changes storage or version.
-  const Storage* st = n.impl()->storage.get();
-  if (st != device_count_storage_ || st->version() != device_count_version_)
-    device_count_ = static_cast<int64_t>(n.item());
-  ops::fill_(n, static_cast<double>(++device_count_));
-  device_count_storage_ = st;
-  device_count_version_ = st->version();
-}
+// On a device the count advances there (no host read, and nothing a captured step would freeze).
+void BatchNorm::count_batch() { ops::counter_add_(num_batches_tracked, 1); }
 
 Tensor BatchNorm::forward(const Tensor& x) { return run(x, false); }
 Tensor BatchNorm::forward_relu(const Tensor& x) { return run(x, true); }

@@ -69,11 +69,6 @@ class BatchNorm : public Layer {
   Tensor run(const Tensor& x, bool relu);
   void count_batch();
   int64_t num_features_;
-  // num_batches_tracked on a device: the count as last written, and the buffer's storage and
-  // version after that write (anything else writing it, e.g. load_state_dict, changes them).
-  int64_t device_count_ = 0;
-  const void* device_count_storage_ = nullptr;
-  uint64_t device_count_version_ = 0;
   int spatial_dims_;
   double eps_, momentum_;
 };

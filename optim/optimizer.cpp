@@ -6,6 +6,7 @@
 #include <set>
 
 #include "autograd/tape.h"
+#include "tensor/cuda/graph.h"
 #include "tensor/ops/copy.h"
 
 namespace okd::optim {
@@ -97,6 +98,7 @@ Optimizer::Optimizer(std::string name, std::vector<ParamGroup> groups, double de
 
 void Optimizer::step() {
   NoGradGuard no_grad;
+  std::vector<std::pair<size_t, size_t>> updated;  // (group, param): counts a replay advances
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     const ParamGroup& g = groups_[gi];
     for (size_t pi = 0; pi < g.params.size(); ++pi) {
@@ -108,9 +110,15 @@ void Optimizer::step() {
       ++s.step;
       update(g, p, grad, s);
       p.impl()->storage->bump_version();
+      updated.emplace_back(gi, pi);
     }
   }
   ++steps_;
+  if (cuda::capturing())
+    cuda::on_replay([this, updated] {
+      for (const auto& [gi, pi] : updated) ++state_[gi][pi].step;
+      ++steps_;
+    });
 }
 
 void Optimizer::zero_grad(bool set_to_none) {

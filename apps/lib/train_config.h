@@ -41,6 +41,7 @@ struct TrainConfig {
   std::string device = "cpu";
   bool deterministic = false;  // cuDNN: deterministic algorithms only
   bool allow_tf32 = false;     // cuBLAS/cuDNN float32 products in TF32
+  bool cuda_graph = false;     // capture each training step as a CUDA graph and replay it
   int threads = 0;             // 0 = all cores (OpenMP default)
   int workers = 2;
   uint64_t seed = 0;

@@ -25,6 +25,7 @@
 #include "optim/schedule.h"
 #include "optim/sgd.h"
 #include "tensor/cuda/cuda_ops.h"
+#include "tensor/cuda/graph.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/index.h"
 #include "tensor/ops/view.h"
@@ -167,6 +168,17 @@ class Trainer {
   std::vector<double> base_lrs_;
   bool interrupted_ = false;
   int64_t steps_this_process_ = 0;
+
+  // --cuda-graph (tensor/cuda/graph.h): the captured step, its fixed input batch and result, and
+  // the epoch and lr factor frozen into it.
+  distill::StepResult graph_step(const distill::Batch& batch, const distill::TrainClock& clock);
+  bool use_graph_ = false;
+  std::unique_ptr<cuda::CapturedGraph> graph_;
+  distill::Batch graph_input_;
+  distill::StepResult graph_result_;
+  int64_t graph_epoch_ = -1;
+  double graph_lr_factor_ = 0;
+  int64_t graph_eager_steps_ = 0, graph_captures_ = 0, graph_replays_ = 0;
 };
 
 void Trainer::setup() {
@@ -178,10 +190,19 @@ void Trainer::setup() {
     OKD_CHECK(has_allocator(DeviceType::CUDA), "--device ", cfg_.device, ": ",
               cuda::unavailable_reason(),
               "; use --device cpu (OKD_CUDA_EMULATE=1 emulates cuda:0 on the CPU, for testing)");
+  OKD_CHECK(!cfg_.cuda_graph || device_.is_cuda(), "--cuda-graph needs --device cuda (got --device ",
+            cfg_.device, ")");
   method_ = distill::make_method(cfg_.method);
   for (const auto& [k, v] : cfg_.method_options)
     if (k.rfind(cfg_.method + ".", 0) == 0)
       method_->options().set(k.substr(cfg_.method.size() + 1), v);
+  use_graph_ = false;
+  if (cfg_.cuda_graph) {
+    const std::string blocker = method_->capture_blocker();
+    use_graph_ = blocker.empty();
+    if (!use_graph_)
+      std::printf("--cuda-graph: %s trains eagerly: %s\n", cfg_.method.c_str(), blocker.c_str());
+  }
 
   data_ = make_train_data(cfg_, method_->num_views());
   distill::BuildContext ctx;
@@ -280,7 +301,12 @@ void Trainer::train_epoch(int64_t epoch) {
     clock.step_in_epoch = step;
     set_learning_rate(clock);
     clock.lr_factor = lr_factor_;
-    distill::StepResult r = method_->forward_train(to_device(*batch, device_), clock);
+    // With --cuda-graph a full batch runs forward, update and after_update as one captured step;
+    // a non-finite loss is then seen after that step's update (the run still stops before any
+    // checkpoint is written).
+    const bool captured = use_graph_ && batch->size() == cfg_.batch_size;
+    distill::StepResult r = captured ? graph_step(*batch, clock)
+                                     : method_->forward_train(to_device(*batch, device_), clock);
     // Every term and the total in one copy to the host.
     std::vector<Tensor> scalars;
     for (const auto& [name, t] : r.terms) scalars.push_back(t);
@@ -296,8 +322,10 @@ void Trainer::train_epoch(int64_t epoch) {
     const double total = values.back();
     OKD_CHECK(std::isfinite(total), "the total loss is ", total, " at epoch ", epoch + 1, ", step ",
               step + 1, "; stopping (the last good checkpoint is kept)");
-    method_->update(r, *optimizer_, clock);
-    method_->after_update(clock);
+    if (!captured) {
+      method_->update(r, *optimizer_, clock);
+      method_->after_update(clock);
+    }
 
     const int64_t n = batch->size();
     images += n;
@@ -342,6 +370,48 @@ void Trainer::train_epoch(int64_t epoch) {
   train_images_ += images;
   train_seconds_ += progress.elapsed_seconds();
   start_step_ = 0;
+}
+
+// One full-batch step under --cuda-graph. The batch is copied into the fixed input tensors; the
+// first step of the process runs eagerly (it creates the momentum buffers, cuDNN's algorithm
+// choices and anything else a method makes lazily: none of that may happen inside a graph); the
+// next one is captured, and later ones replay it until the epoch or the lr factor changes, when
+// the scalars frozen into the graph may be stale and it is captured again.
+distill::StepResult Trainer::graph_step(const distill::Batch& batch,
+                                        const distill::TrainClock& clock) {
+  if (graph_input_.views.empty()) {
+    graph_input_ = to_device(batch, device_);
+  } else {
+    for (size_t v = 0; v < batch.views.size(); ++v)
+      ops::copy_across_devices_(graph_input_.views[v], batch.views[v]);
+    ops::copy_across_devices_(graph_input_.labels, batch.labels);
+    if (batch.indices.defined()) ops::copy_across_devices_(graph_input_.indices, batch.indices);
+  }
+  auto step = [&] {
+    distill::StepResult r = method_->forward_train(graph_input_, clock);
+    method_->update(r, *optimizer_, clock);
+    method_->after_update(clock);
+    return r;
+  };
+  if (graph_eager_steps_ == 0) {
+    ++graph_eager_steps_;
+    return step();
+  }
+  if (!graph_ || graph_epoch_ != clock.epoch || graph_lr_factor_ != lr_factor_) {
+    graph_.reset();  // its memory pool goes back to the allocator
+    auto g = std::make_unique<cuda::CapturedGraph>();
+    distill::StepResult r;
+    g->capture([&] { r = step(); }, "a --cuda-graph training step");
+    graph_ = std::move(g);
+    graph_result_ = r;
+    graph_epoch_ = clock.epoch;
+    graph_lr_factor_ = lr_factor_;
+    ++graph_captures_;
+    return r;
+  }
+  graph_->replay();
+  ++graph_replays_;
+  return graph_result_;
 }
 
 std::map<std::string, MemberStats> Trainer::evaluate(TrainData::Split& split) {
@@ -654,6 +724,10 @@ int Trainer::run() {
   write_plot();
   print_member_table("results (" + cfg_.method + ", " + cfg_.arch + ", " + cfg_.dataset + ", " +
                      std::to_string(cfg_.epochs) + " epochs, " + format_duration(seconds) + ")");
+  if (use_graph_)
+    std::printf("cuda graph: %lld captures, %lld replays, %lld eager warm-up step(s)\n",
+                static_cast<long long>(graph_captures_), static_cast<long long>(graph_replays_),
+                static_cast<long long>(graph_eager_steps_));
   std::printf("run directory: %s (metrics.csv, summary.json, curves.svg, checkpoints/)\n",
               run_dir_.string().c_str());
   return 0;

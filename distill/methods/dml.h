@@ -29,6 +29,9 @@ class DmlMethod : public Method {
   std::vector<std::pair<std::string, nn::ModulePtr>> networks() const override;
   StepResult forward_train(const Batch& batch, const TrainClock& clock) override;
   void update(StepResult& result, optim::Optimizer& main, const TrainClock& clock) override;
+  // Every peer's forward, CE + KL with constant T and weights, backward and SGD (both update
+  // orders): static apart from the batch.
+  std::string capture_blocker() const override { return ""; }
   std::vector<std::string> members() const override;
   std::string deployed_member() const override { return "net1"; }
   int64_t deployed_num_parameters() const override { return nets_.at(0)->num_parameters(); }

@@ -17,14 +17,17 @@ namespace {
 
 std::string mib(int64_t bytes) { return str(bytes / (1024.0 * 1024.0), " MiB"); }
 
+using FreeLists = std::unordered_map<size_t, std::vector<void*>>;  // size class -> free blocks
+
 class CachingAllocator final : public Allocator {
  public:
   void* allocate(size_t nbytes) override {
     const size_t size = size_class(nbytes);
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = free_.find(size);
+    FreeLists& lists = open_pool_ ? pools_.at(open_pool_) : free_;
+    auto it = lists.find(size);
     void* p = nullptr;
-    if (it != free_.end() && !it->second.empty()) {
+    if (it != lists.end() && !it->second.empty()) {
       p = it->second.back();
       it->second.pop_back();
       stats_.cached_bytes -= static_cast<int64_t>(size);
@@ -32,7 +35,7 @@ class CachingAllocator final : public Allocator {
       p = device_malloc(size, nbytes);
     }
     stats_.allocated_bytes += static_cast<int64_t>(size);
-    live_[p] = size;
+    live_[p] = {size, open_pool_};
     return p;
   }
 
@@ -41,11 +44,33 @@ class CachingAllocator final : public Allocator {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = live_.find(ptr);
     if (it == live_.end()) return;  // not ours: never happens unless storage is corrupted
-    const size_t size = it->second;
+    const auto [size, pool] = it->second;
     live_.erase(it);
     stats_.allocated_bytes -= static_cast<int64_t>(size);
     stats_.cached_bytes += static_cast<int64_t>(size);
-    free_[size].push_back(ptr);
+    auto p = pools_.find(pool);
+    (p != pools_.end() ? p->second : free_)[size].push_back(ptr);
+  }
+
+  int begin_pool() {
+    std::lock_guard<std::mutex> lock(mu_);
+    OKD_CHECK(open_pool_ == 0, "cuda allocator: a graph pool is already open");
+    open_pool_ = ++last_pool_;
+    pools_[open_pool_];
+    return open_pool_;
+  }
+  void end_pool() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_pool_ = 0;
+  }
+  void release_pool(int pool) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto p = pools_.find(pool);
+    if (p == pools_.end()) return;
+    for (auto& [size, blocks] : p->second)
+      free_[size].insert(free_[size].end(), blocks.begin(), blocks.end());
+    pools_.erase(p);  // live blocks of the pool go to the shared lists when freed
+    if (open_pool_ == pool) open_pool_ = 0;
   }
 
   AllocatorStats stats() {
@@ -82,7 +107,7 @@ class CachingAllocator final : public Allocator {
   }
 
   // Caller holds mu_. cudaFree waits for the device, so queued work using a block finishes first.
-  void release_cached() {
+  void release_cached() {  // the shared lists only: a graph's pool stays with the graph
     for (auto& [size, blocks] : free_) {
       for (void* p : blocks) {
         OKD_CUDA_CHECK("cuda allocator", cudaFree(p));
@@ -93,9 +118,15 @@ class CachingAllocator final : public Allocator {
     }
   }
 
+  struct Block {
+    size_t size;  // size class
+    int pool;     // 0: the shared lists; else a graph's private pool
+  };
   std::mutex mu_;
-  std::unordered_map<size_t, std::vector<void*>> free_;  // size class -> free blocks
-  std::unordered_map<void*, size_t> live_;               // block -> its size class
+  FreeLists free_;                             // shared free blocks
+  std::unordered_map<int, FreeLists> pools_;   // graph pools' free blocks
+  std::unordered_map<void*, Block> live_;      // block -> its size class and pool
+  int open_pool_ = 0, last_pool_ = 0;
   AllocatorStats stats_;
 };
 
@@ -170,6 +201,10 @@ Allocator* caching_allocator() { return &allocator_instance(); }
 
 AllocatorStats allocator_stats() { return allocator_instance().stats(); }
 
+int begin_graph_pool() { return allocator_instance().begin_pool(); }
+void end_graph_pool() { allocator_instance().end_pool(); }
+void release_graph_pool(int pool) { allocator_instance().release_pool(pool); }
+
 void empty_cache() { allocator_instance().empty_cache(); }
 
 void device_copy(const Tensor& dst, const Tensor& src) {
@@ -190,6 +225,7 @@ void device_copy(const Tensor& dst, const Tensor& src) {
     host_to_device(d, s, n);
   } else if (src.device().is_cuda() && dst.device().is_cpu()) {
     device_to_host(d, s, n);
+    raise_device_error();  // the device's work up to this copy has finished
   } else if (src.device().is_cuda() && dst.device().is_cuda()) {
     OKD_CUDA_CHECK("to(cuda)", cudaMemcpyAsync(d, s, n, cudaMemcpyDeviceToDevice, stream()));
   } else {

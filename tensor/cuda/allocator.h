@@ -21,6 +21,15 @@ inline size_t size_class(size_t nbytes) { return allocation_size_class(nbytes); 
 // outlive every other object at exit).
 Allocator* caching_allocator();
 
+// Private pools for CUDA graphs (graph_cuda.cpp). While a pool is open (between begin and end),
+// every allocation comes from it: its own free blocks, else cudaMalloc. A pool block that is freed
+// goes back to the pool, never to the shared free lists, for as long as the pool lives, because a
+// graph replays its reads and writes of that memory whenever it is launched; release_graph_pool
+// (when the graph is destroyed) hands the pool's free blocks, and its live ones once freed, back.
+int begin_graph_pool();
+void end_graph_pool();
+void release_graph_pool(int pool);
+
 // ops::to's device-copy hook: dst and src contiguous, same shape and dtype, one on cuda:0.
 void device_copy(const Tensor& dst, const Tensor& src);
 

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "tensor/cuda/cuda_check.h"
+#include "tensor/cuda/cuda_ops.h"
 #include "tensor/tensor.h"
 
 namespace okd::cuda {
@@ -25,6 +26,10 @@ std::string cudnn_version();
 // The backend drives cuda:0 only for now (the Allocator interface does not carry a device index).
 // Throws naming op unless t lives on cuda:0.
 void check_device(const Tensor& t, const char* op);
+
+// The device address of the deferred-error record (cuda_ops.h, "errors found on the device"), for
+// kernels that check index-valued inputs; see report_device_error in launch.cuh.
+DeviceErrorRecord* device_error_record_for_kernels();
 
 constexpr int kThreads = 256;
 // Blocks for a grid-stride loop over n elements: enough to fill the GPU, never more than needed.

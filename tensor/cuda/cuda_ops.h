@@ -85,6 +85,33 @@ class SyncFreeScope {
   const char* previous_;
 };
 
+// ---- errors found on the device (deferred) -----------------------------------------------------
+// A kernel cannot throw. Index-valued inputs (cross-entropy targets, one_hot labels, the indices of
+// index_select, gather and scatter_add) are checked by the kernels themselves: an out-of-range
+// value is skipped (no stray read or write; the output holds NaN or 0 there) and the first such
+// error is written to a record the host can read. The host raises it as an okd::Error with the CPU
+// op's message at its next synchronisation with the device: a device-to-host copy (item(),
+// to(kCPU)) or synchronize(). Checking on the host instead would cost a device-to-host copy and a
+// sync per call, which a captured step cannot make (docs/cuda.md, "Errors found on the device").
+enum class DeviceErrorKind : int32_t {
+  None = 0,
+  CrossEntropyTarget,
+  OneHotLabel,
+  IndexSelectIndex,
+  GatherIndex,
+  ScatterAddIndex,
+};
+struct DeviceErrorRecord {
+  int32_t kind = 0;  // a DeviceErrorKind; written first, by atomicCAS from 0, so the first wins
+  int32_t dim = 0;   // the indexed dim (index ops)
+  int64_t position = 0, value = 0, bound = 0;  // where, the bad value, the exclusive upper bound
+};
+// The message of a recorded error, as the CPU op words it.
+std::string describe(const DeviceErrorRecord& r);
+// Throws the recorded error (clearing the record) if a kernel recorded one since the last call.
+// The callers are the host synchronisation points, after the device's work has finished.
+void raise_device_error();
+
 // ---- kernels (validation included: the same errors as the CPU ops) -----------------------------
 // Declared in cuda_kernels.inc, three times: here (the entry points the CPU op files call, which
 // forward to the emulator or to the GPU: tensor/cuda/dispatch.cpp), in cuda::gpu (the .cu kernels,

@@ -17,7 +17,10 @@ std::string unavailable_reason() {
 
 AllocatorStats allocator_stats() { return {}; }
 void empty_cache() {}
-void synchronize() { note_host_sync("synchronize()"); }
+void synchronize() {
+  note_host_sync("synchronize()");
+  raise_device_error();  // an emulated kernel's deferred error
+}
 void set_allow_tf32(bool) {}
 bool allow_tf32() { return false; }
 void set_deterministic(bool) {}
@@ -60,7 +63,7 @@ Tensor log_softmax_lastdim_backward(const Tensor&, const Tensor&) {
 Tensor cross_entropy_forward(const Tensor&, const Tensor&, double, const Tensor&) {
   no_backend("cross_entropy");
 }
-Tensor cross_entropy_backward(double, const Tensor&, const Tensor&, double, const Tensor&) {
+Tensor cross_entropy_backward(const Tensor&, const Tensor&, const Tensor&, double, const Tensor&) {
   no_backend("cross_entropy_backward");
 }
 Tensor conv2d_forward(const Tensor&, const Tensor&, const Tensor&, const ops::Conv2dParams&) {
@@ -120,6 +123,19 @@ Tensor random_bernoulli(const Shape&, DType, double, uint64_t, uint64_t) {
   no_backend("bernoulli");
 }
 
+DeviceErrorRecord* device_error_record() { return nullptr; }
+void counter_add_(const Tensor&, int64_t) { no_backend("counter_add_"); }  // no kernel can run
+
 }  // namespace gpu
+
+namespace detail {
+struct GpuGraph {};
+GpuGraph* gpu_graph_capture(const std::function<void()>&, const char*) {
+  no_backend("CapturedGraph");
+}
+void gpu_graph_launch(GpuGraph*) { no_backend("CapturedGraph"); }
+int64_t gpu_graph_size(const GpuGraph*) { return 0; }
+void gpu_graph_destroy(GpuGraph*) {}
+}  // namespace detail
 
 }  // namespace okd::cuda

@@ -4,7 +4,9 @@
 // backend's rules are kept: every operand on cuda:0 (no mixing with CPU tensors), and the dtypes
 // its kernels lack are refused with its message, so what passes here is what the GPU accepts; so
 // are the host synchronisations its kernels make (note_host_sync), for SyncFreeScope.
+#include <algorithm>
 #include <atomic>
+#include <limits>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -20,6 +22,7 @@
 #include "tensor/ops/norm.h"
 #include "tensor/ops/pool.h"
 #include "tensor/ops/reduce.h"
+#include "tensor/ops/update.h"
 #include "tensor/random.h"
 #include "tensor/runtime.h"
 
@@ -53,7 +56,14 @@ void emulated_copy(const Tensor& dst, const Tensor& src) {
   if (src.device().is_cpu()) note_host_sync("a host-to-device copy");
   dst.impl()->storage->bump_version();
   if (src.nbytes() > 0) std::memcpy(dst.device_raw_data(), src.device_raw_data(), src.nbytes());
+  if (dst.device().is_cpu()) raise_device_error();  // as after a GPU's device-to-host copy
+  if (dst.device().is_cuda() && src.device().is_cuda() && detail::emulated_recording())
+    detail::record_emulated([dst, src] {  // a device-to-device copy is part of a captured step
+      if (src.nbytes() > 0) std::memcpy(dst.device_raw_data(), src.device_raw_data(), src.nbytes());
+    });
 }
+
+DeviceErrorRecord g_error_record;  // the emulated kernels' deferred errors
 
 bool enable_from_environment() noexcept {
   const char* v = std::getenv("OKD_CUDA_EMULATE");
@@ -119,6 +129,33 @@ Tensor host_float(const Tensor& t, const char* op) {
   float_only(t, op);
   return host(t, op);
 }
+
+// The GPU kernels check index-valued inputs themselves and defer the error (cuda_ops.h): the first
+// value of idx (a CPU alias) outside [0, bound) is recorded as the kernel would record it, and
+// true returned, in which case the caller skips the CPU op (which would throw at once) and returns
+// a NaN-filled result of the right shape.
+bool defer_bad_index(const Tensor& idx, int64_t bound, DeviceErrorKind kind, int64_t dim) {
+  const Tensor c = ops::contiguous(idx);
+  const int64_t* v = c.data<int64_t>();
+  for (int64_t i = 0; i < c.numel(); ++i) {
+    if (v[i] >= 0 && v[i] < bound) continue;
+    if (g_error_record.kind == 0) {
+      g_error_record.kind = static_cast<int32_t>(kind);
+      g_error_record.dim = static_cast<int32_t>(dim);
+      g_error_record.position = i;
+      g_error_record.value = v[i];
+      g_error_record.bound = bound;
+    }
+    return true;
+  }
+  return false;
+}
+// What a kernel leaves behind after a bad index: memory nobody should read (the error is raised
+// at the next synchronisation).
+Tensor poisoned(const Shape& shape, DType dtype) {
+  return dev(full(shape, is_floating(dtype) ? std::numeric_limits<double>::quiet_NaN() : 0, dtype));
+}
+int64_t dim_size(const Tensor& t, int64_t dim) { return t.dim() ? t.shape()[dim] : 1; }
 
 // In-place ops write through the alias; the tensor's own version must move as the GPU's would.
 void bump(const Tensor& t) { t.impl()->storage->bump_version(); }
@@ -307,25 +344,50 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return dev(ops::matmul(host_float(a, "matmul"), host_float(b, "matmul")));
 }
 
-Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
-  note_host_sync("index_select's index check");
-  return dev(ops::index_select(host(t, "index_select"), dim, host(index, "index_select")));
+// A bad index value is deferred only once the operands' dtypes and ranks are right; otherwise the
+// CPU op runs and raises its own (immediate, as on the GPU) error about them.
+Tensor index_select(const Tensor& t_, int64_t dim, const Tensor& index_) {
+  const Tensor t = host(t_, "index_select"), index = host(index_, "index_select");
+  if (index.dtype() == DType::Int64 && index.dim() <= 1) {
+    const int64_t d = wrap_dim(dim, std::max<int64_t>(t.dim(), 1), "index_select");
+    if (defer_bad_index(index, dim_size(t, d), DeviceErrorKind::IndexSelectIndex, d)) {
+      Shape s = t.shape();
+      if (t.dim()) s[d] = index.numel();
+      return poisoned(s, t.dtype());
+    }
+  }
+  return dev(ops::index_select(t, dim, index));
 }
 
-Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
-  note_host_sync("gather's index check");
-  return dev(ops::gather(host(t, "gather"), dim, host(index, "gather")));
+Tensor gather(const Tensor& t_, int64_t dim, const Tensor& index_) {
+  const Tensor t = host(t_, "gather"), index = host(index_, "gather");
+  if (index.dtype() == DType::Int64 && index.dim() == t.dim() && t.dim() > 0) {
+    const int64_t d = wrap_dim(dim, t.dim(), "gather");
+    if (defer_bad_index(index, t.shape()[d], DeviceErrorKind::GatherIndex, d))
+      return poisoned(index.shape(), t.dtype());
+  }
+  return dev(ops::gather(t, dim, index));
 }
 
-Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src) {
-  note_host_sync("scatter_add's index check");
-  return dev(ops::scatter_add(host(t, "scatter_add"), dim, host(index, "scatter_add"),
-                              host(src, "scatter_add")));
+Tensor scatter_add(const Tensor& t_, int64_t dim, const Tensor& index_, const Tensor& src) {
+  const Tensor t = host(t_, "scatter_add"), index = host(index_, "scatter_add");
+  if (index.dtype() == DType::Int64 && index.dim() == t.dim() && t.dim() > 0) {
+    const int64_t d = wrap_dim(dim, t.dim(), "scatter_add");
+    if (defer_bad_index(index, t.shape()[d], DeviceErrorKind::ScatterAddIndex, d))
+      return poisoned(t.shape(), t.dtype());
+  }
+  return dev(ops::scatter_add(t, dim, index, host(src, "scatter_add")));
 }
 
-Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype) {
-  note_host_sync("one_hot's label check");
-  return dev(ops::one_hot(host(labels, "one_hot"), num_classes, dtype));
+Tensor one_hot(const Tensor& labels_, int64_t num_classes, DType dtype) {
+  const Tensor labels = host(labels_, "one_hot");
+  if (labels.dtype() == DType::Int64 && num_classes > 0 &&
+      defer_bad_index(labels, num_classes, DeviceErrorKind::OneHotLabel, 0)) {
+    Shape s = labels.shape();
+    s.push_back(num_classes);
+    return poisoned(s, dtype);
+  }
+  return dev(ops::one_hot(labels, num_classes, dtype));
 }
 
 std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool largest) {
@@ -341,20 +403,29 @@ Tensor log_softmax_lastdim_backward(const Tensor& dy, const Tensor& y) {
                                                host_float(y, "log_softmax_backward")));
 }
 
-Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, double eps,
-                             const Tensor& weights) {
-  note_host_sync("cross_entropy's target check");
-  return dev(ops::cross_entropy_forward(host_float(logits, "cross_entropy"),
-                                        host(targets, "cross_entropy"), eps,
-                                        host_float(weights, "cross_entropy")));
+// A target outside [0, C) is deferred as the kernels do (after the shape checks, which the CPU op
+// makes first, have passed).
+bool defer_bad_target(const Tensor& logits, const Tensor& targets) {
+  return logits.dim() == 2 && targets.dtype() == DType::Int64 && targets.dim() == 1 &&
+         targets.size(0) == logits.size(0) &&
+         defer_bad_index(targets, logits.size(1), DeviceErrorKind::CrossEntropyTarget, 0);
 }
 
-Tensor cross_entropy_backward(double g, const Tensor& logits, const Tensor& targets, double eps,
-                              const Tensor& weights) {
-  note_host_sync("cross_entropy's target check");
-  return dev(ops::cross_entropy_backward(g, host_float(logits, "cross_entropy_backward"),
-                                         host(targets, "cross_entropy_backward"), eps,
-                                         host_float(weights, "cross_entropy_backward")));
+Tensor cross_entropy_forward(const Tensor& logits_, const Tensor& targets_, double eps,
+                             const Tensor& weights) {
+  const Tensor logits = host_float(logits_, "cross_entropy");
+  const Tensor targets = host(targets_, "cross_entropy");
+  if (defer_bad_target(logits, targets)) return poisoned({}, logits.dtype());
+  return dev(ops::cross_entropy_forward(logits, targets, eps, host_float(weights, "cross_entropy")));
+}
+
+Tensor cross_entropy_backward(const Tensor& g, const Tensor& logits_, const Tensor& targets_,
+                              double eps, const Tensor& weights) {
+  const char* op = "cross_entropy_backward";
+  const Tensor logits = host_float(logits_, op), targets = host(targets_, op);
+  if (defer_bad_target(logits, targets)) return poisoned(logits.shape(), logits.dtype());
+  return dev(ops::cross_entropy_backward(host_float(g, op), logits, targets, eps,
+                                         host_float(weights, op)));
 }
 
 Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
@@ -453,13 +524,30 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
   bump(param);
 }
 
+DeviceErrorRecord* device_error_record() { return &g_error_record; }
+
+void overwrite(const Tensor& dst_, const Tensor& src_) {
+  if (!dst_.defined()) return;
+  const Tensor dst = host(dst_, "replay"), src = host(src_, "replay");
+  OKD_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype(), "replay: a kernel's result ",
+            src.desc(), " no longer matches the captured ", dst.desc());
+  if (dst.device_raw_data() == src.device_raw_data() && dst.strides() == src.strides()) return;
+  ops::copy_(dst, src);
+  bump(dst_);
+}
+
+void counter_add_(const Tensor& counter, int64_t amount) {
+  ops::counter_add_(host(counter, "counter_add_"), amount);
+  bump(counter);
+}
+
 Tensor random_uniform(const Shape& shape, DType dtype, double lo, double hi, uint64_t first,
                       uint64_t key) {
-  return dev(detail::uniform_from(shape, dtype, lo, hi, first, key));
+  return dev(okd::detail::uniform_from(shape, dtype, lo, hi, first, key));
 }
 
 Tensor random_bernoulli(const Shape& shape, DType dtype, double p, uint64_t first, uint64_t key) {
-  return dev(detail::bernoulli_from(shape, dtype, p, first, key));
+  return dev(okd::detail::bernoulli_from(shape, dtype, p, first, key));
 }
 
 }  // namespace emu

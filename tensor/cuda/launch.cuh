@@ -102,6 +102,21 @@ struct MinOp {
   }
 };
 
+// Records an out-of-range index found by a kernel in the deferred-error record (cuda_ops.h): the
+// first reporter wins the atomicCAS on `kind` and fills in the rest; the host reads the record
+// only after the kernel has finished.
+__device__ __forceinline__ void report_device_error(DeviceErrorRecord* r, DeviceErrorKind kind,
+                                                    int dim, int64_t position, int64_t value,
+                                                    int64_t bound) {
+  if (atomicCAS(reinterpret_cast<int*>(&r->kind), 0, static_cast<int>(kind)) == 0) {
+    r->dim = dim;
+    r->position = position;
+    r->value = value;
+    r->bound = bound;
+    __threadfence_system();
+  }
+}
+
 // Every thread passes its partial value; every thread gets the block's total. `smem` holds 32
 // doubles. Ends with a barrier, so the caller can call it again right away.
 template <class Op>

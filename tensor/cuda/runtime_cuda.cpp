@@ -6,9 +6,11 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
+#include <new>
 #include <mutex>
 
 #include "tensor/cuda/allocator.h"
+#include "tensor/cuda/backends.h"
 #include "tensor/cuda/context.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/copy.h"
@@ -79,6 +81,12 @@ cublasHandle_t cublas_handle() {
     cublasHandle_t handle = nullptr;
     OKD_CUBLAS_CHECK("cublas", cublasCreate(&handle));
     OKD_CUBLAS_CHECK("cublas", cublasSetStream(handle, stream()));
+    // A fixed workspace, so cuBLAS never allocates inside a captured step (graph.h); 32 MiB is
+    // what cuBLAS asks for on Hopper (CUBLAS_WORKSPACE_CONFIG=:4096:8). Never freed.
+    constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+    void* workspace = nullptr;
+    OKD_CUDA_CHECK("cublas workspace", cudaMalloc(&workspace, kWorkspaceBytes));
+    OKD_CUBLAS_CHECK("cublas", cublasSetWorkspace(handle, workspace, kWorkspaceBytes));
     return handle;
   }();
   // CUBLAS_DEFAULT_MATH keeps float32 products in full float32; TF32 only when asked for.
@@ -94,8 +102,29 @@ void check_device(const Tensor& t, const char* op) {
 
 void synchronize() {
   note_host_sync("synchronize()");
-  if (probe().count == 0) return;
-  OKD_CUDA_CHECK("synchronize", cudaStreamSynchronize(stream()));
+  if (probe().count > 0) OKD_CUDA_CHECK("synchronize", cudaStreamSynchronize(stream()));
+  raise_device_error();  // a kernel's deferred error (or an emulated one's)
+}
+
+// Mapped pinned host memory: kernels write it through its device address, the host reads it
+// after a synchronisation. Allocated on first use, never freed (like the allocator).
+DeviceErrorRecord* gpu::device_error_record() {
+  static DeviceErrorRecord* record = [] {
+    void* p = nullptr;
+    OKD_CUDA_CHECK("device error record", cudaHostAlloc(&p, sizeof(DeviceErrorRecord),
+                                                        cudaHostAllocMapped));
+    return new (p) DeviceErrorRecord();
+  }();
+  return record;
+}
+
+DeviceErrorRecord* device_error_record_for_kernels() {
+  static DeviceErrorRecord* on_device = [] {
+    void* d = nullptr;
+    OKD_CUDA_CHECK("device error record", cudaHostGetDevicePointer(&d, gpu::device_error_record(), 0));
+    return static_cast<DeviceErrorRecord*>(d);
+  }();
+  return on_device;
 }
 
 void set_allow_tf32(bool allow) { g_allow_tf32 = allow; }

@@ -12,6 +12,11 @@ Tensor to(const Tensor& t, Device device);  // t itself when already there
 void copy_(const Tensor& dst, const Tensor& src);
 void fill_(const Tensor& dst, double value);
 
+// dst = src between devices (an upload into or download from an existing tensor: the static inputs
+// of a captured step are refilled this way). Same shape and dtype, dst contiguous; src is made
+// contiguous first. Bumps dst's version. Same device: copy_.
+void copy_across_devices_(const Tensor& dst, const Tensor& src);
+
 // Installed by the CUDA backend: copies a contiguous tensor between devices (same shape, dtype).
 using DeviceCopyFn = void (*)(const Tensor& dst, const Tensor& src);
 void set_device_copy(DeviceCopyFn fn);

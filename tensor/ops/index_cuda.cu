@@ -1,7 +1,8 @@
 // Indexing CUDA kernels: index_select, gather, scatter_add, one_hot and topk, all four dtypes
 // (index.h); kthvalue is topk's k-th entry on any device.
-// Indices are checked on the host first, as on the CPU (a bad index is an okd::Error naming it,
-// never a stray write), which costs one device->host copy of the index tensor. scatter_add is
+// Index values are checked by the kernels: one out of range is skipped (never a stray read or
+// write; the output holds 0 there) and reported through the deferred-error record, raised as the
+// CPU's okd::Error at the next host synchronisation (cuda_ops.h); no host copy, no sync. scatter_add is
 // deterministic without atomics: one thread per line along `dim` of the index, adding that line's
 // entries in order, so each output element receives its contributions in the CPU's order (lines
 // write disjoint elements). topk ranks every element against its row (O(R^2) work per row, fine
@@ -24,27 +25,42 @@ struct Geometry {
   int64_t index_shape[kMaxDims] = {};
   int64_t input_strides[kMaxDims] = {};  // t (gather) or the output (scatter_add)
   int64_t src_strides[kMaxDims] = {};    // scatter_add's src
+  int64_t dim_size = 0;                  // size of the indexed dim of t (gather) or the output
 };
 
 // out[o, k, i] = src[o, index[k], i] over the [outer, size, inner] view of contiguous src.
 template <class T>
 __global__ void index_select_kernel(const T* src, const int64_t* index, T* out, int64_t total,
-                                    int64_t n, int64_t size, int64_t inner) {
+                                    int64_t n, int64_t size, int64_t inner, int dim,
+                                    DeviceErrorRecord* err) {
   OKD_GRID_STRIDE(e, total) {
     const int64_t i = e % inner, k = (e / inner) % n, o = e / (inner * n);
-    out[e] = src[(o * size + index[k]) * inner + i];
+    const int64_t v = index[k];
+    if (v < 0 || v >= size) {
+      report_device_error(err, DeviceErrorKind::IndexSelectIndex, dim, k, v, size);
+      out[e] = T(0);
+    } else {
+      out[e] = src[(o * size + v) * inner + i];
+    }
   }
 }
 
 // out[flat] = t[coords of flat in index, with coord dim replaced by index[flat]]
 template <class T>
-__global__ void gather_kernel(const T* t, const int64_t* index, T* out, int64_t total, Geometry g) {
+__global__ void gather_kernel(const T* t, const int64_t* index, T* out, int64_t total, Geometry g,
+                              DeviceErrorRecord* err) {
   OKD_GRID_STRIDE(flat, total) {
+    const int64_t v = index[flat];
+    if (v < 0 || v >= g.dim_size) {
+      report_device_error(err, DeviceErrorKind::GatherIndex, g.dim, flat, v, g.dim_size);
+      out[flat] = T(0);
+      continue;
+    }
     int64_t rem = flat, off = 0;
     for (int k = g.ndim - 1; k >= 0; --k) {
       const int64_t c = rem % g.index_shape[k];
       rem /= g.index_shape[k];
-      off += (k == g.dim ? index[flat] : c) * g.input_strides[k];
+      off += (k == g.dim ? v : c) * g.input_strides[k];
     }
     out[flat] = t[off];
   }
@@ -53,7 +69,7 @@ __global__ void gather_kernel(const T* t, const int64_t* index, T* out, int64_t 
 // Thread `line` walks index entries (..., j, ...) for j = 0 .. index_shape[dim]-1 in order.
 template <class T>
 __global__ void scatter_add_kernel(const T* src, const int64_t* index, T* out, int64_t lines,
-                                   Geometry g) {
+                                   Geometry g, DeviceErrorRecord* err) {
   OKD_GRID_STRIDE(line, lines) {
     // coordinates of the line (every dim but g.dim), and the matching offsets at j = 0
     int64_t rem = line, off_src = 0, off_out = 0, flat = 0, flat_stride = 1;
@@ -71,15 +87,26 @@ __global__ void scatter_add_kernel(const T* src, const int64_t* index, T* out, i
       flat_stride *= g.index_shape[k];
     }
     for (int64_t j = 0; j < g.index_shape[g.dim]; ++j) {
-      const int64_t f = flat + j * dim_flat_stride;
-      out[off_out + index[f] * g.input_strides[g.dim]] += src[off_src + j * g.src_strides[g.dim]];
+      const int64_t f = flat + j * dim_flat_stride, v = index[f];
+      if (v < 0 || v >= g.dim_size) {
+        report_device_error(err, DeviceErrorKind::ScatterAddIndex, g.dim, f, v, g.dim_size);
+        continue;
+      }
+      out[off_out + v * g.input_strides[g.dim]] += src[off_src + j * g.src_strides[g.dim]];
     }
   }
 }
 
 template <class T>
-__global__ void one_hot_kernel(const int64_t* labels, T* out, int64_t n, int64_t classes) {
-  OKD_GRID_STRIDE(i, n) { out[i * classes + labels[i]] = T(1); }
+__global__ void one_hot_kernel(const int64_t* labels, T* out, int64_t n, int64_t classes,
+                               DeviceErrorRecord* err) {
+  OKD_GRID_STRIDE(i, n) {
+    const int64_t v = labels[i];
+    if (v < 0 || v >= classes)
+      report_device_error(err, DeviceErrorKind::OneHotLabel, 0, i, v, classes);
+    else
+      out[i * classes + v] = T(1);
+  }
 }
 
 // a comes before b in topk's order: NaN first when largest (last when smallest), then by value,
@@ -124,7 +151,7 @@ void dispatch_all(DType dt, F&& f) {
   }
 }
 
-// index_cpu.cpp's check_index and check_range, reading the indices on the host.
+// index_cpu.cpp's check_index (dtype and device; the values are the kernels' to check).
 void check_index(const Tensor& index, const Tensor& t, const char* op) {
   OKD_CHECK(index.dtype() == DType::Int64, op, ": indices must be int64, got ",
             dtype_name(index.dtype()));
@@ -132,19 +159,14 @@ void check_index(const Tensor& index, const Tensor& t, const char* op) {
             " but the input on ", t.device().str());
   check_device(t, op);
 }
-void check_range(const Tensor& index, int64_t size, const char* op, int64_t d) {
-  for (int64_t v : to_vector<int64_t>(index))
-    OKD_CHECK(v >= 0 && v < size, op, ": index ", v, " is out of range for dim ", d, " of size ",
-              size);
-}
-
-Geometry geometry(const Tensor& index, int64_t d, const Shape& input_strides,
+Geometry geometry(const Tensor& index, int64_t d, int64_t dim_size, const Shape& input_strides,
                   const Shape& src_strides, const char* op) {
   OKD_CHECK(index.dim() <= kMaxDims, op, ": the CUDA kernel handles at most ", kMaxDims,
             " dims, got ", shape_str(index.shape()));
   Geometry g;
   g.ndim = static_cast<int>(index.dim());
   g.dim = static_cast<int>(d);
+  g.dim_size = dim_size;
   for (int64_t k = 0; k < index.dim(); ++k) {
     g.index_shape[k] = index.shape()[k];
     g.input_strides[k] = input_strides[k];
@@ -163,7 +185,6 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
   const int64_t d = wrap_dim(dim, t.dim(), "index_select");
   const Tensor src = ops::contiguous(t), idx = ops::contiguous(index);
   const int64_t n = idx.numel(), size = t.dim() ? t.shape()[d] : 1;
-  check_range(idx, size, "index_select", d);
   Shape out_shape = t.shape();
   if (t.dim()) out_shape[d] = n;
   Tensor out = empty(out_shape, t.dtype(), t.device());
@@ -175,7 +196,7 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
     using T = decltype(tag);
     index_select_kernel<T><<<grid_for(total), kThreads, 0, stream()>>>(
         src.device_data<T>(), idx.device_data<int64_t>(), out.device_data<T>(), total, n, size,
-        inner);
+        inner, static_cast<int>(d), device_error_record_for_kernels());
   });
   OKD_CUDA_CHECK_LAUNCH("index_select");
   return out;
@@ -191,15 +212,15 @@ Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
               shape_str(index.shape()), " is larger than input ", shape_str(t.shape()), " in dim ",
               k);
   const Tensor idx = ops::contiguous(index);
-  check_range(idx, t.shape()[d], "gather", d);
   Tensor out = empty(index.shape(), t.dtype(), t.device());
   const int64_t total = out.numel();
   if (total == 0) return out;
-  const Geometry g = geometry(idx, d, t.strides(), {}, "gather");
+  const Geometry g = geometry(idx, d, t.shape()[d], t.strides(), {}, "gather");
   dispatch_all(t.dtype(), [&](auto tag) {
     using T = decltype(tag);
     gather_kernel<T><<<grid_for(total), kThreads, 0, stream()>>>(
-        t.device_data<T>(), idx.device_data<int64_t>(), out.device_data<T>(), total, g);
+        t.device_data<T>(), idx.device_data<int64_t>(), out.device_data<T>(), total, g,
+        device_error_record_for_kernels());
   });
   OKD_CUDA_CHECK_LAUNCH("gather");
   return out;
@@ -221,14 +242,14 @@ Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tens
               shape_str(t.shape()), " / src ", shape_str(src.shape()), " in dim ", k);
   Tensor out = ops::clone(t);
   const Tensor idx = ops::contiguous(index);
-  check_range(idx, t.shape()[d], "scatter_add", d);
   if (idx.numel() == 0) return out;
   const int64_t lines = idx.numel() / idx.shape()[d];
-  const Geometry g = geometry(idx, d, out.strides(), src.strides(), "scatter_add");
+  const Geometry g = geometry(idx, d, t.shape()[d], out.strides(), src.strides(), "scatter_add");
   dispatch_all(t.dtype(), [&](auto tag) {
     using T = decltype(tag);
     scatter_add_kernel<T><<<grid_for(lines), kThreads, 0, stream()>>>(
-        src.device_data<T>(), idx.device_data<int64_t>(), out.device_data<T>(), lines, g);
+        src.device_data<T>(), idx.device_data<int64_t>(), out.device_data<T>(), lines, g,
+        device_error_record_for_kernels());
   });
   OKD_CUDA_CHECK_LAUNCH("scatter_add");
   return out;
@@ -267,10 +288,6 @@ Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype) {
   check_device(labels, "one_hot");
   OKD_CHECK(num_classes > 0, "one_hot: num_classes must be positive, got ", num_classes);
   const Tensor l = ops::contiguous(labels);
-  const std::vector<int64_t> host = to_vector<int64_t>(l);
-  for (size_t i = 0; i < host.size(); ++i)
-    OKD_CHECK(host[i] >= 0 && host[i] < num_classes, "one_hot: label ", host[i], " at position ", i,
-              " is outside [0, ", num_classes, ")");
   Shape s = labels.shape();
   s.push_back(num_classes);
   Tensor out = zeros(s, dtype, labels.device());
@@ -278,8 +295,9 @@ Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype) {
   if (n == 0) return out;
   dispatch_all(dtype, [&](auto tag) {
     using T = decltype(tag);
-    one_hot_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(l.device_data<int64_t>(),
-                                                              out.device_data<T>(), n, num_classes);
+    one_hot_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(
+        l.device_data<int64_t>(), out.device_data<T>(), n, num_classes,
+        device_error_record_for_kernels());
   });
   OKD_CUDA_CHECK_LAUNCH("one_hot");
   return out;

@@ -17,8 +17,9 @@ Tensor log_softmax_lastdim_backward(const Tensor& dy, const Tensor& log_softmax_
 // logits [N, C], targets int64 [N], class_weights [C] or undefined. Returns the scalar loss.
 Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, double label_smoothing,
                              const Tensor& class_weights);
-// d loss / d logits times the scalar upstream gradient g.
-Tensor cross_entropy_backward(double g, const Tensor& logits, const Tensor& targets,
+// d loss / d logits times the upstream gradient g, a 0-dim tensor on logits' device (read by the
+// kernel on a GPU: no host synchronisation).
+Tensor cross_entropy_backward(const Tensor& g, const Tensor& logits, const Tensor& targets,
                               double label_smoothing, const Tensor& class_weights);
 
 }  // namespace okd::ops

@@ -124,9 +124,12 @@ Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, double
   return out;
 }
 
-Tensor cross_entropy_backward(double g, const Tensor& logits, const Tensor& targets, double eps,
-                              const Tensor& weights) {
-  if (cuda::on_cuda(logits)) return cuda::cross_entropy_backward(g, logits, targets, eps, weights);
+Tensor cross_entropy_backward(const Tensor& g_, const Tensor& logits, const Tensor& targets,
+                              double eps, const Tensor& weights) {
+  OKD_CHECK(g_.numel() == 1, "cross_entropy_backward: the upstream gradient must be a scalar, got ",
+            g_.desc());
+  if (cuda::on_cuda(g_, logits)) return cuda::cross_entropy_backward(g_, logits, targets, eps, weights);
+  const double g = g_.item();
   CeSetup s = ce_setup(logits, targets, eps, weights);
   Tensor dx = empty(logits.shape(), logits.dtype());
   OKD_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_backward", [&]<class T>() {

@@ -1,8 +1,10 @@
 // log_softmax over the last dim and the fused cross-entropy forward/backward on CUDA (formulas in
 // loss.h). One block per row, math in double as on the CPU (loss_cpu.cpp); the row max and sums
 // use launch.cuh's fixed-order block_reduce and the batch total one block, so results do not vary
-// from run to run. Targets are checked on the host (a bad label is an okd::Error naming it, as on
-// the CPU), which costs one small device->host copy per call.
+// from run to run. Nothing is read on the host: the kernels check the targets and defer a bad one
+// (cuda_ops.h, "errors found on the device"), the denominator sum_i w[y_i] is summed on the
+// device, and the backward reads its upstream gradient from device memory, so a cross-entropy step
+// makes no host synchronisation (whole-step capture, issue 9).
 #include <cmath>
 
 #include "tensor/cuda/backends.h"
@@ -54,10 +56,12 @@ __global__ void log_softmax_backward_kernel(const T* dy, const T* y, T* dx, int6
   }
 }
 
-// row_loss[i] = (1-eps) w[y_i] (lse - x[y_i]) + eps/C sum_c w[c] (lse - x[c]); w null means 1.
+// row_loss[i] = (1-eps) w[y_i] (lse - x[y_i]) + eps/C sum_c w[c] (lse - x[c]) and
+// row_weight[i] = w[y_i]; w null means 1. A target outside [0, C) is reported (NaN, weight 0).
 template <class T>
 __global__ void ce_rows_kernel(const T* x, const int64_t* target, const double* w, int64_t N,
-                               int64_t C, double eps, double* row_loss) {
+                               int64_t C, double eps, double* row_loss, double* row_weight,
+                               DeviceErrorRecord* err) {
   __shared__ double smem[32];
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
     const T* r = x + i * C;
@@ -72,35 +76,72 @@ __global__ void ce_rows_kernel(const T* x, const int64_t* target, const double* 
       smooth = block_reduce(part, SumOp{}, smem);
     }
     if (threadIdx.x == 0) {
-      double row = (1 - eps) * (w ? w[y] : 1.0) * (lse - static_cast<double>(r[y]));
-      if (eps > 0) row += eps / C * smooth;
-      row_loss[i] = row;
+      if (y < 0 || y >= C) {
+        report_device_error(err, DeviceErrorKind::CrossEntropyTarget, 0, i, y, C);
+        row_loss[i] = NAN;
+        row_weight[i] = 0;
+      } else {
+        double row = (1 - eps) * (w ? w[y] : 1.0) * (lse - static_cast<double>(r[y]));
+        if (eps > 0) row += eps / C * smooth;
+        row_loss[i] = row;
+        row_weight[i] = w ? w[y] : 1.0;
+      }
     }
   }
 }
 
-// out = sum_i row_loss[i] / denom, by one block (N is a batch size).
+// out = sum_i row_loss[i] / sum_i row_weight[i], by one block (N is a batch size).
 template <class T>
-__global__ void ce_total_kernel(const double* row_loss, int64_t N, double denom, T* out) {
+__global__ void ce_total_kernel(const double* row_loss, const double* row_weight, int64_t N,
+                                T* out) {
   __shared__ double smem[32];
-  double s = 0;
-  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) s += row_loss[i];
+  double s = 0, d = 0;
+  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) {
+    s += row_loss[i];
+    d += row_weight[i];
+  }
   s = block_reduce(s, SumOp{}, smem);
-  if (threadIdx.x == 0) *out = static_cast<T>(N ? s / denom : NAN);
+  d = block_reduce(d, SumOp{}, smem);
+  if (threadIdx.x == 0) *out = static_cast<T>(N ? s / d : NAN);
+}
+
+// sums[0] = D = sum_i w[y_i] over the valid targets, sums[1] = sum_c w[c]; one block.
+__global__ void ce_sums_kernel(const int64_t* target, const double* w, int64_t N, int64_t C,
+                               double* sums) {
+  __shared__ double smem[32];
+  double d = 0, ws = 0;
+  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) {
+    const int64_t y = target[i];
+    if (y >= 0 && y < C) d += w ? w[y] : 1.0;
+  }
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) ws += w ? w[c] : 1.0;
+  d = block_reduce(d, SumOp{}, smem);
+  ws = block_reduce(ws, SumOp{}, smem);
+  if (threadIdx.x == 0) {
+    sums[0] = d;
+    sums[1] = ws;
+  }
 }
 
 // dx[i,c] = g (softmax[i,c] a_sum - a[i,c] / D), a[i,c] = eps/C w[c] + [c = y_i] (1-eps) w[y_i],
 // a_sum = ((1-eps) w[y_i] + eps/C sum_c w[c]) / D.
+// g_ptr: the upstream gradient (device scalar), sums: ce_sums_kernel's D and sum_c w[c].
 template <class T>
 __global__ void ce_backward_kernel(const T* x, const int64_t* target, const double* w, int64_t N,
-                                   int64_t C, double eps, double g, double denom, double wsum,
-                                   T* dx) {
+                                   int64_t C, double eps, const T* g_ptr, const double* sums,
+                                   T* dx, DeviceErrorRecord* err) {
   __shared__ double smem[32];
+  const double g = static_cast<double>(*g_ptr), denom = sums[0], wsum = sums[1];
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
     const T* r = x + i * C;
     double m, lse;
     row_logsumexp(r, C, smem, m, lse);
     const int64_t y = target[i];
+    if (y < 0 || y >= C) {  // uniform across the block: no barrier is skipped by some threads
+      if (threadIdx.x == 0) report_device_error(err, DeviceErrorKind::CrossEntropyTarget, 0, i, y, C);
+      for (int64_t c = threadIdx.x; c < C; c += blockDim.x) dx[i * C + c] = static_cast<T>(NAN);
+      continue;
+    }
     const double a_y = (1 - eps) * (w ? w[y] : 1.0);
     const double a_sum = (a_y + eps / C * wsum) / denom;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
@@ -122,10 +163,10 @@ void dispatch_float(DType dt, const char* op, F&& f) {
   OKD_FAIL(op, ": expected a float32 or float64 tensor, got ", dtype_name(dt));
 }
 
-// What the CE kernels need, checked as ce_setup in loss_cpu.cpp does.
+// What the CE kernels need, checked as ce_setup in loss_cpu.cpp does (but the targets' values,
+// which the kernels check).
 struct CeSetup {
   Tensor logits, targets, weights;  // contiguous on the device; weights float64 or undefined
-  double denom = 0, wsum = 0;
   int64_t N = 0, C = 0;
 };
 
@@ -147,23 +188,12 @@ CeSetup ce_setup(const Tensor& logits, const Tensor& targets, double eps, const 
   s.targets = ops::contiguous(targets);
   s.N = logits.size(0);
   s.C = logits.size(1);
-  const std::vector<int64_t> y = to_vector<int64_t>(targets);  // one device->host copy
-  std::vector<double> w;
   if (weights.defined()) {
     OKD_CHECK(weights.dim() == 1 && weights.size(0) == s.C, "cross_entropy: class weights ",
               shape_str(weights.shape()), " do not match ", s.C, " classes");
     OKD_CHECK(weights.device() == logits.device(), "cross_entropy: class weights are on ",
               weights.device().str(), " but logits on ", logits.device().str());
     s.weights = ops::contiguous(ops::to(weights, DType::Float64));
-    w = to_vector<double>(weights);
-  } else {
-    w.assign(s.C, 1.0);
-  }
-  for (double v : w) s.wsum += v;
-  for (int64_t i = 0; i < s.N; ++i) {
-    OKD_CHECK(y[i] >= 0 && y[i] < s.C, "cross_entropy: target ", y[i], " at position ", i,
-              " is outside [0, ", s.C, ")");
-    s.denom += w[y[i]];
   }
   return s;
 }
@@ -215,32 +245,43 @@ Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, double
                              const Tensor& weights) {
   const CeSetup s = ce_setup(logits, targets, eps, weights);
   Tensor out = empty({}, logits.dtype(), logits.device());
-  Tensor row_loss = empty({std::max<int64_t>(s.N, 1)}, DType::Float64, logits.device());
+  // row losses in [0, N), row weights in [N, 2N)
+  Tensor rows = empty({std::max<int64_t>(2 * s.N, 1)}, DType::Float64, logits.device());
+  double* row_loss = rows.device_data<double>();
+  double* row_weight = row_loss + s.N;
   dispatch_float(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
     if (s.N > 0 && s.C > 0) {
       ce_rows_kernel<T><<<row_grid(s.N), kRowThreads, 0, stream()>>>(
           s.logits.device_data<T>(), s.targets.device_data<int64_t>(), weights_ptr(s), s.N, s.C,
-          eps, row_loss.device_data<double>());
+          eps, row_loss, row_weight, device_error_record_for_kernels());
       OKD_CUDA_CHECK_LAUNCH("cross_entropy");
     }
-    ce_total_kernel<T><<<1, kThreads, 0, stream()>>>(row_loss.device_data<double>(), s.N, s.denom,
+    ce_total_kernel<T><<<1, kThreads, 0, stream()>>>(row_loss, row_weight, s.N,
                                                      out.device_data<T>());
   });
   OKD_CUDA_CHECK_LAUNCH("cross_entropy");
   return out;
 }
 
-Tensor cross_entropy_backward(double g, const Tensor& logits, const Tensor& targets, double eps,
-                              const Tensor& weights) {
+Tensor cross_entropy_backward(const Tensor& g_, const Tensor& logits, const Tensor& targets,
+                              double eps, const Tensor& weights) {
   const CeSetup s = ce_setup(logits, targets, eps, weights);
+  OKD_CHECK(g_.device() == logits.device(), "cross_entropy_backward: the upstream gradient is on ",
+            g_.device().str(), " but logits on ", logits.device().str());
+  const Tensor g = ops::contiguous(ops::to(g_, logits.dtype()));
   Tensor dx = empty(logits.shape(), logits.dtype(), logits.device());
   if (s.N == 0 || s.C == 0) return dx;
+  Tensor sums = empty({2}, DType::Float64, logits.device());
+  ce_sums_kernel<<<1, kThreads, 0, stream()>>>(s.targets.device_data<int64_t>(), weights_ptr(s),
+                                               s.N, s.C, sums.device_data<double>());
+  OKD_CUDA_CHECK_LAUNCH("cross_entropy_backward");
   dispatch_float(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
     using T = decltype(tag);
     ce_backward_kernel<T><<<row_grid(s.N), kRowThreads, 0, stream()>>>(
         s.logits.device_data<T>(), s.targets.device_data<int64_t>(), weights_ptr(s), s.N, s.C, eps,
-        g, s.denom, s.wsum, dx.device_data<T>());
+        g.device_data<T>(), sums.device_data<double>(), dx.device_data<T>(),
+        device_error_record_for_kernels());
   });
   OKD_CUDA_CHECK_LAUNCH("cross_entropy_backward");
   return dx;

@@ -30,4 +30,9 @@ struct AdamStep {
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                 const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, const AdamStep& s);
 
+// counter += amount for every element of an int64 tensor, on its device without a host read: step
+// counters such as BatchNorm's num_batches_tracked, which a captured step must advance on the
+// device (a count kept on the host would be frozen into the graph).
+void counter_add_(const Tensor& counter, int64_t amount);
+
 }  // namespace okd::ops

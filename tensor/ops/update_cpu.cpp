@@ -28,6 +28,15 @@ void check_state(const Tensor& param, const Tensor& t, const char* what, const c
 }
 }  // namespace
 
+void counter_add_(const Tensor& counter, int64_t amount) {
+  OKD_CHECK(counter.dtype() == DType::Int64 && counter.is_contiguous(),
+            "counter_add_: expected a contiguous int64 tensor, got ", counter.desc());
+  if (cuda::on_cuda(counter)) return cuda::counter_add_(counter, amount);
+  counter.impl()->storage->bump_version();
+  int64_t* c = counter.data<int64_t>();
+  for (int64_t i = 0; i < counter.numel(); ++i) c[i] += amount;
+}
+
 void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& buf_t, const SgdStep& s) {
   const char* op = "SGD::step";
   check_param(param, op);

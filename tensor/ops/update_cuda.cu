@@ -26,6 +26,10 @@ __global__ void sgd_kernel(T* p, const T* dp, T* buf, int64_t n, T wd, bool deca
   }
 }
 
+__global__ void counter_add_kernel(int64_t* c, int64_t n, int64_t amount) {
+  OKD_GRID_STRIDE(i, n) { c[i] += amount; }
+}
+
 template <class T>
 struct AdamScalars {
   T wd, shrink_factor, b1, one_minus_b1, b2, one_minus_b2, bc2_sqrt, eps, neg_step_size;
@@ -50,6 +54,16 @@ __global__ void adam_kernel(T* p, const T* dp, T* m, T* v, T* vmax, int64_t n, A
 }  // namespace
 
 namespace gpu {
+
+void counter_add_(const Tensor& counter, int64_t amount) {
+  check_device(counter, "counter_add_");  // dtype and layout were checked by ops::counter_add_
+  counter.impl()->storage->bump_version();
+  const int64_t n = counter.numel();
+  if (n == 0) return;
+  counter_add_kernel<<<grid_for(n), kThreads, 0, stream()>>>(counter.device_data<int64_t>(), n,
+                                                             amount);
+  OKD_CUDA_CHECK_LAUNCH("counter_add_");
+}
 
 void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer,
                const SgdStep& s) {

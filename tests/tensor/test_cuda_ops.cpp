@@ -508,17 +508,28 @@ TEST(CudaOps, CrossEntropyForwardBackwardMatchCpu) {
         EXPECT_TRUE(matches(ops::cross_entropy_forward(gpu(logits), gpu(targets), eps, wg),
                             ops::cross_entropy_forward(logits, targets, eps, w),
                             rtol_for(dt, 1e-5)));
-        EXPECT_TRUE(matches(ops::cross_entropy_backward(0.7, gpu(logits), gpu(targets), eps, wg),
-                            ops::cross_entropy_backward(0.7, logits, targets, eps, w),
+        const Tensor g07 = full({}, 0.7, dt);
+        EXPECT_TRUE(matches(ops::cross_entropy_backward(gpu(g07), gpu(logits), gpu(targets), eps, wg),
+                            ops::cross_entropy_backward(g07, logits, targets, eps, w),
                             rtol_for(dt, 1e-5), 1e-7));
       }
     }
   }
+  // A bad target is found by the kernel and raised at the next host synchronisation (the call
+  // itself returns), with the CPU's message; the record is cleared after it was raised.
   Tensor bad = from_vector<int64_t>({0, 100});
-  const std::string err = error_of([&] {
-    ops::cross_entropy_forward(gpu(randn_t({2, 100}, DType::Float32, 1)), gpu(bad), 0.0, Tensor());
-  });
-  EXPECT_NE(err.find("target 100 at position 1"), std::string::npos) << err;
+  Tensor loss =
+      ops::cross_entropy_forward(gpu(randn_t({2, 100}, DType::Float32, 1)), gpu(bad), 0.0, Tensor());
+  std::string err = error_of([&] { loss.item(); });
+  EXPECT_NE(err.find("cross_entropy: target 100 at position 1 is outside [0, 100)"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("next host synchronisation"), std::string::npos) << err;
+  EXPECT_NO_THROW(cuda::synchronize());
+  ops::cross_entropy_backward(gpu(full({}, 1.0)), gpu(randn_t({2, 100}, DType::Float32, 1)),
+                              gpu(from_vector<int64_t>({-1, 3})), 0.0, Tensor());
+  err = error_of([&] { cuda::synchronize(); });
+  EXPECT_NE(err.find("cross_entropy: target -1 at position 0"), std::string::npos) << err;
 }
 
 // ---- convolution (cuDNN), batch norm, pooling -------------------------------------------------
@@ -907,8 +918,24 @@ TEST(CudaOps, MisuseIsAClearError) {
   EXPECT_NE(err.find("dtypes differ"), std::string::npos) << err;
   err = error_of([&] { ops::neg(gpu(from_vector<int64_t>({1, 2}))); });
   EXPECT_NE(err.find("op neg has no CUDA kernel for int64 yet"), std::string::npos) << err;
-  err = error_of([&] { ops::gather(gpu(a), 1, gpu(from_vector<int64_t>({0, 3}, {2, 1}))); });
+  // Index values are checked by the kernels and raised at the next synchronisation.
+  err = error_of([&] {
+    ops::gather(gpu(a), 1, gpu(from_vector<int64_t>({0, 3}, {2, 1})));
+    cuda::synchronize();
+  });
   EXPECT_NE(err.find("gather: index 3 is out of range for dim 1 of size 3"), std::string::npos)
+      << err;
+  err = error_of([&] { to_vector<float>(ops::index_select(gpu(a), 0, gpu(from_vector<int64_t>({2})))); });
+  EXPECT_NE(err.find("index_select: index 2 is out of range for dim 0 of size 2"), std::string::npos)
+      << err;
+  err = error_of([&] {
+    ops::scatter_add(gpu(a), 1, gpu(from_vector<int64_t>({5}, {1, 1})), gpu(a));
+    cuda::synchronize();
+  });
+  EXPECT_NE(err.find("scatter_add: index 5 is out of range for dim 1 of size 3"), std::string::npos)
+      << err;
+  err = error_of([&] { to_vector<float>(ops::one_hot(gpu(from_vector<int64_t>({1, 10})), 10)); });
+  EXPECT_NE(err.find("one_hot: label 10 at position 1 is outside [0, 10)"), std::string::npos)
       << err;
   err = error_of([&] { ops::cat({gpu(a), a}, 0); });
   EXPECT_NE(err.find("does not match tensor 0"), std::string::npos) << err;
