@@ -1,7 +1,9 @@
 // bench_train: images/s of one full training step (forward, backward, SGD update) of CIFAR
 // ResNets at batch 128 on CIFAR-shaped data, and the peak resident memory. The step is a method's
 // own (the same forward_train/update train_cifar runs): baseline by default, dml for online KD
-// with two peers. On --device cuda each timed step ends with a device synchronize.
+// with two peers. On --device cuda each timed step ends with a device synchronize; with
+// --cuda-graph the step is captured once after the warm-up and each timed step is a replay
+// (tensor/cuda/graph.h; the method must declare its step capturable).
 // bench/run_train_bench.sh runs the same step in PyTorch (bench/train_peer.py) with the same
 // thread count and prints ratios.
 #include <sys/resource.h>
@@ -16,6 +18,7 @@
 #include "distill/method.h"
 #include "optim/sgd.h"
 #include "tensor/cuda/cuda_ops.h"
+#include "tensor/cuda/graph.h"
 #include "tensor/ops/copy.h"
 #include "tensor/random.h"
 #include "tensor/runtime.h"
@@ -28,6 +31,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> archs{"resnet20", "resnet32", "resnet56"};
   std::string method_name = "baseline", device_name = "cpu";
   int threads = 2, steps = 10, warmup = 2;
+  bool cuda_graph = false;
   int64_t batch = 128;
   app.add_option("--arch", archs, "architectures")->capture_default_str();
   app.add_option("--method", method_name, "the training step: baseline, dml, ... (train_cifar's)")
@@ -37,11 +41,14 @@ int main(int argc, char** argv) {
   app.add_option("--batch-size", batch, "batch size")->capture_default_str();
   app.add_option("--steps", steps, "timed steps")->capture_default_str();
   app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
+  app.add_flag("--cuda-graph", cuda_graph,
+               "cuda: capture the step as one CUDA graph after the warm-up and time its replays");
   CLI11_PARSE(app, argc, argv);
   try {
     set_num_threads(threads);
     const Device device = Device::parse(device_name);
     std::printf("%s\n", runtime_summary().c_str());
+    OKD_CHECK(!cuda_graph || device.is_cuda(), "--cuda-graph needs --device cuda");
     if (device.is_cuda()) {
       OKD_CHECK(has_allocator(DeviceType::CUDA), "--device ", device_name, ": ",
                 cuda::unavailable_reason());
@@ -77,14 +84,27 @@ int main(int argc, char** argv) {
       b.labels = ops::to(y_host, device);
       b.indices = ops::to(arange(batch), device);
       distill::TrainClock clock;
-      auto step = [&] {
+      auto body = [&] {
         distill::StepResult r = method->forward_train(b, clock);
         method->update(r, sgd, clock);
         method->after_update(clock);
-        ++clock.step_in_epoch;
+      };
+      cuda::CapturedGraph graph;
+      auto step = [&] {
+        if (graph.ready())
+          graph.replay();
+        else
+          body();
         if (device.is_cuda()) cuda::synchronize();
       };
       for (int i = 0; i < warmup; ++i) step();
+      if (cuda_graph) {
+        const std::string blocker = method->capture_blocker();
+        OKD_CHECK(blocker.empty(), "--cuda-graph: ", method_name, "'s step cannot be captured: ",
+                  blocker);
+        graph.capture(body, "bench_train's step");
+        cuda::synchronize();
+      }
       // Each step timed on its own; the median is robust to a step that lost its core to another
       // process on a shared machine, the mean is reported beside it.
       std::vector<double> times;
@@ -101,9 +121,10 @@ int main(int argc, char** argv) {
       rusage ru{};
       getrusage(RUSAGE_SELF, &ru);
       std::printf(
-          "okd %-10s %s %s batch %lld threads %d: %8.1f images/s median step (%.3f s), %8.1f "
+          "okd %-10s %s %s%s batch %lld threads %d: %8.1f images/s median step (%.3f s), %8.1f "
           "mean, peak RSS %.0f MiB\n",
-          arch.c_str(), method_name.c_str(), device.str().c_str(), static_cast<long long>(batch),
+          arch.c_str(), method_name.c_str(), device.str().c_str(),
+          cuda_graph ? " graph" : "", static_cast<long long>(batch),
           threads, batch / median, median, batch * steps / total, ru.ru_maxrss / 1024.0);
       std::fflush(stdout);
     }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The prepared run for a session that is lent a GPU (docs/cuda.md): one command that builds okd
 # with CUDA, runs the CUDA op tests, the device-wiring tests on the GPU (train_cifar --device cuda
-# against --device cpu for every method), compute-sanitizer over the CUDA tests when the toolkit
-# has it, and the training-step benchmark okd vs PyTorch (eager and torch.compile, when PyTorch
+# against --device cpu for every method, and --cuda-graph for the capturable ones), compute-sanitizer
+# over the CUDA tests when the toolkit has it, and the training-step benchmark (eager and with
+# whole-step capture, --cuda-graph) okd vs PyTorch (eager and torch.compile, when PyTorch
 # sees the GPU). Everything is logged under $OUT (default gpu_check/); a summary is printed.
 # Each stage has its own time limit, so one hang cannot eat the session's device time.
 #   OUT=$OUT bash scripts/gpu_check.sh            (on the device machine)
@@ -47,10 +48,12 @@ else
 fi
 for method in baseline dml; do
   for batch in 128 512; do
-    stage "bench_okd_${method}_$batch" 240 "$build/apps/bench_train" --device cuda \
-      --method "$method" --batch-size "$batch" --steps 20 --warmup 5
-    grep -E '^okd .*images/s|^bench_train:' "$out/bench_okd_${method}_$batch.log" |
-      tee -a "$out/summary.txt"
+    for graph in "" --cuda-graph; do
+      stage "bench_okd_${method}_$batch$graph" 240 "$build/apps/bench_train" --device cuda \
+        --method "$method" --batch-size "$batch" --steps 20 --warmup 5 $graph
+      grep -E '^okd .*images/s|^bench_train:' "$out/bench_okd_${method}_$batch$graph.log" |
+        tee -a "$out/summary.txt"
+    done
   done
 done
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then

@@ -92,8 +92,9 @@ void add_train_flags(CLI::App& app, TrainConfig& c) {
                "cuda: after one eager warm-up step, capture a whole training step (forward, "
                "backward, update) as one CUDA graph and replay it for every full batch; "
                "recaptured when the epoch or the learning rate changes, partial batches and "
-               "evaluation run eagerly. Only methods whose step is static (baseline, dml) are "
-               "captured; others train eagerly and the log says why. Not yet measured on a GPU");
+               "evaluation run eagerly. Methods whose step is static are captured (baseline, "
+               "byot, cl-ilr, dml, eed, ffl, kdcl, mate, okddip, one); others train eagerly and "
+               "the log says why. Not yet run on a GPU (tested under OKD_CUDA_EMULATE=1)");
   app.add_option("--threads", c.threads, "CPU threads (0 = all cores)");
   app.add_option("--workers", c.workers, "data-loader worker threads");
   app.add_option("--seed", c.seed, "random seed (weights, data order, augmentation)");

@@ -45,6 +45,8 @@ class ClIlrMethod : public Method {
  public:
   ClIlrMethod();
   std::string name() const override { return "cl-ilr"; }
+  // Static within an epoch (per-epoch weights are recaptured): tests/device, --cuda-graph runs.
+  std::string capture_blocker() const override { return ""; }
   std::string description() const override;
   void build(const BuildContext& ctx) override;
   std::vector<std::pair<std::string, nn::ModulePtr>> networks() const override {

@@ -34,6 +34,8 @@ class MateMethod : public Method {
  public:
   MateMethod();
   std::string name() const override { return "mate"; }
+  // Static within an epoch (per-epoch weights are recaptured): tests/device, --cuda-graph runs.
+  std::string capture_blocker() const override { return ""; }
   std::string description() const override;
   void build(const BuildContext& ctx) override;
   std::vector<std::pair<std::string, nn::ModulePtr>> networks() const override {

@@ -82,6 +82,8 @@ class ByotMethod : public MultiExitMethod {
  public:
   ByotMethod();
   std::string name() const override { return "byot"; }
+  // Static within an epoch (per-epoch weights are recaptured): tests/device, --cuda-graph runs.
+  std::string capture_blocker() const override { return ""; }
   std::string description() const override;
   std::string variant_summary() const override;
   StepResult loss(const MultiExitNet::Output& out, const Tensor& labels) override;
@@ -94,6 +96,8 @@ class EedMethod : public MultiExitMethod {
  public:
   EedMethod();
   std::string name() const override { return "eed"; }
+  // Static within an epoch (per-epoch weights are recaptured): tests/device, --cuda-graph runs.
+  std::string capture_blocker() const override { return ""; }
   std::string description() const override;
   std::string variant_summary() const override;
   StepResult loss(const MultiExitNet::Output& out, const Tensor& labels) override;

@@ -40,6 +40,8 @@ class OneMethod : public Method {
  public:
   OneMethod();
   std::string name() const override { return "one"; }
+  // Static within an epoch (per-epoch weights are recaptured): tests/device, --cuda-graph runs.
+  std::string capture_blocker() const override { return ""; }
   std::string description() const override;
   void build(const BuildContext& ctx) override;
   std::vector<std::pair<std::string, nn::ModulePtr>> networks() const override {

@@ -67,12 +67,11 @@ std::string device_summary();
 void enable_emulation();
 bool emulating();
 
-// ---- host synchronisation points (groundwork for whole-step CUDA-graph capture) -----------------
+// ---- host synchronisation points (whole-step CUDA-graph capture, graph.h) ---------------------
 // A captured step must not make the host wait for the device or read host memory: no copy between
-// host and device (item(), to(kCPU), an upload), no synchronize(), no host-side check of device
-// values (cross-entropy targets, gather/scatter/index_select/one_hot indices copy them to the
-// host). Inside a SyncFreeScope each of these throws, naming itself and the scope, on a GPU and
-// under emulation alike (the emulator mirrors the GPU kernels' host checks).
+// host and device (item(), to(kCPU), an upload) and no synchronize(). (Index-valued inputs are
+// checked by the kernels, below, not on the host.) Inside a SyncFreeScope each of these throws,
+// naming itself and the scope, on a GPU and under emulation alike.
 void note_host_sync(const char* what);
 class SyncFreeScope {
  public:

@@ -2,8 +2,9 @@
 // kernel entry point as the CPU op run on CPU-labelled aliases of its operands. The aliases share
 // the memory, so results and in-place writes are the CPU kernels' bit for bit. The CUDA
 // backend's rules are kept: every operand on cuda:0 (no mixing with CPU tensors), and the dtypes
-// its kernels lack are refused with its message, so what passes here is what the GPU accepts; so
-// are the host synchronisations its kernels make (note_host_sync), for SyncFreeScope.
+// its kernels lack are refused with its message, so what passes here is what the GPU accepts; a
+// bad index is deferred to the next sync as the kernels defer it; and inside an emulated capture
+// (graph.h) dispatch.cpp records each call here for replay.
 #include <algorithm>
 #include <atomic>
 #include <limits>
