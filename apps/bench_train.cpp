@@ -100,8 +100,8 @@ int main(int argc, char** argv) {
       for (int i = 0; i < warmup; ++i) step();
       if (cuda_graph) {
         const std::string blocker = method->capture_blocker();
-        OKD_CHECK(blocker.empty(), "--cuda-graph: ", method_name, "'s step cannot be captured: ",
-                  blocker);
+        OKD_CHECK(blocker.empty(), "--cuda-graph: ", method_name,
+                  "'s step cannot be captured: ", blocker);
         graph.capture(body, "bench_train's step");
         cuda::synchronize();
       }
@@ -123,9 +123,9 @@ int main(int argc, char** argv) {
       std::printf(
           "okd %-10s %s %s%s batch %lld threads %d: %8.1f images/s median step (%.3f s), %8.1f "
           "mean, peak RSS %.0f MiB\n",
-          arch.c_str(), method_name.c_str(), device.str().c_str(),
-          cuda_graph ? " graph" : "", static_cast<long long>(batch),
-          threads, batch / median, median, batch * steps / total, ru.ru_maxrss / 1024.0);
+          arch.c_str(), method_name.c_str(), device.str().c_str(), cuda_graph ? " graph" : "",
+          static_cast<long long>(batch), threads, batch / median, median, batch * steps / total,
+          ru.ru_maxrss / 1024.0);
       std::fflush(stdout);
     }
   } catch (const std::exception& e) {

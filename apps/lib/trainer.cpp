@@ -190,8 +190,8 @@ void Trainer::setup() {
     OKD_CHECK(has_allocator(DeviceType::CUDA), "--device ", cfg_.device, ": ",
               cuda::unavailable_reason(),
               "; use --device cpu (OKD_CUDA_EMULATE=1 emulates cuda:0 on the CPU, for testing)");
-  OKD_CHECK(!cfg_.cuda_graph || device_.is_cuda(), "--cuda-graph needs --device cuda (got --device ",
-            cfg_.device, ")");
+  OKD_CHECK(!cfg_.cuda_graph || device_.is_cuda(),
+            "--cuda-graph needs --device cuda (got --device ", cfg_.device, ")");
   method_ = distill::make_method(cfg_.method);
   for (const auto& [k, v] : cfg_.method_options)
     if (k.rfind(cfg_.method + ".", 0) == 0)

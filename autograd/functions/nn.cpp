@@ -224,8 +224,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, double eps,
     record(
         Op::cross_entropy, {logits}, {loss},
         [sl, targets, eps, weights](const TensorList& g, const std::vector<bool>&) -> TensorList {
-          return {ops::cross_entropy_backward(g[0], sl.get(Op::cross_entropy), targets, eps,
-                                              weights)};
+          return {
+              ops::cross_entropy_backward(g[0], sl.get(Op::cross_entropy), targets, eps, weights)};
         },
         {logits});
   }

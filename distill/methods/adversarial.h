@@ -70,6 +70,9 @@ class AfdMethod : public AdversarialMutualMethod {
  public:
   AfdMethod();
   std::string name() const override { return "afd"; }
+  std::string capture_blocker() const override {
+    return "the discriminators' Adam bias correction changes every step";
+  }
   std::string description() const override;
 };
 
@@ -77,6 +80,9 @@ class AmlnMethod : public AdversarialMutualMethod {
  public:
   AmlnMethod();
   std::string name() const override { return "amln"; }
+  std::string capture_blocker() const override {
+    return "the discriminators' Adam bias correction changes every step";
+  }
   std::string description() const override;
 };
 

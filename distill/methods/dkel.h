@@ -43,6 +43,9 @@ class DkelMethod : public Method {
  public:
   DkelMethod();
   std::string name() const override { return "dkel"; }
+  std::string capture_blocker() const override {
+    return "the EMA teachers' warm-up decay min(1 - 1/(t+1), decay) changes every step";
+  }
   std::string description() const override;
   void build(const BuildContext& ctx) override;
   std::vector<std::pair<std::string, nn::ModulePtr>> networks() const override {

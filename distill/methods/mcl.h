@@ -24,6 +24,9 @@ class MclMethod : public Method {
  public:
   MclMethod();
   std::string name() const override { return "mcl"; }
+  std::string capture_blocker() const override {
+    return "its negatives are drawn on the host from the batch's indices and labels";
+  }
   std::string description() const override;
   void build(const BuildContext& ctx) override;
   std::vector<std::pair<std::string, nn::ModulePtr>> networks() const override {

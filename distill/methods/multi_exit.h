@@ -111,6 +111,10 @@ class PhuongMethod : public MultiExitMethod {
  public:
   PhuongMethod();
   std::string name() const override { return "phuong"; }
+  std::string capture_blocker() const override {
+    return "its temperature anneals on the host from each batch's mean max probability (a "
+           "device-to-host copy every step)";
+  }
   std::string description() const override;
   std::string variant_summary() const override;
   void build(const BuildContext& ctx) override;

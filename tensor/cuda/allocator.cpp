@@ -123,9 +123,9 @@ class CachingAllocator final : public Allocator {
     int pool;     // 0: the shared lists; else a graph's private pool
   };
   std::mutex mu_;
-  FreeLists free_;                             // shared free blocks
-  std::unordered_map<int, FreeLists> pools_;   // graph pools' free blocks
-  std::unordered_map<void*, Block> live_;      // block -> its size class and pool
+  FreeLists free_;                            // shared free blocks
+  std::unordered_map<int, FreeLists> pools_;  // graph pools' free blocks
+  std::unordered_map<void*, Block> live_;     // block -> its size class and pool
   int open_pool_ = 0, last_pool_ = 0;
   AllocatorStats stats_;
 };

@@ -61,7 +61,8 @@ SyncFreeScope::SyncFreeScope(const char* scope) : previous_(t_sync_free_scope) {
 SyncFreeScope::~SyncFreeScope() { t_sync_free_scope = previous_; }
 
 Tensor unary(Unary op, const Tensor& a, double s0, double s1) {
-  return emulating() ? emulated([=] { return emu::unary(op, a, s0, s1); }) : gpu::unary(op, a, s0, s1);
+  return emulating() ? emulated([=] { return emu::unary(op, a, s0, s1); })
+                     : gpu::unary(op, a, s0, s1);
 }
 Tensor binary(Binary op, const Tensor& a, const Tensor& b) {
   return emulating() ? emulated([=] { return emu::binary(op, a, b); }) : gpu::binary(op, a, b);
@@ -70,16 +71,19 @@ Tensor compare(Compare op, const Tensor& a, const Tensor& b) {
   return emulating() ? emulated([=] { return emu::compare(op, a, b); }) : gpu::compare(op, a, b);
 }
 Tensor compare_scalar(Compare op, const Tensor& a, double s) {
-  return emulating() ? emulated([=] { return emu::compare_scalar(op, a, s); }) : gpu::compare_scalar(op, a, s);
+  return emulating() ? emulated([=] { return emu::compare_scalar(op, a, s); })
+                     : gpu::compare_scalar(op, a, s);
 }
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   return emulating() ? emulated([=] { return emu::where(cond, a, b); }) : gpu::where(cond, a, b);
 }
 void binary_(Binary op, const Tensor& dst, const Tensor& src, double alpha) {
-  return emulating() ? emulated([=] { return emu::binary_(op, dst, src, alpha); }) : gpu::binary_(op, dst, src, alpha);
+  return emulating() ? emulated([=] { return emu::binary_(op, dst, src, alpha); })
+                     : gpu::binary_(op, dst, src, alpha);
 }
 void mul_scalar_(const Tensor& dst, double s) {
-  return emulating() ? emulated([=] { return emu::mul_scalar_(dst, s); }) : gpu::mul_scalar_(dst, s);
+  return emulating() ? emulated([=] { return emu::mul_scalar_(dst, s); })
+                     : gpu::mul_scalar_(dst, s);
 }
 void copy_(const Tensor& dst, const Tensor& src) {
   return emulating() ? emulated([=] { return emu::copy_(dst, src); }) : gpu::copy_(dst, src);
@@ -88,7 +92,8 @@ void fill_(const Tensor& dst, double value) {
   return emulating() ? emulated([=] { return emu::fill_(dst, value); }) : gpu::fill_(dst, value);
 }
 Tensor relu_backward(const Tensor& dy, const Tensor& y) {
-  return emulating() ? emulated([=] { return emu::relu_backward(dy, y); }) : gpu::relu_backward(dy, y);
+  return emulating() ? emulated([=] { return emu::relu_backward(dy, y); })
+                     : gpu::relu_backward(dy, y);
 }
 Tensor reduce(Reduce op, const Tensor& a, const std::vector<int64_t>& dims, bool keepdim,
               bool unbiased) {
@@ -100,47 +105,59 @@ std::pair<Tensor, Tensor> max_min(bool is_max, const Tensor& a, int64_t dim, boo
                      : gpu::max_min(is_max, a, dim, keepdim);
 }
 Tensor logsumexp(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
-  return emulating() ? emulated([=] { return emu::logsumexp(a, dims, keepdim); }) : gpu::logsumexp(a, dims, keepdim);
+  return emulating() ? emulated([=] { return emu::logsumexp(a, dims, keepdim); })
+                     : gpu::logsumexp(a, dims, keepdim);
 }
 Tensor norm(const Tensor& a, double p, const std::vector<int64_t>& dims, bool keepdim) {
-  return emulating() ? emulated([=] { return emu::norm(a, p, dims, keepdim); }) : gpu::norm(a, p, dims, keepdim);
+  return emulating() ? emulated([=] { return emu::norm(a, p, dims, keepdim); })
+                     : gpu::norm(a, p, dims, keepdim);
 }
 Tensor matmul(const Tensor& a, const Tensor& b) {
   return emulating() ? emulated([=] { return emu::matmul(a, b); }) : gpu::matmul(a, b);
 }
 Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
-  return emulating() ? emulated([=] { return emu::index_select(t, dim, index); }) : gpu::index_select(t, dim, index);
+  return emulating() ? emulated([=] { return emu::index_select(t, dim, index); })
+                     : gpu::index_select(t, dim, index);
 }
 Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
-  return emulating() ? emulated([=] { return emu::gather(t, dim, index); }) : gpu::gather(t, dim, index);
+  return emulating() ? emulated([=] { return emu::gather(t, dim, index); })
+                     : gpu::gather(t, dim, index);
 }
 Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src) {
-  return emulating() ? emulated([=] { return emu::scatter_add(t, dim, index, src); }) : gpu::scatter_add(t, dim, index, src);
+  return emulating() ? emulated([=] { return emu::scatter_add(t, dim, index, src); })
+                     : gpu::scatter_add(t, dim, index, src);
 }
 Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype) {
   return emulating() ? emulated([=] { return emu::one_hot(labels, num_classes, dtype); })
                      : gpu::one_hot(labels, num_classes, dtype);
 }
 std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool largest) {
-  return emulating() ? emulated([=] { return emu::topk(t, k, dim, largest); }) : gpu::topk(t, k, dim, largest);
+  return emulating() ? emulated([=] { return emu::topk(t, k, dim, largest); })
+                     : gpu::topk(t, k, dim, largest);
 }
 Tensor log_softmax_lastdim(const Tensor& x) {
-  return emulating() ? emulated([=] { return emu::log_softmax_lastdim(x); }) : gpu::log_softmax_lastdim(x);
+  return emulating() ? emulated([=] { return emu::log_softmax_lastdim(x); })
+                     : gpu::log_softmax_lastdim(x);
 }
 Tensor log_softmax_lastdim_backward(const Tensor& dy, const Tensor& log_softmax_out) {
-  return emulating() ? emulated([=] { return emu::log_softmax_lastdim_backward(dy, log_softmax_out); })
-                     : gpu::log_softmax_lastdim_backward(dy, log_softmax_out);
+  return emulating()
+             ? emulated([=] { return emu::log_softmax_lastdim_backward(dy, log_softmax_out); })
+             : gpu::log_softmax_lastdim_backward(dy, log_softmax_out);
 }
 Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, double label_smoothing,
                              const Tensor& class_weights) {
-  return emulating() ? emulated([=] { return emu::cross_entropy_forward(logits, targets, label_smoothing, class_weights); })
+  return emulating() ? emulated([=] {
+    return emu::cross_entropy_forward(logits, targets, label_smoothing, class_weights);
+  })
                      : gpu::cross_entropy_forward(logits, targets, label_smoothing, class_weights);
 }
 Tensor cross_entropy_backward(const Tensor& g, const Tensor& logits, const Tensor& targets,
                               double label_smoothing, const Tensor& class_weights) {
-  return emulating()
-             ? emulated([=] { return emu::cross_entropy_backward(g, logits, targets, label_smoothing, class_weights); })
-             : gpu::cross_entropy_backward(g, logits, targets, label_smoothing, class_weights);
+  return emulating() ? emulated([=] {
+    return emu::cross_entropy_backward(g, logits, targets, label_smoothing, class_weights);
+  })
+                     : gpu::cross_entropy_backward(g, logits, targets, label_smoothing,
+                                                   class_weights);
 }
 Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
                       const ops::Conv2dParams& p) {
@@ -149,19 +166,25 @@ Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& b
 }
 Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& weight, const Shape& input_shape,
                              const ops::Conv2dParams& p) {
-  return emulating() ? emulated([=] { return emu::conv2d_backward_input(grad_out, weight, input_shape, p); })
+  return emulating() ? emulated([=] {
+    return emu::conv2d_backward_input(grad_out, weight, input_shape, p);
+  })
                      : gpu::conv2d_backward_input(grad_out, weight, input_shape, p);
 }
 Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& input,
                               const Shape& weight_shape, const ops::Conv2dParams& p) {
-  return emulating() ? emulated([=] { return emu::conv2d_backward_weight(grad_out, input, weight_shape, p); })
+  return emulating() ? emulated([=] {
+    return emu::conv2d_backward_weight(grad_out, input, weight_shape, p);
+  })
                      : gpu::conv2d_backward_weight(grad_out, input, weight_shape, p);
 }
 Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
                                 const ops::Conv2dParams& p, int64_t output_padding_h,
                                 int64_t output_padding_w) {
-  return emulating() ? emulated([=] { return emu::conv_transpose2d_forward(input, weight, bias, p, output_padding_h,
-                                                     output_padding_w); })
+  return emulating() ? emulated([=] {
+    return emu::conv_transpose2d_forward(input, weight, bias, p, output_padding_h,
+                                         output_padding_w);
+  })
                      : gpu::conv_transpose2d_forward(input, weight, bias, p, output_padding_h,
                                                      output_padding_w);
 }
@@ -172,14 +195,16 @@ std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x, const T
 }
 Tensor batch_norm_eval(const Tensor& x, const Tensor& mean, const Tensor& var, const Tensor& weight,
                        const Tensor& bias, double eps) {
-  return emulating() ? emulated([=] { return emu::batch_norm_eval(x, mean, var, weight, bias, eps); })
-                     : gpu::batch_norm_eval(x, mean, var, weight, bias, eps);
+  return emulating()
+             ? emulated([=] { return emu::batch_norm_eval(x, mean, var, weight, bias, eps); })
+             : gpu::batch_norm_eval(x, mean, var, weight, bias, eps);
 }
 std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy, const Tensor& x,
                                                        const Tensor& weight, const Tensor& mean,
                                                        const Tensor& invstd) {
-  return emulating() ? emulated([=] { return emu::batch_norm_backward(dy, x, weight, mean, invstd); })
-                     : gpu::batch_norm_backward(dy, x, weight, mean, invstd);
+  return emulating()
+             ? emulated([=] { return emu::batch_norm_backward(dy, x, weight, mean, invstd); })
+             : gpu::batch_norm_backward(dy, x, weight, mean, invstd);
 }
 std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x, int64_t kernel, int64_t stride,
                                              int64_t pad) {
@@ -196,7 +221,9 @@ Tensor avg_pool2d_forward(const Tensor& x, int64_t kernel, int64_t stride, int64
 }
 Tensor avg_pool2d_backward(const Tensor& dy, const Shape& input_shape, int64_t kernel,
                            int64_t stride, int64_t pad) {
-  return emulating() ? emulated([=] { return emu::avg_pool2d_backward(dy, input_shape, kernel, stride, pad); })
+  return emulating() ? emulated([=] {
+    return emu::avg_pool2d_backward(dy, input_shape, kernel, stride, pad);
+  })
                      : gpu::avg_pool2d_backward(dy, input_shape, kernel, stride, pad);
 }
 Tensor adaptive_avg_pool2d_forward(const Tensor& x, int64_t out_h, int64_t out_w) {
@@ -214,12 +241,15 @@ void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_b
 }
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                 const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, const AdamStep& s) {
-  return emulating() ? emulated([=] { return emu::adam_step_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, s); })
+  return emulating() ? emulated([=] {
+    return emu::adam_step_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, s);
+  })
                      : gpu::adam_step_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, s);
 }
 
 void counter_add_(const Tensor& counter, int64_t amount) {
-  return emulating() ? emulated([=] { return emu::counter_add_(counter, amount); }) : gpu::counter_add_(counter, amount);
+  return emulating() ? emulated([=] { return emu::counter_add_(counter, amount); })
+                     : gpu::counter_add_(counter, amount);
 }
 
 DeviceErrorRecord* device_error_record() {
@@ -262,8 +292,9 @@ void raise_device_error() {
 
 Tensor random_uniform(const Shape& shape, DType dtype, double lo, double hi, uint64_t first,
                       uint64_t key) {
-  return emulating() ? emulated([=] { return emu::random_uniform(shape, dtype, lo, hi, first, key); })
-                     : gpu::random_uniform(shape, dtype, lo, hi, first, key);
+  return emulating()
+             ? emulated([=] { return emu::random_uniform(shape, dtype, lo, hi, first, key); })
+             : gpu::random_uniform(shape, dtype, lo, hi, first, key);
 }
 Tensor random_bernoulli(const Shape& shape, DType dtype, double p, uint64_t first, uint64_t key) {
   return emulating() ? emulated([=] { return emu::random_bernoulli(shape, dtype, p, first, key); })

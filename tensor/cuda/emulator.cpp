@@ -7,9 +7,9 @@
 // (graph.h) dispatch.cpp records each call here for replay.
 #include <algorithm>
 #include <atomic>
-#include <limits>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "tensor/cuda/backends.h"
@@ -417,7 +417,8 @@ Tensor cross_entropy_forward(const Tensor& logits_, const Tensor& targets_, doub
   const Tensor logits = host_float(logits_, "cross_entropy");
   const Tensor targets = host(targets_, "cross_entropy");
   if (defer_bad_target(logits, targets)) return poisoned({}, logits.dtype());
-  return dev(ops::cross_entropy_forward(logits, targets, eps, host_float(weights, "cross_entropy")));
+  return dev(
+      ops::cross_entropy_forward(logits, targets, eps, host_float(weights, "cross_entropy")));
 }
 
 Tensor cross_entropy_backward(const Tensor& g, const Tensor& logits_, const Tensor& targets_,

@@ -28,9 +28,9 @@ void on_replay(std::function<void()> f) {
 
 struct CapturedGraph::Impl {
   bool ready = false;
-  std::vector<detail::Recorded> calls;  // emulation
+  std::vector<detail::Recorded> calls;            // emulation
   std::vector<std::function<void()>> host_hooks;  // on_replay
-  detail::GpuGraph* gpu = nullptr;      // a CUDA graph (graph_cuda.cpp)
+  detail::GpuGraph* gpu = nullptr;                // a CUDA graph (graph_cuda.cpp)
 };
 
 CapturedGraph::CapturedGraph() : impl_(std::make_unique<Impl>()) {}

@@ -5,7 +5,8 @@
 // same memory, so the capture logic and a step's fitness for capture are tested on the CPU.
 //
 // What a step must be to be captured (docs/cuda.md, "Whole-step capture"):
-//   * no host synchronisation (item(), to(kCPU), uploads): SyncFreeScope enforces it during capture;
+//   * no host synchronisation (item(), to(kCPU), uploads): SyncFreeScope enforces it during
+//   capture;
 //   * static: every scalar the host passes to a kernel (learning rate, loss weights, a random
 //     draw's offset, SGD's "first step" flag) is frozen into the graph, so the caller recaptures
 //     when one changes, and steps whose scalars change every time (Adam's bias correction, a

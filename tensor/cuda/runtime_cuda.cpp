@@ -6,8 +6,8 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
-#include <new>
 #include <mutex>
+#include <new>
 
 #include "tensor/cuda/allocator.h"
 #include "tensor/cuda/backends.h"
@@ -111,8 +111,8 @@ void synchronize() {
 DeviceErrorRecord* gpu::device_error_record() {
   static DeviceErrorRecord* record = [] {
     void* p = nullptr;
-    OKD_CUDA_CHECK("device error record", cudaHostAlloc(&p, sizeof(DeviceErrorRecord),
-                                                        cudaHostAllocMapped));
+    OKD_CUDA_CHECK("device error record",
+                   cudaHostAlloc(&p, sizeof(DeviceErrorRecord), cudaHostAllocMapped));
     return new (p) DeviceErrorRecord();
   }();
   return record;
@@ -121,7 +121,8 @@ DeviceErrorRecord* gpu::device_error_record() {
 DeviceErrorRecord* device_error_record_for_kernels() {
   static DeviceErrorRecord* on_device = [] {
     void* d = nullptr;
-    OKD_CUDA_CHECK("device error record", cudaHostGetDevicePointer(&d, gpu::device_error_record(), 0));
+    OKD_CUDA_CHECK("device error record",
+                   cudaHostGetDevicePointer(&d, gpu::device_error_record(), 0));
     return static_cast<DeviceErrorRecord*>(d);
   }();
   return on_device;

@@ -100,10 +100,11 @@ void copy_across_devices_(const Tensor& dst, const Tensor& src) {
   if (dst.device() == src.device()) return copy_(dst, src);
   OKD_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype() && dst.is_contiguous(),
             "copy_across_devices_: expected a contiguous destination of the source's shape and "
-            "dtype, got ", src.desc(), " -> ", dst.desc());
+            "dtype, got ",
+            src.desc(), " -> ", dst.desc());
   const Device device = dst.device().is_cpu() ? src.device() : dst.device();
-  OKD_CHECK(device_copy_hook() != nullptr, "copy_across_devices_(", device.str(), "): ",
-            cuda::unavailable_reason());
+  OKD_CHECK(device_copy_hook() != nullptr, "copy_across_devices_(", device.str(),
+            "): ", cuda::unavailable_reason());
   device_copy_hook()(dst, contiguous(src));
 }
 

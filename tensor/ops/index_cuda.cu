@@ -2,12 +2,12 @@
 // (index.h); kthvalue is topk's k-th entry on any device.
 // Index values are checked by the kernels: one out of range is skipped (never a stray read or
 // write; the output holds 0 there) and reported through the deferred-error record, raised as the
-// CPU's okd::Error at the next host synchronisation (cuda_ops.h); no host copy, no sync. scatter_add is
-// deterministic without atomics: one thread per line along `dim` of the index, adding that line's
-// entries in order, so each output element receives its contributions in the CPU's order (lines
-// write disjoint elements). topk ranks every element against its row (O(R^2) work per row, fine
-// for class counts; a sort would be needed for rows of many thousands). cat and stack need no
-// kernel: they are copy_ into views.
+// CPU's okd::Error at the next host synchronisation (cuda_ops.h); no host copy, no sync.
+// scatter_add is deterministic without atomics: one thread per line along `dim` of the index,
+// adding that line's entries in order, so each output element receives its contributions in the
+// CPU's order (lines write disjoint elements). topk ranks every element against its row (O(R^2)
+// work per row, fine for class counts; a sort would be needed for rows of many thousands). cat and
+// stack need no kernel: they are copy_ into views.
 #include "tensor/cuda/backends.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/launch.cuh"
@@ -295,9 +295,9 @@ Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype) {
   if (n == 0) return out;
   dispatch_all(dtype, [&](auto tag) {
     using T = decltype(tag);
-    one_hot_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(
-        l.device_data<int64_t>(), out.device_data<T>(), n, num_classes,
-        device_error_record_for_kernels());
+    one_hot_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(l.device_data<int64_t>(),
+                                                              out.device_data<T>(), n, num_classes,
+                                                              device_error_record_for_kernels());
   });
   OKD_CUDA_CHECK_LAUNCH("one_hot");
   return out;

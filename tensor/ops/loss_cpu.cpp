@@ -128,7 +128,8 @@ Tensor cross_entropy_backward(const Tensor& g_, const Tensor& logits, const Tens
                               double eps, const Tensor& weights) {
   OKD_CHECK(g_.numel() == 1, "cross_entropy_backward: the upstream gradient must be a scalar, got ",
             g_.desc());
-  if (cuda::on_cuda(g_, logits)) return cuda::cross_entropy_backward(g_, logits, targets, eps, weights);
+  if (cuda::on_cuda(g_, logits))
+    return cuda::cross_entropy_backward(g_, logits, targets, eps, weights);
   const double g = g_.item();
   CeSetup s = ce_setup(logits, targets, eps, weights);
   Tensor dx = empty(logits.shape(), logits.dtype());

@@ -128,8 +128,8 @@ __global__ void ce_sums_kernel(const int64_t* target, const double* w, int64_t N
 // g_ptr: the upstream gradient (device scalar), sums: ce_sums_kernel's D and sum_c w[c].
 template <class T>
 __global__ void ce_backward_kernel(const T* x, const int64_t* target, const double* w, int64_t N,
-                                   int64_t C, double eps, const T* g_ptr, const double* sums,
-                                   T* dx, DeviceErrorRecord* err) {
+                                   int64_t C, double eps, const T* g_ptr, const double* sums, T* dx,
+                                   DeviceErrorRecord* err) {
   __shared__ double smem[32];
   const double g = static_cast<double>(*g_ptr), denom = sums[0], wsum = sums[1];
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
@@ -138,7 +138,8 @@ __global__ void ce_backward_kernel(const T* x, const int64_t* target, const doub
     row_logsumexp(r, C, smem, m, lse);
     const int64_t y = target[i];
     if (y < 0 || y >= C) {  // uniform across the block: no barrier is skipped by some threads
-      if (threadIdx.x == 0) report_device_error(err, DeviceErrorKind::CrossEntropyTarget, 0, i, y, C);
+      if (threadIdx.x == 0)
+        report_device_error(err, DeviceErrorKind::CrossEntropyTarget, 0, i, y, C);
       for (int64_t c = threadIdx.x; c < C; c += blockDim.x) dx[i * C + c] = static_cast<T>(NAN);
       continue;
     }
@@ -257,8 +258,8 @@ Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, double
           eps, row_loss, row_weight, device_error_record_for_kernels());
       OKD_CUDA_CHECK_LAUNCH("cross_entropy");
     }
-    ce_total_kernel<T><<<1, kThreads, 0, stream()>>>(row_loss, row_weight, s.N,
-                                                     out.device_data<T>());
+    ce_total_kernel<T>
+        <<<1, kThreads, 0, stream()>>>(row_loss, row_weight, s.N, out.device_data<T>());
   });
   OKD_CUDA_CHECK_LAUNCH("cross_entropy");
   return out;

@@ -243,8 +243,7 @@ TEST(DeviceWiring, SyncFreeScopesNameTheHostSynchronisations) {
       ops::sum(x).item();
       ADD_FAILURE() << "item() must count as a host synchronisation";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("a device-to-host copy"), std::string::npos)
-          << e.what();
+      EXPECT_NE(std::string(e.what()).find("a device-to-host copy"), std::string::npos) << e.what();
       EXPECT_NE(std::string(e.what()).find("the test's captured step"), std::string::npos);
     }
     EXPECT_THROW(cpu(x), Error);
@@ -306,7 +305,8 @@ TEST(DeviceWiring, CapturedStepReplaysLikeEagerSteps) {
   for (size_t i = 0; i < pe.size(); ++i)
     expect_match(pe[i].second, pc[i].second, 1e-4, "parameter " + pe[i].first);
   auto be = eager->named_buffers(), bc = captured->named_buffers();
-  for (size_t i = 0; i < be.size(); ++i) expect_match(be[i].second, bc[i].second, 1e-4, be[i].first);
+  for (size_t i = 0; i < be.size(); ++i)
+    expect_match(be[i].second, bc[i].second, 1e-4, be[i].first);
   EXPECT_EQ(bc.back().second.item(), 5) << bc.back().first << ": the BN counter advanced on replay";
 }
 
@@ -361,7 +361,8 @@ TEST(DeviceWiring, CaptureInventoryOfEveryMethod) {
       distill::Batch b;
       for (int v = 0; v < method->num_views(); ++v)
         b.views.push_back(dev(randn_t({N, 3, 32, 32}, 60 + 10 * k + v)));
-      b.labels = dev(ops::index_select(train_labels, 0, from_vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7})));
+      b.labels =
+          dev(ops::index_select(train_labels, 0, from_vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7})));
       std::vector<int64_t> idx(N);
       for (int64_t i = 0; i < N; ++i) idx[i] = (k * N + i) % 64;
       b.indices = dev(from_vector<int64_t>(idx));
@@ -526,7 +527,8 @@ TEST_P(EmulatedTraining, DeviceRunMatchesCpuRun) {
   // warm-up step, a capture, replays, recaptures at the epoch start and at the lr drop.
   if (capturable) {
     ::testing::internal::CaptureStdout();
-    const int rc = test::run(with({"--device", "cuda", "--cuda-graph", "--out", (root / "graph").string()}));
+    const int rc =
+        test::run(with({"--device", "cuda", "--cuda-graph", "--out", (root / "graph").string()}));
     const std::string out = ::testing::internal::GetCapturedStdout();
     ASSERT_EQ(rc, 0) << out;
     expect_same_run(method, root / "cpu", root / "graph");
@@ -543,8 +545,6 @@ TEST_P(EmulatedTraining, DeviceRunMatchesCpuRun) {
     EXPECT_EQ(eager + captures + replays, 10);
   }
 }
-
-
 
 INSTANTIATE_TEST_SUITE_P(AllMethods, EmulatedTraining, ::testing::ValuesIn(distill::method_names()),
                          [](const auto& info) {

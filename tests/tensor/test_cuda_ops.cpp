@@ -509,17 +509,17 @@ TEST(CudaOps, CrossEntropyForwardBackwardMatchCpu) {
                             ops::cross_entropy_forward(logits, targets, eps, w),
                             rtol_for(dt, 1e-5)));
         const Tensor g07 = full({}, 0.7, dt);
-        EXPECT_TRUE(matches(ops::cross_entropy_backward(gpu(g07), gpu(logits), gpu(targets), eps, wg),
-                            ops::cross_entropy_backward(g07, logits, targets, eps, w),
-                            rtol_for(dt, 1e-5), 1e-7));
+        EXPECT_TRUE(matches(
+            ops::cross_entropy_backward(gpu(g07), gpu(logits), gpu(targets), eps, wg),
+            ops::cross_entropy_backward(g07, logits, targets, eps, w), rtol_for(dt, 1e-5), 1e-7));
       }
     }
   }
   // A bad target is found by the kernel and raised at the next host synchronisation (the call
   // itself returns), with the CPU's message; the record is cleared after it was raised.
   Tensor bad = from_vector<int64_t>({0, 100});
-  Tensor loss =
-      ops::cross_entropy_forward(gpu(randn_t({2, 100}, DType::Float32, 1)), gpu(bad), 0.0, Tensor());
+  Tensor loss = ops::cross_entropy_forward(gpu(randn_t({2, 100}, DType::Float32, 1)), gpu(bad), 0.0,
+                                           Tensor());
   std::string err = error_of([&] { loss.item(); });
   EXPECT_NE(err.find("cross_entropy: target 100 at position 1 is outside [0, 100)"),
             std::string::npos)
@@ -925,8 +925,10 @@ TEST(CudaOps, MisuseIsAClearError) {
   });
   EXPECT_NE(err.find("gather: index 3 is out of range for dim 1 of size 3"), std::string::npos)
       << err;
-  err = error_of([&] { to_vector<float>(ops::index_select(gpu(a), 0, gpu(from_vector<int64_t>({2})))); });
-  EXPECT_NE(err.find("index_select: index 2 is out of range for dim 0 of size 2"), std::string::npos)
+  err = error_of(
+      [&] { to_vector<float>(ops::index_select(gpu(a), 0, gpu(from_vector<int64_t>({2})))); });
+  EXPECT_NE(err.find("index_select: index 2 is out of range for dim 0 of size 2"),
+            std::string::npos)
       << err;
   err = error_of([&] {
     ops::scatter_add(gpu(a), 1, gpu(from_vector<int64_t>({5}, {1, 1})), gpu(a));
