@@ -23,13 +23,19 @@ double unit(uint32_t u) { return u * (1.0 / 4294967296.0); }  // [0, 1)
 
 // Steps 2-4 of the pipeline on a region of H x W pixels (row stride, plane stride) of src,
 // which holds raw pixel values 0..255 (uint8, or float after a resample).
+CropFlip crop_flip_of(const Augment& aug, const Block& r) {
+  const int64_t P = aug.crop_padding;
+  CropFlip cf;
+  cf.dy = P > 0 ? static_cast<int64_t>(r[0] % static_cast<uint32_t>(2 * P + 1)) - P : 0;
+  cf.dx = P > 0 ? static_cast<int64_t>(r[1] % static_cast<uint32_t>(2 * P + 1)) - P : 0;
+  cf.flip = aug.hflip && (r[2] & 1u);
+  return cf;
+}
+
 template <class T>
 void crop_flip_normalize(const T* src, int64_t row_stride, int64_t plane_stride, int64_t C,
                          int64_t H, int64_t W, const Augment& aug, const Block& r, float* out) {
-  const int64_t P = aug.crop_padding;
-  const int64_t dy = P > 0 ? static_cast<int64_t>(r[0] % static_cast<uint32_t>(2 * P + 1)) - P : 0;
-  const int64_t dx = P > 0 ? static_cast<int64_t>(r[1] % static_cast<uint32_t>(2 * P + 1)) - P : 0;
-  const bool flip = aug.hflip && (r[2] & 1u);
+  const auto [dy, dx, flip] = crop_flip_of(aug, r);
   const bool norm = !aug.mean.empty();
   for (int64_t c = 0; c < C; ++c) {
     const float scale = norm ? 1.0f / (255.0f * aug.std[c]) : 1.0f / 255.0f;
@@ -101,6 +107,11 @@ std::array<int64_t, 2> check_augment(const Augment& aug, int64_t C, int64_t H, i
     OKD_CHECK(aug.crop_padding < H && aug.crop_padding < W, "augment: reflect padding ",
               aug.crop_padding, " must be smaller than the ", H, "x", W, " image");
   return {H, W};
+}
+
+CropFlip sample_crop_flip(const Augment& aug, uint64_t seed, uint64_t epoch, uint64_t index,
+                          uint64_t view) {
+  return crop_flip_of(aug, draw(seed, epoch, index, view, 0));
 }
 
 void augment_image(const uint8_t* img, int64_t C, int64_t H, int64_t W, const Augment& aug,

@@ -68,6 +68,15 @@ struct LoadedBatch {
 void augment_image(const uint8_t* image, int64_t C, int64_t H, int64_t W, const Augment& aug,
                    uint64_t seed, uint64_t epoch, uint64_t index, uint64_t view, float* out);
 
+// The random pad-crop offsets and flip of aug for this sample (0, 0, false when aug has neither),
+// the draws augment_image makes: what ops::crop_flip_normalize takes as its params.
+struct CropFlip {
+  int64_t dy = 0, dx = 0;
+  bool flip = false;
+};
+CropFlip sample_crop_flip(const Augment& aug, uint64_t seed, uint64_t epoch, uint64_t index,
+                          uint64_t view);
+
 // The box of image (H x W) that the random resized crop of aug takes for this sample.
 Box sample_resized_crop_box(const Augment& aug, int64_t H, int64_t W, uint64_t seed, uint64_t epoch,
                             uint64_t index, uint64_t view);

@@ -2,10 +2,14 @@
 #include "optim/ema.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "autograd/tape.h"
 #include "optim/optimizer.h"
+#include "tensor/cuda/graph.h"
+#include "tensor/ops/copy.h"
 #include "tensor/ops/elementwise.h"
+#include "tensor/ops/update.h"
 
 namespace okd::optim {
 
@@ -57,13 +61,45 @@ double Ema::alpha(int64_t t) const {
 
 void Ema::update() {
   NoGradGuard no_grad;
-  const double a = alpha(steps_);
-  for (size_t i = 0; i < averaged_.size(); ++i) {
-    // PCL: ema.mul_(alpha).add_(param, alpha=1 - alpha), on the tensors' device.
-    ops::mul_(averaged_[i], a);
-    ops::add_(averaged_[i], source_[i], 1 - a);
+  if (options_.warmup) {
+    update_counted();
+  } else {
+    const double a = options_.decay;  // constant: a captured step may freeze it
+    for (size_t i = 0; i < averaged_.size(); ++i) {
+      // PCL: ema.mul_(alpha).add_(param, alpha=1 - alpha), on the tensors' device.
+      ops::mul_(averaged_[i], a);
+      ops::add_(averaged_[i], source_[i], 1 - a);
+    }
   }
   ++steps_;
+  if (cuda::capturing()) cuda::on_replay([this] { ++steps_; });
+}
+
+// alpha_t = min(1 - 1/(t + 1), decay) from the device count t, in float64 as alpha() computes it.
+void Ema::update_counted() {
+  if (averaged_.empty()) return;
+  const Device device = averaged_.front().device();
+  if (!count_.defined() || count_.device() != device) {
+    OKD_CHECK(!cuda::capturing(),
+              "Ema: the first update must run before a step is captured (it makes the step "
+              "counter, which a replay would reset)");
+    count_ = full({}, static_cast<double>(steps_), DType::Int64, device);
+  }
+  const Tensor t = ops::to(count_, DType::Float64);
+  const Tensor a = ops::clamp(ops::rsub(1.0, ops::rdiv(1.0, ops::add(t, 1.0))),
+                              -std::numeric_limits<double>::infinity(), options_.decay);
+  const Tensor b = ops::rsub(1.0, a);
+  Tensor a_t, b_t;  // a and b in the tensors' dtype
+  for (size_t i = 0; i < averaged_.size(); ++i) {
+    const DType dt = averaged_[i].dtype();
+    if (!a_t.defined() || a_t.dtype() != dt) {
+      a_t = ops::to(a, dt);
+      b_t = ops::to(b, dt);
+    }
+    ops::mul_(averaged_[i], a_t);
+    ops::add_(averaged_[i], ops::mul(source_[i], b_t));
+  }
+  ops::counter_add_(count_, 1);
 }
 
 nn::NamedTensors Ema::state_dict() const {
@@ -76,6 +112,7 @@ void Ema::load_state_dict(const nn::NamedTensors& state) {
     OKD_CHECK(k == "step", "Ema::load_state_dict: unexpected key '", k, "' (expected only 'step')");
     OKD_CHECK(t.numel() == 1, "Ema::load_state_dict: 'step' must hold one value, got ", t.desc());
     steps_ = static_cast<int64_t>(t.item());
+    count_ = Tensor();  // made again from steps_ at the next update
     found = true;
   }
   OKD_CHECK(found, "Ema::load_state_dict: missing key 'step'");

@@ -5,6 +5,12 @@
 // With warmup = false alpha_t = decay from t = 0 (DKEL's `ema_keep_init` deviation, which keeps
 // the EMA model's special initialisation).
 //
+// With warm-up, alpha_t is computed from a step counter kept beside the tensors (on their device)
+// by tensor ops, in float64, then cast to the tensors' dtype: a captured training step
+// (tensor/cuda/graph.h) replays it with the count advanced, where a host alpha would be frozen.
+// So the update is theta_ema * a + theta * b with a, b that dtype's scalars (as torch's
+// ema.mul_(alpha).add_(param, alpha=1 - alpha) with a Python float on a float32 tensor).
+//
 // Parameters only. Buffers (BatchNorm running mean/var, num_batches_tracked) are deliberately NOT
 // averaged or copied: per the spec the EMA model's buffers evolve from its own forward passes in
 // train mode, so the caller runs the EMA model forward and its BN layers update their own stats.
@@ -45,9 +51,11 @@ class Ema {
 
  private:
   Ema(std::pair<std::vector<Tensor>, std::vector<Tensor>> pairs, EmaOptions options);
+  void update_counted();
   std::vector<Tensor> averaged_, source_;
   EmaOptions options_;
   int64_t steps_ = 0;
+  Tensor count_;  // int64 scalar on the tensors' device: steps_, advanced there (warm-up only)
 };
 
 }  // namespace okd::optim

@@ -101,17 +101,21 @@ void Optimizer::step() {
   std::vector<std::pair<size_t, size_t>> updated;  // (group, param): counts a replay advances
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     const ParamGroup& g = groups_[gi];
+    std::vector<Tensor> params, grads;
+    std::vector<ParamState*> states;
     for (size_t pi = 0; pi < g.params.size(); ++pi) {
       const Tensor& p = g.params[pi];
       Tensor grad = p.grad();
       if (!grad.defined()) continue;
-      grad = detail::checked_grad(name_.c_str(), param_where(g, gi, pi, p), p, grad);
+      grads.push_back(detail::checked_grad(name_.c_str(), param_where(g, gi, pi, p), p, grad));
+      params.push_back(p);
       ParamState& s = state_[gi][pi];
       ++s.step;
-      update(g, p, grad, s);
-      p.impl()->storage->bump_version();
+      states.push_back(&s);
       updated.emplace_back(gi, pi);
     }
+    update_group(g, params, grads, states);
+    for (const Tensor& p : params) p.impl()->storage->bump_version();
   }
   ++steps_;
   if (cuda::capturing())
@@ -119,6 +123,12 @@ void Optimizer::step() {
       for (const auto& [gi, pi] : updated) ++state_[gi][pi].step;
       ++steps_;
     });
+}
+
+void Optimizer::update_group(const ParamGroup& group, const std::vector<Tensor>& params,
+                             const std::vector<Tensor>& grads,
+                             const std::vector<ParamState*>& states) {
+  for (size_t i = 0; i < params.size(); ++i) update(group, params[i], grads[i], *states[i]);
 }
 
 void Optimizer::zero_grad(bool set_to_none) {

@@ -80,6 +80,12 @@ class Optimizer {
   // dtype and shape; state.step already counts this update. Runs under NoGradGuard.
   virtual void update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
                       ParamState& state) = 0;
+  // Updates the parameters of one group that have a gradient (params[i] with grads[i] and
+  // *states[i]; each state.step already counts this update). The default calls update() for each;
+  // an optimizer with a multi-tensor kernel (SGD) updates them together.
+  virtual void update_group(const ParamGroup& group, const std::vector<Tensor>& params,
+                            const std::vector<Tensor>& grads,
+                            const std::vector<ParamState*>& states);
   // The buffer names this optimizer may keep (load_state_dict accepts only these).
   virtual std::vector<std::string> buffer_names() const = 0;
 

@@ -27,8 +27,7 @@ SGD::SGD(std::vector<ParamGroup> groups, SGDOptions options)
             options_.momentum, " and dampening ", options_.dampening);
 }
 
-void SGD::update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
-                 ParamState& state) {
+ops::SgdStep SGD::scalars(const ParamGroup& group, const ParamState& state) const {
   ops::SgdStep st;
   st.lr = group.lr;
   st.weight_decay = group.weight_decay;
@@ -36,6 +35,35 @@ void SGD::update(const ParamGroup& group, const Tensor& param, const Tensor& gra
   st.dampening = options_.dampening;
   st.nesterov = options_.nesterov;
   st.first = st.momentum != 0 && !state.has("momentum_buffer");
+  return st;
+}
+
+// Parameters whose momentum buffer is new (first) and the others take separate calls: the flag
+// is one of the step's scalars.
+void SGD::update_group(const ParamGroup& group, const std::vector<Tensor>& params,
+                       const std::vector<Tensor>& grads, const std::vector<ParamState*>& states) {
+  std::vector<ops::SgdStep> st;  // taken before any buffer is made
+  for (ParamState* s : states) st.push_back(scalars(group, *s));
+  for (bool first : {true, false}) {
+    std::vector<Tensor> ps, gs, bufs;
+    size_t last = 0;
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (st[i].first != first) continue;
+      last = i;
+      if (first)  // the buffer lives beside the parameter; this step fills it with g
+        states[i]->buffers["momentum_buffer"] =
+            empty(params[i].shape(), params[i].dtype(), params[i].device());
+      ps.push_back(params[i]);
+      gs.push_back(grads[i]);
+      if (st[i].momentum != 0) bufs.push_back(states[i]->buffers.at("momentum_buffer"));
+    }
+    if (!ps.empty()) ops::sgd_step_foreach_(ps, gs, bufs, st[last]);
+  }
+}
+
+void SGD::update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
+                 ParamState& state) {
+  const ops::SgdStep st = scalars(group, state);
   // The buffer lives beside the parameter (on its device); the first step fills it with g.
   if (st.first)
     state.buffers["momentum_buffer"] = empty(param.shape(), param.dtype(), param.device());

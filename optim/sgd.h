@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "optim/optimizer.h"
+#include "tensor/ops/update.h"
 
 namespace okd::optim {
 
@@ -30,9 +31,15 @@ class SGD : public Optimizer {
  protected:
   void update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
               ParamState& state) override;
+  // The group's parameters in one multi-tensor step (ops::sgd_step_foreach_): a few kernel
+  // launches on a GPU instead of one per parameter.
+  void update_group(const ParamGroup& group, const std::vector<Tensor>& params,
+                    const std::vector<Tensor>& grads,
+                    const std::vector<ParamState*>& states) override;
   std::vector<std::string> buffer_names() const override { return {"momentum_buffer"}; }
 
  private:
+  ops::SgdStep scalars(const ParamGroup& group, const ParamState& state) const;
   SGDOptions options_;
 };
 

@@ -93,8 +93,12 @@ void add_train_flags(CLI::App& app, TrainConfig& c) {
                "backward, update) as one CUDA graph and replay it for every full batch; "
                "recaptured when the epoch or the learning rate changes, partial batches and "
                "evaluation run eagerly. Methods whose step is static are captured (baseline, "
-               "byot, cl-ilr, dml, eed, ffl, kdcl, mate, okddip, one); others train eagerly and "
-               "the log says why. Not yet run on a GPU (tested under OKD_CUDA_EMULATE=1)");
+               "byot, cl-ilr, dkel, dml, eed, ffl, kdcl, mate, okddip, one, pcl); others train "
+               "eagerly and the log says why. Not yet run on a GPU (tested under OKD_CUDA_EMULATE=1)");
+  app.add_flag("--data-on-device,!--no-data-on-device", c.data_on_device,
+               "cuda: keep the training images on the device (uploaded once, as uint8) and "
+               "augment each batch there (crop with padding, flip, normalisation: the same "
+               "batches as the host loader, bit for bit); --augment standard or none, no cutout");
   app.add_option("--threads", c.threads, "CPU threads (0 = all cores)");
   app.add_option("--workers", c.workers, "data-loader worker threads");
   app.add_option("--seed", c.seed, "random seed (weights, data order, augmentation)");
@@ -313,6 +317,7 @@ ConfigMap to_config_map(const TrainConfig& c) {
               {"deterministic", c.deterministic ? "true" : "false"},
               {"allow-tf32", c.allow_tf32 ? "true" : "false"},
               {"cuda-graph", c.cuda_graph ? "true" : "false"},
+              {"data-on-device", c.data_on_device ? "true" : "false"},
               {"threads", std::to_string(c.threads)},
               {"workers", std::to_string(c.workers)},
               {"seed", std::to_string(c.seed)},

@@ -39,10 +39,11 @@ struct TrainConfig {
   char shortcut = 'B';
   std::string init = "he_fanout";
   std::string device = "cpu";
-  bool deterministic = false;  // cuDNN: deterministic algorithms only
-  bool allow_tf32 = false;     // cuBLAS/cuDNN float32 products in TF32
-  bool cuda_graph = false;     // capture each training step as a CUDA graph and replay it
-  int threads = 0;             // 0 = all cores (OpenMP default)
+  bool deterministic = false;   // cuDNN: deterministic algorithms only
+  bool allow_tf32 = false;      // cuBLAS/cuDNN float32 products in TF32
+  bool cuda_graph = false;      // capture each training step as a CUDA graph and replay it
+  bool data_on_device = false;  // training images kept and augmented on the device
+  int threads = 0;              // 0 = all cores (OpenMP default)
   int workers = 2;
   uint64_t seed = 0;
   std::string out = "";     // "" = runs/<method>-<arch>-<dataset>-s<seed>

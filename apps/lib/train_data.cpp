@@ -7,6 +7,9 @@
 
 #include "data/batch_loader.h"
 #include "data/image_folder.h"
+#include "tensor/ops/augment.h"
+#include "tensor/ops/copy.h"
+#include "tensor/ops/index.h"
 
 namespace okd::apps {
 
@@ -30,6 +33,80 @@ class LoaderSplit : public TrainData::Split {
 
  private:
   data::BatchLoader loader_;
+};
+
+// The training split kept on the device (--data-on-device, issue 9): the images (uint8) and
+// labels are uploaded once; each batch uploads only its sample indices and each view's crop and
+// flip draws (the host loader's own: data::sample_crop_flip over the loader's epoch order) and is
+// augmented there by ops::crop_flip_normalize, so its batches equal the host loader's bit for bit.
+// The standard pipeline only (pad-crop, flip, normalisation); the others stay on the host.
+class DeviceSplit : public TrainData::Split {
+ public:
+  DeviceSplit(data::ImageDataset ds, data::LoaderOptions o, Device device)
+      : order_(std::move(ds), without_workers(o)), opt_(std::move(o)), device_(device) {
+    const data::Augment& a = opt_.augment;
+    OKD_CHECK(a.random_resized_crop == 0 && a.resize == 0 && a.center_crop == 0 && a.cutout == 0,
+              "--data-on-device: the device augments with the standard pipeline only (random "
+              "crop with padding, flip, normalisation); --augment flip-rrc and --cutout run on "
+              "the host (drop --data-on-device)");
+    const data::ImageDataset& d = order_.dataset();
+    images_ = ops::to(d.images, device_);
+    labels_ = ops::to(d.labels, device_);
+    const int64_t C = d.images.size(1);
+    std::vector<float> scale(C), shift(C);
+    for (int64_t c = 0; c < C; ++c) {  // as data/batch_loader.cpp's crop_flip_normalize
+      const bool norm = !a.mean.empty();
+      scale[c] = norm ? 1.0f / (255.0f * a.std[c]) : 1.0f / 255.0f;
+      shift[c] = norm ? -a.mean[c] / a.std[c] : 0.0f;
+    }
+    scale_ = ops::to(from_vector<float>(scale), device_);
+    shift_ = ops::to(from_vector<float>(shift), device_);
+  }
+  int64_t size() const override { return order_.size(); }
+  int64_t batches_per_epoch() const override { return order_.batches_per_epoch(); }
+  void start_epoch(int64_t epoch, int64_t first_batch) override {
+    epoch_ = epoch;
+    next_batch_ = first_batch;
+    order_of_epoch_ = order_.epoch_order(epoch);
+  }
+  std::optional<distill::Batch> next() override {
+    if (next_batch_ >= batches_per_epoch()) return std::nullopt;
+    const int64_t start = next_batch_++ * opt_.batch_size;
+    const int64_t B = std::min(opt_.batch_size, size() - start);
+    const std::vector<int64_t> idx(order_of_epoch_.begin() + start,
+                                   order_of_epoch_.begin() + start + B);
+    distill::Batch b;
+    b.indices = ops::to(from_vector<int64_t>(idx), device_);
+    b.labels = ops::index_select(labels_, 0, b.indices);
+    for (int v = 0; v < opt_.views; ++v) {
+      std::vector<int64_t> params(3 * B);
+      for (int64_t i = 0; i < B; ++i) {
+        const data::CropFlip cf =
+            data::sample_crop_flip(opt_.augment, opt_.seed, static_cast<uint64_t>(epoch_),
+                                   static_cast<uint64_t>(idx[i]), static_cast<uint64_t>(v));
+        params[3 * i] = cf.dy;
+        params[3 * i + 1] = cf.dx;
+        params[3 * i + 2] = cf.flip ? 1 : 0;
+      }
+      b.views.push_back(ops::crop_flip_normalize(
+          images_, b.indices, ops::to(from_vector<int64_t>(params, {B, 3}), device_), scale_,
+          shift_, opt_.augment.reflect_padding));
+    }
+    return b;
+  }
+  Tensor labels() const override { return order_.dataset().labels; }
+
+ private:
+  static data::LoaderOptions without_workers(data::LoaderOptions o) {
+    o.workers = 0;  // the loader only gives the epoch order here
+    return o;
+  }
+  data::BatchLoader order_;
+  data::LoaderOptions opt_;
+  Device device_;
+  Tensor images_, labels_, scale_, shift_;
+  int64_t epoch_ = 0, next_batch_ = 0;
+  std::vector<int64_t> order_of_epoch_;
 };
 
 // DIR/train, and DIR/val or else DIR/test, as ImageFolders (the evaluation split takes the
@@ -174,7 +251,15 @@ std::unique_ptr<TrainData> make_train_data(const TrainConfig& cfg, int views) {
   te.augment = data::Augment{};
   te.augment.mean = mean;
   te.augment.std = std;
-  out->train = std::make_unique<LoaderSplit>(std::move(train), tr);
+  if (cfg.data_on_device) {
+    const Device device = Device::parse(cfg.device);
+    OKD_CHECK(device.is_cuda(), "--data-on-device needs --device cuda (got --device ", cfg.device,
+              ")");
+    out->train = std::make_unique<DeviceSplit>(std::move(train), tr, device);
+    out->description += " (training images augmented on " + device.str() + ")";
+  } else {
+    out->train = std::make_unique<LoaderSplit>(std::move(train), tr);
+  }
   out->test = std::make_unique<LoaderSplit>(std::move(test), te);
   return out;
 }

@@ -53,9 +53,10 @@ struct EpochRecord {
   double lr, train_loss, train_top1, test_loss, test_top1, test_top5, seconds;
 };
 
-// Top-1 and top-5 hits of logits [N, C] (any device) against labels [N] (on the CPU).
-std::pair<int64_t, int64_t> count_correct(const Tensor& logits, const Tensor& labels) {
+// Top-1 and top-5 hits of logits [N, C] against labels [N] (either on any device).
+std::pair<int64_t, int64_t> count_correct(const Tensor& logits, const Tensor& labels_) {
   Tensor l = ops::contiguous(ops::to(ops::to(logits, DType::Float32), kCPU));
+  const Tensor labels = ops::contiguous(ops::to(labels_, kCPU));
   const float* p = l.data<float>();
   const int64_t* y = labels.data<int64_t>();
   const int64_t n = l.size(0), c = l.size(1);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tensor/ops/augment.h"
 #include "tensor/ops/conv.h"
 #include "tensor/ops/norm.h"
 #include "tensor/ops/update.h"
@@ -99,6 +100,7 @@ enum class DeviceErrorKind : int32_t {
   IndexSelectIndex,
   GatherIndex,
   ScatterAddIndex,
+  CropFlipNormalizeIndex,
 };
 struct DeviceErrorRecord {
   int32_t kind = 0;  // a DeviceErrorKind; written first, by atomicCAS from 0, so the first wins

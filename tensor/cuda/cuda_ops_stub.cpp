@@ -124,7 +124,15 @@ Tensor random_bernoulli(const Shape&, DType, double, uint64_t, uint64_t) {
 }
 
 DeviceErrorRecord* device_error_record() { return nullptr; }
-void counter_add_(const Tensor&, int64_t) { no_backend("counter_add_"); }  // no kernel can run
+void counter_add_(const Tensor&, int64_t) { no_backend("counter_add_"); }
+Tensor crop_flip_normalize(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                           const Tensor&, bool) {
+  no_backend("crop_flip_normalize");
+}
+void sgd_step_foreach_(const std::vector<Tensor>&, const std::vector<Tensor>&,
+                       const std::vector<Tensor>&, const SgdStep&) {
+  no_backend("sgd_step_foreach_");
+}  // no kernel can run
 
 }  // namespace gpu
 

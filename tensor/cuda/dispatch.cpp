@@ -239,6 +239,12 @@ void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_b
   return emulating() ? emulated([=] { return emu::sgd_step_(param, grad, momentum_buffer, s); })
                      : gpu::sgd_step_(param, grad, momentum_buffer, s);
 }
+void sgd_step_foreach_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                       const std::vector<Tensor>& momentum_buffers, const SgdStep& s) {
+  return emulating()
+             ? emulated([=] { return emu::sgd_step_foreach_(params, grads, momentum_buffers, s); })
+             : gpu::sgd_step_foreach_(params, grads, momentum_buffers, s);
+}
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                 const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, const AdamStep& s) {
   return emulating() ? emulated([=] {
@@ -250,6 +256,14 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
 void counter_add_(const Tensor& counter, int64_t amount) {
   return emulating() ? emulated([=] { return emu::counter_add_(counter, amount); })
                      : gpu::counter_add_(counter, amount);
+}
+
+Tensor crop_flip_normalize(const Tensor& images, const Tensor& index, const Tensor& params,
+                           const Tensor& scale, const Tensor& shift, bool reflect) {
+  return emulating() ? emulated([=] {
+    return emu::crop_flip_normalize(images, index, params, scale, shift, reflect);
+  })
+                     : gpu::crop_flip_normalize(images, index, params, scale, shift, reflect);
 }
 
 DeviceErrorRecord* device_error_record() {
@@ -264,6 +278,9 @@ std::string describe(const DeviceErrorRecord& r) {
     case DeviceErrorKind::CrossEntropyTarget:
       return str("cross_entropy: target ", r.value, " at position ", r.position, " is outside [0, ",
                  r.bound, ")");
+    case DeviceErrorKind::CropFlipNormalizeIndex:
+      return str("crop_flip_normalize: index ", r.value, " at position ", r.position,
+                 " is outside [0, ", r.bound, ")");
     case DeviceErrorKind::OneHotLabel:
       return str("one_hot: label ", r.value, " at position ", r.position, " is outside [0, ",
                  r.bound, ")");

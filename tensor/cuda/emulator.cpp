@@ -14,6 +14,7 @@
 
 #include "tensor/cuda/backends.h"
 #include "tensor/ops/activation.h"
+#include "tensor/ops/augment.h"
 #include "tensor/ops/conv.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/elementwise.h"
@@ -518,6 +519,12 @@ void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_b
   bump(param);
 }
 
+void sgd_step_foreach_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                       const std::vector<Tensor>& bufs, const SgdStep& s) {
+  for (size_t i = 0; i < params.size(); ++i)
+    emu::sgd_step_(params[i], grads[i], s.momentum != 0 ? bufs[i] : Tensor(), s);
+}
+
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                 const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, const AdamStep& s) {
   const char* op = "Adam::step";
@@ -536,6 +543,17 @@ void overwrite(const Tensor& dst_, const Tensor& src_) {
   if (dst.device_raw_data() == src.device_raw_data() && dst.strides() == src.strides()) return;
   ops::copy_(dst, src);
   bump(dst_);
+}
+
+Tensor crop_flip_normalize(const Tensor& images_, const Tensor& index_, const Tensor& params,
+                           const Tensor& scale, const Tensor& shift, bool reflect) {
+  const char* op = "crop_flip_normalize";
+  const Tensor images = host(images_, op), index = host(index_, op);
+  if (defer_bad_index(index, images.size(0), DeviceErrorKind::CropFlipNormalizeIndex, 0))
+    return poisoned({index.numel(), images.size(1), images.size(2), images.size(3)},
+                    DType::Float32);
+  return dev(ops::crop_flip_normalize(images, index, host(params, op), host(scale, op),
+                                      host(shift, op), reflect));
 }
 
 void counter_add_(const Tensor& counter, int64_t amount) {

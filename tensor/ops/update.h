@@ -3,6 +3,7 @@
 // the scalars and owns the state; these only update the tensors they are given.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "tensor/tensor.h"
 
@@ -18,6 +19,12 @@ struct SgdStep {
 // buf). Every tensor contiguous, of the parameter's shape, dtype and device.
 void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer,
                const SgdStep& s);
+// sgd_step_ for many parameters with one set of scalars (a parameter group's): on CUDA a few
+// launches (one per chunk of up to 48 tensors, passed by value to the kernel) instead of one per
+// parameter, the same arithmetic; on the CPU a loop of sgd_step_. Every parameter on one device,
+// one dtype; momentum_buffers empty when s.momentum is 0.
+void sgd_step_foreach_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                       const std::vector<Tensor>& momentum_buffers, const SgdStep& s);
 
 struct AdamStep {
   double lr = 0, weight_decay = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;

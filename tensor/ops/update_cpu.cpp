@@ -68,6 +68,29 @@ void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& buf_t, con
   });
 }
 
+void sgd_step_foreach_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                       const std::vector<Tensor>& bufs, const SgdStep& s) {
+  const char* op = "SGD::step";
+  OKD_CHECK(grads.size() == params.size() && (s.momentum == 0 || bufs.size() == params.size()), op,
+            ": ", params.size(), " parameters but ", grads.size(), " gradients and ", bufs.size(),
+            " momentum buffers");
+  if (params.empty()) return;
+  for (size_t i = 0; i < params.size(); ++i) {
+    check_param(params[i], op);
+    OKD_CHECK(params[i].device() == params[0].device() && params[i].dtype() == params[0].dtype(),
+              op, ": a multi-tensor step needs one device and dtype, got ", params[0].desc(),
+              " and ", params[i].desc());
+    check_state(params[i], grads[i], "gradient", op);
+    if (s.momentum != 0) {
+      OKD_CHECK(bufs[i].defined(), op, ": momentum needs a momentum buffer");
+      check_state(params[i], bufs[i], "momentum buffer", op);
+    }
+  }
+  if (cuda::on_cuda(params[0])) return cuda::sgd_step_foreach_(params, grads, bufs, s);
+  for (size_t i = 0; i < params.size(); ++i)
+    sgd_step_(params[i], grads[i], s.momentum != 0 ? bufs[i] : Tensor(), s);
+}
+
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                 const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, const AdamStep& s) {
   const char* op = s.decoupled ? "AdamW::step" : "Adam::step";

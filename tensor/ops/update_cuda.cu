@@ -2,6 +2,7 @@
 // ops::adam_step_, which dispatch here for CUDA parameters) as kernels. Same arithmetic in the
 // parameter's dtype with the scalars cast to it first, as there; nvcc may fuse a multiply and an
 // add into one FMA, so a float32 result can differ from the CPU's in the last bit.
+#include <algorithm>
 #include <cmath>
 
 #include "tensor/cuda/backends.h"
@@ -12,18 +13,59 @@ namespace okd::cuda {
 
 namespace {
 
+// SGD's scalars, cast to the parameter's dtype.
 template <class T>
-__global__ void sgd_kernel(T* p, const T* dp, T* buf, int64_t n, T wd, bool decay, T mom,
-                           T one_minus_damp, T neg_lr, bool nesterov, bool first) {
-  OKD_GRID_STRIDE(i, n) {
-    T g = dp[i];
-    if (decay) g = g + wd * p[i];
-    if (buf) {
-      buf[i] = first ? g : buf[i] * mom + one_minus_damp * g;
-      g = nesterov ? g + mom * buf[i] : buf[i];
-    }
-    p[i] = p[i] + neg_lr * g;
+struct SgdScalars {
+  T wd, mom, one_minus_damp, neg_lr;
+  bool decay, nesterov, first;
+};
+
+template <class T>
+__device__ __forceinline__ void sgd_element(T* p, const T* dp, T* buf, int64_t i,
+                                            const SgdScalars<T>& s) {
+  T g = dp[i];
+  if (s.decay) g = g + s.wd * p[i];
+  if (buf) {
+    buf[i] = s.first ? g : buf[i] * s.mom + s.one_minus_damp * g;
+    g = s.nesterov ? g + s.mom * buf[i] : buf[i];
   }
+  p[i] = p[i] + s.neg_lr * g;
+}
+
+template <class T>
+__global__ void sgd_kernel(T* p, const T* dp, T* buf, int64_t n, SgdScalars<T> s) {
+  OKD_GRID_STRIDE(i, n) { sgd_element(p, dp, buf, i, s); }
+}
+
+// Up to kForeachChunk tensors per launch, their pointers passed by value (1.5 KiB of kernel
+// parameters); blockIdx.y picks the tensor, x strides over its elements.
+constexpr int kForeachChunk = 48;
+template <class T>
+struct SgdList {
+  T* p[kForeachChunk];
+  const T* g[kForeachChunk];
+  T* buf[kForeachChunk];
+  int64_t n[kForeachChunk];
+};
+
+template <class T>
+__global__ void sgd_foreach_kernel(SgdList<T> l, SgdScalars<T> s) {
+  const int j = blockIdx.y;
+  const int64_t n = l.n[j];
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    sgd_element(l.p[j], l.g[j], l.buf[j], i, s);
+}
+
+template <class T>
+SgdScalars<T> sgd_scalars(const SgdStep& s) {
+  return {static_cast<T>(s.weight_decay),
+          static_cast<T>(s.momentum),
+          static_cast<T>(1 - s.dampening),
+          static_cast<T>(-s.lr),
+          s.weight_decay != 0,
+          s.nesterov,
+          s.first};
 }
 
 __global__ void counter_add_kernel(int64_t* c, int64_t n, int64_t amount) {
@@ -77,15 +119,47 @@ void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_b
     using T = decltype(tag);
     T* buf = s.momentum != 0 ? momentum_buffer.device_data<T>() : nullptr;
     sgd_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(
-        param.device_data<T>(), grad.device_data<T>(), buf, n, static_cast<T>(s.weight_decay),
-        s.weight_decay != 0, static_cast<T>(s.momentum), static_cast<T>(1 - s.dampening),
-        static_cast<T>(-s.lr), s.nesterov, s.first);
+        param.device_data<T>(), grad.device_data<T>(), buf, n, sgd_scalars<T>(s));
   };
   if (param.dtype() == DType::Float32)
     run(float{});
   else
     run(double{});
   OKD_CUDA_CHECK_LAUNCH(op);
+}
+
+void sgd_step_foreach_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                       const std::vector<Tensor>& bufs, const SgdStep& s) {
+  // Checked by ops::sgd_step_foreach_ (update_cpu.cpp): one device and dtype, matching state.
+  const char* op = "SGD::step";
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    const SgdScalars<T> sc = sgd_scalars<T>(s);
+    for (size_t first = 0; first < params.size(); first += kForeachChunk) {
+      const size_t count = std::min<size_t>(kForeachChunk, params.size() - first);
+      SgdList<T> l{};
+      int64_t longest = 0;
+      for (size_t j = 0; j < count; ++j) {
+        const Tensor& p = params[first + j];
+        check_device(p, op);
+        p.impl()->storage->bump_version();
+        l.p[j] = p.device_data<T>();
+        l.g[j] = grads[first + j].device_data<T>();
+        l.buf[j] = s.momentum != 0 ? bufs[first + j].device_data<T>() : nullptr;
+        l.n[j] = p.numel();
+        longest = std::max(longest, l.n[j]);
+      }
+      if (longest == 0) continue;
+      const dim3 grid(std::min(grid_for(longest), 1024u), static_cast<unsigned>(count));
+      sgd_foreach_kernel<T><<<grid, kThreads, 0, stream()>>>(l, sc);
+      OKD_CUDA_CHECK_LAUNCH(op);
+    }
+  };
+  if (params.empty()) return;
+  if (params[0].dtype() == DType::Float32)
+    run(float{});
+  else
+    run(double{});
 }
 
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,

@@ -9,6 +9,7 @@
 
 #include "data/batch_loader.h"
 #include "data/transforms.h"
+#include "tensor/ops/augment.h"
 #include "tensor/random.h"
 #include "tests/support/test_support.h"
 
@@ -375,4 +376,66 @@ TEST(Subset, SeededRandomSubsetIsReproducibleAndSorted) {
   EXPECT_EQ(ds.random_subset(0, 5).size(), 100);
   EXPECT_EQ(ds.random_subset(500, 5).size(), 100);
   EXPECT_THROW(ds.subset({3, 100}), Error);
+}
+
+// ops::crop_flip_normalize (tensor/ops/augment.h), the device path of --data-on-device, given the
+// loader's own draws (sample_crop_flip), equals augment_image bit for bit: zero and reflect
+// padding, with and without normalisation, over several epochs and views.
+TEST(CropFlipNormalize, EqualsTheLoadersAugmentation) {
+  const ImageDataset ds = random_dataset(9, 12, 10, 5);
+  const int64_t C = 3, H = 12, W = 10;
+  for (bool reflect : {false, true}) {
+    for (bool normalise : {false, true}) {
+      Augment aug;
+      aug.crop_padding = 4;
+      aug.reflect_padding = reflect;
+      aug.hflip = true;
+      if (normalise) {
+        aug.mean = {0.5f, 0.4f, 0.3f};
+        aug.std = {0.2f, 0.25f, 0.3f};
+      }
+      std::vector<float> scale(C), shift(C);
+      for (int64_t c = 0; c < C; ++c) {
+        scale[c] = normalise ? 1.0f / (255.0f * aug.std[c]) : 1.0f / 255.0f;
+        shift[c] = normalise ? -aug.mean[c] / aug.std[c] : 0.0f;
+      }
+      const std::vector<int64_t> idx{3, 0, 8, 3, 5, 1};
+      int flips = 0;
+      for (uint64_t epoch : {0, 7}) {
+        for (uint64_t view : {0, 2}) {
+          std::vector<int64_t> params;
+          for (int64_t i : idx) {
+            const CropFlip cf = sample_crop_flip(aug, 11, epoch, static_cast<uint64_t>(i), view);
+            EXPECT_LE(std::abs(cf.dy), 4);
+            EXPECT_LE(std::abs(cf.dx), 4);
+            params.insert(params.end(), {cf.dy, cf.dx, cf.flip ? 1 : 0});
+            flips += cf.flip;
+          }
+          const Tensor got = ops::crop_flip_normalize(
+              ds.images, from_vector<int64_t>(idx), from_vector<int64_t>(params, {6, 3}),
+              from_vector<float>(scale), from_vector<float>(shift), reflect);
+          ASSERT_EQ(got.shape(), (Shape{6, C, H, W}));
+          for (size_t k = 0; k < idx.size(); ++k) {
+            std::vector<float> want(C * H * W);
+            augment_image(ds.images.data<uint8_t>() + idx[k] * C * H * W, C, H, W, aug, 11, epoch,
+                          static_cast<uint64_t>(idx[k]), view, want.data());
+            const float* g = got.data<float>() + k * C * H * W;
+            for (int64_t e = 0; e < C * H * W; ++e)
+              ASSERT_EQ(g[e], want[e]) << "reflect " << reflect << " normalise " << normalise
+                                       << " sample " << k << " element " << e;
+          }
+        }
+      }
+      EXPECT_GT(flips, 0);
+      EXPECT_LT(flips, 24);
+    }
+  }
+  EXPECT_THROW(ops::crop_flip_normalize(
+                   ds.images, from_vector<int64_t>({9}), from_vector<int64_t>({0, 0, 0}, {1, 3}),
+                   from_vector<float>({1, 1, 1}), from_vector<float>({0, 0, 0}), false),
+               Error);  // index out of range
+  EXPECT_THROW(ops::crop_flip_normalize(
+                   ds.images, from_vector<int64_t>({1}), from_vector<int64_t>({0, 0}, {1, 2}),
+                   from_vector<float>({1, 1, 1}), from_vector<float>({0, 0, 0}), false),
+               Error);  // params not [B, 3]
 }

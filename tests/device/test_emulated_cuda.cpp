@@ -22,6 +22,7 @@
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/index.h"
 #include "tensor/ops/reduce.h"
+#include "tensor/ops/update.h"
 #include "tensor/random.h"
 #include "tensor/runtime.h"
 #include "tests/apps/train_cifar_helpers.h"
@@ -396,6 +397,28 @@ TEST(DeviceWiring, CaptureInventoryOfEveryMethod) {
   }
 }
 
+// SGD updates a parameter group with one multi-tensor step (ops::sgd_step_foreach_); its checks
+// hold on every device: one device and dtype per call, state matching each parameter.
+TEST(DeviceWiring, MultiTensorSgdStepChecksItsOperands) {
+  std::vector<Tensor> ps{dev(randn_t({3}, 70)), dev(randn_t({2, 2}, 71))};
+  std::vector<Tensor> gs{dev(randn_t({3}, 72)), dev(randn_t({2, 2}, 73))};
+  std::vector<Tensor> bs{dev(randn_t({3}, 74)), dev(randn_t({2, 2}, 75))};
+  ops::SgdStep s;
+  s.lr = 0.1;
+  s.momentum = 0.9;
+  std::vector<Tensor> pc{cpu(ps[0]), cpu(ps[1])}, bc{cpu(bs[0]), cpu(bs[1])};
+  ops::sgd_step_foreach_(ps, gs, bs, s);
+  for (int i = 0; i < 2; ++i) {
+    ops::sgd_step_(pc[i], cpu(gs[i]), bc[i], s);
+    expect_match(pc[i], ps[i], 1e-6, "param " + std::to_string(i));
+    expect_match(bc[i], bs[i], 1e-6, "buffer " + std::to_string(i));
+  }
+  EXPECT_THROW(ops::sgd_step_foreach_({ps[0], cpu(ps[1])}, gs, bs, s), Error);  // two devices
+  EXPECT_THROW(ops::sgd_step_foreach_(ps, {gs[0]}, bs, s), Error);              // a missing grad
+  EXPECT_THROW(ops::sgd_step_foreach_(ps, {gs[1], gs[0]}, bs, s), Error);       // wrong shapes
+  EXPECT_THROW(ops::sgd_step_foreach_(ps, gs, {}, s), Error);  // momentum without buffers
+}
+
 // A kernel cannot throw: a bad target or index is recorded and raised, with the CPU op's message,
 // at the host's next synchronisation with the device (tensor/cuda/cuda_ops.h). The op itself
 // returns; the bad element is skipped; the record is cleared once raised.
@@ -524,7 +547,7 @@ TEST_P(EmulatedTraining, DeviceRunMatchesCpuRun) {
   ASSERT_EQ(test::run(with({"--device", "cuda", "--out", (root / "cuda").string()})), 0);
   expect_same_run(method, root / "cpu", root / "cuda");
   // Methods whose step is static also train with whole-step capture (--cuda-graph): one eager
-  // warm-up step, a capture, replays, recaptures at the epoch start and at the lr drop.
+  // warm-up step, a capture, replays, a recapture at epoch 2 (where the lr drops).
   if (capturable) {
     ::testing::internal::CaptureStdout();
     const int rc =
@@ -532,7 +555,7 @@ TEST_P(EmulatedTraining, DeviceRunMatchesCpuRun) {
     const std::string out = ::testing::internal::GetCapturedStdout();
     ASSERT_EQ(rc, 0) << out;
     expect_same_run(method, root / "cpu", root / "graph");
-    // 10 steps of 8 images: 1 eager, captures at the start, at epoch 2 and at its lr drop.
+    // 10 steps of 8 images: 1 eager, a capture in each epoch (the lr drops at epoch 2), replays.
     long long captures = 0, replays = 0, eager = 0;
     const size_t at = out.find("cuda graph: ");
     ASSERT_NE(at, std::string::npos) << out;
@@ -544,6 +567,48 @@ TEST_P(EmulatedTraining, DeviceRunMatchesCpuRun) {
     EXPECT_GE(replays, 4);
     EXPECT_EQ(eager + captures + replays, 10);
   }
+}
+
+// --data-on-device: the training images live on the device and are augmented there
+// (ops::crop_flip_normalize with the host loader's draws), so a run equals the host-loader run:
+// baseline with reflect padding and whole-step capture, dkel with its three views per image.
+TEST(DeviceWiring, DataOnDeviceTrainsLikeTheHostLoader) {
+  fs::path data = test::make_tiny_cifar10("tiny_cifar_dev_data", 8);  // 40 train, 8 test
+  fs::path root = fs::path(OKD_BINARY_DIR) / "test_tmp" / "runs_dev_data";
+  fs::remove_all(root);
+  for (const auto& [method, extra] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"baseline", {"--padding", "reflect", "--epochs", "2"}}, {"dkel", {"--epochs", "1"}}}) {
+    SCOPED_TRACE(method);
+    std::vector<std::string> common{"--method",     method,        "--dataset", "cifar10",
+                                    "--data-dir",   data.string(), "--threads", "1",
+                                    "--batch-size", "8",           "--workers", "1"};
+    common.insert(common.end(), extra.begin(), extra.end());
+    auto with = [&](std::vector<std::string> more) {
+      std::vector<std::string> a = common;
+      a.insert(a.end(), more.begin(), more.end());
+      return a;
+    };
+    const fs::path cpu_dir = root / (method + "_cpu"), dev_dir = root / (method + "_dev");
+    ASSERT_EQ(test::run(with({"--device", "cpu", "--out", cpu_dir.string()})), 0);
+    std::vector<std::string> dev_args{"--device", "cuda", "--data-on-device", "--out",
+                                      dev_dir.string()};
+    if (method == "baseline") dev_args.push_back("--cuda-graph");
+    ASSERT_EQ(test::run(with(dev_args)), 0);
+    expect_same_run(method, cpu_dir, dev_dir);
+  }
+  // Pipelines the device does not run are refused by name.
+  std::vector<std::string> rrc{"--dataset", "cifar10", "--data-dir",           data.string(),
+                               "--device",  "cuda",    "--data-on-device",     "--augment",
+                               "flip-rrc",  "--out",   (root / "rrc").string()};
+  EXPECT_NE(test::run(rrc), 0);
+  std::vector<std::string> on_cpu{"--dataset",
+                                  "cifar10",
+                                  "--data-dir",
+                                  data.string(),
+                                  "--data-on-device",
+                                  "--out",
+                                  (root / "cpu_only").string()};
+  EXPECT_NE(test::run(on_cpu), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllMethods, EmulatedTraining, ::testing::ValuesIn(distill::method_names()),

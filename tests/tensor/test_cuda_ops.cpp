@@ -23,6 +23,7 @@
 #include "tensor/ops/norm.h"
 #include "tensor/ops/pool.h"
 #include "tensor/ops/reduce.h"
+#include "tensor/ops/update.h"
 #include "tensor/ops/view.h"
 #include "tensor/random.h"
 #include "tensor/runtime.h"
@@ -530,6 +531,43 @@ TEST(CudaOps, CrossEntropyForwardBackwardMatchCpu) {
                               gpu(from_vector<int64_t>({-1, 3})), 0.0, Tensor());
   err = error_of([&] { cuda::synchronize(); });
   EXPECT_NE(err.find("cross_entropy: target -1 at position 0"), std::string::npos) << err;
+}
+
+// The multi-tensor SGD step (tensor/ops/update.h): 100 parameters of assorted sizes (three
+// launches of up to 48) against sgd_step_ on the CPU, one parameter at a time, over three steps.
+TEST(CudaOps, SgdForeachMatchesPerTensorSteps) {
+  OKD_REQUIRE_GPU();
+  for (DType dt : kFloats) {
+    SCOPED_TRACE(dtype_name(dt));
+    std::vector<Tensor> pc, pd, bc, bd;
+    for (int i = 0; i < 100; ++i) {
+      const Shape shape{1 + (i * 37) % 300, 1 + i % 7};
+      Tensor p = randn_t(shape, dt, 300 + i);
+      pc.push_back(ops::clone(p));
+      pd.push_back(gpu(p));
+      bc.push_back(zeros(shape, dt));
+      bd.push_back(zeros(shape, dt, kCuda));
+    }
+    cuda::SgdStep s;
+    s.lr = 0.1;
+    s.weight_decay = 5e-4;
+    s.momentum = 0.9;
+    s.nesterov = true;
+    for (int step = 0; step < 3; ++step) {
+      s.first = step == 0;
+      std::vector<Tensor> gc, gd;
+      for (int i = 0; i < 100; ++i) {
+        gc.push_back(randn_t(pc[i].shape(), dt, 1000 * step + i));
+        gd.push_back(gpu(gc.back()));
+        ops::sgd_step_(pc[i], gc[i], bc[i], s);
+      }
+      ops::sgd_step_foreach_(pd, gd, bd, s);
+    }
+    for (int i = 0; i < 100; ++i) {
+      EXPECT_TRUE(matches(pd[i], pc[i], rtol_for(dt, 1e-6), 1e-7)) << i;
+      EXPECT_TRUE(matches(bd[i], bc[i], rtol_for(dt, 1e-6), 1e-7)) << i;
+    }
+  }
 }
 
 // ---- convolution (cuDNN), batch norm, pooling -------------------------------------------------
