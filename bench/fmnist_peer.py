@@ -3,7 +3,10 @@
 option B), data (the first N training images, zero-padded to 32x32, 3 channels, normalised with
 mean 0.2860 / std 0.3530), augmentation (random crop 32 with zero padding 4, horizontal flip),
 SGD (lr 0.1, momentum 0.9, weight decay 5e-4), multistep milestones at 50%/75% of the epochs.
-Usage: fmnist_peer.py EPOCHS LIMIT_TRAIN [THREADS]"""
+Usage: fmnist_peer.py EPOCHS LIMIT_TRAIN [THREADS [DEVICE]]   (DEVICE: cpu or cuda; the data
+directory is $FMNIST_DIR, default /usr/share/datasets/fashion-mnist). On cuda the whole dataset
+is kept on the GPU and augmented there, as okd's --data-on-device does (time to accuracy,
+issue 9)."""
 import gzip
 import os
 import sys
@@ -19,7 +22,8 @@ from make_resnet_golden import ResNet  # noqa: E402
 epochs, limit = int(sys.argv[1]), int(sys.argv[2])
 torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 2)
 torch.manual_seed(0)
-D = "/usr/share/datasets/fashion-mnist"
+D = os.environ.get("FMNIST_DIR", "/usr/share/datasets/fashion-mnist")
+dev = torch.device(sys.argv[4] if len(sys.argv) > 4 else "cpu")
 
 
 def load(prefix):
@@ -35,7 +39,8 @@ def load(prefix):
 xtr, ytr = load("train")
 xte, yte = load("t10k")
 xtr, ytr = xtr[:limit], ytr[:limit]
-net = ResNet(n=3)
+xtr, ytr, xte, yte = xtr.to(dev), ytr.to(dev), xte.to(dev), yte.to(dev)
+net = ResNet(n=3).to(dev)
 for m in net.modules():
     if isinstance(m, torch.nn.Conv2d):
         torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -46,13 +51,13 @@ pad_value = (0 - 0.2860) / 0.3530  # zero padding of raw pixels, after normalisa
 t0 = time.time()
 for epoch in range(epochs):
     net.train()
-    perm = torch.randperm(len(xtr))
+    perm = torch.randperm(len(xtr), device=dev)
     for b in range(0, len(xtr), 128):
         idx = perm[b:b + 128]
         x = F.pad(xtr[idx], (4, 4, 4, 4), value=pad_value)
         i, j = np.random.randint(0, 9, 2)
         x = x[:, :, i:i + 32, j:j + 32]
-        flip = torch.rand(len(idx)) < 0.5
+        flip = torch.rand(len(idx), device=dev) < 0.5
         x[flip] = x[flip].flip(3)
         loss = F.cross_entropy(net(x), ytr[idx])
         opt.zero_grad()
@@ -62,4 +67,6 @@ for epoch in range(epochs):
     net.eval()
     with torch.no_grad():
         correct = sum((net(xte[k:k + 500]).argmax(1) == yte[k:k + 500]).sum().item() for k in range(0, 10000, 500))
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
     print(f"epoch {epoch + 1}: test top-1 {correct / 100:.2f}%  ({time.time() - t0:.0f} s)", flush=True)

@@ -67,3 +67,19 @@ if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
 else
   say "PyTorch with CUDA: not available here (no peer figures)"
 fi
+# Time to accuracy (issue 9): ResNet-20 baseline on Fashion-MNIST, 15 epochs, okd (whole-step
+# capture, data on the device) and the PyTorch peer on the same GPU. Needs the four .gz files in
+# $FMNIST_DIR (the device machine has no internet: carry them, e.g. in an ignored data_cache/).
+fmnist=${FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
+if [[ -f "$fmnist/train-images-idx3-ubyte.gz" ]]; then
+  stage tta_okd 300 "$build/apps/train_cifar" --device cuda --cuda-graph --data-on-device \
+    --data-dir "$fmnist" --epochs 15 --workers 4 --out "$out/tta_okd"
+  grep -E "^epoch [0-9]+/15 " "$out/tta_okd.log" | tail -3 | tee -a "$out/summary.txt"
+  grep -E "cuda graph:|^net " "$out/tta_okd.log" | tee -a "$out/summary.txt"
+  if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
+    FMNIST_DIR=$fmnist stage tta_torch 300 python3 bench/fmnist_peer.py 15 60000 8 cuda
+    tail -3 "$out/tta_torch.log" | tee -a "$out/summary.txt"
+  fi
+else
+  say "time to accuracy: no Fashion-MNIST in $fmnist (set FMNIST_DIR)"
+fi
