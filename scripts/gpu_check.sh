@@ -8,6 +8,10 @@
 # Each stage has its own time limit, so one hang cannot eat the session's device time.
 #   OUT=$OUT bash scripts/gpu_check.sh            (on the device machine)
 # A build directory made elsewhere can be reused: OKD_GPU_BUILD=build-gpu (carried along).
+# Fashion-MNIST for the time-to-accuracy stage: before the run, copy the four .gz files into an
+# untracked, not ignored folder of the work tree (e.g. mkdir gpu_data && cp
+# /usr/share/datasets/fashion-mnist/*.gz gpu_data/), which the device tool copies along, and run
+# with FMNIST_DIR=gpu_data (about 30 MB; never commit it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu_check}
