@@ -6,6 +6,9 @@
 #include <cmath>
 
 #include "tensor/cuda/cuda_ops.h"
+#include "tensor/cuda/graph.h"
+#include "tensor/ops/copy.h"
+#include "tensor/ops/update.h"
 #include "tensor/parallel.h"
 #include "tensor/philox.h"
 
@@ -22,6 +25,31 @@ Generator& default_generator() {
   return gen;
 }
 void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
+
+const Tensor& Generator::device_counter(Device device, uint64_t first) {
+  if (device_counter_.defined() && device_counter_.device() == device &&
+      device_counter_value_ == first)
+    return device_counter_;
+  OKD_CHECK(!cuda::capturing(), "Generator: a captured step draws random numbers on ", device.str(),
+            " but the generator's device counter was not made (or not up to date) before the "
+            "capture: run the step once eagerly first");
+  if (!device_counter_.defined() || device_counter_.device() != device)
+    device_counter_ = full({}, static_cast<double>(first), DType::Int64, device);
+  else
+    ops::fill_(device_counter_, static_cast<double>(first));
+  device_counter_value_ = first;
+  return device_counter_;
+}
+
+void Generator::advance_device_counter(uint64_t blocks) {
+  ops::counter_add_(device_counter_, static_cast<int64_t>(blocks));
+  device_counter_value_ += blocks;
+  if (cuda::capturing())
+    cuda::on_replay([this, blocks] {
+      offset_ += blocks;
+      device_counter_value_ += blocks;
+    });
+}
 
 namespace {
 // Fills n values with f(word index i, the 4 words of block i/4).
@@ -68,8 +96,14 @@ Tensor bernoulli_from(const Shape& shape, DType dtype, double p, uint64_t first,
 Tensor uniform(const Shape& shape, double lo, double hi, Generator& gen, DType dtype,
                Device device) {
   OKD_CHECK(is_floating(dtype), "uniform: expected a float dtype, got ", dtype_name(dtype));
-  const uint64_t first = gen.reserve(static_cast<uint64_t>((shape_numel(shape) + 3) / 4));
-  if (device.is_cuda()) return cuda::random_uniform(shape, dtype, lo, hi, first, gen.seed());
+  const uint64_t blocks = static_cast<uint64_t>((shape_numel(shape) + 3) / 4);
+  const uint64_t first = gen.reserve(blocks);
+  if (device.is_cuda()) {
+    Tensor t =
+        cuda::random_uniform(shape, dtype, lo, hi, gen.device_counter(device, first), gen.seed());
+    gen.advance_device_counter(blocks);
+    return t;
+  }
   return detail::uniform_from(shape, dtype, lo, hi, first, gen.seed());
 }
 
@@ -108,8 +142,14 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, Generator& gen, DT
 
 Tensor bernoulli(const Shape& shape, double p, Generator& gen, DType dtype, Device device) {
   OKD_CHECK(p >= 0 && p <= 1, "bernoulli: p must be in [0, 1], got ", p);
-  const uint64_t first = gen.reserve(static_cast<uint64_t>((shape_numel(shape) + 3) / 4));
-  if (device.is_cuda()) return cuda::random_bernoulli(shape, dtype, p, first, gen.seed());
+  const uint64_t blocks = static_cast<uint64_t>((shape_numel(shape) + 3) / 4);
+  const uint64_t first = gen.reserve(blocks);
+  if (device.is_cuda()) {
+    Tensor t =
+        cuda::random_bernoulli(shape, dtype, p, gen.device_counter(device, first), gen.seed());
+    gen.advance_device_counter(blocks);
+    return t;
+  }
   return detail::bernoulli_from(shape, dtype, p, first, gen.seed());
 }
 

@@ -15,6 +15,14 @@ std::array<uint32_t, 4> philox4x32(uint64_t counter_lo, uint64_t counter_hi, uin
 class Generator {
  public:
   explicit Generator(uint64_t seed = 0) : seed_(seed) {}
+  // A copy continues the same stream (seed and offset) with a device counter of its own.
+  Generator(const Generator& other) : seed_(other.seed_), offset_(other.offset_) {}
+  Generator& operator=(const Generator& other) {
+    seed_ = other.seed_;
+    offset_ = other.offset_;
+    device_counter_ = Tensor();
+    return *this;
+  }
   uint64_t seed() const { return seed_; }
   uint64_t offset() const { return offset_; }
   void set_state(uint64_t seed, uint64_t offset) {
@@ -31,6 +39,16 @@ class Generator {
     offset_ += blocks;
     return first;
   }
+  // Draws on a device take their first block from this int64 tensor on the device, a mirror of
+  // the offset that advances there with each draw: a captured step (tensor/cuda/graph.h) then
+  // draws new numbers on every replay, where a host offset would be frozen into the graph.
+  // Returns the counter holding `first` (refilled when the host state moved on, e.g. a CPU draw
+  // or a load; never inside a capture).
+  const Tensor& device_counter(Device device, uint64_t first);
+  // After a device draw of `blocks` blocks: the counter advances on the device (and, when the draw
+  // was captured, the host offset advances again at every replay).
+  void advance_device_counter(uint64_t blocks);
+
   // A single draw (host-side helpers, e.g. a shuffle): one block each.
   uint32_t next_u32() { return philox4x32(reserve(1), 0, seed_)[0]; }
   double next_double() { return (next_u32() >> 8) * (1.0 / 16777216.0); }  // [0, 1)
@@ -38,6 +56,8 @@ class Generator {
  private:
   uint64_t seed_;
   uint64_t offset_ = 0;
+  Tensor device_counter_;              // int64 scalar on the device of the last device draw
+  uint64_t device_counter_value_ = 0;  // what it holds, as far as the host knows
 };
 
 Generator& default_generator();

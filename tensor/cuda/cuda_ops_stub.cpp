@@ -116,10 +116,10 @@ void adam_step_(const Tensor&, const Tensor&, const Tensor&, const Tensor&, cons
   no_backend("Adam::step");
 }
 
-Tensor random_uniform(const Shape&, DType, double, double, uint64_t, uint64_t) {
+Tensor random_uniform(const Shape&, DType, double, double, const Tensor&, uint64_t) {
   no_backend("uniform");
 }
-Tensor random_bernoulli(const Shape&, DType, double, uint64_t, uint64_t) {
+Tensor random_bernoulli(const Shape&, DType, double, const Tensor&, uint64_t) {
   no_backend("bernoulli");
 }
 

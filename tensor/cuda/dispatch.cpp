@@ -307,13 +307,14 @@ void raise_device_error() {
            " by the kernel; reported at the next host synchronisation)");
 }
 
-Tensor random_uniform(const Shape& shape, DType dtype, double lo, double hi, uint64_t first,
+Tensor random_uniform(const Shape& shape, DType dtype, double lo, double hi, const Tensor& first,
                       uint64_t key) {
   return emulating()
              ? emulated([=] { return emu::random_uniform(shape, dtype, lo, hi, first, key); })
              : gpu::random_uniform(shape, dtype, lo, hi, first, key);
 }
-Tensor random_bernoulli(const Shape& shape, DType dtype, double p, uint64_t first, uint64_t key) {
+Tensor random_bernoulli(const Shape& shape, DType dtype, double p, const Tensor& first,
+                        uint64_t key) {
   return emulating() ? emulated([=] { return emu::random_bernoulli(shape, dtype, p, first, key); })
                      : gpu::random_bernoulli(shape, dtype, p, first, key);
 }

@@ -561,13 +561,20 @@ void counter_add_(const Tensor& counter, int64_t amount) {
   bump(counter);
 }
 
-Tensor random_uniform(const Shape& shape, DType dtype, double lo, double hi, uint64_t first,
-                      uint64_t key) {
-  return dev(okd::detail::uniform_from(shape, dtype, lo, hi, first, key));
+// The first block comes from the device counter, read where the kernel reads it (at run time, so
+// a replayed draw sees the advanced counter).
+static uint64_t first_block(const Tensor& first) {
+  return static_cast<uint64_t>(host(first, "random").data<int64_t>()[0]);
 }
 
-Tensor random_bernoulli(const Shape& shape, DType dtype, double p, uint64_t first, uint64_t key) {
-  return dev(okd::detail::bernoulli_from(shape, dtype, p, first, key));
+Tensor random_uniform(const Shape& shape, DType dtype, double lo, double hi, const Tensor& first,
+                      uint64_t key) {
+  return dev(okd::detail::uniform_from(shape, dtype, lo, hi, first_block(first), key));
+}
+
+Tensor random_bernoulli(const Shape& shape, DType dtype, double p, const Tensor& first,
+                        uint64_t key) {
+  return dev(okd::detail::bernoulli_from(shape, dtype, p, first_block(first), key));
 }
 
 }  // namespace emu

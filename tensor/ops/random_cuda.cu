@@ -12,8 +12,9 @@ namespace okd::cuda {
 namespace {
 
 template <class T>
-__global__ void uniform_kernel(T* out, int64_t n, double lo, double span, uint64_t first,
+__global__ void uniform_kernel(T* out, int64_t n, double lo, double span, const int64_t* first_ptr,
                                uint64_t key) {
+  const uint64_t first = static_cast<uint64_t>(*first_ptr);
   OKD_GRID_STRIDE(i, n) {
     const double u = philox::u01(philox::word(first, key, i));
     out[i] = static_cast<T>(__dadd_rn(lo, __dmul_rn(span, u)));
@@ -21,7 +22,9 @@ __global__ void uniform_kernel(T* out, int64_t n, double lo, double span, uint64
 }
 
 template <class T>
-__global__ void bernoulli_kernel(T* out, int64_t n, double p, uint64_t first, uint64_t key) {
+__global__ void bernoulli_kernel(T* out, int64_t n, double p, const int64_t* first_ptr,
+                                 uint64_t key) {
+  const uint64_t first = static_cast<uint64_t>(*first_ptr);
   OKD_GRID_STRIDE(i, n) {
     out[i] = static_cast<T>(philox::u01(philox::word(first, key, i)) < p ? 1 : 0);
   }
@@ -31,9 +34,20 @@ __global__ void bernoulli_kernel(T* out, int64_t n, double p, uint64_t first, ui
 
 namespace gpu {
 
-Tensor random_uniform(const Shape& shape, DType dtype, double lo, double hi, uint64_t first,
+// The first block is read from the generator's device counter (an int64 scalar on cuda:0).
+static const int64_t* counter_ptr(const Tensor& first) {
+  OKD_CHECK(first.dtype() == DType::Int64 && first.numel() == 1,
+            "random: the block counter must be "
+            "an int64 scalar, got ",
+            first.desc());
+  check_device(first, "random");
+  return first.device_data<int64_t>();
+}
+
+Tensor random_uniform(const Shape& shape, DType dtype, double lo, double hi, const Tensor& first_t,
                       uint64_t key) {
   // dtype checked by okd::uniform (tensor/random.cpp) before the dispatch
+  const int64_t* first = counter_ptr(first_t);
   Tensor t = empty(shape, dtype, Device(DeviceType::CUDA, 0));
   const int64_t n = t.numel();
   if (n == 0) return t;
@@ -47,7 +61,9 @@ Tensor random_uniform(const Shape& shape, DType dtype, double lo, double hi, uin
   return t;
 }
 
-Tensor random_bernoulli(const Shape& shape, DType dtype, double p, uint64_t first, uint64_t key) {
+Tensor random_bernoulli(const Shape& shape, DType dtype, double p, const Tensor& first_t,
+                        uint64_t key) {
+  const int64_t* first = counter_ptr(first_t);
   Tensor t = empty(shape, dtype, Device(DeviceType::CUDA, 0));
   const int64_t n = t.numel();
   if (n == 0) return t;

@@ -311,6 +311,31 @@ TEST(DeviceWiring, CapturedStepReplaysLikeEagerSteps) {
   EXPECT_EQ(bc.back().second.item(), 5) << bc.back().first << ": the BN counter advanced on replay";
 }
 
+// Random draws in a captured step (dropout) take their first Philox block from the generator's
+// device counter, so each replay draws the next masks: the same sequence as eager draws, and the
+// host offset (checkpointed) advances with every replay.
+TEST(DeviceWiring, CapturedDrawsAdvanceOnEveryReplay) {
+  Generator eager(9), captured(9);
+  std::vector<std::vector<float>> want;
+  for (int k = 0; k < 4; ++k)
+    want.push_back(to_vector<float>(bernoulli({3, 50}, 0.3, eager, DType::Float32, kCuda)));
+  EXPECT_EQ(to_vector<float>(bernoulli({3, 50}, 0.3, captured, DType::Float32, kCuda)), want[0]);
+  cuda::CapturedGraph graph;
+  Tensor mask;
+  graph.capture([&] { mask = bernoulli({3, 50}, 0.3, captured, DType::Float32, kCuda); });
+  EXPECT_EQ(to_vector<float>(mask), want[1]);
+  for (int k = 2; k < 4; ++k) {
+    graph.replay();
+    EXPECT_EQ(to_vector<float>(mask), want[k]) << "replay " << k - 1;
+  }
+  EXPECT_EQ(captured.offset(), eager.offset());
+  EXPECT_NE(want[1], want[2]);
+  // A generator that never drew on the device cannot make its counter inside a capture.
+  Generator fresh(3);
+  cuda::CapturedGraph g2;
+  EXPECT_THROW(g2.capture([&] { bernoulli({4}, 0.5, fresh, DType::Float32, kCuda); }), Error);
+}
+
 // What cannot be captured fails the capture by name, and leaves nothing behind.
 TEST(DeviceWiring, CaptureRefusesHostSynchronisations) {
   const Tensor x = dev(randn_t({3}, 40));
