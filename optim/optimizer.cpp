@@ -120,7 +120,11 @@ void Optimizer::step() {
   ++steps_;
   if (cuda::capturing())
     cuda::on_replay([this, updated] {
-      for (const auto& [gi, pi] : updated) ++state_[gi][pi].step;
+      for (const auto& [gi, pi] : updated) {
+        ParamState& s = state_[gi][pi];
+        ++s.step;
+        if (s.device_step.defined()) ++s.device_step_value;  // advanced on the device
+      }
       ++steps_;
     });
 }

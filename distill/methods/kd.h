@@ -24,6 +24,8 @@ class KdMethod : public Method {
  public:
   KdMethod();
   std::string name() const override { return "kd"; }
+  // Static: the frozen teacher and the student's loss weights do not change per step.
+  std::string capture_blocker() const override { return ""; }
   std::string description() const override;
   void build(const BuildContext& ctx) override;
   std::vector<std::pair<std::string, nn::ModulePtr>> networks() const override {
@@ -51,6 +53,8 @@ class AtMethod : public KdMethod {
  public:
   AtMethod();
   std::string name() const override { return "at"; }
+  // Static: the frozen teacher and the student's loss weights do not change per step.
+  std::string capture_blocker() const override { return ""; }
   std::string description() const override;
   StepResult forward_train(const Batch& batch, const TrainClock& clock) override;
   std::string variant_summary() const override;

@@ -526,8 +526,13 @@ void sgd_step_foreach_(const std::vector<Tensor>& params, const std::vector<Tens
 }
 
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
-                const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, const AdamStep& s) {
+                const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, const AdamStep& s_) {
   const char* op = "Adam::step";
+  AdamStep s = s_;
+  if (s.step_counter.defined()) {  // read where the kernel reads it, at run time (replays)
+    s.step = host(s.step_counter, op).data<int64_t>()[0];
+    s.step_counter = Tensor();
+  }
   ops::adam_step_(host_float(param, op), host_float(grad, op), host_float(exp_avg, op),
                   host_float(exp_avg_sq, op), host_float(max_exp_avg_sq, op), s);
   bump(param);

@@ -31,6 +31,10 @@ struct AdamStep {
   int64_t step = 1;        // t of the bias corrections (updates including this one)
   bool decoupled = false;  // AdamW: param *= 1 - lr * weight_decay instead of g += wd * param
   bool amsgrad = false;
+  // Optional, on a device: an int64 scalar there holding t, which the kernel reads instead of
+  // `step` (so a captured update, tensor/cuda/graph.h, is replayed with the bias corrections of
+  // the advanced count). The CPU op uses `step`; the emulator reads the counter as the kernel does.
+  Tensor step_counter;
 };
 // m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; (amsgrad: vmax = max(vmax, v), used for v);
 // param -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).

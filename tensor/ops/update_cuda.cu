@@ -76,10 +76,19 @@ template <class T>
 struct AdamScalars {
   T wd, shrink_factor, b1, one_minus_b1, b2, one_minus_b2, bc2_sqrt, eps, neg_step_size;
   bool coupled, shrink;
+  // With a device step counter: t is read there and bc2_sqrt, neg_step_size computed from it in
+  // double, as the host computes them (optim/adam.cpp).
+  const int64_t* step;
+  double beta1, beta2, lr;
 };
 
 template <class T>
 __global__ void adam_kernel(T* p, const T* dp, T* m, T* v, T* vmax, int64_t n, AdamScalars<T> s) {
+  if (s.step) {
+    const double t = static_cast<double>(*s.step);
+    s.bc2_sqrt = static_cast<T>(::sqrt(1 - ::pow(s.beta2, t)));
+    s.neg_step_size = static_cast<T>(-(s.lr / (1 - ::pow(s.beta1, t))));
+  }
   OKD_GRID_STRIDE(i, n) {
     if (s.shrink) p[i] = p[i] * s.shrink_factor;
     T g = dp[i];
@@ -189,6 +198,16 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
     c.bc2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
     c.eps = static_cast<T>(s.eps);
     c.neg_step_size = static_cast<T>(-step_size);
+    c.step = nullptr;
+    c.beta1 = s.beta1;
+    c.beta2 = s.beta2;
+    c.lr = s.lr;
+    if (s.step_counter.defined()) {
+      OKD_CHECK(s.step_counter.dtype() == DType::Int64 && s.step_counter.numel() == 1, op,
+                ": the step counter must be an int64 scalar, got ", s.step_counter.desc());
+      check_device(s.step_counter, op);
+      c.step = s.step_counter.device_data<int64_t>();
+    }
     adam_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(
         param.device_data<T>(), grad.device_data<T>(), exp_avg.device_data<T>(),
         exp_avg_sq.device_data<T>(), s.amsgrad ? max_exp_avg_sq.device_data<T>() : nullptr, n, c);
