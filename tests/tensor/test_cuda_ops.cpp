@@ -845,7 +845,10 @@ TEST(CudaOps, SgdAndAdamUpdatesMatchTheOptimLoops) {
       EXPECT_TRUE(matches(pg, as_tensor(pr, shape, dt), r, 1e-7));
       EXPECT_TRUE(matches(bufg, as_tensor(br, shape, dt), r, 1e-7));
     }
-    for (bool decoupled : {false, true}) {
+    // decoupled = AdamW; counter: t read by the kernel from a device step counter (the path
+    // optim::Adam takes on a device, so that a captured step replays with t advanced).
+    for (auto [decoupled, counter] : {std::pair{false, false}, {true, false}, {false, true}}) {
+      SCOPED_TRACE(std::string(decoupled ? "AdamW" : "Adam") + (counter ? " counter" : ""));
       cuda::AdamStep s;
       s.lr = 1e-2;
       s.weight_decay = 1e-2;
@@ -859,7 +862,12 @@ TEST(CudaOps, SgdAndAdamUpdatesMatchTheOptimLoops) {
       for (int step = 1; step <= 3; ++step) {
         Tensor g = randn_t(shape, dt, 212 + step);
         s.step = step;
-        cuda::adam_step_(pg, gpu(g), mg, vg, vmaxg, s);
+        cuda::AdamStep sd = s;
+        if (counter) {
+          sd.step = 1000;  // ignored: the counter holds t
+          sd.step_counter = full({}, step, DType::Int64, kCuda);
+        }
+        cuda::adam_step_(pg, gpu(g), mg, vg, vmaxg, sd);
         if (dt == DType::Float32) {
           std::vector<float> pf = as<float>(pr), mf = as<float>(mr), vf = as<float>(vr),
                              vmf = as<float>(vmr);
