@@ -2,8 +2,6 @@
 // (tensor/ops/update.h): PyTorch 1.13's order of operations on the parameter's device.
 #include "optim/adam.h"
 
-#include "tensor/cuda/graph.h"
-#include "tensor/ops/copy.h"
 #include "tensor/ops/update.h"
 
 namespace okd::optim {
@@ -50,28 +48,13 @@ void Adam::update(const ParamGroup& group, const Tensor& param, const Tensor& gr
   st.step = state.step;
   st.decoupled = decoupled_;
   st.amsgrad = options_.amsgrad;
+  // On a device t comes from a counter beside the parameter, advanced there: a captured step
+  // replays with the bias corrections of the advanced count (tensor/cuda/graph.h).
   const bool on_device = !param.device().is_cpu();
-  if (on_device) {
-    // t from a counter beside the parameter, advanced there: a captured step replays with the
-    // bias corrections of the advanced count (tensor/cuda/graph.h).
-    if (!state.device_step.defined() || state.device_step_value != state.step) {
-      OKD_CHECK(!cuda::capturing(), name(),
-                ": a captured step updates a parameter whose device step counter was not made "
-                "(or not up to date) before the capture: run the step once eagerly first");
-      if (!state.device_step.defined())
-        state.device_step = full({}, static_cast<double>(state.step), DType::Int64, param.device());
-      else
-        ops::fill_(state.device_step, static_cast<double>(state.step));
-      state.device_step_value = state.step;
-    }
-    st.step_counter = state.device_step;
-  }
+  if (on_device) st.step_counter = state.device_step.holding(param.device(), state.step, "Adam");
   ops::adam_step_(param, grad, state.buffers.at("exp_avg"), state.buffers.at("exp_avg_sq"),
                   options_.amsgrad ? state.buffers.at("max_exp_avg_sq") : Tensor(), st);
-  if (on_device) {
-    ops::counter_add_(state.device_step, 1);
-    ++state.device_step_value;
-  }
+  if (on_device) state.device_step.advance(1);
 }
 
 }  // namespace okd::optim

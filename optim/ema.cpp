@@ -9,7 +9,6 @@
 #include "tensor/cuda/graph.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/elementwise.h"
-#include "tensor/ops/update.h"
 
 namespace okd::optim {
 
@@ -72,20 +71,18 @@ void Ema::update() {
     }
   }
   ++steps_;
-  if (cuda::capturing()) cuda::on_replay([this] { ++steps_; });
+  if (cuda::capturing())
+    cuda::on_replay([this] {
+      ++steps_;
+      if (options_.warmup) count_.replayed(1);
+    });
 }
 
 // alpha_t = min(1 - 1/(t + 1), decay) from the device count t, in float64 as alpha() computes it.
 void Ema::update_counted() {
   if (averaged_.empty()) return;
-  const Device device = averaged_.front().device();
-  if (!count_.defined() || count_.device() != device) {
-    OKD_CHECK(!cuda::capturing(),
-              "Ema: the first update must run before a step is captured (it makes the step "
-              "counter, which a replay would reset)");
-    count_ = full({}, static_cast<double>(steps_), DType::Int64, device);
-  }
-  const Tensor t = ops::to(count_, DType::Float64);
+  const Tensor t =
+      ops::to(count_.holding(averaged_.front().device(), steps_, "Ema"), DType::Float64);
   const Tensor a = ops::clamp(ops::rsub(1.0, ops::rdiv(1.0, ops::add(t, 1.0))),
                               -std::numeric_limits<double>::infinity(), options_.decay);
   const Tensor b = ops::rsub(1.0, a);
@@ -99,7 +96,7 @@ void Ema::update_counted() {
     ops::mul_(averaged_[i], a_t);
     ops::add_(averaged_[i], ops::mul(source_[i], b_t));
   }
-  ops::counter_add_(count_, 1);
+  count_.advance(1);
 }
 
 nn::NamedTensors Ema::state_dict() const {
@@ -112,7 +109,6 @@ void Ema::load_state_dict(const nn::NamedTensors& state) {
     OKD_CHECK(k == "step", "Ema::load_state_dict: unexpected key '", k, "' (expected only 'step')");
     OKD_CHECK(t.numel() == 1, "Ema::load_state_dict: 'step' must hold one value, got ", t.desc());
     steps_ = static_cast<int64_t>(t.item());
-    count_ = Tensor();  // made again from steps_ at the next update
     found = true;
   }
   OKD_CHECK(found, "Ema::load_state_dict: missing key 'step'");

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "nn/module.h"
+#include "tensor/cuda/graph.h"
 #include "tensor/tensor.h"
 
 namespace okd::optim {
@@ -55,7 +56,7 @@ class Ema {
   std::vector<Tensor> averaged_, source_;
   EmaOptions options_;
   int64_t steps_ = 0;
-  Tensor count_;  // int64 scalar on the tensors' device: steps_, advanced there (warm-up only)
+  cuda::DeviceCounter count_;  // steps_ on the tensors' device, advanced there (warm-up only)
 };
 
 }  // namespace okd::optim

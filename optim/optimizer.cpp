@@ -123,7 +123,7 @@ void Optimizer::step() {
       for (const auto& [gi, pi] : updated) {
         ParamState& s = state_[gi][pi];
         ++s.step;
-        if (s.device_step.defined()) ++s.device_step_value;  // advanced on the device
+        s.device_step.replayed(1);  // its device copy advanced in the replay (Adam)
       }
       ++steps_;
     });

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "nn/module.h"
+#include "tensor/cuda/graph.h"
 #include "tensor/tensor.h"
 
 namespace okd::optim {
@@ -43,11 +44,9 @@ struct ParamGroup {
 struct ParamState {
   int64_t step = 0;                       // updates received so far (after this step's update)
   std::map<std::string, Tensor> buffers;  // same shape and dtype as the parameter
-  // For updates on a device that read the count there (Adam: tensor/ops/update.h): an int64
-  // scalar beside the parameter and the value the host knows it holds. Not checkpointed (made
-  // again from `step`).
-  Tensor device_step;
-  int64_t device_step_value = 0;
+  // `step` on the parameter's device, for updates whose kernel reads it there (Adam:
+  // tensor/ops/update.h). Not checkpointed (made again from `step`).
+  cuda::DeviceCounter device_step;
   bool has(const std::string& name) const { return buffers.count(name) != 0; }
 };
 

@@ -63,12 +63,7 @@ void SGD::update_group(const ParamGroup& group, const std::vector<Tensor>& param
 
 void SGD::update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
                  ParamState& state) {
-  const ops::SgdStep st = scalars(group, state);
-  // The buffer lives beside the parameter (on its device); the first step fills it with g.
-  if (st.first)
-    state.buffers["momentum_buffer"] = empty(param.shape(), param.dtype(), param.device());
-  ops::sgd_step_(param, grad, st.momentum != 0 ? state.buffers.at("momentum_buffer") : Tensor(),
-                 st);
+  update_group(group, {param}, {grad}, {&state});
 }
 
 }  // namespace okd::optim

@@ -7,8 +7,6 @@
 
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/graph.h"
-#include "tensor/ops/copy.h"
-#include "tensor/ops/update.h"
 #include "tensor/parallel.h"
 #include "tensor/philox.h"
 
@@ -27,27 +25,15 @@ Generator& default_generator() {
 void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
 
 const Tensor& Generator::device_counter(Device device, uint64_t first) {
-  if (device_counter_.defined() && device_counter_.device() == device &&
-      device_counter_value_ == first)
-    return device_counter_;
-  OKD_CHECK(!cuda::capturing(), "Generator: a captured step draws random numbers on ", device.str(),
-            " but the generator's device counter was not made (or not up to date) before the "
-            "capture: run the step once eagerly first");
-  if (!device_counter_.defined() || device_counter_.device() != device)
-    device_counter_ = full({}, static_cast<double>(first), DType::Int64, device);
-  else
-    ops::fill_(device_counter_, static_cast<double>(first));
-  device_counter_value_ = first;
-  return device_counter_;
+  return device_counter_.holding(device, static_cast<int64_t>(first), "Generator");
 }
 
 void Generator::advance_device_counter(uint64_t blocks) {
-  ops::counter_add_(device_counter_, static_cast<int64_t>(blocks));
-  device_counter_value_ += blocks;
+  device_counter_.advance(static_cast<int64_t>(blocks));
   if (cuda::capturing())
     cuda::on_replay([this, blocks] {
       offset_ += blocks;
-      device_counter_value_ += blocks;
+      device_counter_.replayed(static_cast<int64_t>(blocks));
     });
 }
 

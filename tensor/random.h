@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 
+#include "tensor/cuda/graph.h"
 #include "tensor/tensor.h"
 
 namespace okd {
@@ -15,14 +16,6 @@ std::array<uint32_t, 4> philox4x32(uint64_t counter_lo, uint64_t counter_hi, uin
 class Generator {
  public:
   explicit Generator(uint64_t seed = 0) : seed_(seed) {}
-  // A copy continues the same stream (seed and offset) with a device counter of its own.
-  Generator(const Generator& other) : seed_(other.seed_), offset_(other.offset_) {}
-  Generator& operator=(const Generator& other) {
-    seed_ = other.seed_;
-    offset_ = other.offset_;
-    device_counter_ = Tensor();
-    return *this;
-  }
   uint64_t seed() const { return seed_; }
   uint64_t offset() const { return offset_; }
   void set_state(uint64_t seed, uint64_t offset) {
@@ -56,8 +49,8 @@ class Generator {
  private:
   uint64_t seed_;
   uint64_t offset_ = 0;
-  Tensor device_counter_;              // int64 scalar on the device of the last device draw
-  uint64_t device_counter_value_ = 0;  // what it holds, as far as the host knows
+  cuda::DeviceCounter device_counter_;  // the offset on the device of the last device draw
+                                        // (a copy of the generator makes its own)
 };
 
 Generator& default_generator();

@@ -6,6 +6,8 @@
 
 #include "tensor/cuda/backends.h"
 #include "tensor/cuda/cuda_ops.h"
+#include "tensor/ops/copy.h"
+#include "tensor/ops/update.h"
 
 namespace okd::cuda {
 
@@ -24,6 +26,23 @@ bool capturing() { return t_capturing; }
 
 void on_replay(std::function<void()> f) {
   if (t_host_hooks) t_host_hooks->push_back(std::move(f));
+}
+
+const Tensor& DeviceCounter::holding(Device device, int64_t value, const char* who) {
+  if (tensor_.defined() && tensor_.device() == device && value_ == value) return tensor_;
+  OKD_CHECK(!capturing(), who, ": a captured step uses a device counter that was not made (or not ",
+            "up to date) before the capture: run the step once eagerly first");
+  if (!tensor_.defined() || tensor_.device() != device)
+    tensor_ = full({}, static_cast<double>(value), DType::Int64, device);
+  else
+    ops::fill_(tensor_, static_cast<double>(value));
+  value_ = value;
+  return tensor_;
+}
+
+void DeviceCounter::advance(int64_t n) {
+  ops::counter_add_(tensor_, n);
+  value_ += n;
 }
 
 struct CapturedGraph::Impl {

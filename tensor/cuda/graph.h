@@ -18,6 +18,8 @@
 #include <functional>
 #include <memory>
 
+#include "tensor/tensor.h"
+
 namespace okd::cuda {
 
 class CapturedGraph {
@@ -50,5 +52,33 @@ bool capturing();
 // graph and run after each replay's device work is queued. Outside a capture it does nothing (the
 // caller has done the work itself, as it does during the capture).
 void on_replay(std::function<void()> f);
+
+// A host count mirrored in an int64 scalar on a device and advanced there, for a value that a
+// kernel must read at run time rather than take as a host scalar, so that a captured step replays
+// with it advanced: a generator's Philox offset, Adam's step, the EMA's step. The owner keeps the
+// count itself; this keeps the device copy and what the host knows it holds.
+class DeviceCounter {
+ public:
+  DeviceCounter() = default;
+  // A copy shares nothing: it makes its own device copy when first used.
+  DeviceCounter(const DeviceCounter&) {}
+  DeviceCounter& operator=(const DeviceCounter&) {
+    reset();
+    return *this;
+  }
+  // The device copy on `device`, holding `value`: made or refilled when it does not (a first
+  // use, a load, a draw on another device), which must not happen inside a capture (the refill
+  // would be frozen into the graph): then it throws naming `who`.
+  const Tensor& holding(Device device, int64_t value, const char* who);
+  // Adds n on the device (a kernel: captured, so every replay adds it again).
+  void advance(int64_t n);
+  // What a replay's host hook calls for each advance() it repeated.
+  void replayed(int64_t n) { value_ += n; }
+  void reset() { tensor_ = Tensor(); }
+
+ private:
+  Tensor tensor_;
+  int64_t value_ = 0;  // what tensor_ holds, as far as the host knows
+};
 
 }  // namespace okd::cuda

@@ -102,6 +102,22 @@ struct MinOp {
   }
 };
 
+// Calls f(T{}) with T the C++ type of dt (any of the four dtypes), for kernels of every dtype.
+template <class F>
+void dispatch_all(DType dt, F&& f) {
+  switch (dt) {
+    case DType::Float32:
+      return f(float{});
+    case DType::Float64:
+      return f(double{});
+    case DType::Int64:
+      return f(int64_t{});
+    case DType::UInt8:
+      return f(uint8_t{});
+  }
+  OKD_FAIL("unknown dtype ", static_cast<int>(dt));
+}
+
 // Records an out-of-range index found by a kernel in the deferred-error record (cuda_ops.h): the
 // first reporter wins the atomicCAS on `kind` and fills in the rest; the host reads the record
 // only after the kernel has finished.

@@ -223,20 +223,6 @@ void dispatch_float(DType dt, const char* op, F&& f) {
                " yet (float32 and float64 only)");
   }
 }
-template <class F>
-void dispatch_all(DType dt, const char* op, F&& f) {
-  switch (dt) {
-    case DType::Float32:
-      return f(float{});
-    case DType::Float64:
-      return f(double{});
-    case DType::Int64:
-      return f(int64_t{});
-    case DType::UInt8:
-      return f(uint8_t{});
-  }
-  OKD_FAIL(op, ": unknown dtype");
-}
 
 // The CPU ops' check_same, for CUDA operands.
 void check_same(const Tensor& a, const Tensor& b, const char* op) {
@@ -325,7 +311,7 @@ Tensor compare(Compare op, const Tensor& a, const Tensor& b) {
   if (n == 0) return out;
   auto ix = make_indexer<3>(
       shape, {out.strides(), broadcast_strides(a, shape), broadcast_strides(b, shape)}, name);
-  dispatch_all(a.dtype(), name, [&](auto tag) {
+  dispatch_all(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     compare_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(
         n, ix, out.device_data<uint8_t>(), a.device_data<T>(), b.device_data<T>(), op);
@@ -341,7 +327,7 @@ Tensor compare_scalar(Compare op, const Tensor& a, double s) {
   const int64_t n = out.numel();
   if (n == 0) return out;
   auto ix = make_indexer<2>(a.shape(), {out.strides(), a.strides()}, name);
-  dispatch_all(a.dtype(), name, [&](auto tag) {
+  dispatch_all(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     compare_scalar_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(
         n, ix, out.device_data<uint8_t>(), a.device_data<T>(), s, op);
@@ -365,7 +351,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
                             {out.strides(), broadcast_strides(cond, shape),
                              broadcast_strides(a, shape), broadcast_strides(b, shape)},
                             "where");
-  dispatch_all(a.dtype(), "where", [&](auto tag) {
+  dispatch_all(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     where_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(n, ix, out.device_data<T>(),
                                                             cond.device_data<uint8_t>(),
@@ -425,9 +411,9 @@ void copy_(const Tensor& dst, const Tensor& src) {
   }
   auto ix =
       make_indexer<2>(dst.shape(), {dst.strides(), broadcast_strides(s, dst.shape())}, "copy_");
-  dispatch_all(dst.dtype(), "copy_", [&](auto dtag) {
+  dispatch_all(dst.dtype(), [&](auto dtag) {
     using D = decltype(dtag);
-    dispatch_all(s.dtype(), "copy_", [&](auto stag) {
+    dispatch_all(s.dtype(), [&](auto stag) {
       using S = decltype(stag);
       copy_kernel<D, S>
           <<<grid_for(n), kThreads, 0, stream()>>>(n, ix, dst.device_data<D>(), s.device_data<S>());
@@ -442,7 +428,7 @@ void fill_(const Tensor& dst, double value) {
   const int64_t n = dst.numel();
   if (n == 0) return;
   auto ix = make_indexer<1>(dst.shape(), {dst.strides()}, "fill_");
-  dispatch_all(dst.dtype(), "fill_", [&](auto tag) {
+  dispatch_all(dst.dtype(), [&](auto tag) {
     using T = decltype(tag);
     fill_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(n, ix, dst.device_data<T>(),
                                                            static_cast<T>(value));

@@ -137,20 +137,6 @@ __global__ void topk_kernel(const T* rows, int64_t total, int64_t R, int64_t k, 
   }
 }
 
-template <class F>
-void dispatch_all(DType dt, F&& f) {
-  switch (dt) {
-    case DType::Float32:
-      return f(float{});
-    case DType::Float64:
-      return f(double{});
-    case DType::Int64:
-      return f(int64_t{});
-    case DType::UInt8:
-      return f(uint8_t{});
-  }
-}
-
 // index_cpu.cpp's check_index (dtype and device; the values are the kernels' to check).
 void check_index(const Tensor& index, const Tensor& t, const char* op) {
   OKD_CHECK(index.dtype() == DType::Int64, op, ": indices must be int64, got ",

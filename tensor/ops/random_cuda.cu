@@ -72,20 +72,7 @@ Tensor random_bernoulli(const Shape& shape, DType dtype, double p, const Tensor&
     bernoulli_kernel<T>
         <<<grid_for(n), kThreads, 0, stream()>>>(t.device_data<T>(), n, p, first, key);
   };
-  switch (dtype) {
-    case DType::Float32:
-      run(float{});
-      break;
-    case DType::Float64:
-      run(double{});
-      break;
-    case DType::Int64:
-      run(int64_t{});
-      break;
-    case DType::UInt8:
-      run(uint8_t{});
-      break;
-  }
+  dispatch_all(dtype, run);
   OKD_CUDA_CHECK_LAUNCH("bernoulli");
   return t;
 }

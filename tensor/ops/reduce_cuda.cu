@@ -243,20 +243,7 @@ std::pair<Tensor, Tensor> max_min(bool is_max, const Tensor& a, int64_t dim, boo
                                                                 is_max, values.device_data<T>(),
                                                                 indices.device_data<int64_t>());
   };
-  switch (a.dtype()) {
-    case DType::Float32:
-      run(float{});
-      break;
-    case DType::Float64:
-      run(double{});
-      break;
-    case DType::Int64:
-      run(int64_t{});
-      break;
-    case DType::UInt8:
-      run(uint8_t{});
-      break;
-  }
+  dispatch_all(a.dtype(), run);
   OKD_CUDA_CHECK_LAUNCH(name);
   return {values, indices};
 }
