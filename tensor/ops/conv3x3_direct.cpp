@@ -258,43 +258,62 @@ void conv_sample(const float* xp, const float* wr, int64_t Cin, int64_t Cout, co
 }
 
 // dw[o0 + k][c][tap] = sum over the samples of a chunk and their positions of
-// dy[n][o0 + k] * shifted xp[n][c], k < kO. The accumulators stay in registers over the whole
-// chunk: with 4 positions per 8x8 plane, a horizontal sum per sample would cost more than the
-// FMAs. (A variant that kept each sample's dY rows in L1 by looping samples outside channels,
-// with the accumulators spilled to scratch between channels, measured no faster.)
+// dy[n][o0 + k] * shifted xp[n][c], k < kO. The accumulators stay in vector lanes over the whole
+// chunk (with 4 positions per 8x8 plane, a horizontal sum per sample would cost more than the
+// FMAs). Samples run outside a group of 8 input channels, so a sample's kO dY planes are read
+// from L1 by all 8; each channel's 9 kO accumulators are kept in `saved` between samples (27
+// loads and stores per plane of 27 x positions FMAs). Per channel, the sums run over samples and
+// then positions in order, as before the grouping: the result does not depend on it.
 template <bool kNarrow, int kO>
 void wgrad_block(const float* dy, const float* xp, int64_t samples, int64_t O, int64_t C,
                  const Plane& g, int64_t o0, float* dw) {
   const int64_t HW = g.H * g.W, row = g.row, tap_col = g.tap_col;
-  for (int64_t c = 0; c < C; ++c) {
-    __m512 acc[kO][9];
+  constexpr int64_t kGroup = 8;
+  __m512 saved[kGroup][kO][9];
+  for (int64_t c0 = 0; c0 < C; c0 += kGroup) {
+    const int64_t cn = std::min(kGroup, C - c0);
+    for (int64_t cc = 0; cc < cn; ++cc)
 #pragma GCC unroll 16
-    for (int k = 0; k < kO; ++k)
+      for (int k = 0; k < kO; ++k)
 #pragma GCC unroll 16
-      for (int t = 0; t < 9; ++t) acc[k][t] = _mm512_setzero_ps();
+        for (int t = 0; t < 9; ++t) saved[cc][k][t] = _mm512_setzero_ps();
     for (int64_t n = 0; n < samples; ++n) {
       const float* dyn = dy + (n * O + o0) * HW;
-      const float* xc = xp + (n * C + c) * g.padded;
-      for (int64_t p = 0; p < g.positions; ++p) {
-        __m512 d[kO];
+      for (int64_t cc = 0; cc < cn; ++cc) {
+        __m512 acc[kO][9];
 #pragma GCC unroll 16
-        for (int k = 0; k < kO; ++k) d[k] = load_plain<kNarrow>(dyn + k * HW, g, p);
-        const float* at = xc + g.padded_at[p];
+        for (int k = 0; k < kO; ++k)
 #pragma GCC unroll 16
-        for (int i = 0; i < 3; ++i)
+          for (int t = 0; t < 9; ++t) acc[k][t] = saved[cc][k][t];
+        const float* xc = xp + (n * C + c0 + cc) * g.padded;
+        for (int64_t p = 0; p < g.positions; ++p) {
+          __m512 d[kO];
 #pragma GCC unroll 16
-          for (int j = 0; j < 3; ++j) {
-            const __m512 xv = _mm512_loadu_ps(at + i * row + j * tap_col);
+          for (int k = 0; k < kO; ++k) d[k] = load_plain<kNarrow>(dyn + k * HW, g, p);
+          const float* at = xc + g.padded_at[p];
 #pragma GCC unroll 16
-            for (int k = 0; k < kO; ++k)
-              acc[k][i * 3 + j] = _mm512_fmadd_ps(d[k], xv, acc[k][i * 3 + j]);
-          }
+          for (int i = 0; i < 3; ++i)
+#pragma GCC unroll 16
+            for (int j = 0; j < 3; ++j) {
+              __m512 xv = _mm512_loadu_ps(at + i * row + j * tap_col);
+              asm("" : "+v"(xv));
+#pragma GCC unroll 16
+              for (int k = 0; k < kO; ++k)
+                acc[k][i * 3 + j] = _mm512_fmadd_ps(d[k], xv, acc[k][i * 3 + j]);
+            }
+        }
+#pragma GCC unroll 16
+        for (int k = 0; k < kO; ++k)
+#pragma GCC unroll 16
+          for (int t = 0; t < 9; ++t) saved[cc][k][t] = acc[k][t];
       }
     }
+    for (int64_t cc = 0; cc < cn; ++cc)
 #pragma GCC unroll 16
-    for (int k = 0; k < kO; ++k)
+      for (int k = 0; k < kO; ++k)
 #pragma GCC unroll 16
-      for (int t = 0; t < 9; ++t) dw[((o0 + k) * C + c) * 9 + t] = horizontal_sum(acc[k][t]);
+        for (int t = 0; t < 9; ++t)
+          dw[((o0 + k) * C + c0 + cc) * 9 + t] = horizontal_sum(saved[cc][k][t]);
   }
 }
 
@@ -385,18 +404,19 @@ Tensor backward_weight(const Tensor& grad_out, const Tensor& input, const Shape&
   parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     // the padded planes of every sample of a chunk, one after the other
     const int64_t per_sample = C * g.padded;
-    std::vector<float> xp(static_cast<size_t>((per - 1) * per_sample + padded_floats(g, C)));
+    std::vector<float> padded(static_cast<size_t>((per - 1) * per_sample + padded_floats(g, C)));
+    float* xp = padded.data();
     for (int64_t ch = c0; ch < c1; ++ch) {
       const int64_t n0 = ch * per, n1 = std::min(N, (ch + 1) * per);
       if (n1 <= n0) continue;
       for (int64_t n = n0; n < n1; ++n)
-        pad_planes(x + n * C * H * W, C, g, xp.data() + (n - n0) * per_sample);
+        pad_planes(x + n * C * H * W, C, g, xp + (n - n0) * per_sample);
       float* acc = partial.data() + ch * wsize;
       const float* dyn = dy + n0 * O * H * W;
       if (g.narrow)
-        wgrad_chunk<true>(dyn, xp.data(), n1 - n0, O, C, g, acc);
+        wgrad_chunk<true>(dyn, xp, n1 - n0, O, C, g, acc);
       else
-        wgrad_chunk<false>(dyn, xp.data(), n1 - n0, O, C, g, acc);
+        wgrad_chunk<false>(dyn, xp, n1 - n0, O, C, g, acc);
     }
   });
   Tensor dw = zeros(ws, DType::Float32);
