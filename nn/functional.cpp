@@ -54,6 +54,12 @@ Tensor batch_norm_relu(const Tensor& input, const Tensor& running_mean, const Te
   return okd::batch_norm_relu(input, running_mean, running_var, weight, bias, training, momentum,
                               eps);
 }
+Tensor batch_norm_add_relu(const Tensor& input, const Tensor& residual, const Tensor& running_mean,
+                           const Tensor& running_var, const Tensor& weight, const Tensor& bias,
+                           bool training, double momentum, double eps) {
+  return okd::batch_norm_add_relu(input, residual, running_mean, running_var, weight, bias,
+                                  training, momentum, eps);
+}
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
   return okd::max_pool2d(x, kernel, stride, padding);
 }

@@ -70,8 +70,11 @@ void BatchNorm::count_batch() { ops::counter_add_(num_batches_tracked, 1); }
 
 Tensor BatchNorm::forward(const Tensor& x) { return run(x, false); }
 Tensor BatchNorm::forward_relu(const Tensor& x) { return run(x, true); }
+Tensor BatchNorm::forward_add_relu(const Tensor& x, const Tensor& residual) {
+  return run(x, true, residual);
+}
 
-Tensor BatchNorm::run(const Tensor& x, bool relu) {
+Tensor BatchNorm::run(const Tensor& x, bool relu, const Tensor& residual) {
   const int64_t want_rank = spatial_dims_ == 2 ? 4 : 2;
   OKD_CHECK(x.dim() == want_rank || (spatial_dims_ == 0 && x.dim() == 3), type_name(),
             ": expected a ", want_rank, "-D input, got ", shape_str(x.shape()));
@@ -80,6 +83,9 @@ Tensor BatchNorm::run(const Tensor& x, bool relu) {
             shape_str(x.shape()), ")");
   const bool use_batch_stats = is_training() || !running_mean.defined();
   if (is_training() && num_batches_tracked.defined()) count_batch();
+  if (residual.defined())
+    return F::batch_norm_add_relu(x, residual, running_mean, running_var, weight, bias,
+                                  use_batch_stats, momentum_, eps_);
   if (relu)
     return F::batch_norm_relu(x, running_mean, running_var, weight, bias, use_batch_stats,
                               momentum_, eps_);

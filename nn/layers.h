@@ -63,10 +63,12 @@ class BatchNorm : public Layer {
   Tensor forward(const Tensor& x) override;
   // relu(forward(x)) as one fused op in training mode (backbones call this for BN -> ReLU).
   Tensor forward_relu(const Tensor& x);
+  // relu(forward(x) + residual) as one fused op in training mode (the end of a ResNet block).
+  Tensor forward_add_relu(const Tensor& x, const Tensor& residual);
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
  private:
-  Tensor run(const Tensor& x, bool relu);
+  Tensor run(const Tensor& x, bool relu, const Tensor& residual = Tensor());
   void count_batch();
   int64_t num_features_;
   int spatial_dims_;

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "autograd/functions.h"
+#include "tensor/ops/activation.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/loss.h"
@@ -145,6 +146,43 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor
                                                           sw.get(Op::batch_norm_relu), mean, invstd,
                                                           sz.get(Op::batch_norm_relu));
              return {dx, dw, db};
+           },
+           {x, mean, invstd, z});
+  }
+  return z;
+}
+
+// z = relu(batch_norm(x) + r) in one forward pass when training. Backward: dr = dz where z > 0,
+// and that same masked gradient is the batch norm's dy (materialised once, since the residual
+// needs it as its own gradient). Eval mode composes the ops.
+Tensor batch_norm_add_relu(const Tensor& x, const Tensor& residual, const Tensor& running_mean,
+                           const Tensor& running_var, const Tensor& weight, const Tensor& bias,
+                           bool training, double momentum, double eps) {
+  if (!training)
+    return relu(add(batch_norm(x, running_mean, running_var, weight, bias, false, momentum, eps),
+                    residual));
+  OKD_CHECK(residual.shape() == x.shape(), "batch_norm_add_relu: the residual ",
+            shape_str(residual.shape()), " does not have the input's shape ", shape_str(x.shape()));
+  auto [z, st] = ops::batch_norm_train(x, weight, bias, eps, /*relu=*/true, residual);
+  update_running_stats(running_mean, running_var, st, momentum);
+  if (needs_record({x, residual, weight, bias})) {
+    Saved sx(x), sw(weight), sz(z);
+    Tensor mean = st.mean, invstd = st.invstd;
+    record(Op::batch_norm_add_relu, {x, residual, weight, bias}, {z},
+           [sx, sw, sz, mean, invstd](const TensorList& g,
+                                      const std::vector<bool>& needs) -> TensorList {
+             Tensor dr = ops::relu_backward(g[0], sz.get(Op::batch_norm_add_relu));
+             TensorList d(4);
+             if (needs[0] || needs[2] || needs[3]) {
+               auto [dx, dw, db] =
+                   ops::batch_norm_backward(dr, sx.get(Op::batch_norm_add_relu),
+                                            sw.get(Op::batch_norm_add_relu), mean, invstd);
+               d[0] = dx;
+               d[2] = dw;
+               d[3] = db;
+             }
+             if (needs[1]) d[1] = dr;
+             return d;
            },
            {x, mean, invstd, z});
   }

@@ -63,6 +63,20 @@ void add_nn_cases(std::vector<GradcheckCase>& cs) {
       },
       {leaf({6, 3}, -2, 2, 28)});
 
+  // residual spread like the input; the sum is kept away from the kink as above
+  add(cs, Op::batch_norm_add_relu, "train, affine, 4-D (fused, residual)",
+      [](const TensorList& in) {
+        return batch_norm_add_relu(in[0], in[1], Tensor(), Tensor(), in[2], in[3], true, 0.1, 1e-5);
+      },
+      {leaf({3, 2, 2, 3}, -2, 2, 29), leaf({3, 2, 2, 3}, -1, 1, 30), leaf({2}, 0.5, 1.5, 31),
+       leaf({2}, -0.3, 0.3, 32)});
+  add(cs, Op::batch_norm_add_relu, "train, no affine, 2-D (fused, residual)",
+      [](const TensorList& in) {
+        return batch_norm_add_relu(in[0], in[1], Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1,
+                                   1e-5);
+      },
+      {leaf({6, 3}, -2, 2, 33), leaf({6, 3}, -1, 1, 34)});
+
   // Distinct values keep the max unique (the max is not differentiable at ties).
   add(cs, Op::max_pool2d, "k2 s2", [](const TensorList& in) { return max_pool2d(in[0], 2, 2); },
       {exact(

@@ -54,15 +54,14 @@ class BasicBlock : public Layer {
     }
   }
   Tensor forward(const Tensor& x) override {
-    Tensor out = bn1_->forward_relu(conv1_->forward(x));
-    out = bn2_->forward(conv2_->forward(out));
-    out = out + (shortcut_ ? shortcut_->forward(x) : x);
-    return okd::relu(out);
+    Tensor out = conv2_->forward(bn1_->forward_relu(conv1_->forward(x)));
+    // relu(bn2(out) + shortcut(x)) in one pass
+    return bn2_->forward_add_relu(out, shortcut_ ? shortcut_->forward(x) : x);
   }
 
  private:
-  LayerPtr conv1_, conv2_, bn2_, shortcut_;
-  std::shared_ptr<BatchNorm> bn1_;
+  LayerPtr conv1_, conv2_, shortcut_;
+  std::shared_ptr<BatchNorm> bn1_, bn2_;
 };
 
 class Bottleneck : public Layer {
@@ -87,14 +86,13 @@ class Bottleneck : public Layer {
   Tensor forward(const Tensor& x) override {
     Tensor out = bn1_->forward_relu(conv1_->forward(x));
     out = bn2_->forward_relu(conv2_->forward(out));
-    out = bn3_->forward(conv3_->forward(out));
-    out = out + (shortcut_ ? shortcut_->forward(x) : x);
-    return okd::relu(out);
+    out = conv3_->forward(out);
+    return bn3_->forward_add_relu(out, shortcut_ ? shortcut_->forward(x) : x);
   }
 
  private:
-  LayerPtr conv1_, conv2_, conv3_, bn3_, shortcut_;
-  std::shared_ptr<BatchNorm> bn1_, bn2_;
+  LayerPtr conv1_, conv2_, conv3_, shortcut_;
+  std::shared_ptr<BatchNorm> bn1_, bn2_, bn3_;
 };
 
 class CifarResNet : public Backbone {

@@ -32,14 +32,13 @@ class TorchvisionBasicBlock : public Layer {
     }
   }
   Tensor forward(const Tensor& x) override {
-    Tensor out = bn1_->forward_relu(conv1_->forward(x));
-    out = bn2_->forward(conv2_->forward(out));
-    return okd::relu(out + (downsample_ ? downsample_->forward(x) : x));
+    Tensor out = conv2_->forward(bn1_->forward_relu(conv1_->forward(x)));
+    return bn2_->forward_add_relu(out, downsample_ ? downsample_->forward(x) : x);
   }
 
  private:
-  LayerPtr conv1_, conv2_, bn2_, downsample_;
-  std::shared_ptr<BatchNorm> bn1_;
+  LayerPtr conv1_, conv2_, downsample_;
+  std::shared_ptr<BatchNorm> bn1_, bn2_;
 };
 
 class ImageNetResNet : public ZooBackbone {

@@ -5,6 +5,8 @@
 //             dweight = sum(dy xhat), dbias = sum(dy) (sums over every dim but C).
 //   fused ReLU (relu = true): the forward returns max(y, 0); the backward, given that output z,
 //             uses dy masked to z > 0 (the ReLU's gradient) without materialising it.
+//   fused residual (residual defined): y + residual (then the ReLU, if asked), in the same pass:
+//             a ResNet block's last batch norm, shortcut add and ReLU read and write once.
 #pragma once
 #include <tuple>
 
@@ -16,10 +18,12 @@ struct BatchNormStats {
   Tensor mean, invstd, var_unbiased;  // [C] each
 };
 
-// y and the batch statistics. weight/bias may be undefined (no affine transform).
+// y and the batch statistics. weight/bias may be undefined (no affine transform); residual, when
+// defined, has x's shape and dtype and is added to y before the ReLU.
 std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x, const Tensor& weight,
                                                    const Tensor& bias, double eps,
-                                                   bool relu = false);
+                                                   bool relu = false,
+                                                   const Tensor& residual = Tensor());
 // y using the given (running) mean and variance.
 Tensor batch_norm_eval(const Tensor& x, const Tensor& mean, const Tensor& var, const Tensor& weight,
                        const Tensor& bias, double eps);

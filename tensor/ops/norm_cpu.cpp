@@ -48,15 +48,23 @@ void check_param(const Tensor& t, int64_t C, const char* what, const char* op) {
 }  // namespace
 
 std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x_, const Tensor& weight,
-                                                   const Tensor& bias, double eps, bool relu) {
-  if (cuda::on_cuda(x_, weight, bias)) {  // the CUDA backend composes the fused form
+                                                   const Tensor& bias, double eps, bool relu,
+                                                   const Tensor& residual) {
+  if (residual.defined())
+    OKD_CHECK(residual.shape() == x_.shape() && residual.dtype() == x_.dtype() &&
+                  residual.device() == x_.device(),
+              "batch_norm: the residual ", residual.desc(), " does not match the input ",
+              x_.desc());
+  if (cuda::on_cuda(x_, weight, bias, residual)) {  // the CUDA backend composes the fused form
     auto r = cuda::batch_norm_train(x_, weight, bias, eps);
+    if (residual.defined()) r.first = ops::add(r.first, residual);
     if (relu) r.first = ops::relu(r.first);
     return r;
   }
   Geometry g = geometry(x_, "batch_norm");
   check_param(weight, g.C, "weight", "batch_norm");
   check_param(bias, g.C, "bias", "batch_norm");
+  Tensor res = residual.defined() ? contiguous(residual) : Tensor();
   const int64_t M = g.N * g.S;
   OKD_CHECK(M > 1, "batch_norm: training needs more than one value per channel, got input ",
             shape_str(x_.shape()));
@@ -73,6 +81,7 @@ std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x_, const Tenso
     T* pm = st.mean.data<T>();
     T* pi = st.invstd.data<T>();
     T* pv = st.var_unbiased.data<T>();
+    const T* pres = res.defined() ? res.data<T>() : nullptr;
     parallel_for(0, g.C, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         double s = 0;
@@ -100,13 +109,28 @@ std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x_, const Tenso
         for (int64_t n = 0; n < g.N; ++n) {
           const T* __restrict r = px + (n * g.C + c) * g.S;
           T* __restrict o = py + (n * g.C + c) * g.S;
-          if (relu)
+          // (y rounded to T before the residual is added, as the composition rounds it)
+          if (pres != nullptr) {
+            const T* __restrict s = pres + (n * g.C + c) * g.S;
+            if (relu)
+              for (int64_t i = 0; i < g.S; ++i) {
+                const T y = r[i] * scale + shift;
+                const T v = y + s[i];
+                o[i] = v > T(0) ? v : T(0);
+              }
+            else
+              for (int64_t i = 0; i < g.S; ++i) {
+                const T y = r[i] * scale + shift;
+                o[i] = y + s[i];
+              }
+          } else if (relu) {
             for (int64_t i = 0; i < g.S; ++i) {
               const T v = r[i] * scale + shift;
               o[i] = v > T(0) ? v : T(0);
             }
-          else
+          } else {
             for (int64_t i = 0; i < g.S; ++i) o[i] = r[i] * scale + shift;
+          }
         }
       }
     });
