@@ -1,5 +1,6 @@
-// Adam/AdamW: options checked here, the update itself is the raw op ops::adam_step_
-// (tensor/ops/update.h): PyTorch 1.13's order of operations on the parameter's device.
+// Adam/AdamW: options checked here, the update itself is the raw op ops::adam_step_foreach_
+// (tensor/ops/update.h), one call per device and dtype of a parameter group: PyTorch 1.13's order
+// of operations on the parameters' device.
 #include "optim/adam.h"
 
 #include "tensor/ops/update.h"
@@ -34,27 +35,55 @@ Adam::Adam(const char* name, std::vector<ParamGroup> groups, AdamOptions options
 
 void Adam::update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
                   ParamState& state) {
-  // Moment buffers live beside the parameter (on its device), zero before the first step.
-  for (const char* b : {"exp_avg", "exp_avg_sq"})
-    if (!state.has(b)) state.buffers[b] = zeros(param.shape(), param.dtype(), param.device());
-  if (options_.amsgrad && !state.has("max_exp_avg_sq"))
-    state.buffers["max_exp_avg_sq"] = zeros(param.shape(), param.dtype(), param.device());
+  update_group(group, {param}, {grad}, {&state});
+}
+
+// Parameters are updated independently, so splitting the group by device and dtype (one
+// multi-tensor call each) changes no result.
+void Adam::update_group(const ParamGroup& group, const std::vector<Tensor>& params,
+                        const std::vector<Tensor>& grads, const std::vector<ParamState*>& states) {
   ops::AdamStep st;
   st.lr = group.lr;
   st.weight_decay = group.weight_decay;
   st.beta1 = options_.beta1;
   st.beta2 = options_.beta2;
   st.eps = options_.eps;
-  st.step = state.step;
   st.decoupled = decoupled_;
   st.amsgrad = options_.amsgrad;
-  // On a device t comes from a counter beside the parameter, advanced there: a captured step
-  // replays with the bias corrections of the advanced count (tensor/cuda/graph.h).
-  const bool on_device = !param.device().is_cpu();
-  if (on_device) st.step_counter = state.device_step.holding(param.device(), state.step, "Adam");
-  ops::adam_step_(param, grad, state.buffers.at("exp_avg"), state.buffers.at("exp_avg_sq"),
-                  options_.amsgrad ? state.buffers.at("max_exp_avg_sq") : Tensor(), st);
-  if (on_device) state.device_step.advance(1);
+  std::vector<bool> done(params.size(), false);
+  for (size_t lead = 0; lead < params.size(); ++lead) {
+    if (done[lead]) continue;
+    const Device device = params[lead].device();
+    const DType dtype = params[lead].dtype();
+    // On a device t comes from a counter beside each parameter, advanced there: a captured step
+    // replays with the bias corrections of the advanced count (tensor/cuda/graph.h).
+    const bool on_device = !device.is_cpu();
+    std::vector<Tensor> ps, gs, ms, vs, vmaxs, counters;
+    std::vector<int64_t> steps;
+    std::vector<ParamState*> members;
+    for (size_t i = lead; i < params.size(); ++i) {
+      const Tensor& p = params[i];
+      if (done[i] || p.device() != device || p.dtype() != dtype) continue;
+      done[i] = true;
+      ParamState& state = *states[i];
+      // Moment buffers live beside the parameter (on its device), zero before the first step.
+      for (const char* b : {"exp_avg", "exp_avg_sq"})
+        if (!state.has(b)) state.buffers[b] = zeros(p.shape(), p.dtype(), p.device());
+      if (options_.amsgrad && !state.has("max_exp_avg_sq"))
+        state.buffers["max_exp_avg_sq"] = zeros(p.shape(), p.dtype(), p.device());
+      ps.push_back(p);
+      gs.push_back(grads[i]);
+      ms.push_back(state.buffers.at("exp_avg"));
+      vs.push_back(state.buffers.at("exp_avg_sq"));
+      if (options_.amsgrad) vmaxs.push_back(state.buffers.at("max_exp_avg_sq"));
+      steps.push_back(state.step);
+      if (on_device) counters.push_back(state.device_step.holding(device, state.step, "Adam"));
+      members.push_back(&state);
+    }
+    ops::adam_step_foreach_(ps, gs, ms, vs, vmaxs, steps, counters, st);
+    if (on_device)
+      for (ParamState* state : members) state->device_step.advance(1);
+  }
 }
 
 }  // namespace okd::optim

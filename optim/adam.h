@@ -39,6 +39,11 @@ class Adam : public Optimizer {
   Adam(const char* name, std::vector<ParamGroup> groups, AdamOptions options, bool decoupled);
   void update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
               ParamState& state) override;
+  // The group's parameters in one multi-tensor step per device and dtype
+  // (ops::adam_step_foreach_): a few kernel launches on a GPU instead of one per parameter.
+  void update_group(const ParamGroup& group, const std::vector<Tensor>& params,
+                    const std::vector<Tensor>& grads,
+                    const std::vector<ParamState*>& states) override;
   std::vector<std::string> buffer_names() const override {
     return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
   }

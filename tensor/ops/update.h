@@ -40,6 +40,17 @@ struct AdamStep {
 // param -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                 const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, const AdamStep& s);
+// adam_step_ for many parameters with one set of scalars (a parameter group's) but each its own
+// t: steps[i] (host), or the int64 scalar step_counters[i] on the device when step_counters is not
+// empty (s.step is not read; s.step_counter must be undefined). On CUDA one launch per chunk of up
+// to 48 tensors (passed by value to the kernel) instead of one per parameter, the same arithmetic;
+// on the CPU a loop of adam_step_. Every parameter on one device, one dtype; max_exp_avg_sqs empty
+// unless s.amsgrad.
+void adam_step_foreach_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                        const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
+                        const std::vector<Tensor>& max_exp_avg_sqs,
+                        const std::vector<int64_t>& steps, const std::vector<Tensor>& step_counters,
+                        const AdamStep& s);
 
 // counter += amount for every element of an int64 tensor, on its device without a host read: step
 // counters such as BatchNorm's num_batches_tracked, which a captured step must advance on the

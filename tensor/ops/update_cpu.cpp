@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include "okd/build_config.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/update.h"
+#include "tensor/ops/update_cuda.h"
 #include "tensor/parallel.h"
 
 namespace okd::ops {
@@ -139,4 +141,65 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
   });
 }
 
+void adam_step_foreach_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                        const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
+                        const std::vector<Tensor>& max_exp_avg_sqs,
+                        const std::vector<int64_t>& steps, const std::vector<Tensor>& step_counters,
+                        const AdamStep& s) {
+  const char* op = s.decoupled ? "AdamW::step" : "Adam::step";
+  const size_t n = params.size();
+  OKD_CHECK(grads.size() == n && exp_avgs.size() == n && exp_avg_sqs.size() == n &&
+                (!s.amsgrad || max_exp_avg_sqs.size() == n) && steps.size() == n &&
+                (step_counters.empty() || step_counters.size() == n),
+            op, ": ", n, " parameters but ", grads.size(), " gradients, ", exp_avgs.size(),
+            " exp_avg, ", exp_avg_sqs.size(), " exp_avg_sq, ", max_exp_avg_sqs.size(),
+            " max_exp_avg_sq (amsgrad ", s.amsgrad ? "on" : "off", "), ", steps.size(),
+            " steps and ", step_counters.size(), " step counters (expected one of each per ",
+            "parameter; max_exp_avg_sq only needed with amsgrad, counters optional)");
+  OKD_CHECK(!s.step_counter.defined(), op,
+            ": a multi-tensor step takes each parameter's counter in step_counters, not in "
+            "AdamStep::step_counter");
+  if (n == 0) return;
+  for (size_t i = 0; i < n; ++i) {
+    check_param(params[i], op);
+    OKD_CHECK(params[i].device() == params[0].device() && params[i].dtype() == params[0].dtype(),
+              op, ": a multi-tensor step needs one device and dtype, got ", params[0].desc(),
+              " and ", params[i].desc());
+    OKD_CHECK(grads[i].defined() && exp_avgs[i].defined() && exp_avg_sqs[i].defined(), op,
+              ": the gradient or moment buffers of parameter ", i, " are missing");
+    OKD_CHECK(!s.amsgrad || max_exp_avg_sqs[i].defined(), op, ": amsgrad needs max_exp_avg_sq");
+    check_state(params[i], grads[i], "gradient", op);
+    check_state(params[i], exp_avgs[i], "exp_avg", op);
+    check_state(params[i], exp_avg_sqs[i], "exp_avg_sq", op);
+    if (s.amsgrad) check_state(params[i], max_exp_avg_sqs[i], "max_exp_avg_sq", op);
+    if (!step_counters.empty()) {
+      const Tensor& c = step_counters[i];
+      OKD_CHECK(c.defined() && c.dtype() == DType::Int64 && c.numel() == 1 &&
+                    c.device() == params[i].device(),
+                op, ": step counter ", i, " must be an int64 scalar on the parameter's device ",
+                params[i].device().str(), ", got ", c.defined() ? c.desc() : "none");
+    }
+  }
+  if (cuda::on_cuda(params[0]))
+    return cuda::adam_step_foreach_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
+                                    step_counters, s);
+  for (size_t i = 0; i < n; ++i) {
+    AdamStep si = s;
+    si.step = steps[i];
+    if (!step_counters.empty()) si.step_counter = step_counters[i];  // unread on the CPU
+    adam_step_(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i],
+               s.amsgrad ? max_exp_avg_sqs[i] : Tensor(), si);
+  }
+}
+
 }  // namespace okd::ops
+
+#if !OKD_HAVE_CUDA
+// Without CUDA no tensor can be on a GPU (an emulated cuda:0 goes to the emulator instead).
+void okd::cuda::gpu::adam_step_foreach_(const std::vector<Tensor>&, const std::vector<Tensor>&,
+                                        const std::vector<Tensor>&, const std::vector<Tensor>&,
+                                        const std::vector<Tensor>&, const std::vector<int64_t>&,
+                                        const std::vector<Tensor>&, const ops::AdamStep& s) {
+  OKD_FAIL(s.decoupled ? "AdamW::step" : "Adam::step", ": ", unavailable_reason());
+}
+#endif

@@ -1,13 +1,15 @@
-// Optimizer updates on CUDA: the per-element loops of update_cpu.cpp (ops::sgd_step_ and
-// ops::adam_step_, which dispatch here for CUDA parameters) as kernels. Same arithmetic in the
-// parameter's dtype with the scalars cast to it first, as there; nvcc may fuse a multiply and an
-// add into one FMA, so a float32 result can differ from the CPU's in the last bit.
+// Optimizer updates on CUDA: the per-element loops of update_cpu.cpp (ops::sgd_step_,
+// ops::adam_step_ and their multi-tensor forms, which dispatch here for CUDA parameters) as
+// kernels. Same arithmetic in the parameter's dtype with the scalars cast to it first, as there;
+// nvcc may fuse a multiply and an add into one FMA, so a float32 result can differ from the CPU's
+// in the last bit (a multi-tensor step shares its element code with the per-tensor kernel).
 #include <algorithm>
 #include <cmath>
 
 #include "tensor/cuda/backends.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/launch.cuh"
+#include "tensor/ops/update_cuda.h"
 
 namespace okd::cuda {
 
@@ -82,24 +84,98 @@ struct AdamScalars {
   double beta1, beta2, lr;
 };
 
+// t from the device counter, when there is one: 1 - b2^t and -lr / (1 - b1^t) in double.
+template <class T>
+__device__ __forceinline__ void adam_bias_corrections(AdamScalars<T>& s) {
+  if (!s.step) return;
+  const double t = static_cast<double>(*s.step);
+  s.bc2_sqrt = static_cast<T>(::sqrt(1 - ::pow(s.beta2, t)));
+  s.neg_step_size = static_cast<T>(-(s.lr / (1 - ::pow(s.beta1, t))));
+}
+
+template <class T>
+__device__ __forceinline__ void adam_element(T* p, const T* dp, T* m, T* v, T* vmax, int64_t i,
+                                             const AdamScalars<T>& s) {
+  if (s.shrink) p[i] = p[i] * s.shrink_factor;
+  T g = dp[i];
+  if (s.coupled) g = g + s.wd * p[i];
+  m[i] = m[i] * s.b1 + s.one_minus_b1 * g;
+  v[i] = v[i] * s.b2 + s.one_minus_b2 * g * g;
+  T second = v[i];
+  if (vmax) second = vmax[i] = vmax[i] < v[i] ? v[i] : vmax[i];
+  const T denom = sqrt(second) / s.bc2_sqrt + s.eps;
+  p[i] = p[i] + s.neg_step_size * m[i] / denom;
+}
+
 template <class T>
 __global__ void adam_kernel(T* p, const T* dp, T* m, T* v, T* vmax, int64_t n, AdamScalars<T> s) {
-  if (s.step) {
-    const double t = static_cast<double>(*s.step);
-    s.bc2_sqrt = static_cast<T>(::sqrt(1 - ::pow(s.beta2, t)));
-    s.neg_step_size = static_cast<T>(-(s.lr / (1 - ::pow(s.beta1, t))));
-  }
-  OKD_GRID_STRIDE(i, n) {
-    if (s.shrink) p[i] = p[i] * s.shrink_factor;
-    T g = dp[i];
-    if (s.coupled) g = g + s.wd * p[i];
-    m[i] = m[i] * s.b1 + s.one_minus_b1 * g;
-    v[i] = v[i] * s.b2 + s.one_minus_b2 * g * g;
-    T second = v[i];
-    if (vmax) second = vmax[i] = vmax[i] < v[i] ? v[i] : vmax[i];
-    const T denom = sqrt(second) / s.bc2_sqrt + s.eps;
-    p[i] = p[i] + s.neg_step_size * m[i] / denom;
-  }
+  adam_bias_corrections(s);
+  OKD_GRID_STRIDE(i, n) { adam_element(p, dp, m, v, vmax, i, s); }
+}
+
+// The multi-tensor Adam: per tensor its pointers, length and t (the host's bias corrections, or
+// its device counter), 72 bytes in double; kAdamForeachChunk of them and the shared scalars stay
+// under the 4 KiB of kernel parameters.
+template <class T>
+struct AdamTensor {
+  T *p, *m, *v, *vmax;
+  const T* g;
+  const int64_t* step;  // null: bc2_sqrt and neg_step_size below are t's
+  int64_t n;
+  T bc2_sqrt, neg_step_size;
+};
+constexpr int kAdamForeachChunk = 48;
+template <class T>
+struct AdamList {
+  AdamTensor<T> t[kAdamForeachChunk];
+};
+static_assert(sizeof(AdamList<double>) + sizeof(AdamScalars<double>) <= 4096,
+              "the multi-tensor Adam's kernel parameters must fit in 4 KiB");
+
+template <class T>
+__global__ void adam_foreach_kernel(AdamList<T> l, AdamScalars<T> s) {
+  const AdamTensor<T>& a = l.t[blockIdx.y];
+  s.step = a.step;
+  s.bc2_sqrt = a.bc2_sqrt;
+  s.neg_step_size = a.neg_step_size;
+  adam_bias_corrections(s);
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < a.n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    adam_element(a.p, a.g, a.m, a.v, a.vmax, i, s);
+}
+
+// Adam's scalars cast to the parameter's dtype, with t's bias corrections computed in double on
+// the host (as optim/adam.cpp and Python compute them) and no device counter.
+template <class T>
+AdamScalars<T> adam_scalars(const AdamStep& s, int64_t step) {
+  const double t = static_cast<double>(step);
+  const double bias_correction1 = 1 - std::pow(s.beta1, t);
+  const double bias_correction2 = 1 - std::pow(s.beta2, t);
+  AdamScalars<T> c;
+  c.coupled = !s.decoupled && s.weight_decay != 0;
+  c.shrink = s.decoupled;
+  c.wd = static_cast<T>(s.weight_decay);
+  c.shrink_factor = static_cast<T>(1 - s.lr * s.weight_decay);
+  c.b1 = static_cast<T>(s.beta1);
+  c.one_minus_b1 = static_cast<T>(1 - s.beta1);
+  c.b2 = static_cast<T>(s.beta2);
+  c.one_minus_b2 = static_cast<T>(1 - s.beta2);
+  c.bc2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
+  c.eps = static_cast<T>(s.eps);
+  c.neg_step_size = static_cast<T>(-(s.lr / bias_correction1));
+  c.step = nullptr;
+  c.beta1 = s.beta1;
+  c.beta2 = s.beta2;
+  c.lr = s.lr;
+  return c;
+}
+
+// The int64 scalar t on the parameter's device.
+const int64_t* step_counter_data(const Tensor& counter, const char* op) {
+  OKD_CHECK(counter.dtype() == DType::Int64 && counter.numel() == 1, op,
+            ": the step counter must be an int64 scalar, got ", counter.desc());
+  check_device(counter, op);
+  return counter.device_data<int64_t>();
 }
 
 }  // namespace
@@ -179,35 +255,10 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
   param.impl()->storage->bump_version();
   const int64_t n = param.numel();
   if (n == 0) return;
-  // Bias corrections in double, as optim/adam.cpp (and Python) computes them.
-  const double t = static_cast<double>(s.step);
-  const double bias_correction1 = 1 - std::pow(s.beta1, t);
-  const double bias_correction2 = 1 - std::pow(s.beta2, t);
-  const double step_size = s.lr / bias_correction1;
   auto run = [&](auto tag) {
     using T = decltype(tag);
-    AdamScalars<T> c;
-    c.coupled = !s.decoupled && s.weight_decay != 0;
-    c.shrink = s.decoupled;
-    c.wd = static_cast<T>(s.weight_decay);
-    c.shrink_factor = static_cast<T>(1 - s.lr * s.weight_decay);
-    c.b1 = static_cast<T>(s.beta1);
-    c.one_minus_b1 = static_cast<T>(1 - s.beta1);
-    c.b2 = static_cast<T>(s.beta2);
-    c.one_minus_b2 = static_cast<T>(1 - s.beta2);
-    c.bc2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
-    c.eps = static_cast<T>(s.eps);
-    c.neg_step_size = static_cast<T>(-step_size);
-    c.step = nullptr;
-    c.beta1 = s.beta1;
-    c.beta2 = s.beta2;
-    c.lr = s.lr;
-    if (s.step_counter.defined()) {
-      OKD_CHECK(s.step_counter.dtype() == DType::Int64 && s.step_counter.numel() == 1, op,
-                ": the step counter must be an int64 scalar, got ", s.step_counter.desc());
-      check_device(s.step_counter, op);
-      c.step = s.step_counter.device_data<int64_t>();
-    }
+    AdamScalars<T> c = adam_scalars<T>(s, s.step);
+    if (s.step_counter.defined()) c.step = step_counter_data(s.step_counter, op);
     adam_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(
         param.device_data<T>(), grad.device_data<T>(), exp_avg.device_data<T>(),
         exp_avg_sq.device_data<T>(), s.amsgrad ? max_exp_avg_sq.device_data<T>() : nullptr, n, c);
@@ -217,6 +268,52 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
   else
     run(double{});
   OKD_CUDA_CHECK_LAUNCH(op);
+}
+
+void adam_step_foreach_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                        const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
+                        const std::vector<Tensor>& max_exp_avg_sqs,
+                        const std::vector<int64_t>& steps, const std::vector<Tensor>& step_counters,
+                        const AdamStep& s) {
+  // Checked by ops::adam_step_foreach_ (update_cpu.cpp): one device and dtype, matching state,
+  // one step (and counter, if any) per parameter.
+  const char* op = "Adam::step";
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    const AdamScalars<T> sc = adam_scalars<T>(s, 1);
+    for (size_t first = 0; first < params.size(); first += kAdamForeachChunk) {
+      const size_t count = std::min<size_t>(kAdamForeachChunk, params.size() - first);
+      AdamList<T> l{};
+      int64_t longest = 0;
+      for (size_t j = 0; j < count; ++j) {
+        const size_t i = first + j;
+        const Tensor& p = params[i];
+        check_device(p, op);
+        p.impl()->storage->bump_version();
+        const AdamScalars<T> own = adam_scalars<T>(s, steps[i]);  // t's bias corrections
+        AdamTensor<T>& a = l.t[j];
+        a.p = p.device_data<T>();
+        a.g = grads[i].device_data<T>();
+        a.m = exp_avgs[i].device_data<T>();
+        a.v = exp_avg_sqs[i].device_data<T>();
+        a.vmax = s.amsgrad ? max_exp_avg_sqs[i].device_data<T>() : nullptr;
+        a.step = step_counters.empty() ? nullptr : step_counter_data(step_counters[i], op);
+        a.n = p.numel();
+        a.bc2_sqrt = own.bc2_sqrt;
+        a.neg_step_size = own.neg_step_size;
+        longest = std::max(longest, a.n);
+      }
+      if (longest == 0) continue;
+      const dim3 grid(std::min(grid_for(longest), 1024u), static_cast<unsigned>(count));
+      adam_foreach_kernel<T><<<grid, kThreads, 0, stream()>>>(l, sc);
+      OKD_CUDA_CHECK_LAUNCH(op);
+    }
+  };
+  if (params.empty()) return;
+  if (params[0].dtype() == DType::Float32)
+    run(float{});
+  else
+    run(double{});
 }
 
 }  // namespace gpu

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 
 #include "autograd/functions.h"
 #include "autograd/tape.h"
@@ -442,6 +443,201 @@ TEST(DeviceWiring, MultiTensorSgdStepChecksItsOperands) {
   EXPECT_THROW(ops::sgd_step_foreach_(ps, {gs[0]}, bs, s), Error);              // a missing grad
   EXPECT_THROW(ops::sgd_step_foreach_(ps, {gs[1], gs[0]}, bs, s), Error);       // wrong shapes
   EXPECT_THROW(ops::sgd_step_foreach_(ps, gs, {}, s), Error);  // momentum without buffers
+}
+
+// Adam and AdamW update a parameter group with one multi-tensor step (ops::adam_step_foreach_).
+// For mixed shapes, parameters at different t, host steps or device step counters, with and
+// without amsgrad, it equals adam_step_ one parameter at a time on the device and on the CPU over
+// several steps (bit for bit when emulated; on a GPU the two device paths share their element
+// code, so they too must agree exactly).
+TEST(DeviceWiring, MultiTensorAdamStepMatchesPerTensorSteps) {
+  const std::vector<Shape> shapes{{3}, {2, 5}, {4, 1, 3}, {1}, {0}, {17}};
+  const size_t n = shapes.size();
+  for (bool decoupled : {false, true})
+    for (bool amsgrad : {false, true})
+      for (bool counters : {false, true}) {
+        SCOPED_TRACE(std::string(decoupled ? "AdamW" : "Adam") + (amsgrad ? " amsgrad" : "") +
+                     (counters ? " device counters" : " host steps"));
+        ops::AdamStep s;
+        s.lr = 1e-2;
+        s.weight_decay = 1e-2;
+        s.decoupled = decoupled;
+        s.amsgrad = amsgrad;
+        // [c]pu and [d]evice one tensor at a time, [f]oreach on the device.
+        std::vector<Tensor> pc, mc, vc, xc, pd, md, vd, xd, pf, mf, vf, xf, cnt_d, cnt_f;
+        for (size_t i = 0; i < n; ++i) {
+          const Tensor p = randn_t(shapes[i], 80 + i);
+          pc.push_back(ops::clone(p));
+          pd.push_back(dev(p));
+          pf.push_back(dev(p));
+          for (auto* l : {&mc, &vc, &xc}) l->push_back(zeros(shapes[i]));
+          for (auto* l : {&md, &vd, &xd, &mf, &vf, &xf})
+            l->push_back(zeros(shapes[i], DType::Float32, kCuda));
+          const auto t0 = static_cast<double>(1 + i % 2);  // t starts at 1 or 2
+          cnt_d.push_back(full({}, t0, DType::Int64, kCuda));
+          cnt_f.push_back(full({}, t0, DType::Int64, kCuda));
+        }
+        for (int step = 0; step < 3; ++step) {
+          std::vector<Tensor> gd;
+          std::vector<int64_t> steps;
+          for (size_t i = 0; i < n; ++i) {
+            const Tensor g = randn_t(shapes[i], 100 * step + i);
+            gd.push_back(dev(g));
+            const int64_t t = 1 + static_cast<int64_t>(i % 2) + step;
+            ops::AdamStep si = s;
+            si.step = t;
+            ops::adam_step_(pc[i], g, mc[i], vc[i], amsgrad ? xc[i] : Tensor(), si);
+            if (counters) {
+              si.step = 1000;  // ignored: the counter holds t
+              si.step_counter = cnt_d[i];
+            }
+            ops::adam_step_(pd[i], gd[i], md[i], vd[i], amsgrad ? xd[i] : Tensor(), si);
+            steps.push_back(counters ? 1000 : t);
+          }
+          ops::adam_step_foreach_(pf, gd, mf, vf, amsgrad ? xf : std::vector<Tensor>{}, steps,
+                                  counters ? cnt_f : std::vector<Tensor>{}, s);
+          for (size_t i = 0; i < n; ++i) {
+            ops::counter_add_(cnt_d[i], 1);
+            ops::counter_add_(cnt_f[i], 1);
+          }
+        }
+        for (size_t i = 0; i < n; ++i) {
+          const std::string what = "tensor " + std::to_string(i);
+          expect_match(pc[i], pd[i], 1e-6, "per-tensor param, " + what);
+          expect_match(pc[i], pf[i], 1e-6, "foreach param, " + what);
+          expect_match(cpu(pd[i]), pf[i], 0, "foreach vs per-tensor param, " + what);
+          expect_match(cpu(md[i]), mf[i], 0, "exp_avg, " + what);
+          expect_match(cpu(vd[i]), vf[i], 0, "exp_avg_sq, " + what);
+          if (amsgrad) expect_match(cpu(xd[i]), xf[i], 0, "max_exp_avg_sq, " + what);
+        }
+      }
+}
+
+// optim::Adam/AdamW go through the multi-tensor step: a group whose parameters are at different
+// t (one has no gradient in the first step), with a float64 parameter beside float32 ones (two
+// calls), run eagerly on the device and captured (eager steps 1-2, a capture of step 3, replays
+// of steps 4-5), equals the CPU's.
+TEST(DeviceWiring, AdamGroupsTakeTheMultiTensorStepEagerAndCaptured) {
+  for (bool decoupled : {false, true}) {
+    SCOPED_TRACE(decoupled ? "AdamW" : "Adam");
+    auto make = [](Device d) {
+      std::vector<Tensor> ps;
+      const std::vector<Shape> shapes{{4, 3}, {5}, {2, 2, 2}, {6}};
+      for (size_t i = 0; i < shapes.size(); ++i) {
+        Tensor p = randn_t(shapes[i], 90 + i);
+        if (i == 3) p = ops::to(p, DType::Float64);
+        p = ops::to(p, d);
+        p.requires_grad_();
+        ps.push_back(p);
+      }
+      return ps;
+    };
+    std::vector<Tensor> pc = make(kCPU), pe = make(kCuda), pg = make(kCuda);
+    optim::AdamWOptions o;
+    o.lr = 1e-2;
+    o.amsgrad = true;
+    if (!decoupled) o.weight_decay = 5e-4;
+    std::unique_ptr<optim::Adam> oc, oe, og;
+    if (decoupled) {
+      oc = std::make_unique<optim::AdamW>(pc, o);
+      oe = std::make_unique<optim::AdamW>(pe, o);
+      og = std::make_unique<optim::AdamW>(pg, o);
+    } else {
+      oc = std::make_unique<optim::Adam>(pc, o);
+      oe = std::make_unique<optim::Adam>(pe, o);
+      og = std::make_unique<optim::Adam>(pg, o);
+    }
+    cuda::CapturedGraph graph;
+    for (int step = 0; step < 5; ++step) {
+      for (size_t i = 0; i < pc.size(); ++i) {
+        if (step == 0 && i == 1) continue;  // no gradient: not updated, its t lags behind
+        const Tensor g = ops::to(randn_t(pc[i].shape(), 200 + 10 * step + i), pc[i].dtype());
+        pc[i].set_grad(ops::clone(g));
+        pe[i].set_grad(dev(g));
+        if (!pg[i].grad().defined())
+          pg[i].set_grad(dev(g));
+        else
+          ops::copy_across_devices_(pg[i].grad(), g);  // the captured step's fixed gradients
+      }
+      oc->step();
+      oe->step();
+      if (step < 2)
+        og->step();
+      else if (!graph.ready())
+        graph.capture([&] { og->step(); });
+      else
+        graph.replay();
+    }
+    for (size_t i = 0; i < pc.size(); ++i) {
+      expect_match(pc[i], pe[i], 1e-6, "eager param " + std::to_string(i));
+      expect_match(pc[i], pg[i], 1e-6, "captured param " + std::to_string(i));
+    }
+    EXPECT_EQ(og->state_dict().size(), oc->state_dict().size());
+  }
+}
+
+// The multi-tensor Adam's checks hold on every device: one call per device and dtype, one state
+// tensor, step and (if any) counter per parameter, each matching it.
+TEST(DeviceWiring, MultiTensorAdamStepChecksItsOperands) {
+  auto d = [](const Shape& s, uint64_t seed) { return dev(randn_t(s, seed)); };
+  std::vector<Tensor> ps{d({3}, 70), d({2, 2}, 71)}, gs{d({3}, 72), d({2, 2}, 73)};
+  std::vector<Tensor> ms{d({3}, 74), d({2, 2}, 75)},
+      vs{zeros({3}, DType::Float32, kCuda), zeros({2, 2}, DType::Float32, kCuda)};
+  std::vector<Tensor> cs{full({}, 1, DType::Int64, kCuda), full({}, 1, DType::Int64, kCuda)};
+  const std::vector<int64_t> steps{1, 1};
+  ops::AdamStep s;
+  s.lr = 0.1;
+  auto expect_error = [&](auto&& call, const std::string& says, const char* what) {
+    try {
+      call();
+      ADD_FAILURE() << what << ": no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << what << ": " << e.what();
+    }
+  };
+  expect_error([&] { ops::adam_step_foreach_(ps, {gs[0]}, ms, vs, {}, steps, cs, s); },
+               "2 parameters but 1 gradients", "a missing gradient");
+  expect_error([&] { ops::adam_step_foreach_(ps, gs, ms, vs, {}, {1}, cs, s); }, "1 steps",
+               "a missing step");
+  expect_error([&] { ops::adam_step_foreach_(ps, gs, ms, vs, {}, steps, {cs[0]}, s); },
+               "1 step counters", "a missing counter");
+  ops::AdamStep ams = s;
+  ams.amsgrad = true;
+  expect_error([&] { ops::adam_step_foreach_(ps, gs, ms, vs, {}, steps, cs, ams); },
+               "0 max_exp_avg_sq (amsgrad on)", "amsgrad without max_exp_avg_sq");
+  expect_error(
+      [&] {
+        ops::adam_step_foreach_({ps[0], cpu(ps[1])}, gs, ms, vs, {}, steps, cs, s);
+      },
+      "one device and dtype", "two devices");
+  expect_error(
+      [&] {
+        ops::adam_step_foreach_({ps[0], ops::to(ps[1], DType::Float64)}, gs, ms, vs, {}, steps, cs,
+                                s);
+      },
+      "one device and dtype", "two dtypes");
+  expect_error(
+      [&] {
+        ops::adam_step_foreach_(ps, gs, {ms[0], cpu(ms[1])}, vs, {}, steps, cs, s);
+      },
+      "exp_avg", "a moment on the host");
+  expect_error(
+      [&] {
+        ops::adam_step_foreach_(ps, {gs[1], gs[0]}, ms, vs, {}, steps, cs, s);
+      },
+      "does not match the parameter", "swapped gradients");
+  expect_error(
+      [&] {
+        ops::adam_step_foreach_(ps, gs, ms, vs, {}, steps, {cs[0], full({}, 1, DType::Int64)}, s);
+      },
+      "step counter 1 must be an int64 scalar", "a counter on the host");
+  ops::AdamStep with_counter = s;
+  with_counter.step_counter = cs[0];
+  expect_error([&] { ops::adam_step_foreach_(ps, gs, ms, vs, {}, steps, cs, with_counter); },
+               "step_counters", "AdamStep::step_counter set");
+  ops::adam_step_foreach_({}, {}, {}, {}, {}, {}, {}, s);  // an empty group is no work
+  ops::adam_step_foreach_(ps, gs, ms, vs, {}, steps, cs, s);
+  ops::adam_step_foreach_(ps, gs, ms, vs, {}, steps, {}, s);
 }
 
 // A kernel cannot throw: a bad target or index is recorded and raised, with the CPU op's message,

@@ -570,6 +570,62 @@ TEST(CudaOps, SgdForeachMatchesPerTensorSteps) {
   }
 }
 
+// The multi-tensor Adam step (tensor/ops/update.h): 100 parameters of assorted sizes (three
+// launches of up to 48) at different t, read from device step counters, over three steps, Adam
+// and AdamW with amsgrad: equal to adam_step_ on the device one parameter at a time (the same
+// element code, so exactly) and to the CPU's per-tensor steps within tolerance.
+TEST(CudaOps, AdamForeachMatchesPerTensorSteps) {
+  OKD_REQUIRE_GPU();
+  for (DType dt : kFloats)
+    for (bool decoupled : {false, true}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + (decoupled ? " AdamW" : " Adam"));
+      const int n = 100;
+      // [c]pu and [d]evice one tensor at a time, [f]oreach on the device.
+      std::vector<Tensor> pc, mc, vc, xc, pd, md, vd, xd, pf, mf, vf, xf, cnt_d, cnt_f;
+      for (int i = 0; i < n; ++i) {
+        const Shape shape{1 + (i * 37) % 300, 1 + i % 7};
+        const Tensor p = randn_t(shape, dt, 400 + i);
+        pc.push_back(ops::clone(p));
+        pd.push_back(gpu(p));
+        pf.push_back(gpu(p));
+        for (auto* l : {&mc, &vc, &xc}) l->push_back(zeros(shape, dt));
+        for (auto* l : {&md, &vd, &xd, &mf, &vf, &xf}) l->push_back(zeros(shape, dt, kCuda));
+        cnt_d.push_back(full({}, 1 + i % 3, DType::Int64, kCuda));  // t starts at 1, 2 or 3
+        cnt_f.push_back(full({}, 1 + i % 3, DType::Int64, kCuda));
+      }
+      cuda::AdamStep s;
+      s.lr = 1e-2;
+      s.weight_decay = 1e-2;
+      s.decoupled = decoupled;
+      s.amsgrad = true;
+      for (int step = 0; step < 3; ++step) {
+        std::vector<Tensor> gd;
+        for (int i = 0; i < n; ++i) {
+          const Tensor g = randn_t(pc[i].shape(), dt, 2000 + 1000 * step + i);
+          gd.push_back(gpu(g));
+          cuda::AdamStep si = s;
+          si.step = 1 + i % 3 + step;
+          ops::adam_step_(pc[i], g, mc[i], vc[i], xc[i], si);
+          si.step = 1000;  // ignored: the counter holds t
+          si.step_counter = cnt_d[i];
+          ops::adam_step_(pd[i], gd[i], md[i], vd[i], xd[i], si);
+          ops::counter_add_(cnt_d[i], 1);
+        }
+        ops::adam_step_foreach_(pf, gd, mf, vf, xf, std::vector<int64_t>(n, 1000), cnt_f, s);
+        for (int i = 0; i < n; ++i) ops::counter_add_(cnt_f[i], 1);
+      }
+      for (int i = 0; i < n; ++i) {
+        EXPECT_TRUE(matches(pf[i], pc[i], rtol_for(dt, 1e-5), 1e-6)) << i;
+        EXPECT_TRUE(matches(mf[i], mc[i], rtol_for(dt, 1e-5), 1e-6)) << i;
+        EXPECT_TRUE(matches(vf[i], vc[i], rtol_for(dt, 1e-5), 1e-6)) << i;
+        EXPECT_EQ(to_vector<double>(pf[i]), to_vector<double>(pd[i])) << i;
+        EXPECT_EQ(to_vector<double>(mf[i]), to_vector<double>(md[i])) << i;
+        EXPECT_EQ(to_vector<double>(vf[i]), to_vector<double>(vd[i])) << i;
+        EXPECT_EQ(to_vector<double>(xf[i]), to_vector<double>(xd[i])) << i;
+      }
+    }
+}
+
 // ---- convolution (cuDNN), batch norm, pooling -------------------------------------------------
 
 TEST(CudaOps, Conv2dForwardAndBothGradientsMatchCpu) {
