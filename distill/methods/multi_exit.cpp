@@ -314,11 +314,28 @@ std::string EedMethod::variant_summary() const {
 // ---- Phuong & Lampert ------------------------------------------------------------------------
 
 double phuong_anneal(double T, const Tensor& z, double threshold, double factor) {
-  NoGradGuard no_grad;
-  Tensor p = softmax(detach(z), 1, T);
-  const double m = mean(amax(p, {1})).item();
-  return m > threshold ? T * factor : T;
+  Tensor t = scalar_tensor(T, DType::Float64, z.device());
+  phuong_anneal_(t, z, threshold, factor);
+  return t.item();
 }
+
+void phuong_anneal_(const Tensor& T, const Tensor& z, double threshold, double factor) {
+  OKD_CHECK(T.dim() == 0 && T.dtype() == DType::Float64 && T.device() == z.device(),
+            "phuong_anneal_: T must be a float64 scalar on the logits' device, got ", T.desc());
+  NoGradGuard no_grad;
+  Tensor p = softmax(div(detach(z), ops::to(T, z.dtype())), 1);
+  Tensor grow = ops::gt(mean(amax(p, {1})), threshold);
+  ops::copy_(T, ops::where(grow, ops::mul(T, factor), T));
+}
+
+namespace {
+// soft_cross_entropy with a temperature tensor: -1/N sum softmax(t / T) log_softmax(s / T).
+Tensor soft_cross_entropy_at(const Tensor& student, const Tensor& teacher, const Tensor& T) {
+  Tensor p = softmax(div(detach(teacher), T), 1);
+  const double n = static_cast<double>(student.shape()[0]);
+  return sum(p * log_softmax(div(student, T), 1)) * (-1.0 / n);
+}
+}  // namespace
 
 PhuongMethod::PhuongMethod() : MultiExitMethod("conv_chain") {
   options_.declare("T", "anneal",
@@ -338,9 +355,18 @@ std::string PhuongMethod::description() const {
 
 void PhuongMethod::build(const BuildContext& ctx) {
   MultiExitMethod::build(ctx);
-  T_ = options_.get("T") == "anneal" ? 1.0 : options_.get_double("T");
+  T0_ = options_.get("T") == "anneal" ? 1.0 : options_.get_double("T");
+  T_ = Tensor();
   last_teacher_ = Tensor();
 }
+
+const Tensor& PhuongMethod::temperature_on(const Device& device) {
+  if (!T_.defined() || T_.device() != device)
+    T_ = T_.defined() ? ops::to(T_, device) : scalar_tensor(T0_, DType::Float64, device);
+  return T_;
+}
+
+double PhuongMethod::temperature() const { return T_.defined() ? T_.item() : T0_; }
 
 StepResult PhuongMethod::loss(const MultiExitNet::Output& o, const Tensor& y) {
   namespace F = nn::functional;
@@ -348,6 +374,8 @@ StepResult PhuongMethod::loss(const MultiExitNet::Output& o, const Tensor& y) {
   const double C = options_.get_double("C");
   const double s = options_.get("scale") == "auto" ? 10.0 / static_cast<double>(n)
                                                    : options_.get_double("scale");
+  // T as a scalar of the logits' dtype on their device (no gradient)
+  const Tensor T = ops::to(temperature_on(o.logits.back().device()), o.logits.back().dtype());
   StepResult r;
   Tensor ce_sum, soft_sum;
   for (size_t i = 0; i < n; ++i) {
@@ -355,11 +383,11 @@ StepResult PhuongMethod::loss(const MultiExitNet::Output& o, const Tensor& y) {
     ce_sum = accumulate_term(ce_sum, ce);
     r.terms.emplace_back("ce_exit" + std::to_string(i + 1), ce);
     if (i + 1 < n)
-      soft_sum = accumulate_term(soft_sum, soft_cross_entropy(o.logits[i], o.logits.back(), T_));
+      soft_sum = accumulate_term(soft_sum, soft_cross_entropy_at(o.logits[i], o.logits.back(), T));
   }
-  r.loss = (ce_sum * (1 - C) + soft_sum * (C * T_ * T_)) * s;
+  r.loss = (ce_sum * (1 - C) + soft_sum * (T * T) * C) * s;
   r.terms.emplace_back("soft_ce", soft_sum);
-  r.terms.emplace_back("T", scalar_term(T_));
+  r.terms.emplace_back("T", T);
   last_teacher_ = detach(o.logits.back());
   add_exit_logits(r, o);
   return r;
@@ -367,25 +395,28 @@ StepResult PhuongMethod::loss(const MultiExitNet::Output& o, const Tensor& y) {
 
 void PhuongMethod::after_update(const TrainClock&) {
   if (options_.get("T") != "anneal" || !last_teacher_.defined()) return;
-  T_ = phuong_anneal(T_, last_teacher_, options_.get_double("anneal_threshold"),
-                     options_.get_double("anneal_factor"));
+  phuong_anneal_(temperature_on(last_teacher_.device()), last_teacher_,
+                 options_.get_double("anneal_threshold"), options_.get_double("anneal_factor"));
   last_teacher_ = Tensor();
 }
 
 nn::NamedTensors PhuongMethod::extra_state() const {
-  return {{"temperature", from_vector<double>({T_}, {1})}};
+  return {{"temperature", from_vector<double>({temperature()}, {1})}};
 }
 
 void PhuongMethod::load_extra_state(const nn::NamedTensors& state) {
   for (const auto& [k, v] : state)
-    if (k == "temperature") T_ = to_vector<double>(v).at(0);
+    if (k == "temperature") {
+      T0_ = to_vector<double>(v).at(0);
+      T_ = Tensor();  // made again from T0_ on the next step's device
+    }
 }
 
 std::string PhuongMethod::variant_summary() const {
   char buf[260];
   std::snprintf(buf, sizeof buf,
                 "exits %s [A: the reference uses MSDNet], T %s (now %.4f), C %s, scale %s",
-                options_.get("exits").c_str(), options_.get("T").c_str(), T_,
+                options_.get("exits").c_str(), options_.get("T").c_str(), temperature(),
                 options_.get("C").c_str(), options_.get("scale").c_str());
   return buf;
 }

@@ -106,15 +106,18 @@ class EedMethod : public MultiExitMethod {
 // One annealing update: T * factor if the batch-mean max softmax(teacher / T) > threshold.
 double phuong_anneal(double T, const Tensor& teacher_logits, double threshold = 0.5,
                      double factor = 1.05);
+// The same update in place on a float64 scalar tensor T on the teacher's device, with no host
+// read: T = where(mean max softmax(teacher / T) > threshold, T * factor, T). phuong_anneal
+// is this on a CPU scalar.
+void phuong_anneal_(const Tensor& T, const Tensor& teacher_logits, double threshold = 0.5,
+                    double factor = 1.05);
 
 class PhuongMethod : public MultiExitMethod {
  public:
   PhuongMethod();
   std::string name() const override { return "phuong"; }
-  std::string capture_blocker() const override {
-    return "its temperature anneals on the host from each batch's mean max probability (a "
-           "device-to-host copy every step)";
-  }
+  // The temperature lives on the training device and anneals there: capturable.
+  std::string capture_blocker() const override { return ""; }
   std::string description() const override;
   std::string variant_summary() const override;
   void build(const BuildContext& ctx) override;
@@ -123,10 +126,14 @@ class PhuongMethod : public MultiExitMethod {
   void after_update(const TrainClock& clock) override;
   nn::NamedTensors extra_state() const override;
   void load_extra_state(const nn::NamedTensors& state) override;
-  double temperature() const { return T_; }
+  double temperature() const;  // reads the device value (a sync)
 
  private:
-  double T_ = 1.0;
+  // The temperature: a float64 scalar on the device of the logits, made from T0_ at the first
+  // step and annealed in place (a captured step replays the update on the same memory).
+  double T0_ = 1.0;
+  Tensor T_;
+  const Tensor& temperature_on(const Device& device);
   Tensor last_teacher_;  // the deepest exit's logits of the last step (no gradient)
 };
 
