@@ -132,6 +132,12 @@ Tensor crop_flip_normalize(const Tensor&, const Tensor&, const Tensor&, const Te
 void sgd_step_foreach_(const std::vector<Tensor>&, const std::vector<Tensor>&,
                        const std::vector<Tensor>&, const SgdStep&) {
   no_backend("sgd_step_foreach_");
+}
+void adam_step_foreach_(const std::vector<Tensor>&, const std::vector<Tensor>&,
+                        const std::vector<Tensor>&, const std::vector<Tensor>&,
+                        const std::vector<Tensor>&, const std::vector<int64_t>&,
+                        const std::vector<Tensor>&, const AdamStep&) {
+  no_backend("adam_step_foreach_");
 }  // no kernel can run
 
 }  // namespace gpu

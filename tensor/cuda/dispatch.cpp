@@ -6,7 +6,6 @@
 #include <utility>
 
 #include "tensor/cuda/backends.h"
-#include "tensor/ops/update_cuda.h"
 
 namespace okd::cuda {
 
@@ -253,24 +252,17 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
   })
                      : gpu::adam_step_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, s);
 }
-// The emulator runs the per-tensor step for each parameter (as one recorded call).
 void adam_step_foreach_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                         const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
                         const std::vector<Tensor>& max_exp_avg_sqs,
                         const std::vector<int64_t>& steps, const std::vector<Tensor>& step_counters,
                         const AdamStep& s) {
-  if (!emulating())
-    return gpu::adam_step_foreach_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
+  return emulating() ? emulated([=] {
+    return emu::adam_step_foreach_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
                                    step_counters, s);
-  return emulated([=] {
-    for (size_t i = 0; i < params.size(); ++i) {
-      AdamStep si = s;
-      si.step = steps[i];
-      if (!step_counters.empty()) si.step_counter = step_counters[i];
-      emu::adam_step_(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i],
-                      s.amsgrad ? max_exp_avg_sqs[i] : Tensor(), si);
-    }
-  });
+  })
+                     : gpu::adam_step_foreach_(params, grads, exp_avgs, exp_avg_sqs,
+                                               max_exp_avg_sqs, steps, step_counters, s);
 }
 
 void counter_add_(const Tensor& counter, int64_t amount) {

@@ -525,6 +525,21 @@ void sgd_step_foreach_(const std::vector<Tensor>& params, const std::vector<Tens
     emu::sgd_step_(params[i], grads[i], s.momentum != 0 ? bufs[i] : Tensor(), s);
 }
 
+// The per-tensor step for each parameter, in order (recorded by dispatch.cpp as one call).
+void adam_step_foreach_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                        const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
+                        const std::vector<Tensor>& max_exp_avg_sqs,
+                        const std::vector<int64_t>& steps, const std::vector<Tensor>& step_counters,
+                        const AdamStep& s) {
+  for (size_t i = 0; i < params.size(); ++i) {
+    AdamStep si = s;
+    si.step = steps[i];
+    if (!step_counters.empty()) si.step_counter = step_counters[i];
+    emu::adam_step_(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i],
+                    s.amsgrad ? max_exp_avg_sqs[i] : Tensor(), si);
+  }
+}
+
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                 const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, const AdamStep& s_) {
   const char* op = "Adam::step";

@@ -7,7 +7,6 @@
 #include "okd/build_config.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/update.h"
-#include "tensor/ops/update_cuda.h"
 #include "tensor/parallel.h"
 
 namespace okd::ops {
@@ -193,13 +192,3 @@ void adam_step_foreach_(const std::vector<Tensor>& params, const std::vector<Ten
 }
 
 }  // namespace okd::ops
-
-#if !OKD_HAVE_CUDA
-// Without CUDA no tensor can be on a GPU (an emulated cuda:0 goes to the emulator instead).
-void okd::cuda::gpu::adam_step_foreach_(const std::vector<Tensor>&, const std::vector<Tensor>&,
-                                        const std::vector<Tensor>&, const std::vector<Tensor>&,
-                                        const std::vector<Tensor>&, const std::vector<int64_t>&,
-                                        const std::vector<Tensor>&, const ops::AdamStep& s) {
-  OKD_FAIL(s.decoupled ? "AdamW::step" : "Adam::step", ": ", unavailable_reason());
-}
-#endif

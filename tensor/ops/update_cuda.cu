@@ -9,7 +9,6 @@
 #include "tensor/cuda/backends.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/launch.cuh"
-#include "tensor/ops/update_cuda.h"
 
 namespace okd::cuda {
 
