@@ -81,7 +81,7 @@ Tensor conv_transpose2d_forward(const Tensor&, const Tensor&, const Tensor&,
   no_backend("conv_transpose2d");
 }
 std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor&, const Tensor&, const Tensor&,
-                                                        double) {
+                                                        double, bool, const Tensor&) {
   no_backend("batch_norm");
 }
 Tensor batch_norm_eval(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
@@ -89,7 +89,8 @@ Tensor batch_norm_eval(const Tensor&, const Tensor&, const Tensor&, const Tensor
   no_backend("batch_norm");
 }
 std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor&, const Tensor&, const Tensor&,
-                                                       const Tensor&, const Tensor&) {
+                                                       const Tensor&, const Tensor&,
+                                                       const Tensor&) {
   no_backend("batch_norm_backward");
 }
 std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor&, int64_t, int64_t, int64_t) {

@@ -189,9 +189,11 @@ Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const
                                                      output_padding_w);
 }
 std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x, const Tensor& weight,
-                                                        const Tensor& bias, double eps) {
-  return emulating() ? emulated([=] { return emu::batch_norm_train(x, weight, bias, eps); })
-                     : gpu::batch_norm_train(x, weight, bias, eps);
+                                                        const Tensor& bias, double eps, bool relu,
+                                                        const Tensor& residual) {
+  return emulating()
+             ? emulated([=] { return emu::batch_norm_train(x, weight, bias, eps, relu, residual); })
+             : gpu::batch_norm_train(x, weight, bias, eps, relu, residual);
 }
 Tensor batch_norm_eval(const Tensor& x, const Tensor& mean, const Tensor& var, const Tensor& weight,
                        const Tensor& bias, double eps) {
@@ -201,10 +203,12 @@ Tensor batch_norm_eval(const Tensor& x, const Tensor& mean, const Tensor& var, c
 }
 std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy, const Tensor& x,
                                                        const Tensor& weight, const Tensor& mean,
-                                                       const Tensor& invstd) {
-  return emulating()
-             ? emulated([=] { return emu::batch_norm_backward(dy, x, weight, mean, invstd); })
-             : gpu::batch_norm_backward(dy, x, weight, mean, invstd);
+                                                       const Tensor& invstd,
+                                                       const Tensor& relu_out) {
+  return emulating() ? emulated([=] {
+    return emu::batch_norm_backward(dy, x, weight, mean, invstd, relu_out);
+  })
+                     : gpu::batch_norm_backward(dy, x, weight, mean, invstd, relu_out);
 }
 std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x, int64_t kernel, int64_t stride,
                                              int64_t pad) {

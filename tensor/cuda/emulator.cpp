@@ -460,9 +460,11 @@ Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const
 }
 
 std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x, const Tensor& weight,
-                                                        const Tensor& bias, double eps) {
+                                                        const Tensor& bias, double eps, bool relu,
+                                                        const Tensor& residual) {
   auto [y, s] = ops::batch_norm_train(host_float(x, "batch_norm"), host_float(weight, "batch_norm"),
-                                      host_float(bias, "batch_norm"), eps);
+                                      host_float(bias, "batch_norm"), eps, relu,
+                                      host_float(residual, "batch_norm"));
   return {dev(y), ops::BatchNormStats{dev(s.mean), dev(s.invstd), dev(s.var_unbiased)}};
 }
 
@@ -475,11 +477,12 @@ Tensor batch_norm_eval(const Tensor& x, const Tensor& mean, const Tensor& var, c
 
 std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy, const Tensor& x,
                                                        const Tensor& weight, const Tensor& mean,
-                                                       const Tensor& invstd) {
+                                                       const Tensor& invstd,
+                                                       const Tensor& relu_out) {
   const char* op = "batch_norm_backward";
-  auto [dx, dw, db] =
-      ops::batch_norm_backward(host_float(dy, op), host_float(x, op), host_float(weight, op),
-                               host_float(mean, op), host_float(invstd, op));
+  auto [dx, dw, db] = ops::batch_norm_backward(host_float(dy, op), host_float(x, op),
+                                               host_float(weight, op), host_float(mean, op),
+                                               host_float(invstd, op), host_float(relu_out, op));
   return {dev(dx), dev(dw), dev(db)};
 }
 

@@ -55,12 +55,8 @@ std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x_, const Tenso
                   residual.device() == x_.device(),
               "batch_norm: the residual ", residual.desc(), " does not match the input ",
               x_.desc());
-  if (cuda::on_cuda(x_, weight, bias, residual)) {  // the CUDA backend composes the fused form
-    auto r = cuda::batch_norm_train(x_, weight, bias, eps);
-    if (residual.defined()) r.first = ops::add(r.first, residual);
-    if (relu) r.first = ops::relu(r.first);
-    return r;
-  }
+  if (cuda::on_cuda(x_, weight, bias, residual))
+    return cuda::batch_norm_train(x_, weight, bias, eps, relu, residual);
   Geometry g = geometry(x_, "batch_norm");
   check_param(weight, g.C, "weight", "batch_norm");
   check_param(bias, g.C, "bias", "batch_norm");
@@ -177,8 +173,7 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
                                                        const Tensor& invstd,
                                                        const Tensor& relu_out) {
   if (cuda::on_cuda(x_, dy_, weight, mean, invstd, relu_out))
-    return cuda::batch_norm_backward(relu_out.defined() ? ops::relu_backward(dy_, relu_out) : dy_,
-                                     x_, weight, mean, invstd);
+    return cuda::batch_norm_backward(dy_, x_, weight, mean, invstd, relu_out);
   Geometry g = geometry(x_, "batch_norm_backward");
   const int64_t M = g.N * g.S;
   Tensor x = contiguous(x_), dy = contiguous(dy_);

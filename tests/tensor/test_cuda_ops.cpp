@@ -684,10 +684,12 @@ TEST(CudaOps, DeterministicConvolutionsAreBitIdenticalFromRunToRun) {
   cuda::set_deterministic(false);
 }
 
+// Training batch norm is one kernel each way on the GPU (norm_cuda.cu), the fused ReLU, residual
+// and ReLU mask included; eval mode is composed of generic ops.
 TEST(CudaOps, BatchNormTrainEvalBackwardMatchCpu) {
   OKD_REQUIRE_GPU();
   for (DType dt : kFloats) {
-    for (const Shape& s : {Shape{8, 5, 6, 7}, Shape{16, 3}}) {
+    for (const Shape& s : {Shape{8, 5, 6, 7}, Shape{16, 3}, Shape{12, 4, 32, 32}}) {
       SCOPED_TRACE(shape_str(s) + " " + dtype_name(dt));
       const int64_t C = s[1];
       Tensor x = ops::add(ops::mul(randn_t(s, dt, 151), 2.0), 0.5);
@@ -712,6 +714,22 @@ TEST(CudaOps, BatchNormTrainEvalBackwardMatchCpu) {
       // no affine parameters
       EXPECT_TRUE(matches(ops::batch_norm_train(gpu(x), Tensor(), Tensor(), 1e-3).first,
                           ops::batch_norm_train(x, Tensor(), Tensor(), 1e-3).first, r, 1e-5));
+      // the fused forms: relu(y), relu(y + residual), and the backward masked by the output
+      Tensor res = randn_t(s, dt, 155);
+      for (bool with_residual : {false, true}) {
+        SCOPED_TRACE(with_residual ? "relu(bn + residual)" : "relu(bn)");
+        const Tensor rc = with_residual ? res : Tensor(), rg = with_residual ? gpu(res) : Tensor();
+        auto [z, stz] = ops::batch_norm_train(x, w, b, 1e-5, true, rc);
+        auto [zg, stzg] = ops::batch_norm_train(gpu(x), gpu(w), gpu(b), 1e-5, true, rg);
+        EXPECT_TRUE(matches(zg, z, r, 1e-5));
+        EXPECT_TRUE(matches(stzg.var_unbiased, stz.var_unbiased, r));
+        auto [dxz, dwz, dbz] = ops::batch_norm_backward(dy, x, w, stz.mean, stz.invstd, z);
+        auto [dxzg, dwzg, dbzg] = ops::batch_norm_backward(gpu(dy), gpu(x), gpu(w), gpu(stz.mean),
+                                                           gpu(stz.invstd), gpu(z));
+        EXPECT_TRUE(matches(dxzg, dxz, r, 1e-5));
+        EXPECT_TRUE(matches(dwzg, dwz, r, 1e-5));
+        EXPECT_TRUE(matches(dbzg, dbz, r, 1e-5));
+      }
     }
   }
 }
