@@ -3,16 +3,23 @@
 //   L_MCL = sum over ordered branch pairs (i, j), i != j, of NCE(P^{i->j}),
 //   s^{i->j}_{b,k} = exp(<M_i[idx_{b,k}], v_{j,b}> / tau),  P = s / sg(mean(s) N),
 //   idx_b = [n_b, K negatives of other classes].
+// The step reads nothing on the host (capturable): the negatives are drawn with tensor ops from
+// the method's generator (sample_indices) and the banks are updated in place on the device.
 #include "distill/methods/mcl.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 
 #include "autograd/functions.h"
 #include "distill/blocks/losses.h"
 #include "distill/methods/common.h"
 #include "nn/functional.h"
 #include "tensor/ops/copy.h"
+#include "tensor/ops/elementwise.h"
+#include "tensor/ops/index.h"
+#include "tensor/ops/view.h"
 
 namespace okd::distill {
 
@@ -32,7 +39,20 @@ void mcl_memory_update(const Tensor& bank, const Tensor& indices, const Tensor& 
   Tensor rows = index_select(bank, 0, indices);
   Tensor mixed = rows * m + detach(v) * (1 - m);
   Tensor normed = mixed / norm(mixed, 2.0, {1}, true);
-  auto idx = to_vector<int64_t>(indices);
+  if (bank.device().is_cuda()) {
+    // new[n] = normed[b] where n = idx_b (0 + x is exact: the indices are distinct), hit[n] = 1
+    // there; bank <- where(hit, new, bank), written into the bank itself (a captured step replays
+    // on the same memory).
+    const int64_t B = indices.numel(), N = bank.shape()[0], D = bank.shape()[1];
+    Tensor idx = ops::reshape(indices, {B, 1});
+    Tensor fresh = ops::scatter_add(zeros({N, D}, bank.dtype(), bank.device()), 0,
+                                    ops::contiguous(ops::expand(idx, {B, D})), normed);
+    Tensor hit = ops::scatter_add(zeros({N, 1}, bank.dtype(), bank.device()), 0, idx,
+                                  ones({B, 1}, bank.dtype(), bank.device()));
+    ops::copy_(bank, ops::where(ops::gt(hit, 0.0), fresh, bank));
+    return;
+  }
+  auto idx = to_vector<int64_t>(indices);  // host memory: no synchronisation
   for (size_t b = 0; b < idx.size(); ++b)
     ops::copy_(select(bank, 0, idx[b]), select(normed, 0, static_cast<int64_t>(b)));
 }
@@ -79,6 +99,28 @@ void MclMethod::build(const BuildContext& ctx) {
   for (int i = 0; i < m; ++i)
     banks_.push_back(
         memory_->register_buffer("bank" + std::to_string(i), uniform({N, dim}, -s, s, gen)));
+  // The sampler's tables: the dataset indices sorted by class (stable), each class's range.
+  Tensor labels_cpu = ops::to(train_labels_, kCPU);
+  auto labels = to_vector<int64_t>(labels_cpu);
+  int64_t classes = ctx.num_classes;
+  for (int64_t y : labels) {
+    OKD_CHECK(y >= 0, "mcl: training label ", y, " is negative");
+    classes = std::max(classes, y + 1);
+  }
+  std::vector<int64_t> order(static_cast<size_t>(N));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return labels[static_cast<size_t>(a)] < labels[static_cast<size_t>(b)];
+  });
+  std::vector<double> count(static_cast<size_t>(classes), 0.0), start(count.size(), 0.0);
+  for (int64_t y : labels) count[static_cast<size_t>(y)] += 1;
+  for (size_t c = 1; c < count.size(); ++c) start[c] = start[c - 1] + count[c - 1];
+  for (size_t c = 0; c < count.size(); ++c)
+    OKD_CHECK(count[c] < static_cast<double>(N), "mcl: every training image has class ", c,
+              ": negatives need images of another class");
+  class_order_ = from_vector<int64_t>(order, {N});
+  class_start_ = from_vector<double>(start, {classes});
+  class_count_ = from_vector<double>(count, {classes});
   neg_gen_.manual_seed(ctx.seed + 3000);
 }
 
@@ -100,29 +142,35 @@ MclMethod::Output MclMethod::forward(const Tensor& x) {
   return o;
 }
 
-// [B, K+1] dataset indices: each image, then K uniform draws among images of other classes
-// (rejection sampling: a draw of the same class is redrawn).
 Tensor MclMethod::sample_indices(const Tensor& indices, const Tensor& labels) {
+  OKD_CHECK(class_order_.defined(), "mcl: sample_indices before build()");
+  OKD_CHECK(indices.dim() == 1 && labels.shape() == indices.shape(),
+            "mcl: expected [B] indices and labels, got ", shape_str(indices.shape()), " and ",
+            shape_str(labels.shape()));
   const int64_t B = indices.numel(), K = options_.get_int("negatives");
-  const int64_t N = train_labels_.numel();
-  auto idx = to_vector<int64_t>(indices), lab = to_vector<int64_t>(labels);
-  const int64_t* all = train_labels_.data<int64_t>();
-  std::vector<int64_t> out(static_cast<size_t>(B * (K + 1)));
-  for (int64_t b = 0; b < B; ++b) {
-    out[b * (K + 1)] = idx[b];
-    for (int64_t k = 1; k <= K; ++k) {
-      int64_t j = 0;
-      for (int tries = 0;; ++tries) {
-        j = static_cast<int64_t>(neg_gen_.next_u32() % static_cast<uint32_t>(N));
-        if (all[j] != lab[b]) break;
-        OKD_CHECK(tries < 10000, "mcl: no image of another class than ", lab[b],
-                  " found (a one-class training set?)");
-      }
-      out[b * (K + 1) + k] = j;
-    }
+  const double N = static_cast<double>(class_order_.numel());
+  const Device device = indices.device();
+  if (class_order_.device() != device) {  // once, at the first (eager) step on a device
+    class_order_ = ops::to(class_order_, device);
+    class_start_ = ops::to(class_start_, device);
+    class_count_ = ops::to(class_count_, device);
   }
-  // Drawn on the host (one generator stream on every device), used where the banks live.
-  return ops::to(from_vector<int64_t>(out, {B * (K + 1)}), indices.device());
+  // Per sample (as [B, 1] columns): its class's start and count, M = N - count other images.
+  Tensor start = ops::reshape(ops::index_select(class_start_, 0, labels), {B, 1});
+  Tensor count = ops::reshape(ops::index_select(class_count_, 0, labels), {B, 1});
+  Tensor others = ops::rsub(N, count);
+  // u in [0, 1) with 48 random bits (two 24-bit draws; the sum is exact in float64), so that
+  // floor(u M) is uniform on [0, M) to within M / 2^48. The product is rounded, hence the clamp
+  // below M; the round trip through int64 is floor (r >= 0), and the rest is exact integers.
+  Tensor u = ops::add(uniform({B, K}, 0.0, 1.0, neg_gen_, DType::Float64, device),
+                      uniform({B, K}, 0.0, 0x1p-24, neg_gen_, DType::Float64, device));
+  Tensor r = ops::minimum(ops::mul(u, others), ops::add(others, -1.0));
+  r = ops::to(ops::to(r, DType::Int64), DType::Float64);
+  Tensor pos = ops::where(ops::lt(r, start), r, ops::add(r, count));
+  Tensor negatives =
+      ops::index_select(class_order_, 0, ops::to(ops::reshape(pos, {B * K}), DType::Int64));
+  Tensor out = ops::cat({ops::reshape(indices, {B, 1}), ops::reshape(negatives, {B, K})}, 1);
+  return ops::reshape(out, {B * (K + 1)});
 }
 
 StepResult MclMethod::loss(const Output& o, const Batch& batch, bool update_memory) {

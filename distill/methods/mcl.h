@@ -16,7 +16,10 @@ namespace okd::distill {
 // of K/N per sample: -(1/B) sum_b [log(P_b0/(P_b0 + K/N + eps)) + sum_k log((K/N)/(P_bk + K/N +
 // eps))].
 Tensor mcl_nce_loss(const Tensor& scores, int64_t dataset_size, double eps = 1e-7);
-// bank[idx_b] <- normalize(m * bank[idx_b] + (1 - m) * v_b) for every row b (no gradient).
+// bank[idx_b] <- normalize(m * bank[idx_b] + (1 - m) * v_b) for every row b (no gradient), in
+// place. The indices of a batch are distinct. On a CUDA device no value is read on the host (the
+// new rows are scattered into an [N, D] tensor and selected with a row mask), so a captured step
+// replays it; the CPU copies the rows. Both write the same bits.
 void mcl_memory_update(const Tensor& bank, const Tensor& indices, const Tensor& embeddings,
                        double momentum);
 
@@ -24,9 +27,7 @@ class MclMethod : public Method {
  public:
   MclMethod();
   std::string name() const override { return "mcl"; }
-  std::string capture_blocker() const override {
-    return "its negatives are drawn on the host from the batch's indices and labels";
-  }
+  std::string capture_blocker() const override { return ""; }
   std::string description() const override;
   void build(const BuildContext& ctx) override;
   std::vector<std::pair<std::string, nn::ModulePtr>> networks() const override {
@@ -50,16 +51,26 @@ class MclMethod : public Method {
   // The loss for a batch (indices: each image's dataset index); updates the memory banks after
   // the scores are computed when update_memory is true.
   StepResult loss(const Output& out, const Batch& batch, bool update_memory);
+  // [B*(K+1)] dataset indices on the batch's device, sample by sample: the image itself, then K
+  // negatives drawn uniformly (with replacement) among the training images of other classes. A
+  // sample of class c draws u uniform in [0, N - count[c]) and takes order[u] when u < start[c],
+  // else order[u + count[c]] (order: the dataset indices sorted by class; start, count: each
+  // class's range in it). Tensor ops only, from the method's generator: no host read, and the
+  // same draws on every device for a generator state.
+  Tensor sample_indices(const Tensor& indices, const Tensor& labels);
   const std::shared_ptr<BranchedNet>& net() const { return net_; }
   const std::vector<Tensor>& banks() const { return banks_; }
 
  private:
-  Tensor sample_indices(const Tensor& indices, const Tensor& labels);
   std::shared_ptr<BranchedNet> net_;
   std::shared_ptr<nn::ModuleList> embed_;
   std::shared_ptr<nn::Module> memory_;  // buffers bank0..bank{m-1}, [N, dim]
   std::vector<Tensor> banks_;
   Tensor train_labels_;
+  // The negative sampler's tables, made in build() on the CPU and moved to the batch's device at
+  // its first (eager) step: order [N] int64, class_start and class_count [C] float64 (exact
+  // integers; the device's arithmetic is floating-point).
+  Tensor class_order_, class_start_, class_count_;
   Generator neg_gen_;
 };
 
