@@ -92,9 +92,8 @@ void add_train_flags(CLI::App& app, TrainConfig& c) {
                "cuda: after one eager warm-up step, capture a whole training step (forward, "
                "backward, update) as one CUDA graph and replay it for every full batch; "
                "recaptured when the epoch or the learning rate changes, partial batches and "
-               "evaluation run eagerly. Every method but mcl and phuong (which read device "
-               "values on the host every step) is captured; those train eagerly and the log says "
-               "why. Not yet run on a GPU (tested under OKD_CUDA_EMULATE=1)");
+               "evaluation run eagerly. Every method's step is captured. Not yet run on a GPU "
+               "(tested under OKD_CUDA_EMULATE=1)");
   app.add_flag("--data-on-device,!--no-data-on-device", c.data_on_device,
                "cuda: keep the training images on the device (uploaded once, as uint8) and "
                "augment each batch there (crop with padding, flip, normalisation: the same "
