@@ -4,7 +4,7 @@
 // double as norm_cpu.cpp does, and writes the output in the input's dtype, with the fused ReLU
 // and residual of the forward and the ReLU mask of the backward applied in the same pass. (They
 // replaced a composition of ~12 generic ops forward and ~20 backward, in float64.) Eval mode is
-// still that composition: it runs outside the training step.
+// one elementwise kernel with the per-channel scale and shift formed in each block.
 #include <algorithm>
 
 #include "tensor/cuda/backends.h"
@@ -21,43 +21,16 @@ namespace okd::cuda {
 namespace {
 
 struct Geometry {
-  int64_t N, C, M;            // M = N * prod(spatial): values per channel
-  std::vector<int64_t> dims;  // every dim but C
-  Shape channel_shape;        // [1, C, 1, ...] to broadcast a [C] tensor against x
+  int64_t N, C, S, M;  // x viewed as [N, C, S]; M = N * S values per channel
 };
 
 Geometry geometry(const Tensor& x, const char* op) {
   OKD_CHECK(x.dim() >= 2, op, ": expected an input [N, C, ...], got ", shape_str(x.shape()));
   OKD_CHECK(is_floating(x.dtype()), op, ": expected a float tensor, got ", x.desc());
   check_device(x, op);
-  Geometry g{x.size(0), x.size(1), 1, {}, Shape(x.dim(), 1)};
-  g.channel_shape[1] = g.C;
-  for (int64_t d = 0; d < x.dim(); ++d) {
-    if (d != 1) {
-      g.dims.push_back(d);
-      g.M *= x.shape()[d];
-    }
-  }
-  return g;
-}
-
-// t ([C], any float dtype, on x's device) as float64, or `fill` when t is undefined.
-Tensor channel_f64(const Tensor& t, int64_t C, double fill, const Tensor& x, const char* what,
-                   const char* op) {
-  if (!t.defined()) return full({C}, fill, DType::Float64, x.device());
-  OKD_CHECK(t.dim() == 1 && t.size(0) == C, op, ": ", what, " has shape ", shape_str(t.shape()),
-            " but the input has ", C, " channels");
-  OKD_CHECK(t.device() == x.device(), op, ": ", what, " is on ", t.device().str(),
-            " but the input on ", x.device().str());
-  return ops::to(t, DType::Float64);
-}
-
-// y = x * scale + shift in x's dtype, scale and shift [C] float64 rounded to that dtype first.
-Tensor apply_affine(const Tensor& x, const Tensor& scale64, const Tensor& shift64,
-                    const Geometry& g) {
-  const Tensor scale = ops::reshape(ops::to(scale64, x.dtype()), g.channel_shape);
-  const Tensor shift = ops::reshape(ops::to(shift64, x.dtype()), g.channel_shape);
-  return ops::add(ops::mul(x, scale), shift);
+  int64_t S = 1;
+  for (int64_t d = 2; d < x.dim(); ++d) S *= x.shape()[d];
+  return {x.size(0), x.size(1), S, x.size(0) * S};
 }
 
 // Threads of a block laid over [rows, S]: `cols` threads per row (a power of two, at most the
@@ -72,6 +45,7 @@ Lanes lanes_for(int64_t S, int threads) {
 }
 
 constexpr int kChannelThreads = 512;
+constexpr int kEvalThreads = 256;
 
 // Channel c = blockIdx.x of x [N, C, S] (contiguous): mean, biased variance, y = x * scale + shift
 // (+ residual, then max(., 0) when relu), and the statistics. w, b, res may be null.
@@ -155,6 +129,25 @@ __global__ void bn_backward_kernel(const T* dy, const T* x, const T* w, const T*
   }
 }
 
+// Eval mode: y = x * scale + shift with scale = w / sqrt(var + eps), shift = b - mean scale, formed
+// in double per channel as norm_cpu.cpp does and rounded to T. Block (c, j) takes channel c of
+// the samples j, j + gridDim.y, ...; w, b may be null.
+template <class T>
+__global__ void bn_eval_kernel(const T* x, const T* mean, const T* var, const T* w, const T* b,
+                               T* y, int64_t N, int64_t C, int64_t S, double eps, Lanes lanes) {
+  const int64_t c = blockIdx.x;
+  const double inv = 1.0 / ::sqrt(static_cast<double>(var[c]) + eps);
+  const double wc = w ? static_cast<double>(w[c]) : 1.0, bc = b ? static_cast<double>(b[c]) : 0.0;
+  const T scale = static_cast<T>(wc * inv),
+          shift = static_cast<T>(bc - static_cast<double>(mean[c]) * inv * wc);
+  const int row0 = threadIdx.x / lanes.cols, col0 = threadIdx.x % lanes.cols;
+  for (int64_t n = blockIdx.y * static_cast<int64_t>(lanes.rows) + row0; n < N;
+       n += static_cast<int64_t>(gridDim.y) * lanes.rows) {
+    const int64_t at = (n * C + c) * S;
+    for (int64_t i = col0; i < S; i += lanes.cols) y[at + i] = x[at + i] * scale + shift;
+  }
+}
+
 template <class F>
 void dispatch_float(DType dt, const char* op, F&& f) {
   if (dt == DType::Float32) return f(float{});
@@ -199,10 +192,11 @@ std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x_, const 
               "batch_norm: the residual ", residual.desc(), " does not match the input ", x.desc());
     res = ops::contiguous(residual);
   }
-  const int64_t S = g.M / g.N;
+  const int64_t S = g.S;
   Tensor y = empty(x.shape(), x.dtype(), x.device());
   ops::BatchNormStats st{empty({g.C}, x.dtype(), x.device()), empty({g.C}, x.dtype(), x.device()),
                          empty({g.C}, x.dtype(), x.device())};
+  if (g.C == 0) return {y, st};  // no channel: nothing to launch
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     bn_train_kernel<T><<<static_cast<unsigned>(g.C), kChannelThreads, 0, stream()>>>(
@@ -214,18 +208,33 @@ std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x_, const 
   return {y, st};
 }
 
-Tensor batch_norm_eval(const Tensor& x, const Tensor& mean, const Tensor& var, const Tensor& weight,
-                       const Tensor& bias, double eps) {
-  const Geometry g = geometry(x, "batch_norm");
+Tensor batch_norm_eval(const Tensor& x_, const Tensor& mean, const Tensor& var,
+                       const Tensor& weight, const Tensor& bias, double eps) {
+  const char* op = "batch_norm";
+  const Geometry g = geometry(x_, op);
   OKD_CHECK(mean.defined() && var.defined(), "batch_norm: eval mode needs running statistics");
-  const Tensor m = channel_f64(mean, g.C, 0.0, x, "running_mean", "batch_norm");
-  const Tensor v = channel_f64(var, g.C, 1.0, x, "running_var", "batch_norm");
-  const Tensor w = channel_f64(weight, g.C, 1.0, x, "weight", "batch_norm");
-  const Tensor b = channel_f64(bias, g.C, 0.0, x, "bias", "batch_norm");
-  const Tensor inv = ops::rsqrt(ops::add(v, eps));
-  const Tensor scale = ops::mul(w, inv);
-  const Tensor shift = ops::sub(b, ops::mul(ops::mul(m, inv), w));
-  return apply_affine(x, scale, shift, g);
+  // (statistics of another float dtype than x are rounded to x's first; the CPU reads them in
+  // double)
+  const Tensor x = ops::contiguous(x_);
+  const Tensor m = channel_param(mean, g.C, x, "running_mean", op);
+  const Tensor v = channel_param(var, g.C, x, "running_var", op);
+  const Tensor w = channel_param(weight, g.C, x, "weight", op);
+  const Tensor b = channel_param(bias, g.C, x, "bias", op);
+  Tensor y = empty(x.shape(), x.dtype(), x.device());
+  if (x.numel() == 0) return y;  // nothing to launch
+  const int64_t S = g.S;
+  const Lanes lanes = lanes_for(S, kEvalThreads);
+  const int64_t row_blocks = (g.N + lanes.rows - 1) / lanes.rows;
+  const dim3 grid(static_cast<unsigned>(g.C),
+                  static_cast<unsigned>(std::min<int64_t>(row_blocks, 32)));
+  dispatch_float(x.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    bn_eval_kernel<T><<<grid, kEvalThreads, 0, stream()>>>(
+        x.device_data<T>(), m.device_data<T>(), v.device_data<T>(), data_or_null<T>(w),
+        data_or_null<T>(b), y.device_data<T>(), g.N, g.C, S, eps, lanes);
+  });
+  OKD_CUDA_CHECK_LAUNCH(op);
+  return y;
 }
 
 std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const Tensor& x_,
@@ -247,9 +256,10 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
   const Tensor m = channel_param(mean, g.C, x, "mean", op);
   const Tensor is = channel_param(invstd, g.C, x, "invstd", op);
   OKD_CHECK(m.defined() && is.defined(), op, ": needs the forward's mean and invstd");
-  const int64_t S = g.M / g.N;
+  const int64_t S = g.S;
   Tensor dx = empty(x.shape(), x.dtype(), x.device());
   Tensor dw = empty({g.C}, x.dtype(), x.device()), db = empty({g.C}, x.dtype(), x.device());
+  if (g.C == 0) return {dx, dw, db};  // no channel: nothing to launch
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     bn_backward_kernel<T><<<static_cast<unsigned>(g.C), kChannelThreads, 0, stream()>>>(
