@@ -2,7 +2,8 @@
 #   python3 tensor/cuda/check_index_math.py
 # It re-implements, line for line, launch.cuh (make_indexer/Indexer::offsets, block_reduce with
 # __shfl_down_sync semantics), the covering range of avg_pool_backward_kernel, the line walk of
-# scatter_add_kernel and the chunking of row_totals, and checks them against brute force.
+# scatter_add_kernel, the chunking of row_totals and the batch-norm kernels' lanes, and checks them
+# against brute force.
 # It checks the arithmetic only: it says nothing about the kernels as compiled or run on a GPU.
 import math
 import random
@@ -127,3 +128,37 @@ for trial in range(2000):
         b = c*chunk; e = min(R, b + chunk); cover += max(0, e - b)
     assert cover == R
 print("chunks ok")
+
+# batch norm (norm_cuda.cu): the lanes of a block laid over [rows, S] (lanes_for), and the eval
+# kernel's grid over (channel, group of samples): every (n, s) of a channel visited exactly once,
+# by one thread (and one block)
+def lanes_for(S, threads):
+    cols = 32
+    while cols < threads and cols < S: cols *= 2
+    return cols, threads // cols
+
+for S in [1, 2, 7, 31, 32, 33, 42, 63, 64, 65, 256, 1000, 1024, 3000]:
+    for N in [1, 2, 3, 8, 129]:
+        for threads in (512, 256):
+            cols, rows = lanes_for(S, threads)
+            assert cols * rows == threads and cols & (cols - 1) == 0
+            # training kernels: one block per channel, thread t: rows n = t/cols + k*rows,
+            # columns s = t%cols + j*cols
+            seen = {}
+            for t in range(threads):
+                row0, col0 = t // cols, t % cols
+                for n in range(row0, N, rows):
+                    for s in range(col0, S, cols):
+                        assert (n, s) not in seen; seen[(n, s)] = t
+            assert len(seen) == N * S, (S, N, threads)
+            # eval kernel: grid.y = min(ceil(N / rows), 32) blocks, n = y*rows + row0 + k*grid.y*rows
+            gy = min((N + rows - 1) // rows, 32)
+            seen = set()
+            for y in range(gy):
+                for t in range(threads):
+                    row0, col0 = t // cols, t % cols
+                    for n in range(y * rows + row0, N, gy * rows):
+                        for s in range(col0, S, cols):
+                            assert (n, s) not in seen; seen.add((n, s))
+            assert len(seen) == N * S, ("eval", S, N, threads)
+print("batch-norm lanes ok")
