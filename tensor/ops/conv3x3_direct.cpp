@@ -150,10 +150,13 @@ void pad_planes(const float* x, int64_t C, const Plane& g, float* out) {
     for (int64_t h = 0; h < H; ++h)
       copy_floats(&rows[static_cast<size_t>((h + 1) * 16 + 1)], xc + h * W, W);
     float* oc = out + c * g.padded;
+    const float* zr = rows.data();
     for (int64_t r = 0; r < H + 2; ++r)
-      for (int64_t j = 0; j < 3; ++j) {
-        copy_floats(oc + r * 48 + j * 16, &rows[static_cast<size_t>(r * 16 + j)], 8);
-        copy_floats(oc + r * 48 + j * 16 + 8, &rows[static_cast<size_t>((r + 1) * 16 + j)], 8);
+      for (int64_t j = 0; j < 3; ++j) {  // two 8-float halves, one 16-float store
+        const __m256 lo = _mm256_loadu_ps(zr + r * 16 + j);
+        const __m256 hi = _mm256_loadu_ps(zr + (r + 1) * 16 + j);
+        _mm512_storeu_ps(oc + r * 48 + j * 16,
+                         _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1));
       }
   }
   std::memset(out + C * g.padded, 0, sizeof(float) * 32);
