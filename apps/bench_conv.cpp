@@ -7,38 +7,17 @@
 // the best of --repeat runs, the variants of one row timed interleaved after 0.2 s of warm-up.
 // OKD_CONV_DIRECT=0 in the environment or a CPU without AVX-512 makes both columns im2col.
 #include <CLI/CLI.hpp>
-#include <chrono>
 #include <cstdio>
 #include <functional>
-#include <limits>
 #include <vector>
 
+#include "apps/lib/best_seconds.h"
 #include "tensor/ops/conv.h"
 #include "tensor/random.h"
 #include "tensor/runtime.h"
 
 using namespace okd;
-
-namespace {
-
-std::vector<double> best_seconds(int repeat, const std::vector<std::function<void()>>& fs) {
-  for (const auto& f : fs) {
-    const auto warm_start = std::chrono::steady_clock::now();
-    do f();
-    while (std::chrono::steady_clock::now() - warm_start < std::chrono::milliseconds(200));
-  }
-  std::vector<double> best(fs.size(), std::numeric_limits<double>::infinity());
-  for (int r = 0; r < repeat; ++r)
-    for (size_t i = 0; i < fs.size(); ++i) {
-      const auto t0 = std::chrono::steady_clock::now();
-      fs[i]();
-      const auto t1 = std::chrono::steady_clock::now();
-      best[i] = std::min(best[i], std::chrono::duration<double>(t1 - t0).count());
-    }
-  return best;
-}
-
-}  // namespace
+using okd::apps::best_seconds;
 
 int main(int argc, char** argv) {
   okd::select_fast_blas_kernel(argv);  // may restart with OPENBLAS_CORETYPE set

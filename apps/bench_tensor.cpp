@@ -17,15 +17,14 @@
 // NumPy and PyTorch figures of bench/tensor_peer.py).
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
-#include <limits>
 #include <string>
 #include <vector>
 
+#include "apps/lib/best_seconds.h"
 #include "okd/build_config.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/matmul.h"
@@ -38,29 +37,9 @@ extern "C" void openblas_set_num_threads(int);
 #endif
 
 using namespace okd;
+using okd::apps::best_seconds;
 
 namespace {
-
-// Best wall time in seconds of each of several functions. They are timed interleaved, one run of
-// each in turn for `repeat` rounds, after at least 0.2 s of warm-up runs each (thread pools
-// started, pages touched), so that load from other processes on a shared machine falls on all of
-// them alike instead of on whichever happened to be timed at a bad moment.
-std::vector<double> best_seconds(int repeat, const std::vector<std::function<void()>>& fs) {
-  for (const auto& f : fs) {
-    const auto warm_start = std::chrono::steady_clock::now();
-    do f();
-    while (std::chrono::steady_clock::now() - warm_start < std::chrono::milliseconds(200));
-  }
-  std::vector<double> best(fs.size(), std::numeric_limits<double>::infinity());
-  for (int r = 0; r < repeat; ++r)
-    for (size_t i = 0; i < fs.size(); ++i) {
-      auto t0 = std::chrono::steady_clock::now();
-      fs[i]();
-      auto t1 = std::chrono::steady_clock::now();
-      best[i] = std::min(best[i], std::chrono::duration<double>(t1 - t0).count());
-    }
-  return best;
-}
 
 struct Metric {
   std::string name;
