@@ -102,6 +102,21 @@ struct MinOp {
   }
 };
 
+// Calls f(T{}) with T the C++ type of a float dtype, for kernels written for float32 and
+// float64; throws naming op for other dtypes.
+template <class F>
+void dispatch_float(DType dt, const char* op, F&& f) {
+  switch (dt) {
+    case DType::Float32:
+      return f(float{});
+    case DType::Float64:
+      return f(double{});
+    default:
+      OKD_FAIL("op ", op, " has no CUDA kernel for ", dtype_name(dt),
+               " yet (float32 and float64 only)");
+  }
+}
+
 // Calls f(T{}) with T the C++ type of dt (any of the four dtypes), for kernels of every dtype.
 template <class F>
 void dispatch_all(DType dt, F&& f) {

@@ -210,20 +210,6 @@ __global__ void fill_kernel(int64_t n, Indexer<1> ix, T* dst, T value) {
 }
 
 // ---- host side ---------------------------------------------------------------------------------
-// Calls f(T{}) with T the C++ type of a float dtype; throws naming op for other dtypes.
-template <class F>
-void dispatch_float(DType dt, const char* op, F&& f) {
-  switch (dt) {
-    case DType::Float32:
-      return f(float{});
-    case DType::Float64:
-      return f(double{});
-    default:
-      OKD_FAIL("op ", op, " has no CUDA kernel for ", dtype_name(dt),
-               " yet (float32 and float64 only)");
-  }
-}
-
 // The CPU ops' check_same, for CUDA operands.
 void check_same(const Tensor& a, const Tensor& b, const char* op) {
   OKD_CHECK(a.dtype() == b.dtype(), op, ": dtypes differ (", dtype_name(a.dtype()), " ",

@@ -157,13 +157,6 @@ unsigned row_grid(int64_t rows) {
   return static_cast<unsigned>(std::clamp<int64_t>(rows, 1, 65535));
 }
 
-template <class F>
-void dispatch_float(DType dt, const char* op, F&& f) {
-  if (dt == DType::Float32) return f(float{});
-  if (dt == DType::Float64) return f(double{});
-  OKD_FAIL(op, ": expected a float32 or float64 tensor, got ", dtype_name(dt));
-}
-
 // What the CE kernels need, checked as ce_setup in loss_cpu.cpp does (but the targets' values,
 // which the kernels check).
 struct CeSetup {

@@ -148,13 +148,6 @@ __global__ void bn_eval_kernel(const T* x, const T* mean, const T* var, const T*
   }
 }
 
-template <class F>
-void dispatch_float(DType dt, const char* op, F&& f) {
-  if (dt == DType::Float32) return f(float{});
-  if (dt == DType::Float64) return f(double{});
-  OKD_FAIL(op, ": expected a float32 or float64 tensor, got ", dtype_name(dt));
-}
-
 // A [C] parameter as a contiguous tensor of x's dtype on x's device, or undefined.
 Tensor channel_param(const Tensor& t, int64_t C, const Tensor& x, const char* what,
                      const char* op) {

@@ -130,13 +130,6 @@ __global__ void adaptive_avg_backward_kernel(const T* dy, T* dx, int64_t total, 
   }
 }
 
-template <class F>
-void dispatch_float(DType dt, const char* op, F&& f) {
-  if (dt == DType::Float32) return f(float{});
-  if (dt == DType::Float64) return f(double{});
-  OKD_FAIL(op, ": expected a float32 or float64 tensor, got ", dtype_name(dt));
-}
-
 // pool_cpu.cpp's check_pool, for CUDA tensors.
 void check_pool(const Tensor& x, int64_t k, int64_t s, int64_t p, const char* op) {
   OKD_CHECK(x.dim() == 4, op, ": expected a 4-D input [N, C, H, W], got ", shape_str(x.shape()));

@@ -40,7 +40,7 @@ __global__ void sgd_kernel(T* p, const T* dp, T* buf, int64_t n, SgdScalars<T> s
 
 // Up to kForeachChunk tensors per launch, their pointers passed by value (1.5 KiB of kernel
 // parameters); blockIdx.y picks the tensor, x strides over its elements.
-constexpr int kForeachChunk = 48;
+constexpr size_t kForeachChunk = 48;
 template <class T>
 struct SgdList {
   T* p[kForeachChunk];
@@ -123,7 +123,7 @@ struct AdamTensor {
   int64_t n;
   T bc2_sqrt, neg_step_size;
 };
-constexpr int kAdamForeachChunk = 48;
+constexpr size_t kAdamForeachChunk = 48;
 template <class T>
 struct AdamList {
   AdamTensor<T> t[kAdamForeachChunk];
@@ -177,6 +177,28 @@ const int64_t* step_counter_data(const Tensor& counter, const char* op) {
   return counter.device_data<int64_t>();
 }
 
+// The multi-tensor launches: params in chunks of kChunk; fill(j, i) records parameter i (already
+// checked and its version bumped) in slot j of the caller's kernel-argument list and returns its
+// length; launch(grid) then runs the kernel with grid.x blocks for the longest tensor of the
+// chunk and grid.y = one per tensor. Slots past the chunk's count keep stale values no block reads.
+template <size_t kChunk, class Fill, class Launch>
+void foreach_chunks(const std::vector<Tensor>& params, const char* op, Fill&& fill,
+                    Launch&& launch) {
+  for (size_t first = 0; first < params.size(); first += kChunk) {
+    const size_t count = std::min(kChunk, params.size() - first);
+    int64_t longest = 0;
+    for (size_t j = 0; j < count; ++j) {
+      const Tensor& p = params[first + j];
+      check_device(p, op);
+      p.impl()->storage->bump_version();
+      longest = std::max(longest, fill(j, first + j));
+    }
+    if (longest == 0) continue;
+    launch(dim3(std::min(grid_for(longest), 1024u), static_cast<unsigned>(count)));
+    OKD_CUDA_CHECK_LAUNCH(op);
+  }
+}
+
 }  // namespace
 
 namespace gpu {
@@ -205,10 +227,7 @@ void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_b
     sgd_kernel<T><<<grid_for(n), kThreads, 0, stream()>>>(
         param.device_data<T>(), grad.device_data<T>(), buf, n, sgd_scalars<T>(s));
   };
-  if (param.dtype() == DType::Float32)
-    run(float{});
-  else
-    run(double{});
+  dispatch_float(param.dtype(), op, run);
   OKD_CUDA_CHECK_LAUNCH(op);
 }
 
@@ -216,34 +235,21 @@ void sgd_step_foreach_(const std::vector<Tensor>& params, const std::vector<Tens
                        const std::vector<Tensor>& bufs, const SgdStep& s) {
   // Checked by ops::sgd_step_foreach_ (update_cpu.cpp): one device and dtype, matching state.
   const char* op = "SGD::step";
-  auto run = [&](auto tag) {
+  if (params.empty()) return;
+  dispatch_float(params[0].dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     const SgdScalars<T> sc = sgd_scalars<T>(s);
-    for (size_t first = 0; first < params.size(); first += kForeachChunk) {
-      const size_t count = std::min<size_t>(kForeachChunk, params.size() - first);
-      SgdList<T> l{};
-      int64_t longest = 0;
-      for (size_t j = 0; j < count; ++j) {
-        const Tensor& p = params[first + j];
-        check_device(p, op);
-        p.impl()->storage->bump_version();
-        l.p[j] = p.device_data<T>();
-        l.g[j] = grads[first + j].device_data<T>();
-        l.buf[j] = s.momentum != 0 ? bufs[first + j].device_data<T>() : nullptr;
-        l.n[j] = p.numel();
-        longest = std::max(longest, l.n[j]);
-      }
-      if (longest == 0) continue;
-      const dim3 grid(std::min(grid_for(longest), 1024u), static_cast<unsigned>(count));
-      sgd_foreach_kernel<T><<<grid, kThreads, 0, stream()>>>(l, sc);
-      OKD_CUDA_CHECK_LAUNCH(op);
-    }
-  };
-  if (params.empty()) return;
-  if (params[0].dtype() == DType::Float32)
-    run(float{});
-  else
-    run(double{});
+    SgdList<T> l{};
+    foreach_chunks<kForeachChunk>(
+        params, op,
+        [&](size_t j, size_t i) {
+          l.p[j] = params[i].device_data<T>();
+          l.g[j] = grads[i].device_data<T>();
+          l.buf[j] = s.momentum != 0 ? bufs[i].device_data<T>() : nullptr;
+          return l.n[j] = params[i].numel();
+        },
+        [&](dim3 grid) { sgd_foreach_kernel<T><<<grid, kThreads, 0, stream()>>>(l, sc); });
+  });
 }
 
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
@@ -262,10 +268,7 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
         param.device_data<T>(), grad.device_data<T>(), exp_avg.device_data<T>(),
         exp_avg_sq.device_data<T>(), s.amsgrad ? max_exp_avg_sq.device_data<T>() : nullptr, n, c);
   };
-  if (param.dtype() == DType::Float32)
-    run(float{});
-  else
-    run(double{});
+  dispatch_float(param.dtype(), op, run);
   OKD_CUDA_CHECK_LAUNCH(op);
 }
 
@@ -277,42 +280,29 @@ void adam_step_foreach_(const std::vector<Tensor>& params, const std::vector<Ten
   // Checked by ops::adam_step_foreach_ (update_cpu.cpp): one device and dtype, matching state,
   // one step (and counter, if any) per parameter.
   const char* op = "Adam::step";
-  auto run = [&](auto tag) {
+  if (params.empty()) return;
+  dispatch_float(params[0].dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     const AdamScalars<T> sc = adam_scalars<T>(s, 1);
-    for (size_t first = 0; first < params.size(); first += kAdamForeachChunk) {
-      const size_t count = std::min<size_t>(kAdamForeachChunk, params.size() - first);
-      AdamList<T> l{};
-      int64_t longest = 0;
-      for (size_t j = 0; j < count; ++j) {
-        const size_t i = first + j;
-        const Tensor& p = params[i];
-        check_device(p, op);
-        p.impl()->storage->bump_version();
-        const AdamScalars<T> own = adam_scalars<T>(s, steps[i]);  // t's bias corrections
-        AdamTensor<T>& a = l.t[j];
-        a.p = p.device_data<T>();
-        a.g = grads[i].device_data<T>();
-        a.m = exp_avgs[i].device_data<T>();
-        a.v = exp_avg_sqs[i].device_data<T>();
-        a.vmax = s.amsgrad ? max_exp_avg_sqs[i].device_data<T>() : nullptr;
-        a.step = step_counters.empty() ? nullptr : step_counter_data(step_counters[i], op);
-        a.n = p.numel();
-        a.bc2_sqrt = own.bc2_sqrt;
-        a.neg_step_size = own.neg_step_size;
-        longest = std::max(longest, a.n);
-      }
-      if (longest == 0) continue;
-      const dim3 grid(std::min(grid_for(longest), 1024u), static_cast<unsigned>(count));
-      adam_foreach_kernel<T><<<grid, kThreads, 0, stream()>>>(l, sc);
-      OKD_CUDA_CHECK_LAUNCH(op);
-    }
-  };
-  if (params.empty()) return;
-  if (params[0].dtype() == DType::Float32)
-    run(float{});
-  else
-    run(double{});
+    AdamList<T> l{};
+    foreach_chunks<kAdamForeachChunk>(
+        params, op,
+        [&](size_t j, size_t i) {
+          const AdamScalars<T> own = adam_scalars<T>(s, steps[i]);  // t's bias corrections
+          AdamTensor<T>& a = l.t[j];
+          a.p = params[i].device_data<T>();
+          a.g = grads[i].device_data<T>();
+          a.m = exp_avgs[i].device_data<T>();
+          a.v = exp_avg_sqs[i].device_data<T>();
+          a.vmax = s.amsgrad ? max_exp_avg_sqs[i].device_data<T>() : nullptr;
+          a.step = step_counters.empty() ? nullptr : step_counter_data(step_counters[i], op);
+          a.n = params[i].numel();
+          a.bc2_sqrt = own.bc2_sqrt;
+          a.neg_step_size = own.neg_step_size;
+          return a.n;
+        },
+        [&](dim3 grid) { adam_foreach_kernel<T><<<grid, kThreads, 0, stream()>>>(l, sc); });
+  });
 }
 
 }  // namespace gpu
