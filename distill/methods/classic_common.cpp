@@ -29,6 +29,12 @@ Tensor soft_cross_entropy(const Tensor& student, const Tensor& teacher, double T
   return sum(p * log_softmax(student, 1, T)) * (-1.0 / n);
 }
 
+Tensor soft_cross_entropy(const Tensor& student, const Tensor& teacher, const Tensor& T) {
+  Tensor p = softmax(div(detach(teacher), T), 1);
+  const double n = static_cast<double>(student.shape()[0]);
+  return sum(p * log_softmax(div(student, T), 1)) * (-1.0 / n);
+}
+
 BackboneOutputs run_backbone(nn::Backbone& net, const Tensor& x) {
   BackboneOutputs o;
   const int head = net.num_stages() - 1;

@@ -31,6 +31,10 @@ class BufferSnapshot {
 // Soft-target cross-entropy H(p, q) = -(1/B) sum_b sum_c p_bc log q_bc with p = softmax(t/T)
 // (teacher detached) and q = softmax(s/T): the KL plus the teacher's entropy (same gradient).
 Tensor soft_cross_entropy(const Tensor& student_logits, const Tensor& teacher_logits, double T);
+// The same with T a scalar tensor on the logits' device (of their dtype, no gradient), so a step
+// whose temperature changes on the device needs no host read (phuong).
+Tensor soft_cross_entropy(const Tensor& student_logits, const Tensor& teacher_logits,
+                          const Tensor& T);
 
 // A backbone's pieces: the last feature map (every stage but the head), the pooled features
 // (the head without its classifier) and the logits (the classifier).

@@ -328,15 +328,6 @@ void phuong_anneal_(const Tensor& T, const Tensor& z, double threshold, double f
   ops::copy_(T, ops::where(grow, ops::mul(T, factor), T));
 }
 
-namespace {
-// soft_cross_entropy with a temperature tensor: -1/N sum softmax(t / T) log_softmax(s / T).
-Tensor soft_cross_entropy_at(const Tensor& student, const Tensor& teacher, const Tensor& T) {
-  Tensor p = softmax(div(detach(teacher), T), 1);
-  const double n = static_cast<double>(student.shape()[0]);
-  return sum(p * log_softmax(div(student, T), 1)) * (-1.0 / n);
-}
-}  // namespace
-
 PhuongMethod::PhuongMethod() : MultiExitMethod("conv_chain") {
   options_.declare("T", "anneal",
                    "anneal: from 1, x anneal_factor after a step whose batch-mean max teacher "
@@ -383,7 +374,7 @@ StepResult PhuongMethod::loss(const MultiExitNet::Output& o, const Tensor& y) {
     ce_sum = accumulate_term(ce_sum, ce);
     r.terms.emplace_back("ce_exit" + std::to_string(i + 1), ce);
     if (i + 1 < n)
-      soft_sum = accumulate_term(soft_sum, soft_cross_entropy_at(o.logits[i], o.logits.back(), T));
+      soft_sum = accumulate_term(soft_sum, soft_cross_entropy(o.logits[i], o.logits.back(), T));
   }
   r.loss = (ce_sum * (1 - C) + soft_sum * (T * T) * C) * s;
   r.terms.emplace_back("soft_ce", soft_sum);
