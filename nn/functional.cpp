@@ -10,11 +10,19 @@
 
 namespace okd::nn::functional {
 
+namespace {
+thread_local Precision t_autocast = Precision::Float32;
+}
+
+Autocast::Autocast(Precision p) : previous_(t_autocast) { t_autocast = p; }
+Autocast::~Autocast() { t_autocast = previous_; }
+Precision autocast_precision() { return t_autocast; }
+
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   OKD_CHECK(x.dim() >= 1 && weight.dim() == 2 && x.size(-1) == weight.size(1), "linear: input ",
             shape_str(x.shape()), " does not match weight ", shape_str(weight.shape()),
             " (expected last input dim ", weight.dim() == 2 ? weight.size(1) : -1, ")");
-  Tensor y = okd::matmul(x, okd::transpose(weight, 0, 1));
+  Tensor y = okd::matmul(x, okd::transpose(weight, 0, 1), autocast_precision());
   return bias.defined() ? y + bias : y;
 }
 
@@ -30,16 +38,18 @@ Tensor mse_loss(const Tensor& a, const Tensor& b) { return okd::mse_loss(a, b); 
 
 Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, int64_t stride,
               int64_t padding, int64_t dilation, int64_t groups) {
-  return okd::conv2d(input, weight, bias,
-                     {stride, stride, padding, padding, dilation, dilation, groups});
+  return okd::conv2d(
+      input, weight, bias,
+      {stride, stride, padding, padding, dilation, dilation, groups, autocast_precision()});
 }
 
 Tensor conv_transpose2d(const Tensor& input, const Tensor& weight, const Tensor& bias,
                         int64_t stride, int64_t padding, int64_t output_padding, int64_t dilation,
                         int64_t groups) {
-  return okd::conv_transpose2d(input, weight, bias,
-                               {stride, stride, padding, padding, dilation, dilation, groups},
-                               output_padding, output_padding);
+  return okd::conv_transpose2d(
+      input, weight, bias,
+      {stride, stride, padding, padding, dilation, dilation, groups, autocast_precision()},
+      output_padding, output_padding);
 }
 
 Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor& running_var,

@@ -6,6 +6,23 @@
 
 namespace okd::nn::functional {
 
+// Mixed precision (PyTorch's autocast): while an Autocast(Precision::BFloat16) is alive on this
+// thread, conv2d, conv_transpose2d and linear on float32 tensors form their products from
+// bfloat16-rounded operands with float32 sums and round their results to bfloat16 (dtype.h), in
+// the forward and in both gradients (the tape keeps the precision of the forward). Parameters,
+// gradients, optimizer state and every other op stay float32. Scopes nest; thread-local.
+class Autocast {
+ public:
+  explicit Autocast(Precision p);
+  ~Autocast();
+  Autocast(const Autocast&) = delete;
+  Autocast& operator=(const Autocast&) = delete;
+
+ private:
+  Precision previous_;
+};
+Precision autocast_precision();
+
 // input [N, C_in, H, W], weight [C_out, C_in/groups, kH, kW], bias [C_out] or undefined.
 Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, int64_t stride = 1,
               int64_t padding = 0, int64_t dilation = 1, int64_t groups = 1);

@@ -37,6 +37,18 @@ constexpr const char* dtype_name(DType t) {
 constexpr bool is_floating(DType t) { return t == DType::Float32 || t == DType::Float64; }
 inline std::ostream& operator<<(std::ostream& os, DType t) { return os << dtype_name(t); }
 
+// How a float32 convolution or matrix product forms its products (mixed precision).
+//   Float32:  as stored.
+//   BFloat16: the operands are rounded to bfloat16 (8 significant bits, round to nearest even),
+//             multiplied and accumulated in float32, and the result is rounded to bfloat16; it is
+//             held in float32 storage. This is what cuDNN/cuBLAS compute with bf16 operands and
+//             float32 accumulation, and what PyTorch's bf16 autocast computes for conv and linear.
+// Ignored by float64 ops (as PyTorch's autocast leaves float64 alone).
+enum class Precision : uint8_t { Float32, BFloat16 };
+constexpr const char* precision_name(Precision p) {
+  return p == Precision::BFloat16 ? "bf16" : "float32";
+}
+
 template <class T>
 struct dtype_of;
 template <>

@@ -10,14 +10,14 @@
 
 namespace okd {
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
-  Tensor out = ops::matmul(a, b);
+Tensor matmul(const Tensor& a, const Tensor& b, Precision precision) {
+  Tensor out = ops::matmul(a, b, precision);
   if (needs_record({a, b})) {
     Saved save_a(b.requires_grad() ? a : Tensor()), save_b(a.requires_grad() ? b : Tensor());
     Shape sa = a.shape(), sb = b.shape();
     record(Op::matmul, {a, b}, {out},
-           [save_a, save_b, sa, sb](const TensorList& g,
-                                    const std::vector<bool>& needs) -> TensorList {
+           [save_a, save_b, sa, sb, precision](const TensorList& g,
+                                               const std::vector<bool>& needs) -> TensorList {
              // The 2-D (or batched) shapes the forward worked with.
              Shape sa2 = sa.size() == 1 ? Shape{1, sa[0]} : sa;
              Shape sb2 = sb.size() == 1 ? Shape{sb[0], 1} : sb;
@@ -29,12 +29,12 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
              TensorList d(2);
              if (needs[0]) {
                Tensor b2 = ops::reshape(save_b.get(Op::matmul), sb2);
-               Tensor da = ops::matmul(dout, ops::transpose(b2, -1, -2));  // dA = dC B^T
+               Tensor da = ops::matmul(dout, ops::transpose(b2, -1, -2), precision);  // dA = dC B^T
                d[0] = ops::reshape(ops::sum_to(da, sa2), sa);
              }
              if (needs[1]) {
                Tensor a2 = ops::reshape(save_a.get(Op::matmul), sa2);
-               Tensor db = ops::matmul(ops::transpose(a2, -1, -2), dout);  // dB = A^T dC
+               Tensor db = ops::matmul(ops::transpose(a2, -1, -2), dout, precision);  // dB = A^T dC
                d[1] = ops::reshape(ops::sum_to(db, sb2), sb);
              }
              return d;

@@ -6,6 +6,8 @@
 
 namespace okd {
 
-Tensor matmul(const Tensor& a, const Tensor& b);
+// precision BFloat16 (mixed precision, tensor/dtype.h): the forward and both gradient products
+// use bfloat16-rounded operands with float32 sums, as cuBLAS does with bf16 operands.
+Tensor matmul(const Tensor& a, const Tensor& b, Precision precision = Precision::Float32);
 
 }  // namespace okd

@@ -53,6 +53,11 @@ bool allow_tf32();
 // algorithms accumulate with atomics otherwise). Off by default; okd's own kernels always are.
 void set_deterministic(bool on);
 bool deterministic();
+// bf16 convolutions (Conv2dParams::precision) hand cuDNN their bfloat16 operands in NHWC order
+// (channels-last; the float32 -> bf16 staging copy does the transposition) instead of NCHW.
+// Tensors stay NCHW everywhere else. Off by default; results agree within bf16 rounding.
+void set_channels_last(bool on);
+bool channels_last();
 // "NVIDIA H200 (sm_90, 139 GiB), cuBLAS 13.0, cuDNN 91900" or the unavailable reason.
 std::string device_summary();
 
@@ -134,6 +139,7 @@ enum class Unary : uint8_t {
   MulScalar,
   RsubScalar,  // s0 - x
   RdivScalar,  // s0 / x
+  RoundBf16,   // float32 only: the nearest bfloat16 (tensor/bf16.h)
 };
 enum class Binary : uint8_t { Add, Sub, Mul, Div, Pow, Maximum, Minimum };
 enum class Compare : uint8_t { Eq, Ne, Lt, Le, Gt, Ge };

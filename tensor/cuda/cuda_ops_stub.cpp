@@ -25,6 +25,8 @@ void set_allow_tf32(bool) {}
 bool allow_tf32() { return false; }
 void set_deterministic(bool) {}
 bool deterministic() { return false; }
+void set_channels_last(bool) {}
+bool channels_last() { return false; }
 std::string device_summary() {
   return emulating() ? "cuda:0 emulated on the CPU (no GPU; OKD_CUDA_EMULATE)"
                      : unavailable_reason();
@@ -48,7 +50,7 @@ Tensor reduce(Reduce, const Tensor&, const std::vector<int64_t>&, bool, bool) {
 std::pair<Tensor, Tensor> max_min(bool, const Tensor&, int64_t, bool) { no_backend("max"); }
 Tensor logsumexp(const Tensor&, const std::vector<int64_t>&, bool) { no_backend("logsumexp"); }
 Tensor norm(const Tensor&, double, const std::vector<int64_t>&, bool) { no_backend("norm"); }
-Tensor matmul(const Tensor&, const Tensor&) { no_backend("matmul"); }
+Tensor matmul(const Tensor&, const Tensor&, Precision) { no_backend("matmul"); }
 Tensor index_select(const Tensor&, int64_t, const Tensor&) { no_backend("index_select"); }
 Tensor gather(const Tensor&, int64_t, const Tensor&) { no_backend("gather"); }
 Tensor scatter_add(const Tensor&, int64_t, const Tensor&, const Tensor&) {

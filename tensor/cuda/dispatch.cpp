@@ -112,8 +112,9 @@ Tensor norm(const Tensor& a, double p, const std::vector<int64_t>& dims, bool ke
   return emulating() ? emulated([=] { return emu::norm(a, p, dims, keepdim); })
                      : gpu::norm(a, p, dims, keepdim);
 }
-Tensor matmul(const Tensor& a, const Tensor& b) {
-  return emulating() ? emulated([=] { return emu::matmul(a, b); }) : gpu::matmul(a, b);
+Tensor matmul(const Tensor& a, const Tensor& b, Precision precision) {
+  return emulating() ? emulated([=] { return emu::matmul(a, b, precision); })
+                     : gpu::matmul(a, b, precision);
 }
 Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
   return emulating() ? emulated([=] { return emu::index_select(t, dim, index); })

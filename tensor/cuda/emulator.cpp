@@ -165,8 +165,9 @@ void bump(const Tensor& t) { t.impl()->storage->bump_version(); }
 }  // namespace
 
 Tensor unary(Unary op, const Tensor& a_, double s0, double s1) {
-  static const char* names[] = {"neg",     "exp",  "log", "sqrt",  "rsqrt", "abs", "sign", "relu",
-                                "sigmoid", "tanh", "pow", "clamp", "add",   "mul", "rsub", "rdiv"};
+  static const char* names[] = {"neg",  "exp",  "log",     "sqrt", "rsqrt",     "abs",
+                                "sign", "relu", "sigmoid", "tanh", "pow",       "clamp",
+                                "add",  "mul",  "rsub",    "rdiv", "round_bf16"};
   const char* name = names[static_cast<int>(op)];
   const Tensor a = host_float(a_, name);
   switch (op) {
@@ -202,6 +203,8 @@ Tensor unary(Unary op, const Tensor& a_, double s0, double s1) {
       return dev(ops::rsub(s0, a));
     case Unary::RdivScalar:
       return dev(ops::rdiv(s0, a));
+    case Unary::RoundBf16:
+      return dev(ops::round_bf16(a));
   }
   OKD_FAIL("emulated unary: unknown op");
 }
@@ -342,8 +345,8 @@ Tensor norm(const Tensor& a, double p, const std::vector<int64_t>& dims, bool ke
   return dev(ops::norm(host_float(a, "norm"), p, dims, keepdim));
 }
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
-  return dev(ops::matmul(host_float(a, "matmul"), host_float(b, "matmul")));
+Tensor matmul(const Tensor& a, const Tensor& b, Precision precision) {
+  return dev(ops::matmul(host_float(a, "matmul"), host_float(b, "matmul"), precision));
 }
 
 // A bad index value is deferred only once the operands' dtypes and ranks are right; otherwise the

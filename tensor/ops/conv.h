@@ -11,6 +11,10 @@ namespace okd::ops {
 
 struct Conv2dParams {
   int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1, groups = 1;
+  // BFloat16: every direction (forward, both gradients, the transposed conv) multiplies
+  // bfloat16-rounded operands, accumulates in float32 and rounds its result to bfloat16 (dtype.h);
+  // the bias is added afterwards in float32. float32 tensors only; float64 ignores it.
+  Precision precision = Precision::Float32;
 };
 
 // Output spatial size of conv2d; throws naming the shapes when it would be empty.

@@ -9,8 +9,10 @@
 #include "tensor/ops/conv.h"
 #include "tensor/ops/conv3x3_direct.h"
 #include "tensor/ops/copy.h"
+#include "tensor/ops/elementwise.h"
 #include "tensor/ops/matmul.h"
 #include "tensor/ops/reduce.h"
+#include "tensor/ops/view.h"
 #include "tensor/parallel.h"
 
 namespace okd::ops {
@@ -112,6 +114,17 @@ void check_conv(const Tensor& input, const Tensor& weight, const Conv2dParams& p
             op, ": invalid stride/padding/dilation/groups");
 }
 
+// Precision::BFloat16 on a float32 CPU op: the float32 op on bfloat16-rounded operands, its
+// result rounded to bfloat16 (conv.h). The products of two bfloat16 values are exact in float32,
+// so this is the mixed-precision arithmetic up to the order of the float32 sums.
+bool bf16_products(const Tensor& t, const Conv2dParams& p) {
+  return p.precision == Precision::BFloat16 && t.dtype() == DType::Float32;
+}
+Conv2dParams as_float32(Conv2dParams p) {
+  p.precision = Precision::Float32;
+  return p;
+}
+
 }  // namespace
 
 std::pair<int64_t, int64_t> conv2d_output_size(const Shape& in, const Shape& w,
@@ -127,6 +140,16 @@ Tensor conv2d_forward(const Tensor& input_, const Tensor& weight_, const Tensor&
                       const Conv2dParams& p) {
   if (cuda::on_cuda(input_, weight_, bias)) return cuda::conv2d_forward(input_, weight_, bias, p);
   check_conv(input_, weight_, p, "conv2d");
+  if (bf16_products(input_, p)) {
+    Tensor out = round_bf16(
+        conv2d_forward(round_bf16(input_), round_bf16(weight_), Tensor(), as_float32(p)));
+    if (bias.defined()) {
+      OKD_CHECK(bias.dim() == 1 && bias.size(0) == weight_.size(0), "conv2d: bias ",
+                shape_str(bias.shape()), " does not match ", weight_.size(0), " output channels");
+      add_(out, reshape(bias, {1, bias.size(0), 1, 1}));
+    }
+    return out;
+  }
   const Shape& s = input_.shape();
   const Shape& ws = weight_.shape();
   const int64_t N = s[0], C = s[1], H = s[2], W = s[3], O = ws[0], kH = ws[2], kW = ws[3],
@@ -180,6 +203,9 @@ Tensor conv2d_backward_input(const Tensor& grad_out_, const Tensor& weight_, con
                              const Conv2dParams& p) {
   if (cuda::on_cuda(grad_out_, weight_))
     return cuda::conv2d_backward_input(grad_out_, weight_, s, p);
+  if (bf16_products(grad_out_, p))
+    return round_bf16(
+        conv2d_backward_input(round_bf16(grad_out_), round_bf16(weight_), s, as_float32(p)));
   const Shape& ws = weight_.shape();
   const int64_t N = s[0], C = s[1], H = s[2], W = s[3], O = ws[0], kH = ws[2], kW = ws[3],
                 G = p.groups;
@@ -216,6 +242,9 @@ Tensor conv2d_backward_weight(const Tensor& grad_out_, const Tensor& input_, con
                               const Conv2dParams& p) {
   if (cuda::on_cuda(grad_out_, input_))
     return cuda::conv2d_backward_weight(grad_out_, input_, ws, p);
+  if (bf16_products(grad_out_, p))
+    return round_bf16(
+        conv2d_backward_weight(round_bf16(grad_out_), round_bf16(input_), ws, as_float32(p)));
   const Shape& s = input_.shape();
   const int64_t N = s[0], C = s[1], H = s[2], W = s[3], O = ws[0], kH = ws[2], kW = ws[3],
                 G = p.groups;

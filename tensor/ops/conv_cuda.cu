@@ -6,6 +6,9 @@
 // set_allow_tf32(true); with set_deterministic(true) only algorithms cuDNN reports as deterministic
 // are used (some backward algorithms accumulate with atomics otherwise). The bias is added with
 // okd's own broadcasting add_. Without cuDNN in the build, these ops say they have no CUDA kernel.
+// Mixed precision (Conv2dParams::precision BFloat16, float32 tensors): cuDNN reads and writes
+// bfloat16 copies of the operands (bf16_staging.h; NHWC order under set_channels_last) with
+// float32 accumulation on tensor cores, and the result is widened back to float32.
 #include "okd/build_config.h"
 #include "tensor/cuda/backends.h"
 #include "tensor/cuda/cuda_ops.h"
@@ -24,6 +27,7 @@
 #include <map>
 #include <mutex>
 
+#include "tensor/cuda/bf16_staging.h"
 #include "tensor/cuda/context.h"  // after cudnn.h: defines OKD_CUDNN_CHECK
 
 namespace okd::cuda {
@@ -31,6 +35,7 @@ namespace okd::cuda {
 namespace {
 
 std::atomic<bool> g_deterministic{false};
+std::atomic<bool> g_channels_last{false};
 
 cudnnHandle_t cudnn_handle() {
   static cudnnHandle_t h = [] {
@@ -66,31 +71,53 @@ int to_int(int64_t v, const char* op) {
   return static_cast<int>(v);
 }
 
-cudnnDataType_t cudnn_type(DType dt) {
+// How the operands are handed to cuDNN: as stored (float32, float64), or as bfloat16 copies in
+// NCHW or NHWC order (mixed precision). in() gives the buffer cuDNN reads for a contiguous
+// operand, out() one it writes a result of shape s into, result() the float tensor of that result.
+struct Staging {
+  bool bf16 = false, nhwc = false;
+  Staging(DType dt, const ops::Conv2dParams& p)
+      : bf16(p.precision == Precision::BFloat16 && dt == DType::Float32),
+        nhwc(bf16 && g_channels_last) {}
+  Tensor in(const Tensor& t) const { return bf16 ? gpu::to_bf16(t, nhwc) : t; }
+  Tensor out(const Shape& s, DType dt, Device dev) const {
+    return bf16 ? empty({2 * shape_numel(s)}, DType::UInt8, dev) : empty(s, dt, dev);
+  }
+  Tensor result(const Tensor& buffer, const Shape& s) const {
+    return bf16 ? gpu::from_bf16(buffer, s, nhwc) : buffer;
+  }
+  int64_t key() const { return (bf16 ? 1 : 0) | (nhwc ? 2 : 0); }
+};
+
+cudnnDataType_t cudnn_type(DType dt, const Staging& m) {
+  if (m.bf16) return CUDNN_DATA_BFLOAT16;
   return dt == DType::Float32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE;
 }
 
 // The conv2d x [N,C,H,W] * w [O,C/G,kH,kW] -> y [N,O,OH,OW] as cuDNN sees it, for all directions.
+// bfloat16 operands accumulate in float32 (cuDNN's "pseudo bfloat16" configuration).
 struct ConvDescs {
   TensorDesc x, y;
   FilterDesc w;
   ConvDesc conv;
   ConvDescs(const Shape& xs, const Shape& ws, const Shape& ys, const ops::Conv2dParams& p, DType dt,
-            const char* op) {
-    const cudnnDataType_t t = cudnn_type(dt);
-    OKD_CUDNN_CHECK(
-        op, cudnnSetTensor4dDescriptor(x.d, CUDNN_TENSOR_NCHW, t, to_int(xs[0], op),
-                                       to_int(xs[1], op), to_int(xs[2], op), to_int(xs[3], op)));
-    OKD_CUDNN_CHECK(
-        op, cudnnSetTensor4dDescriptor(y.d, CUDNN_TENSOR_NCHW, t, to_int(ys[0], op),
-                                       to_int(ys[1], op), to_int(ys[2], op), to_int(ys[3], op)));
-    OKD_CUDNN_CHECK(
-        op, cudnnSetFilter4dDescriptor(w.d, t, CUDNN_TENSOR_NCHW, to_int(ws[0], op),
-                                       to_int(ws[1], op), to_int(ws[2], op), to_int(ws[3], op)));
+            const Staging& m, const char* op) {
+    const cudnnDataType_t t = cudnn_type(dt, m);
+    const cudnnDataType_t compute = m.bf16 ? CUDNN_DATA_FLOAT : t;
+    const cudnnTensorFormat_t format = m.nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+    OKD_CUDNN_CHECK(op,
+                    cudnnSetTensor4dDescriptor(x.d, format, t, to_int(xs[0], op), to_int(xs[1], op),
+                                               to_int(xs[2], op), to_int(xs[3], op)));
+    OKD_CUDNN_CHECK(op,
+                    cudnnSetTensor4dDescriptor(y.d, format, t, to_int(ys[0], op), to_int(ys[1], op),
+                                               to_int(ys[2], op), to_int(ys[3], op)));
+    OKD_CUDNN_CHECK(op,
+                    cudnnSetFilter4dDescriptor(w.d, t, format, to_int(ws[0], op), to_int(ws[1], op),
+                                               to_int(ws[2], op), to_int(ws[3], op)));
     OKD_CUDNN_CHECK(op, cudnnSetConvolution2dDescriptor(
                             conv.d, to_int(p.pad_h, op), to_int(p.pad_w, op),
                             to_int(p.stride_h, op), to_int(p.stride_w, op), to_int(p.dil_h, op),
-                            to_int(p.dil_w, op), CUDNN_CROSS_CORRELATION, t));
+                            to_int(p.dil_w, op), CUDNN_CROSS_CORRELATION, compute));
     OKD_CUDNN_CHECK(op, cudnnSetConvolutionGroupCount(conv.d, to_int(p.groups, op)));
   }
 };
@@ -120,8 +147,9 @@ int pick(const Perf* perf, int n, bool fma_only, bool deterministic, cudnnMathTy
 
 // Chooses (once per key) and applies the plan: sets the math type on d.conv, returns the plan.
 Plan plan_for(Dir dir, const Shape& xs, const Shape& ws, const Shape& ys,
-              const ops::Conv2dParams& p, DType dt, ConvDescs& d, const char* op) {
-  const bool fma_only = dt == DType::Float32 && !allow_tf32();
+              const ops::Conv2dParams& p, DType dt, const Staging& m, ConvDescs& d,
+              const char* op) {
+  const bool fma_only = dt == DType::Float32 && !allow_tf32() && !m.bf16;
   const bool deterministic = g_deterministic;
   const std::array<int64_t, 23> key = {static_cast<int64_t>(dir),
                                        static_cast<int64_t>(dt),
@@ -145,7 +173,7 @@ Plan plan_for(Dir dir, const Shape& xs, const Shape& ws, const Shape& ys,
                                        fma_only,
                                        deterministic,
                                        ys[1],
-                                       0};
+                                       m.key()};
   static std::mutex mu;
   static std::map<std::array<int64_t, 23>, Plan> cache;
   {
@@ -156,7 +184,8 @@ Plan plan_for(Dir dir, const Shape& xs, const Shape& ws, const Shape& ys,
       return it->second;
     }
   }
-  const cudnnMathType_t wanted = fma_only ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+  const cudnnMathType_t wanted =
+      fma_only ? CUDNN_FMA_MATH : (m.bf16 ? CUDNN_TENSOR_OP_MATH : CUDNN_DEFAULT_MATH);
   OKD_CUDNN_CHECK(op, cudnnSetConvolutionMathType(d.conv.d, wanted));
   cudnnHandle_t h = cudnn_handle();
   Plan pl;
@@ -218,7 +247,7 @@ Plan plan_for(Dir dir, const Shape& xs, const Shape& ws, const Shape& ys,
   return pl;
 }
 
-// cuDNN's scaling factors are float for float data and double for double data.
+// cuDNN's scaling factors are float for float (and bfloat16) data and double for double data.
 struct Scale {
   float f[2] = {1.0f, 0.0f};
   double d[2] = {1.0, 0.0};
@@ -266,24 +295,28 @@ void add_bias(const Tensor& out, const Tensor& bias, int64_t channels, const cha
 Tensor backward_data(const Tensor& dy_, const Tensor& w_, const Shape& xs,
                      const ops::Conv2dParams& p, const char* op) {
   const Tensor dy = ops::contiguous(dy_), w = ops::contiguous(w_);
-  Tensor dx = empty(xs, dy.dtype(), dy.device());
-  if (dx.numel() == 0) return dx;
-  ConvDescs d(xs, w.shape(), dy.shape(), p, dy.dtype(), op);
-  const Plan pl = plan_for(Dir::BackwardData, xs, w.shape(), dy.shape(), p, dy.dtype(), d, op);
+  if (shape_numel(xs) == 0) return empty(xs, dy.dtype(), dy.device());
+  const Staging m(dy.dtype(), p);
+  const Tensor dyb = m.in(dy), wb = m.in(w);
+  Tensor dx = m.out(xs, dy.dtype(), dy.device());
+  ConvDescs d(xs, w.shape(), dy.shape(), p, dy.dtype(), m, op);
+  const Plan pl = plan_for(Dir::BackwardData, xs, w.shape(), dy.shape(), p, dy.dtype(), m, d, op);
   const Tensor ws = workspace(pl, dy.device());
   const Scale s;
   OKD_CUDNN_CHECK(
       op, cudnnConvolutionBackwardData(
-              cudnn_handle(), s.one(dy.dtype()), d.w.d, w.device_raw_data(), d.y.d,
-              dy.device_raw_data(), d.conv.d, static_cast<cudnnConvolutionBwdDataAlgo_t>(pl.algo),
+              cudnn_handle(), s.one(dy.dtype()), d.w.d, wb.device_raw_data(), d.y.d,
+              dyb.device_raw_data(), d.conv.d, static_cast<cudnnConvolutionBwdDataAlgo_t>(pl.algo),
               ptr(ws), pl.workspace, s.zero(dy.dtype()), d.x.d, dx.device_raw_data()));
-  return dx;
+  return m.result(dx, xs);
 }
 
 }  // namespace
 
 void set_deterministic(bool on) { g_deterministic = on; }
 bool deterministic() { return g_deterministic; }
+void set_channels_last(bool on) { g_channels_last = on; }
+bool channels_last() { return g_channels_last; }
 std::string cudnn_version() { return str(cudnnGetVersion()); }
 
 namespace gpu {
@@ -300,17 +333,21 @@ Tensor conv2d_forward(const Tensor& input_, const Tensor& weight_, const Tensor&
             " (input ", shape_str(s), ", weight ", shape_str(ws), ", groups ", G, ")");
   const auto [OH, OW] = ops::conv2d_output_size(s, ws, p);
   const Tensor x = ops::contiguous(input_), w = ops::contiguous(weight_);
-  Tensor out = empty({N, O, OH, OW}, x.dtype(), x.device());
-  if (out.numel() == 0) return out;
-  ConvDescs d(s, ws, out.shape(), p, x.dtype(), "conv2d");
-  const Plan pl = plan_for(Dir::Forward, s, ws, out.shape(), p, x.dtype(), d, "conv2d");
+  const Shape ys = {N, O, OH, OW};
+  if (shape_numel(ys) == 0) return empty(ys, x.dtype(), x.device());
+  const Staging m(x.dtype(), p);
+  const Tensor xb = m.in(x), wb = m.in(w);
+  Tensor y = m.out(ys, x.dtype(), x.device());
+  ConvDescs d(s, ws, ys, p, x.dtype(), m, "conv2d");
+  const Plan pl = plan_for(Dir::Forward, s, ws, ys, p, x.dtype(), m, d, "conv2d");
   const Tensor wsp = workspace(pl, x.device());
   const Scale sc;
   OKD_CUDNN_CHECK(
       "conv2d", cudnnConvolutionForward(
-                    cudnn_handle(), sc.one(x.dtype()), d.x.d, x.device_raw_data(), d.w.d,
-                    w.device_raw_data(), d.conv.d, static_cast<cudnnConvolutionFwdAlgo_t>(pl.algo),
-                    ptr(wsp), pl.workspace, sc.zero(x.dtype()), d.y.d, out.device_raw_data()));
+                    cudnn_handle(), sc.one(x.dtype()), d.x.d, xb.device_raw_data(), d.w.d,
+                    wb.device_raw_data(), d.conv.d, static_cast<cudnnConvolutionFwdAlgo_t>(pl.algo),
+                    ptr(wsp), pl.workspace, sc.zero(x.dtype()), d.y.d, y.device_raw_data()));
+  Tensor out = m.result(y, ys);
   add_bias(out, bias, O, "conv2d");
   return out;
 }
@@ -341,22 +378,25 @@ Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& input, const
             ": grad_output ", grad_out.desc(), " does not match input ", input.desc());
   check_device(input, op);
   const Tensor x = ops::contiguous(input), dy = ops::contiguous(grad_out);
-  Tensor dw = empty(ws, x.dtype(), x.device());
-  if (dw.numel() == 0) return dw;
+  if (shape_numel(ws) == 0) return empty(ws, x.dtype(), x.device());
   if (x.numel() == 0 || dy.numel() == 0) {
+    Tensor dw = empty(ws, x.dtype(), x.device());
     ops::fill_(dw, 0.0);
     return dw;
   }
-  ConvDescs d(x.shape(), ws, dy.shape(), p, x.dtype(), op);
-  const Plan pl = plan_for(Dir::BackwardFilter, x.shape(), ws, dy.shape(), p, x.dtype(), d, op);
+  const Staging m(x.dtype(), p);
+  const Tensor xb = m.in(x), dyb = m.in(dy);
+  Tensor dw = m.out(ws, x.dtype(), x.device());
+  ConvDescs d(x.shape(), ws, dy.shape(), p, x.dtype(), m, op);
+  const Plan pl = plan_for(Dir::BackwardFilter, x.shape(), ws, dy.shape(), p, x.dtype(), m, d, op);
   const Tensor wsp = workspace(pl, x.device());
   const Scale sc;
-  OKD_CUDNN_CHECK(
-      op, cudnnConvolutionBackwardFilter(
-              cudnn_handle(), sc.one(x.dtype()), d.x.d, x.device_raw_data(), d.y.d,
-              dy.device_raw_data(), d.conv.d, static_cast<cudnnConvolutionBwdFilterAlgo_t>(pl.algo),
-              ptr(wsp), pl.workspace, sc.zero(x.dtype()), d.w.d, dw.device_raw_data()));
-  return dw;
+  OKD_CUDNN_CHECK(op, cudnnConvolutionBackwardFilter(
+                          cudnn_handle(), sc.one(x.dtype()), d.x.d, xb.device_raw_data(), d.y.d,
+                          dyb.device_raw_data(), d.conv.d,
+                          static_cast<cudnnConvolutionBwdFilterAlgo_t>(pl.algo), ptr(wsp),
+                          pl.workspace, sc.zero(x.dtype()), d.w.d, dw.device_raw_data()));
+  return m.result(dw, ws);
 }
 
 Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
@@ -395,6 +435,8 @@ namespace {
 
 void set_deterministic(bool) {}
 bool deterministic() { return false; }
+void set_channels_last(bool) {}
+bool channels_last() { return false; }
 std::string cudnn_version() { return "not built"; }
 namespace gpu {
 

@@ -19,6 +19,9 @@ Tensor sigmoid(const Tensor& a);
 Tensor tanh(const Tensor& a);
 Tensor pow(const Tensor& a, double exponent);
 Tensor clamp(const Tensor& a, double lo, double hi);  // use +-infinity for one-sided
+// float32 only: each value rounded to the nearest bfloat16, ties to even (tensor/bf16.h), kept in
+// float32. The rounding of mixed-precision convolution and matmul (Precision::BFloat16).
+Tensor round_bf16(const Tensor& a);
 
 // --- binary, broadcasting ---
 Tensor add(const Tensor& a, const Tensor& b);

@@ -5,6 +5,7 @@
 // Each op hands CUDA tensors to elementwise_cuda.cu in its first line (see docs/cuda.md).
 #include <cmath>
 
+#include "tensor/bf16.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/strided.h"
@@ -268,6 +269,12 @@ Tensor rsub(double s, const Tensor& a) {
 Tensor rdiv(double s, const Tensor& a) {
   if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::RdivScalar, a, s);
   return unary_float(a, "rdiv", [s](auto x) { return static_cast<decltype(x)>(s / x); });
+}
+
+Tensor round_bf16(const Tensor& a) {
+  OKD_CHECK(a.dtype() == DType::Float32, "round_bf16: expected a float32 tensor, got ", a.desc());
+  if (cuda::on_cuda(a)) return cuda::unary(cuda::Unary::RoundBf16, a);
+  return unary_float(a, "round_bf16", [](auto x) { return bf16::round(static_cast<float>(x)); });
 }
 
 // ---- comparisons ----

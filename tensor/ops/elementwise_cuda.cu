@@ -8,6 +8,7 @@
 // results agree with the CPU to the last bit or, for exp/log/tanh/pow, within a few ulp.
 #include <cmath>
 
+#include "tensor/bf16.h"
 #include "tensor/cuda/backends.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/launch.cuh"
@@ -72,6 +73,8 @@ __device__ T apply_unary(Unary op, T x, double s0, double s1) {
       return static_cast<T>(s0 - x);
     case Unary::RdivScalar:
       return static_cast<T>(s0 / x);
+    case Unary::RoundBf16:  // the host refuses float64 (elementwise_cpu.cpp)
+      return static_cast<T>(bf16::round(static_cast<float>(x)));
   }
   return x;
 }

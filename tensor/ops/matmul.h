@@ -6,7 +6,9 @@
 
 namespace okd::ops {
 
-Tensor matmul(const Tensor& a, const Tensor& b);
+// precision BFloat16 (float32 operands): products of bfloat16-rounded operands, accumulated in
+// float32, the result rounded to bfloat16 (dtype.h); float64 ignores it.
+Tensor matmul(const Tensor& a, const Tensor& b, Precision precision = Precision::Float32);
 
 // C[M,N] = alpha * op(A) op(B) + beta * C, row-major, op = transpose when trans_* is set.
 // lda/ldb/ldc are row strides in elements.

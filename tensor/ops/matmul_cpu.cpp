@@ -15,6 +15,7 @@
 #include "okd/build_config.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/copy.h"
+#include "tensor/ops/elementwise.h"
 #include "tensor/ops/matmul.h"
 #include "tensor/ops/view.h"
 #include "tensor/parallel.h"
@@ -353,12 +354,16 @@ void mm(const T* pa, GemmLayout la, const T* pb, GemmLayout lb, T* pc, int64_t M
 }
 }  // namespace
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
-  if (cuda::on_cuda(a, b)) return cuda::matmul(a, b);
+Tensor matmul(const Tensor& a, const Tensor& b, Precision precision) {
+  if (cuda::on_cuda(a, b)) return cuda::matmul(a, b, precision);
   OKD_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: operands must have at least one dimension, got ",
             shape_str(a.shape()), " @ ", shape_str(b.shape()));
   OKD_CHECK(a.dtype() == b.dtype(), "matmul: dtypes differ (", shape_str(a.shape()), " ",
             dtype_name(a.dtype()), " @ ", shape_str(b.shape()), " ", dtype_name(b.dtype()), ")");
+  // Mixed precision: the float32 product of bfloat16-rounded operands, rounded (exact products,
+  // float32 sums, as cuBLAS computes with bf16 operands).
+  if (precision == Precision::BFloat16 && a.dtype() == DType::Float32)
+    return round_bf16(matmul(round_bf16(a), round_bf16(b)));
   OKD_CHECK(a.device().is_cpu() && b.device().is_cpu(), "matmul: the CPU kernel got ",
             a.device().str(), " and ", b.device().str());
   OKD_CHECK(is_floating(a.dtype()), "matmul: expected float32 or float64, got ",

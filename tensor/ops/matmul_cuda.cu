@@ -3,9 +3,13 @@
 // the row-major C[M,N] = op(A) op(B) is computed as its transpose C^T = op(B)^T op(A)^T, which
 // reads the row-major buffers as they are. float32 stays float32 (no TF32) unless
 // set_allow_tf32(true): the math mode is set on the handle before every call (context).
+// Precision::BFloat16 (float32 operands): cublasGemmStridedBatchedEx reads bfloat16 copies of
+// the operands (bf16_staging.h), accumulates in float32 on tensor cores and writes float32, which
+// is then rounded to bfloat16 in place, as matmul.h specifies.
 #include <climits>
 
 #include "tensor/cuda/backends.h"
+#include "tensor/cuda/bf16_staging.h"
 #include "tensor/cuda/context.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/copy.h"
@@ -65,11 +69,25 @@ void gemm_batched(const double* A, Layout la, int64_t sa, const double* B, Layou
                                              &zero, C, to_int(N, "N"), M * N, to_int(nb, "batch")));
 }
 
+// The bfloat16 product: A3 [nb, M, K] and B3 [nb, K, N] contiguous (batch stride 0 when nb = 1).
+void gemm_batched_bf16(const Tensor& A3, const Tensor& B3, float* C, int64_t M, int64_t N,
+                       int64_t K, int64_t nb) {
+  const Tensor Ab = gpu::to_bf16(A3, false), Bb = gpu::to_bf16(B3, false);
+  const float one = 1.0f, zero = 0.0f;
+  OKD_CUBLAS_CHECK("matmul",
+                   cublasGemmStridedBatchedEx(
+                       cublas_handle(), CUBLAS_OP_N, CUBLAS_OP_N, to_int(N, "N"), to_int(M, "M"),
+                       to_int(K, "K"), &one, Bb.device_raw_data(), CUDA_R_16BF, to_int(N, "ld"),
+                       nb > 1 ? K * N : 0, Ab.device_raw_data(), CUDA_R_16BF, to_int(K, "ld"),
+                       nb > 1 ? M * K : 0, &zero, C, CUDA_R_32F, to_int(N, "N"), M * N,
+                       to_int(nb, "batch"), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 }  // namespace
 
 namespace gpu {
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
+Tensor matmul(const Tensor& a, const Tensor& b, Precision precision) {
   OKD_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: operands must have at least one dimension, got ",
             shape_str(a.shape()), " @ ", shape_str(b.shape()));
   OKD_CHECK(a.dtype() == b.dtype(), "matmul: dtypes differ (", shape_str(a.shape()), " ",
@@ -105,7 +123,12 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     const Tensor A3 = operand(ops::reshape(ops::expand(A, ea), {nb, M, K}), la);
     const Tensor B3 = operand(ops::reshape(ops::expand(B, eb), {nb, K, N}), lb);
     const int64_t sa = nb > 1 ? A3.stride(0) : 0, sb = nb > 1 ? B3.stride(0) : 0;
-    if (a.dtype() == DType::Float32)
+    if (precision == Precision::BFloat16 && a.dtype() == DType::Float32) {
+      // The staging copies are contiguous, so cuBLAS reads them untransposed.
+      gemm_batched_bf16(ops::contiguous(A3), ops::contiguous(B3), out.device_data<float>(), M, N, K,
+                        nb);
+      gpu::round_bf16_(out);
+    } else if (a.dtype() == DType::Float32)
       gemm_batched(A3.device_data<float>(), la, sa, B3.device_data<float>(), lb, sb,
                    out.device_data<float>(), M, N, K, nb);
     else
