@@ -1,7 +1,8 @@
 // The bfloat16 staging kernels of bf16_staging.h: float32 <-> bfloat16 copies, optionally
-// transposing NCHW <-> NHWC on the way (the thread walks the bfloat16 side in order, so its
-// accesses are coalesced there), and in-place rounding. The rounding is tensor/bf16.h's, the same
+// transposing NCHW <-> NHWC on the way (a shared-memory tile per 32 x 32 block of [C, H W]), and
+// in-place rounding. The rounding is tensor/bf16.h's, the same
 // code as the CPU's round_bf16, so both devices round every value identically.
+#include <climits>
 #include <cstdint>
 
 #include "tensor/bf16.h"
@@ -12,36 +13,64 @@ namespace okd::cuda::gpu {
 
 namespace {
 
-// Element j of the [N, H, W, C] order is element ((n C + c) H + h) W + w of the [N, C, H, W] one.
-struct Nhwc {
-  int64_t C = 1, H = 1, W = 1;
-  __device__ __forceinline__ int64_t nchw_index(int64_t j) const {
-    const int64_t c = j % C;
-    int64_t r = j / C;
-    const int64_t w = r % W;
-    r /= W;
-    const int64_t h = r % H;
-    const int64_t n = r / H;
-    return ((n * C + c) * H + h) * W + w;
-  }
-};
-
-__global__ void to_bf16_kernel(const float* x, uint16_t* out, int64_t n, bool nhwc, Nhwc map) {
-  OKD_GRID_STRIDE(j, n) { out[j] = bf16::from_float(x[nhwc ? map.nchw_index(j) : j]); }
+__global__ void to_bf16_kernel(const float* x, uint16_t* out, int64_t n) {
+  OKD_GRID_STRIDE(i, n) { out[i] = bf16::from_float(x[i]); }
 }
 
-__global__ void from_bf16_kernel(const uint16_t* buf, float* out, int64_t n, bool nhwc, Nhwc map) {
-  OKD_GRID_STRIDE(j, n) { out[nhwc ? map.nchw_index(j) : j] = bf16::to_float(buf[j]); }
+__global__ void from_bf16_kernel(const uint16_t* buf, float* out, int64_t n) {
+  OKD_GRID_STRIDE(i, n) { out[i] = bf16::to_float(buf[i]); }
+}
+
+// NCHW <-> NHWC: per sample, a transposition between [C, P] and [P, C] (P = H W) through a shared
+// 32 x 32 tile, so that both the reads and the writes of a warp are contiguous (and no thread
+// divides an index). Block (x, y, z) = (tile of P, tile of C, sample); blockDim (32, 8).
+constexpr int kTile = 32;
+constexpr int kTileRows = 8;
+
+// out[n][p][c] = bf16(x[n][c][p])
+__global__ void to_bf16_nhwc_kernel(const float* x, uint16_t* out, int C, int P) {
+  __shared__ uint16_t tile[kTile][kTile + 1];
+  const int64_t base = static_cast<int64_t>(blockIdx.z) * C * P;
+  const int p0 = blockIdx.x * kTile, c0 = blockIdx.y * kTile;
+  for (int k = threadIdx.y; k < kTile; k += kTileRows) {
+    const int c = c0 + k, p = p0 + threadIdx.x;
+    if (c < C && p < P) tile[k][threadIdx.x] = bf16::from_float(x[base + int64_t{c} * P + p]);
+  }
+  __syncthreads();
+  for (int k = threadIdx.y; k < kTile; k += kTileRows) {
+    const int p = p0 + k, c = c0 + threadIdx.x;
+    if (c < C && p < P) out[base + int64_t{p} * C + c] = tile[threadIdx.x][k];
+  }
+}
+
+// out[n][c][p] = float(buf[n][p][c])
+__global__ void from_bf16_nhwc_kernel(const uint16_t* buf, float* out, int C, int P) {
+  __shared__ uint16_t tile[kTile][kTile + 1];
+  const int64_t base = static_cast<int64_t>(blockIdx.z) * C * P;
+  const int p0 = blockIdx.x * kTile, c0 = blockIdx.y * kTile;
+  for (int k = threadIdx.y; k < kTile; k += kTileRows) {
+    const int p = p0 + k, c = c0 + threadIdx.x;
+    if (c < C && p < P) tile[k][threadIdx.x] = buf[base + int64_t{p} * C + c];
+  }
+  __syncthreads();
+  for (int k = threadIdx.y; k < kTile; k += kTileRows) {
+    const int c = c0 + k, p = p0 + threadIdx.x;
+    if (c < C && p < P) out[base + int64_t{c} * P + p] = bf16::to_float(tile[threadIdx.x][k]);
+  }
 }
 
 __global__ void round_bf16_kernel(float* x, int64_t n) {
   OKD_GRID_STRIDE(i, n) { x[i] = bf16::round(x[i]); }
 }
 
-Nhwc nhwc_map(const Shape& s, bool nhwc, const char* op) {
-  if (!nhwc) return {};
+// The transposition's grid for a 4-D shape [N, C, H, W].
+dim3 nhwc_grid(const Shape& s, const char* op) {
   OKD_CHECK(s.size() == 4, op, ": the NHWC order needs a 4-D shape, got ", shape_str(s));
-  return {s[1], s[2], s[3]};
+  const int64_t P = s[2] * s[3];
+  OKD_CHECK(s[0] <= 65535 && s[1] <= INT_MAX / 2 && P <= INT_MAX / 2 && s[1] * P <= INT_MAX, op,
+            ": shape ", shape_str(s), " is too large for the NHWC staging kernel");
+  return dim3(static_cast<unsigned>((P + kTile - 1) / kTile),
+              static_cast<unsigned>((s[1] + kTile - 1) / kTile), static_cast<unsigned>(s[0]));
 }
 
 }  // namespace
@@ -51,29 +80,37 @@ Tensor to_bf16(const Tensor& x, bool nhwc) {
   OKD_CHECK(x.dtype() == DType::Float32 && x.is_contiguous(), op,
             ": expected a contiguous float32 tensor, got ", x.desc());
   check_device(x, op);
-  const Nhwc map = nhwc_map(x.shape(), nhwc, op);
   const int64_t n = x.numel();
+  const dim3 grid = nhwc ? nhwc_grid(x.shape(), op) : dim3(grid_for(n));
   Tensor out = empty({2 * n}, DType::UInt8, x.device());
   if (n == 0) return out;
-  to_bf16_kernel<<<grid_for(n), kThreads, 0, stream()>>>(
-      x.device_data<float>(), static_cast<uint16_t*>(out.device_raw_data()), n, nhwc, map);
+  uint16_t* o = static_cast<uint16_t*>(out.device_raw_data());
+  if (nhwc)
+    to_bf16_nhwc_kernel<<<grid, dim3(kTile, kTileRows), 0, stream()>>>(
+        x.device_data<float>(), o, static_cast<int>(x.size(1)),
+        static_cast<int>(x.size(2) * x.size(3)));
+  else
+    to_bf16_kernel<<<grid, kThreads, 0, stream()>>>(x.device_data<float>(), o, n);
   OKD_CUDA_CHECK_LAUNCH(op);
   return out;
 }
 
 Tensor from_bf16(const Tensor& buffer, const Shape& s, bool nhwc) {
   const char* op = "from_bf16";
-  const Nhwc map = nhwc_map(s, nhwc, op);
   const int64_t n = shape_numel(s);
+  const dim3 grid = nhwc ? nhwc_grid(s, op) : dim3(grid_for(n));
   OKD_CHECK(buffer.dtype() == DType::UInt8 && buffer.is_contiguous() && buffer.numel() == 2 * n, op,
             ": expected a buffer of ", 2 * n, " bytes for shape ", shape_str(s), ", got ",
             buffer.desc());
   check_device(buffer, op);
   Tensor out = empty(s, DType::Float32, buffer.device());
   if (n == 0) return out;
-  from_bf16_kernel<<<grid_for(n), kThreads, 0, stream()>>>(
-      static_cast<const uint16_t*>(buffer.device_raw_data()), out.device_data<float>(), n, nhwc,
-      map);
+  const uint16_t* b = static_cast<const uint16_t*>(buffer.device_raw_data());
+  if (nhwc)
+    from_bf16_nhwc_kernel<<<grid, dim3(kTile, kTileRows), 0, stream()>>>(
+        b, out.device_data<float>(), static_cast<int>(s[1]), static_cast<int>(s[2] * s[3]));
+  else
+    from_bf16_kernel<<<grid, kThreads, 0, stream()>>>(b, out.device_data<float>(), n);
   OKD_CUDA_CHECK_LAUNCH(op);
   return out;
 }
