@@ -9,9 +9,15 @@
 // built on a transposed or strided-slice input checks the op on that non-contiguous leaf, and the
 // caller's tensors are never perturbed. Like backward(), gradcheck leaves the calling thread's
 // tape empty.
+//
+// The checked inputs may instead all live on one CUDA device (real or emulated). Then f and the
+// backward run there; the analytic gradient comes to the host in one copy per input, element k is
+// perturbed by fill_ on a 0-d view of the device copy at the element's storage offset, and each
+// evaluation's output is copied back and weighted on the host, as on the CPU.
 #include "autograd/gradcheck.h"
 
 #include <cmath>
+#include <optional>
 
 #include "tensor/ops/copy.h"
 #include "tensor/random.h"
@@ -30,10 +36,12 @@ class GradModeOn {
   bool prev_;
 };
 
-// A copy of t in fresh storage with t's strides and offset (the whole storage is copied).
-Tensor copy_with_layout(const Tensor& t) {
+// A copy of t on device in fresh storage with t's strides and offset (the whole storage is
+// copied, so a view keeps its layout there).
+Tensor copy_with_layout(const Tensor& t, Device device) {
   int64_t capacity = static_cast<int64_t>(t.impl()->storage->nbytes() / dtype_size(t.dtype()));
-  Tensor base = ops::clone(make_view(t, {capacity}, {1}, 0));
+  Tensor whole = make_view(t, {capacity}, {1}, 0);
+  Tensor base = device == t.device() ? ops::clone(whole) : ops::to(whole, device);
   return make_view(base, t.shape(), t.strides(), t.offset());
 }
 
@@ -62,6 +70,26 @@ double weighted_sum(const Tensor& out, const std::vector<double>& w) {
 
 }  // namespace
 
+TensorList inputs_on_device(const TensorList& inputs, Device device) {
+  TensorList out;
+  for (const Tensor& in : inputs) {
+    if (!in.defined()) {
+      out.push_back(in);
+      continue;
+    }
+    Tensor t = copy_with_layout(in, device);
+    t.requires_grad_(in.requires_grad());
+    out.push_back(t);
+  }
+  return out;
+}
+
+GradcheckCase case_on_device(const GradcheckCase& c, Device device) {
+  GradcheckCase moved = c;
+  moved.inputs = inputs_on_device(c.inputs, device);
+  return moved;
+}
+
 GradcheckResult gradcheck(const std::function<Tensor(const TensorList&)>& f,
                           const TensorList& inputs, const GradcheckOptions& options) {
   GradcheckResult result;
@@ -77,6 +105,8 @@ GradcheckResult gradcheck(const std::function<Tensor(const TensorList&)>& f,
   // Private leaves with the callers' layouts.
   TensorList xs;
   std::vector<bool> checked(inputs.size(), false);
+  std::optional<Device> device;  // of the checked inputs
+  size_t first_checked = 0;
   for (size_t i = 0; i < inputs.size(); ++i) {
     const Tensor& in = inputs[i];
     OKD_CHECK(in.defined(), "gradcheck: input ", i, " is undefined");
@@ -84,14 +114,24 @@ GradcheckResult gradcheck(const std::function<Tensor(const TensorList&)>& f,
       xs.push_back(in);
       continue;
     }
-    OKD_CHECK(in.dtype() == DType::Float64 && in.device().is_cpu(), "gradcheck: input ", i,
-              " requires grad and must be a float64 CPU tensor, got ", in.desc());
+    OKD_CHECK(in.dtype() == DType::Float64, "gradcheck: input ", i,
+              " requires grad and must be a float64 ",
+              in.device().is_cpu() ? std::string("CPU") : in.device().str(), " tensor, got ",
+              in.desc());
+    if (!device) {
+      device = in.device();
+      first_checked = i;
+    }
+    OKD_CHECK(in.device() == *device,
+              "gradcheck: inputs that require grad must share a device: input ", first_checked,
+              " is on ", device->str(), ", input ", i, " on ", in.device().str(),
+              " (move them with inputs_on_device)");
     for (int64_t d = 0; d < in.dim(); ++d)
       OKD_CHECK(in.shape()[d] <= 1 || in.strides()[d] != 0, "gradcheck: input ", i, " ", in.desc(),
                 " has a broadcast (stride-0) dim ", d,
                 "; its elements alias and cannot be perturbed "
                 "one at a time");
-    Tensor x = copy_with_layout(in);
+    Tensor x = copy_with_layout(in, in.device());
     x.requires_grad_(true);
     x.set_name("input" + std::to_string(i));
     xs.push_back(x);
@@ -115,7 +155,7 @@ GradcheckResult gradcheck(const std::function<Tensor(const TensorList&)>& f,
     Generator gen(0x6a09e667);
     Tensor weights = uniform(out.shape(), -1.0, 1.0, gen, DType::Float64);
     w = to_vector<double>(weights);
-    backward(out, ops::to(weights, out.dtype()));
+    backward(out, ops::to(ops::to(weights, out.dtype()), out.device()));
     for (size_t i = 0; i < inputs.size(); ++i)
       if (checked[i])
         analytic[i] = xs[i].grad().defined() ? xs[i].grad() : zeros(xs[i].shape(), DType::Float64);
@@ -129,25 +169,36 @@ GradcheckResult gradcheck(const std::function<Tensor(const TensorList&)>& f,
     if (!checked[i]) continue;
     const Tensor& x = xs[i];
     std::vector<double> dx = to_vector<double>(analytic[i]);
-    double* data = x.data<double>();
+    // On the CPU element k is written through the data pointer; on a device through fill_ on a
+    // 0-d view at the element's storage offset, its original value read from one host copy.
+    const bool on_host = x.device().is_cpu();
+    double* data = on_host ? x.data<double>() : nullptr;
+    const std::vector<double> host_values = on_host ? std::vector<double>() : to_vector<double>(x);
     double worst_excess = 0;
     std::string worst_message;
     for (int64_t k = 0; k < x.numel(); ++k) {
       std::vector<int64_t> idx = unravel(k, x.shape());
-      double& v = data[element_offset(idx, x.strides())];
-      const double original = v;
+      const int64_t offset = element_offset(idx, x.strides());
+      Tensor element = on_host ? Tensor() : make_view(x, {}, {}, x.offset() + offset);
+      const double original = on_host ? data[offset] : host_values[k];
+      auto set = [&](double value) {
+        if (on_host)
+          data[offset] = value;
+        else
+          ops::fill_(element, value);
+      };
       double plus = 0, minus = 0;
       try {
-        v = original + options.eps;
+        set(original + options.eps);
         plus = weighted_sum(f(xs), w);
-        v = original - options.eps;
+        set(original - options.eps);
         minus = weighted_sum(f(xs), w);
       } catch (const std::exception& e) {
-        v = original;
+        set(original);
         return fail(str("gradcheck: the function threw while perturbing input ", i, " element ",
                         shape_str(idx), ": ", e.what()));
       }
-      v = original;
+      set(original);
       const double numeric = (plus - minus) / (2 * options.eps);
       const double diff = std::fabs(dx[k] - numeric);
       // Relative error with atol as the floor of the denominator, so an element whose true

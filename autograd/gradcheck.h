@@ -22,9 +22,11 @@ struct GradcheckResult {
   std::string message;  // on failure: which input, which element, both values
 };
 
-// f maps inputs (float64 CPU tensors; those with requires_grad are checked) to an output of any
+// f maps inputs (float64 tensors; those with requires_grad are checked) to an output of any
 // shape. The output is reduced against a fixed random weighting w: L = sum(f(x) * w), so every
-// output element's gradient is exercised. Each input element is perturbed by +-eps.
+// output element's gradient is exercised. Each input element is perturbed by +-eps. The checked
+// inputs are CPU tensors or all on one CUDA device (real or emulated); on a device, f and the
+// backward run there; the inputs' values, the gradients and f's outputs are copied to the host.
 GradcheckResult gradcheck(const std::function<Tensor(const TensorList&)>& f,
                           const TensorList& inputs, const GradcheckOptions& options = {});
 
@@ -36,6 +38,13 @@ struct GradcheckCase {
   TensorList inputs;  // float64; those that should be checked have requires_grad set
   GradcheckOptions options{};
 };
+
+// inputs on device, each with the same shape, strides and offset (its whole storage is copied, so
+// a transposed or strided leaf stays non-contiguous there) and the same requires_grad.
+TensorList inputs_on_device(const TensorList& inputs, Device device);
+// c with its inputs moved by inputs_on_device; f is unchanged and must create any tensor it makes
+// itself (a target, an index, a constant) on its inputs' device.
+GradcheckCase case_on_device(const GradcheckCase& c, Device device);
 
 // Every registered case. Each op family contributes through its add_*_cases function below,
 // defined next to its differentiable functions (autograd/functions/<family>_cases.cpp).

@@ -9,6 +9,7 @@
 
 #include "autograd/functions.h"
 #include "autograd/gradcheck.h"
+#include "tensor/ops/copy.h"
 #include "tensor/ops/view.h"
 #include "tensor/random.h"
 
@@ -67,6 +68,12 @@ inline Tensor exact(const std::vector<double>& v, const Shape& shape, bool requi
 
 inline Tensor index(const std::vector<int64_t>& v, const Shape& shape) {
   return from_vector(v, shape);
+}
+
+// t moved to input's device: a tensor that f makes itself (a target, running statistics) must
+// live where the inputs do when the case runs on a device (case_on_device). t itself on the CPU.
+inline Tensor on_device_of(const Tensor& input, const Tensor& t) {
+  return ops::to(t, input.device());
 }
 
 inline Tensor no_grad(Tensor t) {

@@ -46,7 +46,8 @@ void add_nn_cases(std::vector<GradcheckCase>& cs) {
       {leaf({5, 3}, -2, 2, 21)});
   add(cs, Op::batch_norm, "eval with running statistics",
       [](const TensorList& in) {
-        Tensor rm = from_vector<double>({0.1, -0.2}), rv = from_vector<double>({0.5, 2.0});
+        Tensor rm = on_device_of(in[0], from_vector<double>({0.1, -0.2}));
+        Tensor rv = on_device_of(in[0], from_vector<double>({0.5, 2.0}));
         return batch_norm(in[0], rm, rv, in[1], in[2], false, 0.1, 1e-5);
       },
       {leaf({2, 2, 3, 3}, -2, 2, 22), leaf({2}, 0.5, 1.5, 23), leaf({2}, -1, 1, 24)});
@@ -118,13 +119,13 @@ void add_nn_cases(std::vector<GradcheckCase>& cs) {
 
   add(cs, Op::cross_entropy, "plain",
       [](const TensorList& in) {
-        return cross_entropy(in[0], index({2, 0, 3}, {3}));
+        return cross_entropy(in[0], on_device_of(in[0], index({2, 0, 3}, {3})));
       },
       {leaf({3, 4}, -2, 2, 31)});
   add(cs, Op::cross_entropy, "label smoothing 0.1 and class weights",
       [](const TensorList& in) {
-        return cross_entropy(in[0], index({1, 1, 0, 2}, {4}), 0.1,
-                             from_vector<double>({0.5, 2.0, 1.0}));
+        return cross_entropy(in[0], on_device_of(in[0], index({1, 1, 0, 2}, {4})), 0.1,
+                             on_device_of(in[0], from_vector<double>({0.5, 2.0, 1.0})));
       },
       {leaf({4, 3}, -2, 2, 32)});
 }

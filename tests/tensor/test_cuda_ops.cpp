@@ -27,6 +27,7 @@
 #include "tensor/ops/view.h"
 #include "tensor/random.h"
 #include "tensor/runtime.h"
+#include "tests/support/gradcheck_on_device.h"
 #include "tests/support/test_support.h"
 #if OKD_HAVE_CUDA
 #include "tensor/cuda/allocator.h"
@@ -1009,6 +1010,15 @@ TEST(CudaAutograd, SmallConvNetLossAndGradientsMatchCpu) {
     EXPECT_TRUE(matches(d.running_mean, c.running_mean, rt, at));
     EXPECT_TRUE(matches(d.running_var, c.running_var, rt, at));
   }
+}
+
+// Every gradcheck case of the op inventory with its inputs on the GPU in float64: f, the kernels
+// and every backward run there (the skip list is in tests/support/gradcheck_on_device.h).
+TEST(CudaAutograd, InventoryGradcheckCasesPassInFloat64) {
+  OKD_REQUIRE_GPU();
+  const int ran = test::expect_cases_pass_on(kCuda, false);
+  EXPECT_EQ(static_cast<size_t>(ran),
+            gradcheck_cases().size() - test::device_gradcheck_skips().size());
 }
 
 // ---- errors ------------------------------------------------------------------------------------
