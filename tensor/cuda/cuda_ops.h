@@ -53,6 +53,16 @@ bool allow_tf32();
 // algorithms accumulate with atomics otherwise). Off by default; okd's own kernels always are.
 void set_deterministic(bool on);
 bool deterministic();
+// Training batch norm on the GPU (norm_cuda.cu): 0 = one block per channel; 1 = split each
+// channel over batch_norm_parts() blocks whenever that is more than one; 2 (the default) = split
+// only when there are also fewer than 256 channels. Every mode is deterministic (results
+// bit-identical run to run, on any GPU); modes agree within rounding. The environment variable
+// OKD_BN_SPLIT=0|1|2 sets it at start-up; a captured graph keeps the choice made at capture.
+void set_batch_norm_split(int mode);
+int batch_norm_split();
+// Blocks per channel that the current mode gives a training batch norm of x viewed as [N, C, S]
+// (1: one block per channel). A function of the mode and (N, C, S) only, never of the GPU.
+int64_t batch_norm_parts(int64_t N, int64_t C, int64_t S);
 // bf16 convolutions (Conv2dParams::precision) hand cuDNN their bfloat16 operands in NHWC order
 // (channels-last; the float32 -> bf16 staging copy does the transposition) instead of NCHW.
 // Tensors stay NCHW everywhere else. Off by default; results agree within bf16 rounding.

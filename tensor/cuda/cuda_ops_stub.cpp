@@ -27,6 +27,18 @@ void set_deterministic(bool) {}
 bool deterministic() { return false; }
 void set_channels_last(bool) {}
 bool channels_last() { return false; }
+namespace {
+int g_bn_split = 2;  // kept for batch_norm_split(); no kernel here to use it
+}  // namespace
+void set_batch_norm_split(int mode) {
+  OKD_CHECK(mode >= 0 && mode <= 2,
+            "set_batch_norm_split: expected 0 (one block per channel), 1 (split) or 2 (automatic), "
+            "got ",
+            mode);
+  g_bn_split = mode;
+}
+int batch_norm_split() { return g_bn_split; }
+int64_t batch_norm_parts(int64_t, int64_t, int64_t) { return 1; }
 std::string device_summary() {
   return emulating() ? "cuda:0 emulated on the CPU (no GPU; OKD_CUDA_EMULATE)"
                      : unavailable_reason();

@@ -132,6 +132,7 @@ void set_allow_tf32(bool allow) { g_allow_tf32 = allow; }
 bool allow_tf32() { return g_allow_tf32; }
 
 std::string device_summary() {
+  static const char* const kSplitNames[] = {"off", "on", "auto"};  // set_batch_norm_split's modes
   if (emulating()) return "cuda:0 emulated on the CPU (no GPU; OKD_CUDA_EMULATE)";
   if (probe().count == 0) return unavailable_reason();
   cudaDeviceProp prop{};
@@ -142,8 +143,8 @@ std::string device_summary() {
   return str(prop.name, " (sm_", prop.major, prop.minor, ", ",
              prop.totalGlobalMem / (1024 * 1024 * 1024), " GiB), cuBLAS ", major, ".", minor,
              ", cuDNN ", cudnn_version(), ", TF32 ", g_allow_tf32 ? "on" : "off",
-             ", deterministic convolutions ", deterministic() ? "on" : "off",
-             (g_registered ? "" : ", not registered"));
+             ", deterministic convolutions ", deterministic() ? "on" : "off", ", batch-norm split ",
+             kSplitNames[batch_norm_split()], (g_registered ? "" : ", not registered"));
 }
 
 }  // namespace cuda

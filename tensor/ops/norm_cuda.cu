@@ -1,11 +1,38 @@
-// Batch normalisation on CUDA (formulas in norm.h). Training forward and backward are one kernel
-// launch each: one block per channel reduces the channel's N x S values in double (each thread a
-// fixed strided share, then block_reduce's fixed tree: deterministic), forms scale and shift in
-// double as norm_cpu.cpp does, and writes the output in the input's dtype, with the fused ReLU
-// and residual of the forward and the ReLU mask of the backward applied in the same pass. (They
-// replaced a composition of ~12 generic ops forward and ~20 backward, in float64.) Eval mode is
-// one elementwise kernel with the per-channel scale and shift formed in each block.
+// Batch normalisation on CUDA (formulas in norm.h). Training forward and backward come in two
+// deterministic forms, chosen per call by cuda::batch_norm_parts() (set_batch_norm_split,
+// OKD_BN_SPLIT):
+//  - one block per channel, one launch each way: the block reduces the channel's N x S values in
+//    double (each thread a fixed strided share, then block_reduce's fixed tree), forms scale and
+//    shift in double as norm_cpu.cpp does, and writes the output in the input's dtype, with the
+//    fused ReLU and residual of the forward and the ReLU mask of the backward in the same pass.
+//    (These replaced a composition of ~12 generic ops forward and ~20 backward, in float64.)
+//  - split: B = clamp(N S / 2048, 1, 32) blocks per channel (a function of N and S only, never of
+//    the GPU), two launches each way. Block (c, p), blockIdx.x = c B + p, owns the contiguous
+//    share [M p / B, M (p + 1) / B) of the channel's M = N S values in flat order m = n S + s
+//    (ShareWalk: consecutive threads read consecutive addresses; (n, s) and the offset advance
+//    without division). The stats kernel writes each block's partials to a [C, B, 2] double
+//    workspace; the apply kernel's blocks (same grid, same shares) each load their channel's B
+//    partials, combine them serially in part order on thread 0 (so every block of a channel gets
+//    the same bits), and write y (or dx); part 0 also writes the channel's statistics (or dw, db).
+//    Why this form: no floating-point atomics and no "last block" counter (nothing to reset
+//    inside a captured CUDA graph); the order of every addition depends on (N, S) and the block
+//    size only. The combine is redundant per block, but it is at most 32 loads from L2 each.
+//    Variance: each block is two-pass over its own share (its sum, then the squared deviations
+//    from its own mean, in double; the second pass rereads the share, mostly from L2), and the
+//    channel combines them as M2 = sum_p [M2_p + n_p (mean_p - mean)^2] (Chan et al.): every term
+//    is non-negative, so there is no cancellation and the result carries a relative error of a
+//    few double ulps, against float32 data's 2^-24: as accurate as the one-block two-pass form,
+//    without its third pass. (A single round of sum and sum of squares in double would lose
+//    digits as (mean / std)^2 grows; this form does not.) The backward's sums, sum(d) and
+//    sum(d (x - mean)), are plain partial sums added in part order.
+//  The two forms add in different orders, so they agree within rounding, not bit for bit; each is
+//  bit-identical from run to run. Eval mode is one elementwise kernel with the per-channel scale
+//  and shift formed in each block.
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "tensor/cuda/backends.h"
 #include "tensor/cuda/context.h"
@@ -129,6 +156,189 @@ __global__ void bn_backward_kernel(const T* dy, const T* x, const T* w, const T*
   }
 }
 
+// ---- split: several blocks per channel ---------------------------------------------------------
+constexpr int kSplitThreads = 256;
+constexpr int64_t kSplitShare = 2048;  // values per block, at least (8 a thread and pass)
+constexpr int kMaxParts = 32;          // blocks per channel, at most
+// Mode 2 splits only below this many channels: 256 one-block channels are already about two
+// blocks per SM of an H100/H200 (132 SMs). A fixed number, so the choice never depends on the GPU.
+constexpr int64_t kAutoSplitChannels = 256;
+
+// Thread threadIdx.x's values of its block's share [lo, hi) of channel c: flat indices m = lo +
+// threadIdx.x, + blockDim.x, ... below hi, where m = n S + s sits at (n C + c) S + s in x. The
+// column s and the offset advance by fixed steps, with one wrap to the next row at most (ds < S).
+struct ShareWalk {
+  int64_t m, hi, s, off, S, ds, doff, wrap;
+  __device__ ShareWalk(int64_t lo, int64_t hi_, int64_t C, int64_t c, int64_t S_)
+      : m(lo + threadIdx.x), hi(hi_), S(S_) {
+    const int64_t n = m / S, dn = blockDim.x / S;
+    s = m - n * S;
+    off = (n * C + c) * S + s;
+    ds = blockDim.x - dn * S;
+    doff = dn * C * S + ds;
+    wrap = C * S - S;
+  }
+  __device__ bool more() const { return m < hi; }
+  __device__ void next() {
+    m += blockDim.x;
+    s += ds;
+    off += doff;
+    if (s >= S) {
+      s -= S;
+      off += wrap;
+    }
+  }
+};
+
+// Block (c, p) = blockIdx.x / B, blockIdx.x % B owns values [M p / B, M (p + 1) / B) of channel c.
+struct Share {
+  int64_t c, p, lo, hi;
+};
+__device__ Share share_of_block(int64_t M, int B) {
+  const int64_t c = blockIdx.x / B, p = blockIdx.x % B;
+  return {c, p, M * p / B, M * (p + 1) / B};
+}
+
+// Loads channel c's B partial pairs [C, B, 2] into sp (2 B doubles); ends with a barrier.
+__device__ void load_parts(const double* part, int64_t c, int B, double* sp) {
+  if (static_cast<int>(threadIdx.x) < 2 * B) sp[threadIdx.x] = part[2 * c * B + threadIdx.x];
+  __syncthreads();
+}
+
+// Forward, first launch: block (c, p) writes part[c, p] = (sum of its values, sum of their
+// squared deviations from its own mean), both in double.
+template <class T>
+__global__ void bn_split_stats_kernel(const T* x, double* part, int64_t C, int64_t S, int64_t M,
+                                      int B) {
+  __shared__ double smem[32];
+  const Share sh = share_of_block(M, B);
+  double s = 0;
+  for (ShareWalk w(sh.lo, sh.hi, C, sh.c, S); w.more(); w.next())
+    s += static_cast<double>(x[w.off]);
+  s = block_reduce(s, SumOp{}, smem);
+  const double mean = s / static_cast<double>(sh.hi - sh.lo);
+  double q = 0;
+  for (ShareWalk w(sh.lo, sh.hi, C, sh.c, S); w.more(); w.next()) {
+    const double d = static_cast<double>(x[w.off]) - mean;
+    q += d * d;
+  }
+  q = block_reduce(q, SumOp{}, smem);
+  if (threadIdx.x == 0) {
+    part[2 * blockIdx.x] = s;
+    part[2 * blockIdx.x + 1] = q;
+  }
+}
+
+// Forward, second launch: every block combines its channel's parts in part order (mean = sum /
+// M, M2 = sum_p [M2_p + n_p (mean_p - mean)^2]), forms scale and shift as bn_train_kernel does,
+// and writes y over its share; part 0 writes the statistics.
+template <class T>
+__global__ void bn_split_apply_kernel(const T* x, const T* w, const T* b, const T* res, T* y,
+                                      T* mean_out, T* invstd_out, T* var_unbiased_out,
+                                      const double* part, int64_t C, int64_t S, int64_t M, int B,
+                                      double eps, bool relu) {
+  __shared__ double sp[2 * kMaxParts];
+  __shared__ double coef[2];  // scale and shift, exactly as T
+  const Share sh = share_of_block(M, B);
+  double wc = 1.0, bc = 0.0;  // read before the barrier: their latency overlaps the parts' loads
+  if (threadIdx.x == 0) {
+    if (w) wc = static_cast<double>(w[sh.c]);
+    if (b) bc = static_cast<double>(b[sh.c]);
+  }
+  load_parts(part, sh.c, B, sp);
+  if (threadIdx.x == 0) {
+    const double Md = static_cast<double>(M);
+    double sum = 0;
+    for (int q = 0; q < B; ++q) sum += sp[2 * q];
+    const double mean = sum / Md;
+    double m2 = 0;
+    for (int q = 0; q < B; ++q) {
+      const double nq = static_cast<double>(M * (q + 1) / B - M * q / B);
+      const double dm = sp[2 * q] / nq - mean;
+      m2 += sp[2 * q + 1] + nq * dm * dm;
+    }
+    const double invstd = 1.0 / ::sqrt(m2 / Md + eps);
+    coef[0] = static_cast<double>(static_cast<T>(invstd * wc));
+    coef[1] = static_cast<double>(static_cast<T>(bc - mean * invstd * wc));
+    if (sh.p == 0) {
+      mean_out[sh.c] = static_cast<T>(mean);
+      invstd_out[sh.c] = static_cast<T>(invstd);
+      var_unbiased_out[sh.c] = static_cast<T>(m2 / (Md - 1));
+    }
+  }
+  __syncthreads();
+  const T scale = static_cast<T>(coef[0]), shift = static_cast<T>(coef[1]);
+  for (ShareWalk it(sh.lo, sh.hi, C, sh.c, S); it.more(); it.next()) {
+    T v = x[it.off] * scale + shift;
+    if (res) v = v + res[it.off];
+    y[it.off] = relu && !(v > T(0)) ? T(0) : v;
+  }
+}
+
+// Backward, first launch: part[c, p] = (sum d, sum d (x - mean)) over block (c, p)'s share, with
+// d = dy masked by z > 0 when z is given, the terms formed as bn_backward_kernel forms them.
+template <class T>
+__global__ void bn_split_backward_stats_kernel(const T* dy, const T* x, const T* mean, const T* z,
+                                               double* part, int64_t C, int64_t S, int64_t M,
+                                               int B) {
+  __shared__ double smem[32];
+  const Share sh = share_of_block(M, B);
+  const T mc = mean[sh.c];
+  double sdy = 0, sdyx = 0;
+  for (ShareWalk w(sh.lo, sh.hi, C, sh.c, S); w.more(); w.next()) {
+    const T d = z && !(z[w.off] > T(0)) ? T(0) : dy[w.off];
+    sdy += static_cast<double>(d);
+    sdyx += static_cast<double>(d * (x[w.off] - mc));
+  }
+  sdy = block_reduce(sdy, SumOp{}, smem);
+  sdyx = block_reduce(sdyx, SumOp{}, smem);
+  if (threadIdx.x == 0) {
+    part[2 * blockIdx.x] = sdy;
+    part[2 * blockIdx.x + 1] = sdyx;
+  }
+}
+
+// Backward, second launch: every block adds its channel's parts in part order and writes dx over
+// its share as bn_backward_kernel does; part 0 writes dw and db.
+template <class T>
+__global__ void bn_split_backward_apply_kernel(const T* dy, const T* x, const T* w, const T* mean,
+                                               const T* invstd, const T* z, T* dx, T* dw, T* db,
+                                               const double* part, int64_t C, int64_t S, int64_t M,
+                                               int B) {
+  __shared__ double sp[2 * kMaxParts];
+  __shared__ double coef[3];  // a, bb, off, exactly as T
+  const Share sh = share_of_block(M, B);
+  double is = 0, wc = 1.0;  // read before the barrier: their latency overlaps the parts' loads
+  if (threadIdx.x == 0) {
+    is = static_cast<double>(invstd[sh.c]);
+    if (w) wc = static_cast<double>(w[sh.c]);
+  }
+  const T mc = mean[sh.c];
+  load_parts(part, sh.c, B, sp);
+  if (threadIdx.x == 0) {
+    double sdy = 0, sdyx = 0;
+    for (int q = 0; q < B; ++q) {
+      sdy += sp[2 * q];
+      sdyx += sp[2 * q + 1];
+    }
+    sdyx *= is;  // sum(d xhat)
+    if (sh.p == 0) {
+      dw[sh.c] = static_cast<T>(sdyx);
+      db[sh.c] = static_cast<T>(sdy);
+    }
+    const double Md = static_cast<double>(M), k = wc * is / Md;
+    coef[0] = static_cast<double>(static_cast<T>(k * Md));
+    coef[1] = static_cast<double>(static_cast<T>(-k * sdyx * is));
+    coef[2] = static_cast<double>(static_cast<T>(-k * sdy));
+  }
+  __syncthreads();
+  const T a = static_cast<T>(coef[0]), bb = static_cast<T>(coef[1]), off = static_cast<T>(coef[2]);
+  for (ShareWalk it(sh.lo, sh.hi, C, sh.c, S); it.more(); it.next()) {
+    const T d = z && !(z[it.off] > T(0)) ? T(0) : dy[it.off];
+    dx[it.off] = a * d + bb * (x[it.off] - mc) + off;
+  }
+}
+
 // Eval mode: y = x * scale + shift with scale = w / sqrt(var + eps), shift = b - mean scale, formed
 // in double per channel as norm_cpu.cpp does and rounded to T. Block (c, j) takes channel c of
 // the samples j, j + gridDim.y, ...; w, b may be null.
@@ -164,7 +374,34 @@ const T* data_or_null(const Tensor& t) {
   return t.defined() ? t.device_data<T>() : nullptr;
 }
 
+int split_mode_from_environment() noexcept {
+  const char* v = std::getenv("OKD_BN_SPLIT");
+  if (v == nullptr || *v == '\0') return 2;
+  const std::string s(v);
+  if (s == "0" || s == "1" || s == "2") return s[0] - '0';
+  std::fprintf(stderr, "okd: OKD_BN_SPLIT=%s ignored: expected 0, 1 or 2\n", v);
+  return 2;
+}
+std::atomic<int> g_bn_split{split_mode_from_environment()};
+
 }  // namespace
+
+void set_batch_norm_split(int mode) {
+  OKD_CHECK(mode >= 0 && mode <= 2,
+            "set_batch_norm_split: expected 0 (one block per channel), 1 (split) or 2 (automatic), "
+            "got ",
+            mode);
+  g_bn_split = mode;
+}
+int batch_norm_split() { return g_bn_split; }
+
+int64_t batch_norm_parts(int64_t N, int64_t C, int64_t S) {
+  const int mode = g_bn_split;
+  const int64_t parts = std::clamp<int64_t>(N * S / kSplitShare, 1, kMaxParts);
+  if (mode == 0 || parts == 1 || C > (int64_t{1} << 31) / kMaxParts - 1) return 1;
+  if (mode == 2 && C >= kAutoSplitChannels) return 1;
+  return parts;
+}
 
 namespace gpu {
 
@@ -190,6 +427,23 @@ std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x_, const 
   ops::BatchNormStats st{empty({g.C}, x.dtype(), x.device()), empty({g.C}, x.dtype(), x.device()),
                          empty({g.C}, x.dtype(), x.device())};
   if (g.C == 0) return {y, st};  // no channel: nothing to launch
+  const int64_t B = batch_norm_parts(g.N, g.C, S);
+  if (B > 1) {
+    const Tensor part = empty({g.C, B, 2}, DType::Float64, x.device());
+    const auto blocks = static_cast<unsigned>(g.C * B);
+    dispatch_float(x.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      bn_split_stats_kernel<T><<<blocks, kSplitThreads, 0, stream()>>>(
+          x.device_data<T>(), part.device_data<double>(), g.C, S, g.M, static_cast<int>(B));
+      bn_split_apply_kernel<T><<<blocks, kSplitThreads, 0, stream()>>>(
+          x.device_data<T>(), data_or_null<T>(w), data_or_null<T>(b), data_or_null<T>(res),
+          y.device_data<T>(), st.mean.device_data<T>(), st.invstd.device_data<T>(),
+          st.var_unbiased.device_data<T>(), part.device_data<double>(), g.C, S, g.M,
+          static_cast<int>(B), eps, relu);
+    });
+    OKD_CUDA_CHECK_LAUNCH(op);
+    return {y, st};
+  }
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     bn_train_kernel<T><<<static_cast<unsigned>(g.C), kChannelThreads, 0, stream()>>>(
@@ -253,6 +507,23 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
   Tensor dx = empty(x.shape(), x.dtype(), x.device());
   Tensor dw = empty({g.C}, x.dtype(), x.device()), db = empty({g.C}, x.dtype(), x.device());
   if (g.C == 0) return {dx, dw, db};  // no channel: nothing to launch
+  const int64_t B = batch_norm_parts(g.N, g.C, S);
+  if (B > 1) {
+    const Tensor part = empty({g.C, B, 2}, DType::Float64, x.device());
+    const auto blocks = static_cast<unsigned>(g.C * B);
+    dispatch_float(x.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      bn_split_backward_stats_kernel<T><<<blocks, kSplitThreads, 0, stream()>>>(
+          dy.device_data<T>(), x.device_data<T>(), m.device_data<T>(), data_or_null<T>(z),
+          part.device_data<double>(), g.C, S, g.M, static_cast<int>(B));
+      bn_split_backward_apply_kernel<T><<<blocks, kSplitThreads, 0, stream()>>>(
+          dy.device_data<T>(), x.device_data<T>(), data_or_null<T>(w), m.device_data<T>(),
+          is.device_data<T>(), data_or_null<T>(z), dx.device_data<T>(), dw.device_data<T>(),
+          db.device_data<T>(), part.device_data<double>(), g.C, S, g.M, static_cast<int>(B));
+    });
+    OKD_CUDA_CHECK_LAUNCH(op);
+    return {dx, dw, db};
+  }
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     bn_backward_kernel<T><<<static_cast<unsigned>(g.C), kChannelThreads, 0, stream()>>>(
