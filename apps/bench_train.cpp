@@ -3,7 +3,9 @@
 // own (the same forward_train/update train_cifar runs): baseline by default, dml for online KD
 // with two peers. On --device cuda each timed step ends with a device synchronize; with
 // --cuda-graph the step is captured once after the warm-up and each timed step is a replay
-// (tensor/cuda/graph.h; the method must declare its step capturable).
+// (tensor/cuda/graph.h; the method must declare its step capturable). --precision bf16 runs the
+// step under nn::functional::Autocast (bf16 products in conv/linear, float32 weights; cuDNN/cuBLAS
+// bf16 on cuda, a rounding emulation on the CPU); the precision is printed in every result line.
 // bench/run_train_bench.sh runs the same step in PyTorch (bench/train_peer.py) with the same
 // thread count and prints ratios.
 #include <sys/resource.h>
@@ -16,6 +18,7 @@
 
 #include "autograd/functions.h"
 #include "distill/method.h"
+#include "nn/functional.h"
 #include "optim/sgd.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/graph.h"
@@ -29,7 +32,7 @@ int main(int argc, char** argv) {
   okd::select_fast_blas_kernel(argv);  // may restart with OPENBLAS_CORETYPE set
   CLI::App app{"bench_train: training-step throughput of CIFAR ResNets (one method's step)"};
   std::vector<std::string> archs{"resnet20", "resnet32", "resnet56"};
-  std::string method_name = "baseline", device_name = "cpu";
+  std::string method_name = "baseline", device_name = "cpu", precision = "float32";
   int threads = 2, steps = 10, warmup = 2;
   bool cuda_graph = false;
   int64_t batch = 128;
@@ -41,6 +44,15 @@ int main(int argc, char** argv) {
   app.add_option("--batch-size", batch, "batch size")->capture_default_str();
   app.add_option("--steps", steps, "timed steps")->capture_default_str();
   app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
+  app.add_option("--precision", precision,
+                 "float32 | bf16 (mixed precision: bf16 products in conv/linear, float32 weights; "
+                 "bf16 tensor cores on cuda, an emulation on the CPU)")
+      ->check(CLI::IsMember({"float32", "bf16"}))
+      ->capture_default_str();
+  bool channels_last = false;
+  app.add_flag("--channels-last", channels_last,
+               "cuda, bf16: hand cuDNN the bf16 convolution operands in NHWC order "
+               "(cuda::set_channels_last)");
   app.add_flag("--cuda-graph", cuda_graph,
                "cuda: capture the step as one CUDA graph after the warm-up and time its replays");
   CLI11_PARSE(app, argc, argv);
@@ -49,6 +61,12 @@ int main(int argc, char** argv) {
     const Device device = Device::parse(device_name);
     std::printf("%s\n", runtime_summary().c_str());
     OKD_CHECK(!cuda_graph || device.is_cuda(), "--cuda-graph needs --device cuda");
+    OKD_CHECK(!channels_last || (device.is_cuda() && precision == "bf16"),
+              "--channels-last needs --device cuda and --precision bf16");
+    if (channels_last) cuda::set_channels_last(true);
+    // Held for the whole run on this thread: warm-up, capture and timed steps.
+    nn::functional::Autocast autocast(precision == "bf16" ? Precision::BFloat16
+                                                          : Precision::Float32);
     if (device.is_cuda()) {
       OKD_CHECK(has_allocator(DeviceType::CUDA), "--device ", device_name, ": ",
                 cuda::unavailable_reason());
@@ -121,11 +139,11 @@ int main(int argc, char** argv) {
       rusage ru{};
       getrusage(RUSAGE_SELF, &ru);
       std::printf(
-          "okd %-10s %s %s%s batch %lld threads %d: %8.1f images/s median step (%.3f s), %8.1f "
-          "mean, peak RSS %.0f MiB\n",
+          "okd %-10s %s %s%s %s%s batch %lld threads %d: %8.1f images/s median step (%.3f s), "
+          "%8.1f mean, peak RSS %.0f MiB\n",
           arch.c_str(), method_name.c_str(), device.str().c_str(), cuda_graph ? " graph" : "",
-          static_cast<long long>(batch), threads, batch / median, median, batch * steps / total,
-          ru.ru_maxrss / 1024.0);
+          precision.c_str(), channels_last ? " nhwc" : "", static_cast<long long>(batch), threads,
+          batch / median, median, batch * steps / total, ru.ru_maxrss / 1024.0);
       std::fflush(stdout);
     }
   } catch (const std::exception& e) {

@@ -4,10 +4,13 @@
 --method dml trains two peers with DML's loss as okd's dml does by default (each network:
 cross-entropy plus KL(peer's detached softmax || its own), one summed backward, one SGD step).
 --device cuda times on the GPU (a synchronize ends each step); --compile wraps the networks in
-torch.compile.
+torch.compile; --bf16 runs forward and loss under torch.autocast(dtype=torch.bfloat16) (bf16
+products in conv/linear, float32 weights and optimizer: okd's --precision bf16); the backward and
+the SGD step run outside it, as PyTorch's AMP recipe has them.
 Usage: train_peer.py THREADS [ARCH ...] [--method baseline|dml] [--device cpu|cuda]
-                     [--batch-size N] [--compile]"""
+                     [--batch-size N] [--compile] [--bf16]"""
 import argparse
+import contextlib
 import os
 import resource
 import sys
@@ -22,12 +25,15 @@ ap.add_argument("--batch-size", type=int, default=128)
 ap.add_argument("--steps", type=int, default=10)
 ap.add_argument("--warmup", type=int, default=2)
 ap.add_argument("--compile", action="store_true")
+ap.add_argument("--bf16", action="store_true", help="forward under torch.autocast(bfloat16)")
 args = ap.parse_args()
 os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 torch.set_num_threads(args.threads)
+if args.compile and not hasattr(torch, "compile"):
+    sys.exit(f"train_peer.py: --compile needs PyTorch 2.0 or later (this is {torch.__version__})")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "reference"))
 from make_resnet_golden import ResNet  # noqa: E402
 
@@ -50,16 +56,22 @@ for arch in args.archs:
     params = [p for net in nets for p in net.parameters()]
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4)
 
+    def autocast():
+        if not args.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
+
     def step():
         opt.zero_grad()
-        z = [f(x) for f in fwd]
-        loss = 0
-        for k in range(peers):
-            loss = loss + F.cross_entropy(z[k], y)
-            for j in range(peers):
-                if j != k:  # KL(p_j || p_k) with p_j detached, batchmean, over K - 1 peers
-                    loss = loss + F.kl_div(F.log_softmax(z[k], 1), F.softmax(z[j].detach(), 1),
-                                           reduction="batchmean") / (peers - 1)
+        with autocast():  # autocast keeps softmax, log_softmax and the losses in float32
+            z = [f(x) for f in fwd]
+            loss = 0
+            for k in range(peers):
+                loss = loss + F.cross_entropy(z[k], y)
+                for j in range(peers):
+                    if j != k:  # KL(p_j || p_k) with p_j detached, batchmean, over K - 1 peers
+                        loss = loss + F.kl_div(F.log_softmax(z[k], 1), F.softmax(z[j].detach(), 1),
+                                               reduction="batchmean") / (peers - 1)
         loss.backward()
         opt.step()
         sync()
@@ -74,6 +86,8 @@ for arch in args.archs:
     median = sorted(times)[len(times) // 2]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     mode = " compiled" if args.compile else ""
-    print(f"torch {arch:10s} {args.method} {args.device}{mode} batch {B} threads {args.threads}: "
+    precision = "bf16" if args.bf16 else "float32"
+    print(f"torch {arch:10s} {args.method} {args.device}{mode} {precision} batch {B} "
+          f"threads {args.threads}: "
           f"{B / median:8.1f} images/s median step ({median:.3f} s), "
           f"{B * args.steps / sum(times):8.1f} mean, peak RSS {rss:.0f} MiB", flush=True)

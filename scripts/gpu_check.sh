@@ -12,7 +12,16 @@
 # is cut to what remains. Parts, in order of priority:
 #   build     configure + build test_tensor test_device bench_train train_cifar for sm_90
 #   tests     the CUDA op tests, then test_device on the GPU
-#   bench     okd baseline/dml x batch 128/512 x eager/--cuda-graph; PyTorch eager, then compile
+#   bench     issue 9's table: baseline/dml x ResNet-20/32/56 x batch 128/512 x float32/bf16,
+#             okd eager and --cuda-graph against PyTorch eager and torch.compile, images/s, with
+#             the ratios in $OUT/summary.txt. In order of priority (the budget skips the rest and
+#             says so): ResNet-32 dml batch 128 (the target) float32 and bf16, all four programs
+#             (and okd --channels-last bf16); then each remaining (method, batch, precision):
+#             okd eager, okd graph, PyTorch eager; torch.compile for those last (it compiles for
+#             tens of seconds a configuration). Few steps (BENCH_WARMUP=3, BENCH_STEPS=10;
+#             BENCH_BATCHES="128 512"): the whole table should take about 8 minutes (an
+#             estimate: not yet run on a GPU), so in the second call below it leaves little for
+#             tta and sanitizer, which then skip and say so.
 #   tta       time to accuracy, okd then PyTorch (needs FMNIST_DIR, below)
 #   sanitizer compute-sanitizer memcheck, racecheck, synccheck over the CUDA op tests
 # Usage (on the device machine; two calls of about 9 minutes each fit one session):
@@ -26,6 +35,12 @@
 # untracked, not ignored folder of the work tree (e.g. mkdir gpu_data && cp
 # /usr/share/datasets/fashion-mnist/*.gz gpu_data/), which the device tool copies along, and run
 # with FMNIST_DIR=gpu_data (about 30 MB; never commit it).
+# The bench part alone, with the most of one command: OUT=$OUT PARTS=bench BUDGET=540 bash ...
+# CPU dry run of the shell logic (no GPU; a CPU build with bench_train, e.g. OKD_GPU_BUILD=build):
+#   DRY_RUN=1 PARTS=bench BUDGET=120 OKD_GPU_BUILD=build PYTHON=/usr/bin/python3 \
+#     bash scripts/gpu_check.sh
+# runs bench_train on emulated cuda:0 (OKD_CUDA_EMULATE=1) and the PyTorch peer on the CPU, at
+# batch 4 and 8 with 1 warm-up and 1 timed step, so that the budget skips most rows, saying so.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu_check}
@@ -61,7 +76,9 @@ if want build && [[ ! -x "$build/tests/test_tensor" ]]; then
   stage build 120 480 cmake --build "$build" -j"$(nproc)" --target test_tensor test_device \
     bench_train train_cifar || { grep -m20 -A5 error "$out/build.log"; exit 1; }
 fi
-[[ -x "$build/tests/test_tensor" ]] || { say "no build in $build (run the build part first)"; exit 1; }
+if want tests || want sanitizer; then
+  [[ -x "$build/tests/test_tensor" ]] || { say "no build in $build (run the build part first)"; exit 1; }
+fi
 if want tests; then
   stage test_cuda_ops 30 240 "$build/tests/test_tensor" --gtest_filter='Cuda*'
   grep -E "^\[  (PASSED|FAILED) |^\[  SKIPPED \] [0-9]|FAILED  \]" "$out/test_cuda_ops.log" |
@@ -70,30 +87,141 @@ if want tests; then
   grep -E "^\[  (PASSED|FAILED) |^\[  SKIPPED \] [0-9]|FAILED  \]" "$out/test_device.log" |
     tee -a "$out/summary.txt"
 fi
-want bench && for method in baseline dml; do
-  for batch in 128 512; do
-    for graph in "" --cuda-graph; do
-      stage "bench_okd_${method}_$batch$graph" 20 120 "$build/apps/bench_train" --device cuda \
-        --method "$method" --batch-size "$batch" --steps 20 --warmup 5 $graph
-      grep -E '^okd .*images/s|^bench_train:' "$out/bench_okd_${method}_$batch$graph.log" |
-        tee -a "$out/summary.txt"
-    done
-  done
-done
-torch_gpu() { python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; }
-if ! want bench; then
-  :
-elif torch_gpu; then
-  for mode in "" --compile; do  # eager first for both methods: compile takes longest
-    for method in baseline dml; do
-      stage "bench_torch_${method}${mode}" 30 240 python3 bench/train_peer.py 8 resnet20 resnet32 \
-        resnet56 --device cuda --method "$method" --batch-size 128 --steps 20 --warmup 5 $mode
-      grep '^torch ' "$out/bench_torch_${method}${mode}.log" | tee -a "$out/summary.txt"
-    done
-  done
-else
-  say "PyTorch with CUDA: not available here (no peer figures)"
+# --- bench: okd (bench_train) against PyTorch (bench/train_peer.py), rows by priority ----------
+bench_dev=cuda torch_dev=cuda steps=${BENCH_STEPS:-10} warmup=${BENCH_WARMUP:-3}
+py=${PYTHON:-python3}  # the Python with PyTorch (PYTHON=/usr/bin/python3 for a dry run here)
+read -r -a batches <<< "${BENCH_BATCHES:-128 512}"
+if [[ -n ${DRY_RUN:-} ]]; then
+  export OKD_CUDA_EMULATE=1
+  torch_dev=cpu steps=${BENCH_STEPS:-1} warmup=${BENCH_WARMUP:-1}
+  read -r -a batches <<< "${BENCH_BATCHES:-4 8}"
 fi
+# A log name's tail from words: resnet20 resnet56 --cuda-graph -> 20_56_graph.
+tag() {
+  local IFS=_ words=("${@//resnet/}")
+  words=("${words[@]//--cuda-graph/graph}")
+  words=("${words[@]//--channels-last/nhwc}")
+  echo "${words[*]}"
+}
+# okd_row METHOD BATCH PRECISION [FLAGS...] -- ARCH...: one bench_train process over the archs.
+okd_row() {
+  local method=$1 batch=$2 prec=$3 flags=() name
+  shift 3
+  while [[ $1 != -- ]]; do
+    flags+=("$1")
+    shift
+  done
+  shift
+  name="bench_okd_${method}_${batch}_${prec}_$(tag "$@" "${flags[@]}")"
+  stage "$name" 15 120 "$build/apps/bench_train" --device "$bench_dev" --method "$method" \
+    --batch-size "$batch" --precision "$prec" --steps "$steps" --warmup "$warmup" \
+    --arch "$@" "${flags[@]}"
+  grep -E '^okd .*images/s|^bench_train:' "$out/$name.log" | tee -a "$out/summary.txt"
+}
+torch_ok=
+if want bench; then
+  if [[ $torch_dev == cpu ]]; then
+    "$py" -c 'import torch' 2> /dev/null && torch_ok=1
+  else
+    "$py" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null &&
+      torch_ok=1
+  fi
+  [[ -n $torch_ok ]] || say "PyTorch with $torch_dev: not available here (no peer figures)"
+fi
+# torch_row METHOD BATCH PRECISION eager|compile ARCH...: one train_peer.py process.
+torch_row() {
+  local method=$1 batch=$2 prec=$3 mode=$4 flags=() name min=25 limit=120
+  shift 4
+  [[ -n $torch_ok ]] || return 0
+  [[ $prec == bf16 ]] && flags+=(--bf16)
+  if [[ $mode == compile ]]; then
+    flags+=(--compile)
+    min=60 limit=240
+  fi
+  name="bench_torch_${method}_${batch}_${prec}_${mode}_$(tag "$@")"
+  stage "$name" "$min" "$limit" "$py" bench/train_peer.py 8 "$@" --device "$torch_dev" \
+    --method "$method" --batch-size "$batch" --steps "$steps" --warmup "$warmup" "${flags[@]}"
+  grep -E '^torch |^train_peer.py:|Error' "$out/$name.log" | tail -4 | tee -a "$out/summary.txt"
+}
+# The table of every okd/torch result line so far: images/s per program, and the ratios.
+bench_table() {
+  python3 - "$out" << 'PY' | tee -a "$out/summary.txt"
+import glob, os, re, sys
+
+line = re.compile(r"^(okd|torch) +(\S+) +(\S+) +\S+((?: \S+)*?) batch (\d+) threads \d+: +([\d.]+) images/s")
+rows, progs = {}, ["okd", "okd graph", "okd graph nhwc", "torch", "torch compiled"]
+for log in sorted(glob.glob(os.path.join(sys.argv[1], "bench_*.log"))):
+    for text in open(log, errors="replace"):
+        m = line.match(text)
+        if not m:
+            continue
+        who, arch, method, rest, batch, ips = m.groups()
+        words = rest.split()
+        prec = "bf16" if "bf16" in words else "float32"
+        prog = " ".join([who] + [w for w in words if w not in ("bf16", "float32")])
+        if prog not in progs:
+            progs.append(prog)
+        rows.setdefault((method, arch, int(batch), prec), {})[prog] = float(ips)
+if not rows:
+    sys.exit("bench table: no results")
+progs = [p for p in progs if any(p in r for r in rows.values())]
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a and b else "-"
+
+
+print("bench table, images/s; okd/PyTorch ratios: eager/eager, graph/compiled, best/best")
+print(f"{'method':8} {'arch':9} {'batch':>5} {'precision':9}"
+      + "".join(f" {p:>14}" for p in progs) + f" {'eager':>6} {'graph':>6} {'best':>6}")
+for key in sorted(rows, key=lambda k: (k[0] != "dml", k[2], k[1], k[3] != "float32")):
+    r = rows[key]
+    okd = max([v for p, v in r.items() if p.startswith("okd")], default=0)
+    torch = max([v for p, v in r.items() if p.startswith("torch")], default=0)
+    print(f"{key[0]:8} {key[1]:9} {key[2]:>5} {key[3]:9}"
+          + "".join(f" {r[p]:>14.1f}" if p in r else f" {'-':>14}" for p in progs)
+          + f" {ratio(r.get('okd'), r.get('torch')):>6}"
+          + f" {ratio(r.get('okd graph'), r.get('torch compiled')):>6} {ratio(okd, torch):>6}")
+PY
+}
+if want bench; then
+  b0=${batches[0]}
+  # 1. The target: ResNet-32 dml at the first batch size, float32 and bf16, all four programs.
+  for prec in float32 bf16; do
+    okd_row dml "$b0" "$prec" -- resnet32
+    okd_row dml "$b0" "$prec" --cuda-graph -- resnet32
+    torch_row dml "$b0" "$prec" eager resnet32
+  done
+  if "$build/apps/bench_train" --help 2> /dev/null | grep -q -- --channels-last; then
+    okd_row dml "$b0" bf16 --cuda-graph --channels-last -- resnet32
+  fi
+  for prec in float32 bf16; do torch_row dml "$b0" "$prec" compile resnet32; done
+  # 2. Every other (method, batch, precision): okd eager and graph, then PyTorch eager.
+  rest_archs() {
+    archs=(resnet20 resnet32 resnet56)
+    [[ $1 == dml && $2 == "$b0" ]] && archs=(resnet20 resnet56)
+    return 0
+  }
+  for method in dml baseline; do
+    for batch in "${batches[@]}"; do
+      rest_archs "$method" "$batch"
+      for prec in float32 bf16; do
+        okd_row "$method" "$batch" "$prec" -- "${archs[@]}"
+        okd_row "$method" "$batch" "$prec" --cuda-graph -- "${archs[@]}"
+        torch_row "$method" "$batch" "$prec" eager "${archs[@]}"
+      done
+    done
+  done
+  # 3. torch.compile for the rest (tens of seconds of compilation each).
+  for method in dml baseline; do
+    for batch in "${batches[@]}"; do
+      rest_archs "$method" "$batch"
+      for prec in float32 bf16; do torch_row "$method" "$batch" "$prec" compile "${archs[@]}"; done
+    done
+  done
+  bench_table
+fi
+torch_gpu() { "$py" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; }
 # Time to accuracy (issue 9): ResNet-20 baseline on Fashion-MNIST, 15 epochs, okd (whole-step
 # capture, data on the device) and the PyTorch peer on the same GPU. Needs the four .gz files in
 # $FMNIST_DIR (the device machine has no internet: carry them, e.g. in an ignored data_cache/).
@@ -106,7 +234,7 @@ elif [[ -f "$fmnist/train-images-idx3-ubyte.gz" ]]; then
   grep -E "^epoch [0-9]+/15 " "$out/tta_okd.log" | tail -3 | tee -a "$out/summary.txt"
   grep -E "cuda graph:|^net " "$out/tta_okd.log" | tee -a "$out/summary.txt"
   if torch_gpu; then
-    FMNIST_DIR=$fmnist stage tta_torch 60 300 python3 bench/fmnist_peer.py 15 60000 8 cuda
+    FMNIST_DIR=$fmnist stage tta_torch 60 300 "$py" bench/fmnist_peer.py 15 60000 8 cuda
     tail -3 "$out/tta_torch.log" | tee -a "$out/summary.txt"
   fi
 else

@@ -88,6 +88,13 @@ void add_train_flags(CLI::App& app, TrainConfig& c) {
   app.add_flag("--allow-tf32,!--no-allow-tf32", c.allow_tf32,
                "cuda: let float32 matmuls and convolutions use TF32 tensor cores (10-bit mantissa "
                "inputs; off by default)");
+  app.add_option("--precision", c.precision,
+                 "float32 | bf16: bf16 is mixed precision (PyTorch's bf16 autocast): convolutions "
+                 "and linear layers multiply bfloat16-rounded operands with float32 sums while "
+                 "weights, gradients, optimizer state and every other op stay float32 (float32 "
+                 "master weights). On cuda it runs cuDNN/cuBLAS on bf16 tensor cores; on the CPU "
+                 "it is an emulation (rounding around the float32 kernels: slower, for checking)")
+      ->check(CLI::IsMember({"float32", "bf16"}));
   app.add_flag("--cuda-graph,!--no-cuda-graph", c.cuda_graph,
                "cuda: after one eager warm-up step, capture a whole training step (forward, "
                "backward, update) as one CUDA graph and replay it for every full batch; "
@@ -206,6 +213,7 @@ void validate(TrainConfig& c) {
   if (c.warmup_epochs < 0 || c.warmup_epochs >= c.epochs)
     bad("warmup-epochs", "must be in [0, epochs)");
   if (c.shortcut != 'A' && c.shortcut != 'B') bad("shortcut", "must be A or B");
+  parse_precision(c.precision);
   if (c.device != "cpu" && c.device != "cuda" && c.device.rfind("cuda:", 0) != 0)
     bad("device", "must be cpu or cuda");
   if (c.threads < 0) bad("threads", "must be >= 0");
@@ -234,6 +242,12 @@ void validate(TrainConfig& c) {
     auto dot = k.find('.');
     if (dot == std::string::npos) bad(k, "method options are written <method>.<key>");
   }
+}
+
+Precision parse_precision(const std::string& name) {
+  if (name == "float32") return Precision::Float32;
+  if (name == "bf16") return Precision::BFloat16;
+  OKD_FAIL("--precision: '", name, "' is not a precision (float32 or bf16)");
 }
 
 std::string apply_recipe(TrainConfig& c) {
@@ -315,6 +329,7 @@ ConfigMap to_config_map(const TrainConfig& c) {
               {"device", c.device},
               {"deterministic", c.deterministic ? "true" : "false"},
               {"allow-tf32", c.allow_tf32 ? "true" : "false"},
+              {"precision", c.precision},
               {"cuda-graph", c.cuda_graph ? "true" : "false"},
               {"data-on-device", c.data_on_device ? "true" : "false"},
               {"threads", std::to_string(c.threads)},

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "apps/lib/toml.h"
+#include "tensor/dtype.h"
 
 namespace CLI {
 class App;
@@ -39,11 +40,12 @@ struct TrainConfig {
   char shortcut = 'B';
   std::string init = "he_fanout";
   std::string device = "cpu";
-  bool deterministic = false;   // cuDNN: deterministic algorithms only
-  bool allow_tf32 = false;      // cuBLAS/cuDNN float32 products in TF32
-  bool cuda_graph = false;      // capture each training step as a CUDA graph and replay it
-  bool data_on_device = false;  // training images kept and augmented on the device
-  int threads = 0;              // 0 = all cores (OpenMP default)
+  bool deterministic = false;         // cuDNN: deterministic algorithms only
+  bool allow_tf32 = false;            // cuBLAS/cuDNN float32 products in TF32
+  std::string precision = "float32";  // float32 | bf16: products of conv/linear (autocast)
+  bool cuda_graph = false;            // capture each training step as a CUDA graph and replay it
+  bool data_on_device = false;        // training images kept and augmented on the device
+  int threads = 0;                    // 0 = all cores (OpenMP default)
   int workers = 2;
   uint64_t seed = 0;
   std::string out = "";     // "" = runs/<method>-<arch>-<dataset>-s<seed>
@@ -71,5 +73,8 @@ std::string apply_recipe(TrainConfig& cfg);
 // Checks values and fills derived defaults (dataset, milestones, out dir); throws naming the key.
 void validate(TrainConfig& cfg);
 ConfigMap to_config_map(const TrainConfig& cfg);
+// The --precision flag's value as the autocast precision (nn/functional.h); throws naming the
+// flag for anything but float32 or bf16.
+Precision parse_precision(const std::string& name);
 
 }  // namespace okd::apps

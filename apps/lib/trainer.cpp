@@ -132,6 +132,7 @@ class Trainer {
  private:
   void setup();
   void print_header();
+  std::string precision_line() const;
   void train_epoch(int64_t epoch);
   std::map<std::string, MemberStats> evaluate(TrainData::Split& split);
   void set_learning_rate(const distill::TrainClock& clock);
@@ -261,10 +262,19 @@ void Trainer::set_learning_rate(const distill::TrainClock& clock) {
   lr_factor_ = factor;
 }
 
+// What --precision means on this run's device, for the header.
+std::string Trainer::precision_line() const {
+  if (parse_precision(cfg_.precision) == Precision::Float32) return "float32";
+  return std::string("bf16 products in conv/linear, float32 weights (") +
+         (device_.is_cpu() || cuda::emulating() ? "CPU emulation: rounding around float32 kernels"
+                                                : "cuDNN/cuBLAS bf16 tensor cores") +
+         ")";
+}
+
 void Trainer::print_header() {
   std::printf("%s\n", runtime_summary().c_str());
-  std::printf("device: %s | dtype: float32 | seed: %llu | threads: %d\n",
-              device_.is_cpu() ? "cpu" : cuda::device_summary().c_str(),
+  std::printf("device: %s | dtype: float32 | precision: %s | seed: %llu | threads: %d\n",
+              device_.is_cpu() ? "cpu" : cuda::device_summary().c_str(), precision_line().c_str(),
               static_cast<unsigned long long>(cfg_.seed), num_threads());
   std::printf("data: %s\n", data_->description.c_str());
   std::printf("method: %s — %s\n", method_->name().c_str(), method_->description().c_str());
@@ -528,8 +538,8 @@ void Trainer::write_summary(double seconds) {
   std::ostringstream os;
   os << "{\n  \"method\": \"" << cfg_.method << "\",\n  \"arch\": \"" << cfg_.arch
      << "\",\n  \"dataset\": \"" << cfg_.dataset << "\",\n  \"epochs\": " << cfg_.epochs
-     << ",\n  \"seed\": " << cfg_.seed << ",\n  \"seconds\": " << fmt(seconds, 1)
-     << ",\n  \"train_images_per_second\": "
+     << ",\n  \"seed\": " << cfg_.seed << ",\n  \"precision\": \"" << cfg_.precision
+     << "\",\n  \"seconds\": " << fmt(seconds, 1) << ",\n  \"train_images_per_second\": "
      << fmt(train_seconds_ > 0 ? train_images_ / train_seconds_ : 0.0, 1)
      << ",\n  \"peak_rss_mib\": " << fmt(peak_rss_mib(), 1) << ",\n  \"deployed\": \""
      << method_->deployed_member() << "\",\n  \"members\": {";
@@ -675,12 +685,16 @@ void Trainer::load_checkpoint(const fs::path& dir, bool with_trainer_state) {
 }
 
 int Trainer::run() {
+  // --precision: every convolution and linear layer of this thread (training steps, the
+  // --cuda-graph capture, evaluation) forms its products in this precision; the parameters,
+  // gradients and optimizer state stay float32.
+  nn::functional::Autocast autocast(parse_precision(cfg_.precision));
   if (!cfg_.eval_only.empty()) {
     setup();
     run_dir_ = fs::path(cfg_.eval_only).parent_path().parent_path();
     load_checkpoint(cfg_.eval_only, false);
-    std::printf("%s\nevaluating %s on %s\n", runtime_summary().c_str(), cfg_.eval_only.c_str(),
-                data_->description.c_str());
+    std::printf("%s\nevaluating %s on %s (precision %s)\n", runtime_summary().c_str(),
+                cfg_.eval_only.c_str(), data_->description.c_str(), cfg_.precision.c_str());
     auto test = evaluate(*data_->test);
     std::printf("%-14s %10s %10s %10s\n", "member", "top1", "top5", "loss");
     for (const auto& member : method_->members()) {
