@@ -24,13 +24,19 @@
 #             tta and sanitizer, which then skip and say so.
 #   tta       time to accuracy, okd then PyTorch (needs FMNIST_DIR, below)
 #   sanitizer compute-sanitizer memcheck, racecheck, synccheck over the CUDA op tests
-# Usage (on the device machine; two calls of about 9 minutes each fit one session):
-#   OUT=$OUT PARTS="build tests" BUDGET=540 bash scripts/gpu_check.sh
-#   OUT=$OUT PARTS="bench tta sanitizer" BUDGET=540 bash scripts/gpu_check.sh
-# (the second call starts with a fresh $OUT on the same warm machine, whose ignored build
-# directory is kept between calls, so it is not built twice; the machine is given back after
-# about 30 s idle, so make the second call at once). PARTS defaults to all of them, BUDGET to
-# 540 s. A build directory made elsewhere can be reused: OKD_GPU_BUILD=build-gpu (carried along).
+# Before the session, here: `bash scripts/gpu_deps.sh fetch` (the Debian packages of GoogleTest,
+# CLI11, stb and zlib into gpu_deps/, which the device tool copies along: the GPU image may lack
+# them and reaches no registry; the build part unpacks them only where a header is missing).
+# Usage (on the device machine; a session has about 15 minutes of device time, machine start
+# included, so one full call and a short second one):
+#   OUT=$OUT PARTS="build tests bench" BUDGET=560 bash scripts/gpu_check.sh
+#   OUT=$OUT PARTS="bench tta sanitizer" BUDGET=<what is left> bash scripts/gpu_check.sh
+# (build and tests take a few minutes; the bench's rows run in priority order, so the first call
+# times the target rows and the budget skips the rest, saying so. The second call starts with a
+# fresh $OUT on the same warm machine, whose ignored build directory is kept between calls, so it
+# is not built twice; the machine is given back after about 30 s idle, so make it at once).
+# PARTS defaults to all of them, BUDGET to 540 s. A build directory made elsewhere can be reused:
+# OKD_GPU_BUILD=build-gpu (carried along).
 # Fashion-MNIST for the time-to-accuracy stage: before the run, copy the four .gz files into an
 # untracked, not ignored folder of the work tree (e.g. mkdir gpu_data && cp
 # /usr/share/datasets/fashion-mnist/*.gz gpu_data/), which the device tool copies along, and run
@@ -71,11 +77,18 @@ stage() {
 say "== $(date -u) $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
 for tool in cmake nvcc g++ python3; do command -v $tool > /dev/null || say "missing: $tool"; done
 if want build && [[ ! -x "$build/tests/test_tensor" ]]; then
+  # GoogleTest, CLI11, stb, zlib and cuDNN where the image lacks them (scripts/gpu_deps.sh).
+  mapfile -t dep_args < <(bash scripts/gpu_deps.sh cmake-args 2> "$out/deps.log")
+  cat "$out/deps.log" >> "$out/summary.txt"
   stage configure 60 120 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DOKD_WERROR=ON \
-    -DCMAKE_CUDA_ARCHITECTURES=90 || { tail -30 "$out/configure.log"; exit 1; }
+    -DCMAKE_CUDA_ARCHITECTURES=90 "${dep_args[@]}" || { tail -30 "$out/configure.log"; exit 1; }
+  grep -E "okd: cuDNN" "$out/configure.log" | tee -a "$out/summary.txt"
   stage build 120 480 cmake --build "$build" -j"$(nproc)" --target test_tensor test_device \
     bench_train train_cifar || { grep -m20 -A5 error "$out/build.log"; exit 1; }
 fi
+# A cuDNN taken from PyTorch's wheel loads its sub-libraries from its own folder.
+cudnn_root=$(sed -n 's/^OKD_CUDNN_ROOT:PATH=//p' "$build/CMakeCache.txt" 2> /dev/null)
+[[ -n $cudnn_root ]] && export LD_LIBRARY_PATH=$cudnn_root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 if want tests || want sanitizer; then
   [[ -x "$build/tests/test_tensor" ]] || { say "no build in $build (run the build part first)"; exit 1; }
 fi
