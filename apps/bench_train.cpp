@@ -122,6 +122,10 @@ int main(int argc, char** argv) {
                   "'s step cannot be captured: ", blocker);
         graph.capture(body, "bench_train's step");
         cuda::synchronize();
+        // What a replay launches: the kernels and device copies of one step (each costs the GPU
+        // a microsecond or so even in a graph, so fewer is faster where the step is launch-bound).
+        std::printf("graph: %s %s %s: %lld nodes (kernels and copies) per step\n", arch.c_str(),
+                    method_name.c_str(), precision.c_str(), static_cast<long long>(graph.size()));
       }
       // Each step timed on its own; the median is robust to a step that lost its core to another
       // process on a shared machine, the mean is reported beside it.

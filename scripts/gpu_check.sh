@@ -129,7 +129,7 @@ okd_row() {
   stage "$name" 15 120 "$build/apps/bench_train" --device "$bench_dev" --method "$method" \
     --batch-size "$batch" --precision "$prec" --steps "$steps" --warmup "$warmup" \
     --arch "$@" "${flags[@]}"
-  grep -E '^okd .*images/s|^bench_train:' "$out/$name.log" | tee -a "$out/summary.txt"
+  grep -E '^okd .*images/s|^graph:|^bench_train:' "$out/$name.log" | tee -a "$out/summary.txt"
 }
 torch_ok=
 if want bench; then

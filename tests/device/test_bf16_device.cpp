@@ -20,22 +20,17 @@
 #include "tensor/random.h"
 #include "tensor/runtime.h"
 #include "tests/support/bf16_check.h"
+#include "tests/support/device_test.h"
 
 namespace {
 
 using namespace okd;
 namespace F = okd::nn::functional;
-constexpr Device kCuda{DeviceType::CUDA, 0};
+using test::cpu;
+using test::dev;
+using test::g_emulated;
+using test::kCuda;
 
-// Emulate cuda:0 unless a real GPU is there (then these tests run on it).
-const bool g_emulated = [] {
-  if (cuda_device_count() > 0) return false;
-  cuda::enable_emulation();
-  return true;
-}();
-
-Tensor cpu(const Tensor& t) { return ops::to(t, kCPU); }
-Tensor dev(const Tensor& t) { return ops::to(t, kCuda); }
 Tensor randn_t(const Shape& s, uint64_t seed) {
   Generator g(seed);
   return randn(s, g, DType::Float32);

@@ -27,21 +27,15 @@
 #include "tensor/random.h"
 #include "tensor/runtime.h"
 #include "tests/apps/train_cifar_helpers.h"
+#include "tests/support/device_test.h"
 
 namespace {
 
 using namespace okd;
-constexpr Device kCuda{DeviceType::CUDA, 0};
-
-// Emulate cuda:0 unless a real GPU is there (then these tests run on it).
-const bool g_emulated = [] {
-  if (cuda_device_count() > 0) return false;
-  cuda::enable_emulation();
-  return true;
-}();
-
-Tensor cpu(const Tensor& t) { return ops::to(t, kCPU); }
-Tensor dev(const Tensor& t) { return ops::to(t, kCuda); }
+using test::cpu;
+using test::dev;
+using test::g_emulated;
+using test::kCuda;
 
 // Bit-identical when emulated (unless exact is false: a device path that reduces in another
 // order); within rel (relative to the largest magnitude) on a GPU.

@@ -15,19 +15,14 @@
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/view.h"
 #include "tensor/runtime.h"
+#include "tests/support/device_test.h"
 #include "tests/support/gradcheck_on_device.h"
 
 namespace {
 
 using namespace okd;
-constexpr Device kCuda{DeviceType::CUDA, 0};
-
-// Emulate cuda:0 unless a real GPU is there (as test_emulated_cuda.cpp; enabling twice is a no-op).
-const bool g_emulated = [] {
-  if (cuda_device_count() > 0) return false;
-  cuda::enable_emulation();
-  return true;
-}();
+using test::g_emulated;
+using test::kCuda;
 
 Tensor leaf_on(const std::vector<double>& v, const Shape& shape, Device device) {
   Tensor t = ops::to(from_vector(v, shape), device);
