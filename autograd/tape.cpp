@@ -93,6 +93,16 @@ void Tape::record(Op op, const TensorList& inputs, const TensorList& outputs, Ba
 }
 
 namespace {
+// Whether nothing but this handle can see t's memory: its TensorImpl and its storage have no
+// other owner, and it covers the storage exactly (contiguous, from the start). Such a gradient
+// can become a leaf's .grad as it is, without a copy (PyTorch's AccumulateGrad does the same);
+// any other could alias a tensor that a later in-place update of .grad (add_, clipping, weight
+// decay) would then write into.
+bool exclusively_owned(const Tensor& t) {
+  return t.impl_ptr().use_count() == 1 && t.impl()->storage.use_count() == 1 && t.is_contiguous() &&
+         t.offset() == 0 && t.nbytes() == t.impl()->storage->nbytes();
+}
+
 // a += b where a may be undefined (then a = b). Never writes into b's storage.
 void accumulate(Tensor& a, const Tensor& b) {
   if (!a.defined())
@@ -163,7 +173,8 @@ void backward(const Tensor& loss, const Tensor& grad_output, bool retain_graph) 
       } else {
         AutogradMeta& m = in.leaf->autograd;
         if (!m.grad) {
-          m.grad = ops::clone(in_grads[j]).impl_ptr();
+          m.grad = exclusively_owned(in_grads[j]) ? in_grads[j].impl_ptr()
+                                                  : ops::clone(in_grads[j]).impl_ptr();
         } else {
           Tensor g(m.grad);
           ops::add_(g, in_grads[j]);

@@ -318,5 +318,38 @@ TEST_F(TapeTest, GradcheckRejectsFloat32Inputs) {
   EXPECT_THROW(gradcheck([](const TensorList& in) { return exp(in[0]); }, {x}), Error);
 }
 
+// A leaf's first gradient is the backward's own tensor when nothing else can see it (no copy),
+// and a copy when it is shared: add's backward hands the same gradient to both operands, and an
+// in-place change of one .grad must not reach the other.
+const double* g_made_by_backward = nullptr;
+Tensor doubled(const Tensor& x) {
+  Tensor out = ops::mul(x, 2.0);
+  if (needs_record(x))
+    record(Op::mul, {x}, {out}, [](const TensorList& g, const std::vector<bool>&) -> TensorList {
+      Tensor d = ops::mul(g[0], 2.0);
+      g_made_by_backward = d.data<double>();
+      return {d};
+    });
+  return out;
+}
+
+TEST_F(TapeTest, ALeafTakesAnUnsharedGradientWithoutACopy) {
+  Tensor x = leaf({1.0, 2.0, 3.0}, {3});
+  backward(sum(doubled(x)));
+  ASSERT_NE(g_made_by_backward, nullptr);
+  EXPECT_EQ(x.grad().data<double>(), g_made_by_backward);
+  EXPECT_ALLCLOSE(x.grad(), tensor<double>({2.0, 2.0, 2.0}, {3}));
+  // A second backward accumulates into it in place.
+  backward(sum(doubled(x)));
+  EXPECT_ALLCLOSE(x.grad(), tensor<double>({4.0, 4.0, 4.0}, {3}));
+
+  Tensor a = leaf({1.0, 2.0}, {2}), b = leaf({3.0, 4.0}, {2});
+  backward(sum(add(a, b)));
+  ASSERT_NE(a.grad().data<double>(), b.grad().data<double>());
+  ops::mul_(a.grad(), 10.0);
+  EXPECT_ALLCLOSE(a.grad(), tensor<double>({10.0, 10.0}, {2}));
+  EXPECT_ALLCLOSE(b.grad(), tensor<double>({1.0, 1.0}, {2}));
+}
+
 }  // namespace
 }  // namespace okd
