@@ -68,10 +68,8 @@ namespace {
 void update_running_stats(const Tensor& running_mean, const Tensor& running_var,
                           const ops::BatchNormStats& st, double momentum) {
   if (!running_mean.defined() || !running_var.defined()) return;
-  ops::mul_(running_mean, 1.0 - momentum);
-  ops::add_(running_mean, ops::to(st.mean, running_mean.dtype()), momentum);
-  ops::mul_(running_var, 1.0 - momentum);
-  ops::add_(running_var, ops::to(st.var_unbiased, running_var.dtype()), momentum);
+  ops::batch_norm_update_running_(running_mean, running_var, ops::to(st.mean, running_mean.dtype()),
+                                  ops::to(st.var_unbiased, running_var.dtype()), momentum);
 }
 }  // namespace
 

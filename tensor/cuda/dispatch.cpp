@@ -196,6 +196,17 @@ std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x, const T
              ? emulated([=] { return emu::batch_norm_train(x, weight, bias, eps, relu, residual); })
              : gpu::batch_norm_train(x, weight, bias, eps, relu, residual);
 }
+void batch_norm_update_running_(const Tensor& running_mean, const Tensor& running_var,
+                                const Tensor& batch_mean, const Tensor& batch_var,
+                                double momentum) {
+  return emulating() ? emulated([=] {
+    return emu::batch_norm_update_running_(running_mean, running_var, batch_mean, batch_var,
+                                           momentum);
+  })
+                     : gpu::batch_norm_update_running_(running_mean, running_var, batch_mean,
+                                                       batch_var, momentum);
+}
+
 Tensor batch_norm_eval(const Tensor& x, const Tensor& mean, const Tensor& var, const Tensor& weight,
                        const Tensor& bias, double eps) {
   return emulating()

@@ -471,6 +471,16 @@ std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x, const T
   return {dev(y), ops::BatchNormStats{dev(s.mean), dev(s.invstd), dev(s.var_unbiased)}};
 }
 
+void batch_norm_update_running_(const Tensor& running_mean, const Tensor& running_var,
+                                const Tensor& batch_mean, const Tensor& batch_var,
+                                double momentum) {
+  const char* op = "batch_norm_update_running_";
+  ops::batch_norm_update_running_(host_float(running_mean, op), host_float(running_var, op),
+                                  host_float(batch_mean, op), host_float(batch_var, op), momentum);
+  bump(running_mean);
+  bump(running_var);
+}
+
 Tensor batch_norm_eval(const Tensor& x, const Tensor& mean, const Tensor& var, const Tensor& weight,
                        const Tensor& bias, double eps) {
   return dev(ops::batch_norm_eval(host_float(x, "batch_norm"), host_float(mean, "batch_norm"),

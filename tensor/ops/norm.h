@@ -34,4 +34,12 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy, const T
                                                        const Tensor& invstd,
                                                        const Tensor& relu_out = Tensor());
 
+// running = (1 - m) running + m batch, for the mean and the (unbiased) variance, in place and in
+// one pass (one kernel on CUDA instead of four). The arithmetic is that of ops::mul_(r, 1 - m)
+// followed by ops::add_(r, batch, m): r = T(double(r) (1 - m)), then r = T(double(r) +
+// m double(batch)), so results are bit for bit those of the pair. All four: [C], one dtype and
+// device, contiguous.
+void batch_norm_update_running_(const Tensor& running_mean, const Tensor& running_var,
+                                const Tensor& batch_mean, const Tensor& batch_var, double momentum);
+
 }  // namespace okd::ops

@@ -168,6 +168,44 @@ Tensor batch_norm_eval(const Tensor& x_, const Tensor& mean, const Tensor& var,
   return y;
 }
 
+namespace {
+void check_running(const Tensor& t, const Tensor& like, const char* what) {
+  OKD_CHECK(t.defined() && t.dim() == 1 && t.shape() == like.shape() && t.dtype() == like.dtype() &&
+                t.device() == like.device() && t.is_contiguous(),
+            "batch_norm_update_running_: ", what, " ", t.defined() ? t.desc() : "undefined",
+            " does not match the running mean ", like.desc(), " (expected [C], contiguous)");
+}
+}  // namespace
+
+void batch_norm_update_running_(const Tensor& running_mean, const Tensor& running_var,
+                                const Tensor& batch_mean, const Tensor& batch_var,
+                                double momentum) {
+  OKD_CHECK(running_mean.defined() && running_mean.dim() == 1 && running_mean.is_contiguous(),
+            "batch_norm_update_running_: the running mean must be a contiguous [C] tensor, got ",
+            running_mean.defined() ? running_mean.desc() : "undefined");
+  check_running(running_var, running_mean, "running variance");
+  check_running(batch_mean, running_mean, "batch mean");
+  check_running(batch_var, running_mean, "batch variance");
+  if (cuda::on_cuda(running_mean, running_var, batch_mean, batch_var))
+    return cuda::batch_norm_update_running_(running_mean, running_var, batch_mean, batch_var,
+                                            momentum);
+  OKD_CHECK(running_mean.device().is_cpu(), "batch_norm_update_running_: the CPU kernel got ",
+            running_mean.desc());
+  running_mean.impl()->storage->bump_version();
+  running_var.impl()->storage->bump_version();
+  OKD_DISPATCH_FLOAT(running_mean.dtype(), "batch_norm_update_running_", [&]<class T>() {
+    const double keep = 1.0 - momentum;
+    auto update = [&](T* r, const T* b) {
+      for (int64_t c = 0; c < running_mean.numel(); ++c) {
+        const T kept = static_cast<T>(r[c] * keep);
+        r[c] = static_cast<T>(kept + momentum * b[c]);
+      }
+    };
+    update(running_mean.data<T>(), batch_mean.data<T>());
+    update(running_var.data<T>(), batch_var.data<T>());
+  });
+}
+
 std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const Tensor& x_,
                                                        const Tensor& weight, const Tensor& mean,
                                                        const Tensor& invstd,

@@ -382,6 +382,23 @@ int split_mode_from_environment() noexcept {
   std::fprintf(stderr, "okd: OKD_BN_SPLIT=%s ignored: expected 0, 1 or 2\n", v);
   return 2;
 }
+// running = (1 - m) running + m batch for the mean and the variance of channel c = thread: the
+// CPU's two roundings (norm_cpu.cpp), with the double products and sum rounded on their own
+// (__dmul_rn, __dadd_rn: no fused multiply-add), so the result is the CPU's bit for bit.
+template <class T>
+__global__ void bn_update_running_kernel(T* rmean, T* rvar, const T* bmean, const T* bvar,
+                                         int64_t C, double momentum) {
+  const double keep = 1.0 - momentum;
+  OKD_GRID_STRIDE(c, C) {
+    const T m = static_cast<T>(__dmul_rn(static_cast<double>(rmean[c]), keep));
+    rmean[c] = static_cast<T>(
+        __dadd_rn(static_cast<double>(m), __dmul_rn(momentum, static_cast<double>(bmean[c]))));
+    const T v = static_cast<T>(__dmul_rn(static_cast<double>(rvar[c]), keep));
+    rvar[c] = static_cast<T>(
+        __dadd_rn(static_cast<double>(v), __dmul_rn(momentum, static_cast<double>(bvar[c]))));
+  }
+}
+
 std::atomic<int> g_bn_split{split_mode_from_environment()};
 
 }  // namespace
@@ -453,6 +470,25 @@ std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x_, const 
   });
   OKD_CUDA_CHECK_LAUNCH(op);
   return {y, st};
+}
+
+void batch_norm_update_running_(const Tensor& running_mean, const Tensor& running_var,
+                                const Tensor& batch_mean, const Tensor& batch_var,
+                                double momentum) {
+  // Shapes, dtypes, layouts and devices were checked by ops::batch_norm_update_running_.
+  const char* op = "batch_norm_update_running_";
+  check_device(running_mean, op);
+  running_mean.impl()->storage->bump_version();
+  running_var.impl()->storage->bump_version();
+  const int64_t C = running_mean.numel();
+  if (C == 0) return;
+  dispatch_float(running_mean.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    bn_update_running_kernel<T><<<grid_for(C), kThreads, 0, stream()>>>(
+        running_mean.device_data<T>(), running_var.device_data<T>(), batch_mean.device_data<T>(),
+        batch_var.device_data<T>(), C, momentum);
+  });
+  OKD_CUDA_CHECK_LAUNCH(op);
 }
 
 Tensor batch_norm_eval(const Tensor& x_, const Tensor& mean, const Tensor& var,
