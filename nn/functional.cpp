@@ -54,21 +54,23 @@ Tensor conv_transpose2d(const Tensor& input, const Tensor& weight, const Tensor&
 
 Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor& running_var,
                   const Tensor& weight, const Tensor& bias, bool training, double momentum,
-                  double eps) {
-  return okd::batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps);
+                  double eps, const Tensor& num_batches_tracked) {
+  return okd::batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps,
+                         num_batches_tracked);
 }
 
 Tensor batch_norm_relu(const Tensor& input, const Tensor& running_mean, const Tensor& running_var,
                        const Tensor& weight, const Tensor& bias, bool training, double momentum,
-                       double eps) {
+                       double eps, const Tensor& num_batches_tracked) {
   return okd::batch_norm_relu(input, running_mean, running_var, weight, bias, training, momentum,
-                              eps);
+                              eps, num_batches_tracked);
 }
 Tensor batch_norm_add_relu(const Tensor& input, const Tensor& residual, const Tensor& running_mean,
                            const Tensor& running_var, const Tensor& weight, const Tensor& bias,
-                           bool training, double momentum, double eps) {
+                           bool training, double momentum, double eps,
+                           const Tensor& num_batches_tracked) {
   return okd::batch_norm_add_relu(input, residual, running_mean, running_var, weight, bias,
-                                  training, momentum, eps);
+                                  training, momentum, eps, num_batches_tracked);
 }
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
   return okd::max_pool2d(x, kernel, stride, padding);

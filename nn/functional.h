@@ -33,18 +33,21 @@ Tensor conv_transpose2d(const Tensor& input, const Tensor& weight, const Tensor&
 // x [N, in], weight [out, in], bias [out] or undefined: x W^T + b.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 // Training: batch statistics, running stats updated in place (running = (1-m) running + m batch,
-// unbiased batch variance); eval: running statistics. weight/bias/running_* may be undefined.
+// unbiased batch variance) and num_batches_tracked advanced, in one launch; eval: running
+// statistics. weight/bias/running_*/num_batches_tracked may be undefined.
 Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor& running_var,
                   const Tensor& weight, const Tensor& bias, bool training, double momentum = 0.1,
-                  double eps = 1e-5);
+                  double eps = 1e-5, const Tensor& num_batches_tracked = Tensor());
 // relu(batch_norm(...)): one fused op in training mode, the same values and gradients.
 Tensor batch_norm_relu(const Tensor& input, const Tensor& running_mean, const Tensor& running_var,
                        const Tensor& weight, const Tensor& bias, bool training,
-                       double momentum = 0.1, double eps = 1e-5);
+                       double momentum = 0.1, double eps = 1e-5,
+                       const Tensor& num_batches_tracked = Tensor());
 // relu(batch_norm(...) + residual): one fused op in training mode, the same values and gradients.
 Tensor batch_norm_add_relu(const Tensor& input, const Tensor& residual, const Tensor& running_mean,
                            const Tensor& running_var, const Tensor& weight, const Tensor& bias,
-                           bool training, double momentum = 0.1, double eps = 1e-5);
+                           bool training, double momentum = 0.1, double eps = 1e-5,
+                           const Tensor& num_batches_tracked = Tensor());
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding = 0);
 Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding = 0);
 Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w);

@@ -5,7 +5,6 @@
 #include "nn/functional.h"
 #include "nn/init.h"
 #include "tensor/ops/copy.h"
-#include "tensor/ops/update.h"
 
 namespace okd::nn {
 
@@ -65,9 +64,6 @@ BatchNorm::BatchNorm(int64_t c, int spatial_dims, double eps, double momentum, b
   }
 }
 
-// On a device the count advances there (no host read, and nothing a captured step would freeze).
-void BatchNorm::count_batch() { ops::counter_add_(num_batches_tracked, 1); }
-
 Tensor BatchNorm::forward(const Tensor& x) { return run(x, false); }
 Tensor BatchNorm::forward_relu(const Tensor& x) { return run(x, true); }
 Tensor BatchNorm::forward_add_relu(const Tensor& x, const Tensor& residual) {
@@ -82,15 +78,16 @@ Tensor BatchNorm::run(const Tensor& x, bool relu, const Tensor& residual) {
             " channels but the layer was built for ", num_features_, " (input ",
             shape_str(x.shape()), ")");
   const bool use_batch_stats = is_training() || !running_mean.defined();
-  if (is_training() && num_batches_tracked.defined()) count_batch();
+  // num_batches_tracked advances with the running statistics, in their launch (on a device it
+  // advances there: no host read, and nothing a captured step would freeze).
   if (residual.defined())
     return F::batch_norm_add_relu(x, residual, running_mean, running_var, weight, bias,
-                                  use_batch_stats, momentum_, eps_);
+                                  use_batch_stats, momentum_, eps_, num_batches_tracked);
   if (relu)
     return F::batch_norm_relu(x, running_mean, running_var, weight, bias, use_batch_stats,
-                              momentum_, eps_);
-  return F::batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats, momentum_,
-                       eps_);
+                              momentum_, eps_, num_batches_tracked);
+  return F::batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats, momentum_, eps_,
+                       num_batches_tracked);
 }
 
 Linear::Linear(int64_t in, int64_t out, Generator& gen, bool has_bias) : Layer("Linear") {

@@ -69,7 +69,6 @@ class BatchNorm : public Layer {
 
  private:
   Tensor run(const Tensor& x, bool relu, const Tensor& residual = Tensor());
-  void count_batch();
   int64_t num_features_;
   int spatial_dims_;
   double eps_, momentum_;

@@ -66,19 +66,21 @@ Tensor conv_transpose2d(const Tensor& input, const Tensor& weight, const Tensor&
 namespace {
 // running = (1 - m) running + m batch, with the unbiased batch variance (PyTorch).
 void update_running_stats(const Tensor& running_mean, const Tensor& running_var,
-                          const ops::BatchNormStats& st, double momentum) {
+                          const ops::BatchNormStats& st, double momentum,
+                          const Tensor& num_batches_tracked) {
   if (!running_mean.defined() || !running_var.defined()) return;
   ops::batch_norm_update_running_(running_mean, running_var, ops::to(st.mean, running_mean.dtype()),
-                                  ops::to(st.var_unbiased, running_var.dtype()), momentum);
+                                  ops::to(st.var_unbiased, running_var.dtype()), momentum,
+                                  num_batches_tracked);
 }
 }  // namespace
 
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
                   const Tensor& weight, const Tensor& bias, bool training, double momentum,
-                  double eps) {
+                  double eps, const Tensor& num_batches_tracked) {
   if (training) {
     auto [y, st] = ops::batch_norm_train(x, weight, bias, eps);
-    update_running_stats(running_mean, running_var, st, momentum);
+    update_running_stats(running_mean, running_var, st, momentum, num_batches_tracked);
     if (needs_record({x, weight, bias})) {
       Saved sx(x), sw(weight);
       Tensor mean = st.mean, invstd = st.invstd;
@@ -130,11 +132,11 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
 // saved output z carries the mask. Eval mode composes the two ops.
 Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
                        const Tensor& weight, const Tensor& bias, bool training, double momentum,
-                       double eps) {
+                       double eps, const Tensor& num_batches_tracked) {
   if (!training)
     return relu(batch_norm(x, running_mean, running_var, weight, bias, false, momentum, eps));
   auto [z, st] = ops::batch_norm_train(x, weight, bias, eps, /*relu=*/true);
-  update_running_stats(running_mean, running_var, st, momentum);
+  update_running_stats(running_mean, running_var, st, momentum, num_batches_tracked);
   if (needs_record({x, weight, bias})) {
     Saved sx(x), sw(weight), sz(z);
     Tensor mean = st.mean, invstd = st.invstd;
@@ -155,14 +157,15 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor
 // needs it as its own gradient). Eval mode composes the ops.
 Tensor batch_norm_add_relu(const Tensor& x, const Tensor& residual, const Tensor& running_mean,
                            const Tensor& running_var, const Tensor& weight, const Tensor& bias,
-                           bool training, double momentum, double eps) {
+                           bool training, double momentum, double eps,
+                           const Tensor& num_batches_tracked) {
   if (!training)
     return relu(add(batch_norm(x, running_mean, running_var, weight, bias, false, momentum, eps),
                     residual));
   OKD_CHECK(residual.shape() == x.shape(), "batch_norm_add_relu: the residual ",
             shape_str(residual.shape()), " does not have the input's shape ", shape_str(x.shape()));
   auto [z, st] = ops::batch_norm_train(x, weight, bias, eps, /*relu=*/true, residual);
-  update_running_stats(running_mean, running_var, st, momentum);
+  update_running_stats(running_mean, running_var, st, momentum, num_batches_tracked);
   if (needs_record({x, residual, weight, bias})) {
     Saved sx(x), sw(weight), sz(z);
     Tensor mean = st.mean, invstd = st.invstd;

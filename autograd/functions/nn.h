@@ -15,20 +15,22 @@ Tensor conv_transpose2d(const Tensor& input, const Tensor& weight, const Tensor&
                         const ops::Conv2dParams& params, int64_t output_padding_h = 0,
                         int64_t output_padding_w = 0);
 // Training: batch statistics; running_mean/var (if defined) are updated in place with
-// running = (1 - momentum) running + momentum batch (unbiased batch variance), once per call.
+// running = (1 - momentum) running + momentum batch (unbiased batch variance), once per call, and
+// num_batches_tracked (if defined) is advanced by one in the same launch.
 // Eval: running statistics. weight/bias may be undefined.
 Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor& running_var,
                   const Tensor& weight, const Tensor& bias, bool training, double momentum,
-                  double eps);
+                  double eps, const Tensor& num_batches_tracked = Tensor());
 // relu(batch_norm(...)), fused into one op in training mode (same values and gradients).
 Tensor batch_norm_relu(const Tensor& input, const Tensor& running_mean, const Tensor& running_var,
                        const Tensor& weight, const Tensor& bias, bool training, double momentum,
-                       double eps);
+                       double eps, const Tensor& num_batches_tracked = Tensor());
 // relu(batch_norm(...) + residual), fused into one op in training mode (same values and
 // gradients): the end of a ResNet block (its last batch norm, the shortcut add, the ReLU).
 Tensor batch_norm_add_relu(const Tensor& input, const Tensor& residual, const Tensor& running_mean,
                            const Tensor& running_var, const Tensor& weight, const Tensor& bias,
-                           bool training, double momentum, double eps);
+                           bool training, double momentum, double eps,
+                           const Tensor& num_batches_tracked = Tensor());
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding = 0);
 Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding = 0);
 Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w);

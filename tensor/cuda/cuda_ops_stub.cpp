@@ -98,8 +98,8 @@ std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor&, const Ten
                                                         double, bool, const Tensor&) {
   no_backend("batch_norm");
 }
-void batch_norm_update_running_(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                                double) {
+void batch_norm_update_running_(const Tensor&, const Tensor&, const Tensor&, const Tensor&, double,
+                                const Tensor&) {
   no_backend("batch_norm_update_running_");
 }
 Tensor batch_norm_eval(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,

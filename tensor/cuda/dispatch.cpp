@@ -197,14 +197,14 @@ std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x, const T
              : gpu::batch_norm_train(x, weight, bias, eps, relu, residual);
 }
 void batch_norm_update_running_(const Tensor& running_mean, const Tensor& running_var,
-                                const Tensor& batch_mean, const Tensor& batch_var,
-                                double momentum) {
+                                const Tensor& batch_mean, const Tensor& batch_var, double momentum,
+                                const Tensor& num_batches_tracked) {
   return emulating() ? emulated([=] {
     return emu::batch_norm_update_running_(running_mean, running_var, batch_mean, batch_var,
-                                           momentum);
+                                           momentum, num_batches_tracked);
   })
                      : gpu::batch_norm_update_running_(running_mean, running_var, batch_mean,
-                                                       batch_var, momentum);
+                                                       batch_var, momentum, num_batches_tracked);
 }
 
 Tensor batch_norm_eval(const Tensor& x, const Tensor& mean, const Tensor& var, const Tensor& weight,

@@ -472,13 +472,16 @@ std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x, const T
 }
 
 void batch_norm_update_running_(const Tensor& running_mean, const Tensor& running_var,
-                                const Tensor& batch_mean, const Tensor& batch_var,
-                                double momentum) {
+                                const Tensor& batch_mean, const Tensor& batch_var, double momentum,
+                                const Tensor& num_batches_tracked) {
   const char* op = "batch_norm_update_running_";
-  ops::batch_norm_update_running_(host_float(running_mean, op), host_float(running_var, op),
-                                  host_float(batch_mean, op), host_float(batch_var, op), momentum);
+  ops::batch_norm_update_running_(
+      host_float(running_mean, op), host_float(running_var, op), host_float(batch_mean, op),
+      host_float(batch_var, op), momentum,
+      num_batches_tracked.defined() ? host(num_batches_tracked, op) : Tensor());
   bump(running_mean);
   bump(running_var);
+  if (num_batches_tracked.defined()) bump(num_batches_tracked);
 }
 
 Tensor batch_norm_eval(const Tensor& x, const Tensor& mean, const Tensor& var, const Tensor& weight,

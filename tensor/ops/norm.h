@@ -38,8 +38,10 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy, const T
 // one pass (one kernel on CUDA instead of four). The arithmetic is that of ops::mul_(r, 1 - m)
 // followed by ops::add_(r, batch, m): r = T(double(r) (1 - m)), then r = T(double(r) +
 // m double(batch)), so results are bit for bit those of the pair. All four: [C], one dtype and
-// device, contiguous.
+// device, contiguous. num_batches_tracked, when defined (an int64 scalar there), is advanced by
+// one in the same launch (what ops::counter_add_ would do).
 void batch_norm_update_running_(const Tensor& running_mean, const Tensor& running_var,
-                                const Tensor& batch_mean, const Tensor& batch_var, double momentum);
+                                const Tensor& batch_mean, const Tensor& batch_var, double momentum,
+                                const Tensor& num_batches_tracked = Tensor());
 
 }  // namespace okd::ops

@@ -178,17 +178,23 @@ void check_running(const Tensor& t, const Tensor& like, const char* what) {
 }  // namespace
 
 void batch_norm_update_running_(const Tensor& running_mean, const Tensor& running_var,
-                                const Tensor& batch_mean, const Tensor& batch_var,
-                                double momentum) {
+                                const Tensor& batch_mean, const Tensor& batch_var, double momentum,
+                                const Tensor& num_batches_tracked) {
   OKD_CHECK(running_mean.defined() && running_mean.dim() == 1 && running_mean.is_contiguous(),
             "batch_norm_update_running_: the running mean must be a contiguous [C] tensor, got ",
             running_mean.defined() ? running_mean.desc() : "undefined");
   check_running(running_var, running_mean, "running variance");
   check_running(batch_mean, running_mean, "batch mean");
   check_running(batch_var, running_mean, "batch variance");
+  if (num_batches_tracked.defined())
+    OKD_CHECK(num_batches_tracked.dtype() == DType::Int64 && num_batches_tracked.numel() == 1 &&
+                  num_batches_tracked.is_contiguous() &&
+                  num_batches_tracked.device() == running_mean.device(),
+              "batch_norm_update_running_: num_batches_tracked must be an int64 scalar on ",
+              running_mean.device().str(), ", got ", num_batches_tracked.desc());
   if (cuda::on_cuda(running_mean, running_var, batch_mean, batch_var))
     return cuda::batch_norm_update_running_(running_mean, running_var, batch_mean, batch_var,
-                                            momentum);
+                                            momentum, num_batches_tracked);
   OKD_CHECK(running_mean.device().is_cpu(), "batch_norm_update_running_: the CPU kernel got ",
             running_mean.desc());
   running_mean.impl()->storage->bump_version();
@@ -204,6 +210,10 @@ void batch_norm_update_running_(const Tensor& running_mean, const Tensor& runnin
     update(running_mean.data<T>(), batch_mean.data<T>());
     update(running_var.data<T>(), batch_var.data<T>());
   });
+  if (num_batches_tracked.defined()) {
+    num_batches_tracked.impl()->storage->bump_version();
+    *num_batches_tracked.data<int64_t>() += 1;
+  }
 }
 
 std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const Tensor& x_,

@@ -387,7 +387,8 @@ int split_mode_from_environment() noexcept {
 // (__dmul_rn, __dadd_rn: no fused multiply-add), so the result is the CPU's bit for bit.
 template <class T>
 __global__ void bn_update_running_kernel(T* rmean, T* rvar, const T* bmean, const T* bvar,
-                                         int64_t C, double momentum) {
+                                         int64_t* count, int64_t C, double momentum) {
+  if (count && blockIdx.x == 0 && threadIdx.x == 0) *count += 1;
   const double keep = 1.0 - momentum;
   OKD_GRID_STRIDE(c, C) {
     const T m = static_cast<T>(__dmul_rn(static_cast<double>(rmean[c]), keep));
@@ -473,12 +474,13 @@ std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x_, const 
 }
 
 void batch_norm_update_running_(const Tensor& running_mean, const Tensor& running_var,
-                                const Tensor& batch_mean, const Tensor& batch_var,
-                                double momentum) {
+                                const Tensor& batch_mean, const Tensor& batch_var, double momentum,
+                                const Tensor& num_batches_tracked) {
   // Shapes, dtypes, layouts and devices were checked by ops::batch_norm_update_running_.
   const char* op = "batch_norm_update_running_";
   check_device(running_mean, op);
   running_mean.impl()->storage->bump_version();
+  if (num_batches_tracked.defined()) num_batches_tracked.impl()->storage->bump_version();
   running_var.impl()->storage->bump_version();
   const int64_t C = running_mean.numel();
   if (C == 0) return;
@@ -486,7 +488,9 @@ void batch_norm_update_running_(const Tensor& running_mean, const Tensor& runnin
     using T = decltype(tag);
     bn_update_running_kernel<T><<<grid_for(C), kThreads, 0, stream()>>>(
         running_mean.device_data<T>(), running_var.device_data<T>(), batch_mean.device_data<T>(),
-        batch_var.device_data<T>(), C, momentum);
+        batch_var.device_data<T>(),
+        num_batches_tracked.defined() ? num_batches_tracked.device_data<int64_t>() : nullptr, C,
+        momentum);
   });
   OKD_CUDA_CHECK_LAUNCH(op);
 }

@@ -56,6 +56,17 @@ TEST(BatchNormRunning, MatchesMulThenAddBitForBit) {
   }
 }
 
+TEST(BatchNormRunning, AdvancesTheBatchCounterInTheSameCall) {
+  Tensor rm = zeros({3}), rv = ones({3}), count = zeros({}, DType::Int64);
+  const Tensor bm = full({3}, 2.0), bv = full({3}, 3.0);
+  for (int i = 0; i < 3; ++i) ops::batch_norm_update_running_(rm, rv, bm, bv, 0.5, count);
+  EXPECT_EQ(count.item<int64_t>(), 3);
+  EXPECT_EQ(to_vector<float>(rm), std::vector<float>(3, 1.75f));  // 0 -> 1 -> 1.5 -> 1.75
+  ops::batch_norm_update_running_(rm, rv, bm, bv, 0.5);           // no counter: left alone
+  EXPECT_EQ(count.item<int64_t>(), 3);
+  EXPECT_THROW(ops::batch_norm_update_running_(rm, rv, bm, bv, 0.5, zeros({})), Error);
+}
+
 TEST(BatchNormRunning, MismatchedOperandsAreClearErrors) {
   const Tensor r = zeros({4}), r5 = zeros({5}), r64 = zeros({4}, DType::Float64);
   auto message = [](auto f) {
