@@ -271,6 +271,21 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, double eps,
   return loss;
 }
 
+Tensor kd_div(const Tensor& student, const Tensor& teacher_in, double T, double eps) {
+  const Tensor teacher = detach(teacher_in);
+  Tensor rows = ops::kd_div_rows(student, teacher, T, eps);
+  if (needs_record(student)) {
+    Saved ss(student), st(teacher);
+    record(Op::kd_div, {student}, {rows},
+           [ss, st, T, eps](const TensorList& g, const std::vector<bool>&) -> TensorList {
+             return {ops::kd_div_backward_student(g[0], ss.get(Op::kd_div), st.get(Op::kd_div), T,
+                                                  eps)};
+           },
+           {student, teacher});
+  }
+  return rows;
+}
+
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   OKD_CHECK(p >= 0 && p < 1, "dropout: p must be in [0, 1), got ", p);
   if (!training || p == 0) return x;

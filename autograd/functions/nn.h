@@ -1,7 +1,7 @@
 // Differentiable network ops: convolution, batch normalisation, pooling and the softmax family.
-// conv2d/conv_transpose2d/batch_norm/pooling/log_softmax/cross_entropy are tape ops with their own
-// backward (tensor/ops/{conv,norm,pool,loss}.h); softmax, dropout and the regression losses are
-// compositions, so their gradients follow from the primitives.
+// conv2d/conv_transpose2d/batch_norm/pooling/log_softmax/cross_entropy/kd_div are tape ops with
+// their own backward (tensor/ops/{conv,norm,pool,loss}.h); softmax, dropout and the regression
+// losses are compositions, so their gradients follow from the primitives.
 #pragma once
 #include "autograd/tape.h"
 #include "tensor/ops/conv.h"
@@ -42,6 +42,12 @@ Tensor softmax(const Tensor& x, int64_t dim = -1, double T = 1.0);
 // smoothing and optional class weights [C]; targets get no gradient).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, double label_smoothing = 0.0,
                      const Tensor& class_weights = Tensor());
+// The KD divergence per row of student and teacher logits [N, C] (tensor/ops/loss.h):
+//   row[n] = sum_c p_t (log p_t - log_softmax(student / T)), p_t = softmax(teacher / T) + eps
+// (log p_t = log(p_t + eps) when eps > 0), fused into one op. Returns [N]. The teacher is a
+// constant (detached): only the student gets a gradient.
+Tensor kd_div(const Tensor& student_logits, const Tensor& teacher_logits, double T,
+              double teacher_eps = 0.0);
 // Inverted dropout: x * mask / (1 - p), mask ~ Bernoulli(1 - p) from gen; identity when !training.
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
 // Mean-reduced regression losses and cosine similarity (compositions).

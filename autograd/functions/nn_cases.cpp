@@ -1,5 +1,6 @@
 // Gradcheck cases of the nn ops: convolution (stride, padding, dilation, groups, depthwise,
-// transposed), batch norm (train and eval), pooling, log_softmax and cross-entropy.
+// transposed), batch norm (train and eval), pooling, log_softmax, cross-entropy and the KD
+// divergence.
 #include "autograd/functions/cases_support.h"
 
 namespace okd {
@@ -128,6 +129,20 @@ void add_nn_cases(std::vector<GradcheckCase>& cs) {
                              on_device_of(in[0], from_vector<double>({0.5, 2.0, 1.0})));
       },
       {leaf({4, 3}, -2, 2, 32)});
+
+  // The teacher is a constant made inside f (no gradient), as kd_loss's detached teacher.
+  add(cs, Op::kd_div, "T = 1",
+      [](const TensorList& in) {
+        return kd_div(in[0], on_device_of(in[0], exact(values({3, 5}, -3, 3, 34), {3, 5}, false)),
+                      1.0);
+      },
+      {leaf({3, 5}, -3, 3, 33)});
+  add(cs, Op::kd_div, "T = 4, teacher_eps 1e-7, transposed student",
+      [](const TensorList& in) {
+        return kd_div(in[0], on_device_of(in[0], exact(values({4, 3}, -5, 5, 36), {4, 3}, false)),
+                      4.0, 1e-7);
+      },
+      {transposed_leaf({4, 3}, -5, 5, 35)});
 }
 
 }  // namespace okd

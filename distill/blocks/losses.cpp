@@ -1,6 +1,6 @@
 // KD term, attention maps and FFSD's attention, diversity and shifted-input helpers, composed from
 // differentiable functions so that autograd gives every gradient (including the teacher side of
-// an undetached KD term).
+// an undetached KD term); the KD term with a detached teacher is the fused op kd_div.
 #include "distill/blocks/losses.h"
 
 #include <cmath>
@@ -22,6 +22,14 @@ Tensor kd_loss(const Tensor& student, const Tensor& teacher, const KdOptions& o)
             "kd_loss: student and teacher logits must both be [N, C], got ",
             shape_str(student.shape()), " and ", shape_str(teacher.shape()));
   OKD_CHECK(o.T > 0, "kd_loss: the temperature must be positive, got ", o.T);
+  const double n = static_cast<double>(student.shape()[0]);
+  const double denom = o.reduction == KdReduction::kBatchMean ? n : n * student.shape()[1];
+  // A detached teacher: one fused op (kd_div, per-row sums in double) instead of the composition
+  // below; same values and student gradient (tests/distill/test_kd_fused.cpp). Mixed dtypes or
+  // devices keep the composition (its ops promote or report them).
+  if (o.detach_teacher && student.dtype() == teacher.dtype() &&
+      student.device() == teacher.device())
+    return sum(kd_div(student, teacher, o.T, o.teacher_eps)) * (o.T * o.T / denom);
   const Tensor t = o.detach_teacher ? detach(teacher) : teacher;
   Tensor p_t, log_p_t;
   if (o.teacher_eps > 0) {
@@ -32,8 +40,6 @@ Tensor kd_loss(const Tensor& student, const Tensor& teacher, const KdOptions& o)
     p_t = exp(log_p_t);
   }
   Tensor elem = p_t * (log_p_t - log_softmax(student, 1, o.T));
-  const double n = static_cast<double>(student.shape()[0]);
-  const double denom = o.reduction == KdReduction::kBatchMean ? n : n * student.shape()[1];
   return sum(elem) * (o.T * o.T / denom);
 }
 

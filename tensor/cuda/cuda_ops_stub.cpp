@@ -80,6 +80,10 @@ Tensor cross_entropy_forward(const Tensor&, const Tensor&, double, const Tensor&
 Tensor cross_entropy_backward(const Tensor&, const Tensor&, const Tensor&, double, const Tensor&) {
   no_backend("cross_entropy_backward");
 }
+Tensor kd_div_rows(const Tensor&, const Tensor&, double, double) { no_backend("kd_div"); }
+Tensor kd_div_backward_student(const Tensor&, const Tensor&, const Tensor&, double, double) {
+  no_backend("kd_div_backward");
+}
 Tensor conv2d_forward(const Tensor&, const Tensor&, const Tensor&, const ops::Conv2dParams&) {
   no_backend("conv2d");
 }

@@ -160,6 +160,17 @@ Tensor cross_entropy_backward(const Tensor& g, const Tensor& logits, const Tenso
                      : gpu::cross_entropy_backward(g, logits, targets, label_smoothing,
                                                    class_weights);
 }
+Tensor kd_div_rows(const Tensor& student, const Tensor& teacher, double T, double teacher_eps) {
+  return emulating() ? emulated([=] { return emu::kd_div_rows(student, teacher, T, teacher_eps); })
+                     : gpu::kd_div_rows(student, teacher, T, teacher_eps);
+}
+Tensor kd_div_backward_student(const Tensor& g_rows, const Tensor& student, const Tensor& teacher,
+                               double T, double teacher_eps) {
+  return emulating() ? emulated([=] {
+    return emu::kd_div_backward_student(g_rows, student, teacher, T, teacher_eps);
+  })
+                     : gpu::kd_div_backward_student(g_rows, student, teacher, T, teacher_eps);
+}
 Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
                       const ops::Conv2dParams& p) {
   return emulating() ? emulated([=] { return emu::conv2d_forward(input, weight, bias, p); })

@@ -434,6 +434,18 @@ Tensor cross_entropy_backward(const Tensor& g, const Tensor& logits_, const Tens
                                          host_float(weights, op)));
 }
 
+Tensor kd_div_rows(const Tensor& student, const Tensor& teacher, double T, double teacher_eps) {
+  return dev(ops::kd_div_rows(host_float(student, "kd_div"), host_float(teacher, "kd_div"), T,
+                              teacher_eps));
+}
+
+Tensor kd_div_backward_student(const Tensor& g, const Tensor& student, const Tensor& teacher,
+                               double T, double teacher_eps) {
+  const char* op = "kd_div_backward";
+  return dev(ops::kd_div_backward_student(host_float(g, op), host_float(student, op),
+                                          host_float(teacher, op), T, teacher_eps));
+}
+
 Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
                       const ops::Conv2dParams& p) {
   return dev(ops::conv2d_forward(host_float(input, "conv2d"), host_float(weight, "conv2d"),

@@ -1,5 +1,7 @@
-// log_softmax and the fused cross-entropy on the CPU, rows in parallel, math in double.
+// log_softmax, the fused cross-entropy and the fused KD divergence on the CPU, rows in parallel,
+// math in double.
 #include <cmath>
+#include <vector>
 
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/copy.h"
@@ -156,6 +158,108 @@ Tensor cross_entropy_backward(const Tensor& g_, const Tensor& logits, const Tens
     });
   });
   return dx;
+}
+
+namespace {
+void kd_check(const Tensor& s, const Tensor& t, double T, double eps, const char* op) {
+  OKD_CHECK(s.dim() == 2 && s.shape() == t.shape(), op,
+            ": student and teacher logits must both be [N, C], got ", shape_str(s.shape()), " and ",
+            shape_str(t.shape()));
+  OKD_CHECK(is_floating(s.dtype()) && s.dtype() == t.dtype(), op,
+            ": expected student and teacher of the same float dtype, got ", s.desc(), " and ",
+            t.desc());
+  OKD_CHECK(s.device().is_cpu() && t.device().is_cpu(), op, ": expected CPU tensors, got ",
+            s.desc(), " and ", t.desc());
+  OKD_CHECK(T > 0, op, ": the temperature must be positive, got ", T);
+  OKD_CHECK(eps >= 0, op, ": teacher_eps must be >= 0, got ", eps);
+}
+
+// One row of kd_div: lq[c] = log q_c = s_c / T - lse(s / T), p[c] and lp[c] = log p[c] (loss.h).
+template <class T>
+void kd_row(const T* s, const T* t, int64_t C, double inv_T, double eps, double* lq, double* p,
+            double* lp) {
+  double ms = static_cast<double>(s[0]) * inv_T, mt = static_cast<double>(t[0]) * inv_T;
+  for (int64_t c = 1; c < C; ++c) {
+    ms = std::max<double>(ms, static_cast<double>(s[c]) * inv_T);
+    mt = std::max<double>(mt, static_cast<double>(t[c]) * inv_T);
+  }
+  double ss = 0, st = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    ss += std::exp(static_cast<double>(s[c]) * inv_T - ms);
+    st += std::exp(static_cast<double>(t[c]) * inv_T - mt);
+  }
+  const double lse_s = ms + std::log(ss), lse_t = mt + std::log(st);
+  for (int64_t c = 0; c < C; ++c) {
+    lq[c] = static_cast<double>(s[c]) * inv_T - lse_s;
+    const double lpt = static_cast<double>(t[c]) * inv_T - lse_t;
+    if (eps > 0) {
+      p[c] = std::exp(lpt) + eps;
+      lp[c] = std::log(p[c]);
+    } else {
+      p[c] = std::exp(lpt);
+      lp[c] = lpt;
+    }
+  }
+}
+}  // namespace
+
+Tensor kd_div_rows(const Tensor& student, const Tensor& teacher, double T, double eps) {
+  if (cuda::on_cuda(student, teacher)) return cuda::kd_div_rows(student, teacher, T, eps);
+  kd_check(student, teacher, T, eps, "kd_div");
+  const Tensor s = contiguous(student), t = contiguous(teacher);
+  const int64_t N = s.size(0), C = s.size(1);
+  Tensor out = empty({N}, s.dtype());
+  OKD_DISPATCH_FLOAT(s.dtype(), "kd_div", [&]<class T_>() {
+    const T_* ps = s.data<T_>();
+    const T_* pt = t.data<T_>();
+    T_* po = out.data<T_>();
+    parallel_for(0, N, 16, [&](int64_t b, int64_t e) {
+      std::vector<double> lq(C), p(C), lp(C);
+      for (int64_t n = b; n < e; ++n) {
+        if (C == 0) {
+          po[n] = T_(0);
+          continue;
+        }
+        kd_row(ps + n * C, pt + n * C, C, 1.0 / T, eps, lq.data(), p.data(), lp.data());
+        double row = 0;
+        for (int64_t c = 0; c < C; ++c) row += p[c] * (lp[c] - lq[c]);
+        po[n] = static_cast<T_>(row);
+      }
+    });
+  });
+  return out;
+}
+
+Tensor kd_div_backward_student(const Tensor& g_rows, const Tensor& student, const Tensor& teacher,
+                               double T, double eps) {
+  if (cuda::on_cuda(g_rows, student, teacher))
+    return cuda::kd_div_backward_student(g_rows, student, teacher, T, eps);
+  kd_check(student, teacher, T, eps, "kd_div_backward");
+  const int64_t N = student.size(0), C = student.size(1);
+  OKD_CHECK(g_rows.dim() == 1 && g_rows.size(0) == N && g_rows.device().is_cpu(),
+            "kd_div_backward: the upstream gradient must be a CPU tensor [", N, "], got ",
+            g_rows.desc());
+  const Tensor s = contiguous(student), t = contiguous(teacher);
+  const std::vector<double> g = to_vector<double>(g_rows);
+  Tensor ds = empty({N, C}, s.dtype());
+  OKD_DISPATCH_FLOAT(s.dtype(), "kd_div_backward", [&]<class T_>() {
+    const T_* ps = s.data<T_>();
+    const T_* pt = t.data<T_>();
+    T_* pd = ds.data<T_>();
+    parallel_for(0, N, 16, [&](int64_t b, int64_t e) {
+      std::vector<double> lq(C), p(C), lp(C);
+      for (int64_t n = b; n < e; ++n) {
+        if (C == 0) continue;
+        kd_row(ps + n * C, pt + n * C, C, 1.0 / T, eps, lq.data(), p.data(), lp.data());
+        double psum = 0;
+        for (int64_t c = 0; c < C; ++c) psum += p[c];
+        const double k = g[n] / T;
+        for (int64_t c = 0; c < C; ++c)
+          pd[n * C + c] = static_cast<T_>(k * (std::exp(lq[c]) * psum - p[c]));
+      }
+    });
+  });
+  return ds;
 }
 
 }  // namespace okd::ops

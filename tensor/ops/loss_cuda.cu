@@ -1,10 +1,11 @@
-// log_softmax over the last dim and the fused cross-entropy forward/backward on CUDA (formulas in
-// loss.h). One block per row, math in double as on the CPU (loss_cpu.cpp); the row max and sums
-// use launch.cuh's fixed-order block_reduce and the batch total one block, so results do not vary
-// from run to run. Nothing is read on the host: the kernels check the targets and defer a bad one
-// (cuda_ops.h, "errors found on the device"), the denominator sum_i w[y_i] is summed on the
-// device, and the backward reads its upstream gradient from device memory, so a cross-entropy step
-// makes no host synchronisation (whole-step capture, issue 9).
+// log_softmax over the last dim, the fused cross-entropy forward/backward and the fused KD
+// divergence (per-row forward, student backward) on CUDA (formulas in loss.h). One block per row,
+// math in double as on the CPU (loss_cpu.cpp); the row max and sums use launch.cuh's fixed-order
+// block_reduce and the batch total one block, so results do not vary from run to run. Nothing is
+// read on the host: the kernels check the targets and defer a bad one (cuda_ops.h, "errors found on
+// the device"), the denominator sum_i w[y_i] is summed on the device, and the backward reads its
+// upstream gradient from device memory, so a cross-entropy step makes no host synchronisation
+// (whole-step capture, issue 9).
 #include <cmath>
 
 #include "tensor/cuda/backends.h"
@@ -153,6 +154,95 @@ __global__ void ce_backward_kernel(const T* x, const int64_t* target, const doub
   }
 }
 
+// lse(x / T) of one row (x scaled by inv_T in double), for every thread of the block.
+template <class T>
+__device__ double row_logsumexp_scaled(const T* x, int64_t C, double inv_T, double* smem) {
+  double v = -INFINITY;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    const double xc = static_cast<double>(x[c]) * inv_T;
+    v = v < xc ? xc : v;
+  }
+  const double m = block_reduce(v, MaxOp{}, smem);
+  double s = 0;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+    s += ::exp(static_cast<double>(x[c]) * inv_T - m);
+  return m + ::log(block_reduce(s, SumOp{}, smem));
+}
+
+// p_c and log p_c of the teacher from its scaled logit z = t_c / T and lse(t / T) (loss.h).
+__device__ void kd_teacher_prob(double z, double lse_t, double eps, double& p, double& lp) {
+  const double lpt = z - lse_t;
+  if (eps > 0) {
+    p = ::exp(lpt) + eps;
+    lp = ::log(p);
+  } else {
+    p = ::exp(lpt);
+    lp = lpt;
+  }
+}
+
+// rows[n] = sum_c p[n,c] (log p[n,c] - log q[n,c]), one block per row.
+template <class T>
+__global__ void kd_div_rows_kernel(const T* s, const T* t, int64_t N, int64_t C, double inv_T,
+                                   double eps, T* rows) {
+  __shared__ double smem[32];
+  for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
+    const T* sr = s + n * C;
+    const T* tr = t + n * C;
+    const double lse_s = row_logsumexp_scaled(sr, C, inv_T, smem);
+    const double lse_t = row_logsumexp_scaled(tr, C, inv_T, smem);
+    double part = 0;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+      double p, lp;
+      kd_teacher_prob(static_cast<double>(tr[c]) * inv_T, lse_t, eps, p, lp);
+      part += p * (lp - (static_cast<double>(sr[c]) * inv_T - lse_s));
+    }
+    const double row = block_reduce(part, SumOp{}, smem);
+    if (threadIdx.x == 0) rows[n] = static_cast<T>(row);
+  }
+}
+
+// ds[n,c] = g[n] / T (q[n,c] sum_c' p[n,c'] - p[n,c]), one block per row; g read on the device.
+template <class T>
+__global__ void kd_div_backward_kernel(const T* g, const T* s, const T* t, int64_t N, int64_t C,
+                                       double inv_T, double eps, T* ds) {
+  __shared__ double smem[32];
+  for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
+    const T* sr = s + n * C;
+    const T* tr = t + n * C;
+    const double lse_s = row_logsumexp_scaled(sr, C, inv_T, smem);
+    const double lse_t = row_logsumexp_scaled(tr, C, inv_T, smem);
+    double part = 0;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+      double p, lp;
+      kd_teacher_prob(static_cast<double>(tr[c]) * inv_T, lse_t, eps, p, lp);
+      part += p;
+    }
+    const double psum = block_reduce(part, SumOp{}, smem);
+    const double k = static_cast<double>(g[n]) * inv_T;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+      double p, lp;
+      kd_teacher_prob(static_cast<double>(tr[c]) * inv_T, lse_t, eps, p, lp);
+      const double q = ::exp(static_cast<double>(sr[c]) * inv_T - lse_s);
+      ds[n * C + c] = static_cast<T>(k * (q * psum - p));
+    }
+  }
+}
+
+void kd_check(const Tensor& s, const Tensor& t, double T, double eps, const char* op) {
+  OKD_CHECK(s.dim() == 2 && s.shape() == t.shape(), op,
+            ": student and teacher logits must both be [N, C], got ", shape_str(s.shape()), " and ",
+            shape_str(t.shape()));
+  OKD_CHECK(is_floating(s.dtype()) && s.dtype() == t.dtype(), op,
+            ": expected student and teacher of the same float dtype, got ", s.desc(), " and ",
+            t.desc());
+  check_device(s, op);
+  OKD_CHECK(t.device() == s.device(), op, ": the teacher is on ", t.device().str(),
+            " but the student on ", s.device().str());
+  OKD_CHECK(T > 0, op, ": the temperature must be positive, got ", T);
+  OKD_CHECK(eps >= 0, op, ": teacher_eps must be >= 0, got ", eps);
+}
+
 unsigned row_grid(int64_t rows) {
   return static_cast<unsigned>(std::clamp<int64_t>(rows, 1, 65535));
 }
@@ -279,6 +369,42 @@ Tensor cross_entropy_backward(const Tensor& g_, const Tensor& logits, const Tens
   });
   OKD_CUDA_CHECK_LAUNCH("cross_entropy_backward");
   return dx;
+}
+
+Tensor kd_div_rows(const Tensor& student, const Tensor& teacher, double T, double eps) {
+  kd_check(student, teacher, T, eps, "kd_div");
+  const Tensor s = ops::contiguous(student), t = ops::contiguous(teacher);
+  const int64_t N = s.size(0), C = s.size(1);
+  Tensor rows = empty({N}, s.dtype(), s.device());
+  if (N == 0) return rows;
+  dispatch_float(s.dtype(), "kd_div", [&](auto tag) {
+    using V = decltype(tag);
+    kd_div_rows_kernel<V><<<row_grid(N), kRowThreads, 0, stream()>>>(
+        s.device_data<V>(), t.device_data<V>(), N, C, 1.0 / T, eps, rows.device_data<V>());
+  });
+  OKD_CUDA_CHECK_LAUNCH("kd_div");
+  return rows;
+}
+
+Tensor kd_div_backward_student(const Tensor& g_rows, const Tensor& student, const Tensor& teacher,
+                               double T, double eps) {
+  kd_check(student, teacher, T, eps, "kd_div_backward");
+  const int64_t N = student.size(0), C = student.size(1);
+  OKD_CHECK(g_rows.dim() == 1 && g_rows.size(0) == N && g_rows.device() == student.device(),
+            "kd_div_backward: the upstream gradient must be [", N, "] on ", student.device().str(),
+            ", got ", g_rows.desc());
+  const Tensor s = ops::contiguous(student), t = ops::contiguous(teacher);
+  const Tensor g = ops::contiguous(ops::to(g_rows, s.dtype()));
+  Tensor ds = empty({N, C}, s.dtype(), s.device());
+  if (N == 0 || C == 0) return ds;
+  dispatch_float(s.dtype(), "kd_div_backward", [&](auto tag) {
+    using V = decltype(tag);
+    kd_div_backward_kernel<V><<<row_grid(N), kRowThreads, 0, stream()>>>(
+        g.device_data<V>(), s.device_data<V>(), t.device_data<V>(), N, C, 1.0 / T, eps,
+        ds.device_data<V>());
+  });
+  OKD_CUDA_CHECK_LAUNCH("kd_div_backward");
+  return ds;
 }
 
 }  // namespace gpu
