@@ -23,6 +23,7 @@
 #include "tensor/ops/norm.h"
 #include "tensor/random.h"
 #include "tensor/runtime.h"
+#include "tests/support/cuda_test.h"
 #include "tests/support/test_support.h"
 
 using namespace okd;
@@ -30,13 +31,6 @@ using namespace okd;
 namespace {
 
 const Device kCuda{DeviceType::CUDA, 0};
-
-#define OKD_REQUIRE_GPU()                                                             \
-  do {                                                                                \
-    if (!cuda_built()) GTEST_SKIP() << "okd was built without CUDA (-DOKD_CUDA=OFF)"; \
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU on this machine";      \
-    if (cuda::emulating()) GTEST_SKIP() << "cuda:0 is emulated (OKD_CUDA_EMULATE)";   \
-  } while (0)
 
 Tensor gpu(const Tensor& t) { return t.defined() ? ops::to(t, kCuda) : Tensor(); }
 Tensor cpu(const Tensor& t) { return ops::to(t, kCPU); }
