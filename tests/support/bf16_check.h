@@ -4,19 +4,13 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <vector>
 
+#include "tensor/bf16.h"
 #include "tensor/tensor.h"
 
 namespace okd::test {
-
-inline uint32_t bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
 
 // Every value within one bfloat16 step (2^-7 relative) of the reference, at least `exact_share`
 // of them equal to it, and (unless a bias was added after rounding) every value a bfloat16.
@@ -31,7 +25,7 @@ inline void expect_bf16_result(const Tensor& got, const Tensor& want, const std:
         << what << " [" << i << "]: " << a[i] << " vs " << b[i];
     if (a[i] == b[i]) ++exact;
     if (representable) {
-      ASSERT_EQ(bits(a[i]) & 0xffffu, 0u) << what << " [" << i << "] " << a[i];
+      ASSERT_EQ(bf16::float_bits(a[i]) & 0xffffu, 0u) << what << " [" << i << "] " << a[i];
     }
   }
   EXPECT_GE(static_cast<double>(exact), exact_share * static_cast<double>(a.size()))

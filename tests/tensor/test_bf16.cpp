@@ -21,7 +21,6 @@
 #include "tests/support/test_support.h"
 
 using namespace okd;
-using okd::test::bits;
 using okd::test::expect_bf16_result;
 
 namespace {
@@ -59,7 +58,7 @@ TEST(Bf16, RoundingMatchesPyTorchBitForBit) {
   const std::vector<float> got = to_vector<float>(ops::round_bf16(ref("round", "x")));
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < got.size(); ++i)
-    EXPECT_EQ(bits(got[i]), bits(want[i]))
+    EXPECT_EQ(bf16::float_bits(got[i]), bf16::float_bits(want[i]))
         << "round_bf16(" << x[i] << ") = " << got[i] << ", PyTorch " << want[i];
   // The cases the reference starts with: ties go to the even neighbour, overflow to infinity.
   EXPECT_EQ(bf16::round(1.0f + 0x1p-8f), 1.0f);
@@ -70,8 +69,9 @@ TEST(Bf16, RoundingMatchesPyTorchBitForBit) {
 TEST(Bf16, NanStaysNanAndRoundingIsIdempotent) {
   for (float nan : {NAN, -NAN, bf16::bits_float(0x7f800001u), bf16::bits_float(0xff80ffffu)}) {
     const float r = bf16::round(nan);
-    EXPECT_TRUE(std::isnan(r)) << std::hex << bits(nan) << " -> " << bits(r);
-    EXPECT_EQ(bits(r) & 0xffffu, 0u);
+    EXPECT_TRUE(std::isnan(r)) << std::hex << bf16::float_bits(nan) << " -> "
+                               << bf16::float_bits(r);
+    EXPECT_EQ(bf16::float_bits(r) & 0xffffu, 0u);
   }
   const Tensor x = ref("round", "x");
   const Tensor once = ops::round_bf16(x);

@@ -56,15 +56,9 @@ double sum_atol(DType dt, const Shape& s) {
   return dt == DType::Float32 ? 1e-5 * std::sqrt(static_cast<double>(M)) : 1e-5;
 }
 
-// The CUDA result lives on the GPU and matches the CPU reference in shape, dtype and values.
 ::testing::AssertionResult matches(const Tensor& on_gpu, const Tensor& ref, double rtol,
                                    double atol = 1e-5) {
-  if (!on_gpu.device().is_cuda())
-    return ::testing::AssertionFailure() << "result is on " << on_gpu.device().str();
-  if (on_gpu.dtype() != ref.dtype())
-    return ::testing::AssertionFailure()
-           << "dtype " << dtype_name(on_gpu.dtype()) << " vs " << dtype_name(ref.dtype());
-  return test::allclose(on_gpu, ref, rtol, atol);
+  return test::matches_on_gpu(on_gpu, ref, rtol, atol);
 }
 ::testing::AssertionResult same_bits(const Tensor& a, const Tensor& b) {
   return test::allclose(cpu(a), cpu(b), 0, 0);

@@ -29,15 +29,9 @@ Tensor gpu(const Tensor& t) { return ops::to(t, kCuda); }
 
 double rtol_for(DType dt) { return dt == DType::Float32 ? 1e-5 : 1e-12; }
 
-// The CUDA result lives on the GPU and matches the CPU reference in shape, dtype and values.
 ::testing::AssertionResult matches(const Tensor& on_gpu, const Tensor& ref, double rtol,
                                    double atol = 1e-6) {
-  if (!on_gpu.device().is_cuda())
-    return ::testing::AssertionFailure() << "result is on " << on_gpu.device().str();
-  if (on_gpu.dtype() != ref.dtype())
-    return ::testing::AssertionFailure()
-           << "dtype " << dtype_name(on_gpu.dtype()) << " vs " << dtype_name(ref.dtype());
-  return test::allclose(on_gpu, ref, rtol, atol);
+  return test::matches_on_gpu(on_gpu, ref, rtol, atol);
 }
 
 const DType kFloats[] = {DType::Float32, DType::Float64};

@@ -56,15 +56,9 @@ Tensor uniform_t(const Shape& s, double lo, double hi, DType dt, uint64_t seed) 
 
 double rtol_for(DType dt, double f32) { return dt == DType::Float32 ? f32 : 1e-12; }
 
-// The CUDA result lives on the GPU and matches the CPU reference in shape, dtype and values.
 ::testing::AssertionResult matches(const Tensor& on_gpu, const Tensor& ref, double rtol,
                                    double atol = 1e-6) {
-  if (!on_gpu.device().is_cuda())
-    return ::testing::AssertionFailure() << "result is on " << on_gpu.device().str();
-  if (on_gpu.dtype() != ref.dtype())
-    return ::testing::AssertionFailure()
-           << "dtype " << dtype_name(on_gpu.dtype()) << " vs " << dtype_name(ref.dtype());
-  return test::allclose(on_gpu, ref, rtol, atol);
+  return test::matches_on_gpu(on_gpu, ref, rtol, atol);
 }
 
 std::string error_of(const std::function<void()>& f) {
