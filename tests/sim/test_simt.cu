@@ -110,6 +110,32 @@ TEST(Simt, WarpShufflesFollowCudaLaneRules) {
   }
 }
 
+// Reads a neighbour's shared-memory slot without a barrier: a race.
+__global__ void racy_kernel(int* out) {
+  __shared__ int buf[64];
+  buf[threadIdx.x] = static_cast<int>(threadIdx.x) + 1;
+  out[threadIdx.x] = buf[(threadIdx.x + 1) % blockDim.x];  // needs a __syncthreads before it
+}
+
+TEST(Simt, ReversingTheThreadOrderExposesAMissingBarrier) {
+  auto run = [](bool reverse, bool racy) {
+    okd::sim::set_reverse_order(reverse);
+    DeviceBuffer<int> out(64);
+    std::vector<int> in(64 * 3, 1);
+    DeviceBuffer<int> sums(3), data(in.size());
+    data.write(in);
+    if (racy)
+      racy_kernel<<<1, 64, 0, nullptr>>>(out.p);
+    else
+      tree_sum_kernel<<<3, 64, 0, nullptr>>>(data.p, sums.p);
+    okd::sim::set_reverse_order(false);
+    return racy ? out.read() : sums.read();
+  };
+  EXPECT_NE(run(false, true), run(true, true));    // the race shows
+  EXPECT_EQ(run(false, false), run(true, false));  // a correct kernel does not care
+  EXPECT_EQ(run(true, false), std::vector<int>(3, 64));
+}
+
 // okd's own block reduction (launch.cuh), as the loss and norm kernels use it.
 __global__ void block_reduce_kernel(const double* in, double* out, int n) {
   __shared__ double smem[32];

@@ -1,7 +1,8 @@
 // The SIMT simulator's kernel engine (simt.h): grids run block by block under one lock; within a
-// block, simulated threads run on fibers (ucontext) scheduled cooperatively. A fiber runs threads
-// back to back until one of them waits (barrier, shuffle); the scheduler then starts the next
-// threads on other fibers, and releases a wait once every thread it needs has arrived.
+// block, simulated threads run on fibers scheduled cooperatively (a few lines of assembly switch
+// stacks on x86-64; elsewhere ucontext, whose swapcontext also makes a system call). A fiber runs
+// threads back to back until one of them waits (barrier, shuffle); the scheduler then starts the
+// next threads on other fibers, and releases a wait once every thread it needs has arrived.
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -31,6 +32,70 @@ namespace {
 constexpr int kWarp = 32;
 constexpr size_t kStackBytes = size_t{256} << 10;  // per fiber, plus a guard page below it
 
+// ---- stack switching ---------------------------------------------------------------------------
+#if defined(__x86_64__)
+// okd_sim_switch(&from->sp, to->sp): saves the callee-saved registers on the current stack,
+// stores the stack pointer in *from_sp, and resumes the context whose stack pointer is to_sp
+// (System V AMD64 ABI). The SSE and x87 control words, also callee-saved, are left alone: no
+// fiber changes them (the kernels never change rounding modes), and saving them costs a third of
+// the switch.
+extern "C" void okd_sim_switch(void** from_sp, void* to_sp);
+asm(R"(
+  .text
+  .globl okd_sim_switch
+  .type okd_sim_switch, @function
+okd_sim_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size okd_sim_switch, .-okd_sim_switch
+  .section .note.GNU-stack,"",@progbits
+  .text
+)");
+
+struct Context {
+  void* sp = nullptr;
+};
+void context_switch(Context* from, Context* to) { okd_sim_switch(&from->sp, to->sp); }
+// A context that starts entry() on [stack, stack + bytes): the frame okd_sim_switch pops, whose
+// return address is entry, placed so that entry starts with the stack aligned as after a call.
+void context_make(Context* c, char* stack, size_t bytes, void (*entry)()) {
+  uintptr_t top = (reinterpret_cast<uintptr_t>(stack) + bytes) & ~uintptr_t{15};
+  auto* frame = reinterpret_cast<uint64_t*>(top - 16);  // the return address lands 16-aligned
+  frame[0] = reinterpret_cast<uint64_t>(entry);
+  frame[1] = 0;
+  uint64_t* regs = frame - 6;  // r15, r14, r13, r12, rbx, rbp
+  for (int i = 0; i < 6; ++i) regs[i] = 0;
+  c->sp = regs;
+}
+#else
+struct Context {
+  ucontext_t uc{};
+};
+void context_switch(Context* from, Context* to) {
+  if (swapcontext(&from->uc, &to->uc) != 0) std::abort();
+}
+void context_make(Context* c, char* stack, size_t bytes, void (*entry)()) {
+  if (getcontext(&c->uc) != 0) std::abort();
+  c->uc.uc_stack.ss_sp = stack;
+  c->uc.uc_stack.ss_size = bytes;
+  c->uc.uc_link = nullptr;
+  makecontext(&c->uc, entry, 0);
+}
+#endif
+
 enum class Wait : uint8_t { None, Barrier, Shuffle, Syncwarp };
 
 struct SimThread {
@@ -42,10 +107,11 @@ struct SimThread {
   ShuffleKind kind = ShuffleKind::Down;
   int arg = 0, width = kWarp;
   uint64_t in = 0, out = 0;
+  struct Fiber* fiber = nullptr;  // the fiber running it
 };
 
 struct Fiber {
-  ucontext_t context{};
+  Context context;
   char* stack = nullptr;  // usable bytes [stack, stack + kStackBytes)
   SimThread* running = nullptr;
   bool idle = true;
@@ -55,7 +121,7 @@ struct Fiber {
 struct Engine {
   std::mutex mu;  // one grid at a time, process-wide
   std::vector<std::unique_ptr<Fiber>> fibers;
-  ucontext_t scheduler{};
+  Context scheduler;
   void* scheduler_fake_stack = nullptr;
   const void* scheduler_stack_bottom = nullptr;
   size_t scheduler_stack_size = 0;
@@ -65,7 +131,18 @@ struct Engine {
   const std::function<void()>* body = nullptr;
   BlockState block{};
   std::vector<SimThread> threads;
-  int next = 0;  // next thread to start
+  int next = 0;               // next thread to start
+  int done = 0;               // threads that have returned
+  int at_barrier = 0;         // threads waiting at __syncthreads
+  std::vector<Fiber*> ready;  // fibers whose thread was released from a wait
+  std::vector<Fiber*> idle;   // fibers with no thread
+  // OKD_SIM_ORDER=reverse runs blocks, and starts threads, from the last to the first: a kernel
+  // whose result changes with the order has a race (a missing barrier, a read of another
+  // thread's or block's output).
+  bool reverse = [] {
+    const char* v = std::getenv("OKD_SIM_ORDER");
+    return v != nullptr && std::string(v) == "reverse";
+  }();
 };
 Engine& engine() {
   static Engine* e = new Engine();  // never destroyed: fibers may outlive static destruction
@@ -92,7 +169,7 @@ void switch_to_fiber(Engine& e, Fiber* f) {
 #if OKD_SIM_ASAN
   __sanitizer_start_switch_fiber(&e.scheduler_fake_stack, f->stack, kStackBytes);
 #endif
-  if (swapcontext(&e.scheduler, &f->context) != 0) fault("swapcontext failed");
+  context_switch(&e.scheduler, &f->context);
 #if OKD_SIM_ASAN
   __sanitizer_finish_switch_fiber(e.scheduler_fake_stack, nullptr, nullptr);
 #endif
@@ -105,7 +182,7 @@ void switch_to_scheduler(Engine& e, Fiber* f) {
   __sanitizer_start_switch_fiber(&f->asan_fake_stack, e.scheduler_stack_bottom,
                                  e.scheduler_stack_size);
 #endif
-  if (swapcontext(&f->context, &e.scheduler) != 0) fault("swapcontext failed");
+  context_switch(&f->context, &e.scheduler);
 #if OKD_SIM_ASAN
   __sanitizer_finish_switch_fiber(f->asan_fake_stack, &e.scheduler_stack_bottom,
                                   &e.scheduler_stack_size);
@@ -123,21 +200,28 @@ void fiber_main() {
 #endif
   for (;;) {
     while (e.next < static_cast<int>(e.threads.size())) {
-      SimThread& th = e.threads[e.next++];
+      const int t = e.next++;
+      SimThread& th = e.threads[e.reverse ? e.threads.size() - 1 - t : t];
       f->running = &th;
+      th.fiber = f;
       t_thread = &th.state;
       (*e.body)();
       th.done = true;
+      ++e.done;
       f->running = nullptr;
     }
     f->idle = true;
+    e.idle.push_back(f);
     switch_to_scheduler(e, f);
   }
 }
 
 Fiber* idle_fiber(Engine& e) {
-  for (auto& f : e.fibers)
-    if (f->idle) return f.get();
+  if (!e.idle.empty()) {
+    Fiber* f = e.idle.back();
+    e.idle.pop_back();
+    return f;
+  }
   auto f = std::make_unique<Fiber>();
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   void* mem = mmap(nullptr, kStackBytes + page, PROT_READ | PROT_WRITE,
@@ -145,11 +229,7 @@ Fiber* idle_fiber(Engine& e) {
   if (mem == MAP_FAILED) fault("out of memory for fiber stacks");
   mprotect(mem, page, PROT_NONE);  // a stack overflow faults instead of corrupting memory
   f->stack = static_cast<char*>(mem) + page;
-  if (getcontext(&f->context) != 0) fault("getcontext failed");
-  f->context.uc_stack.ss_sp = f->stack;
-  f->context.uc_stack.ss_size = kStackBytes;
-  f->context.uc_link = nullptr;
-  makecontext(&f->context, fiber_main, 0);
+  context_make(&f->context, f->stack, kStackBytes, fiber_main);
   t_starting = f.get();
   e.fibers.push_back(std::move(f));
   return e.fibers.back().get();
@@ -251,7 +331,10 @@ bool release_warps(Engine& e) {
         }
       }
       for (int k = 0; k < lanes; ++k)
-        if (mask >> k & 1u) e.threads[base + k].wait = Wait::None;
+        if (mask >> k & 1u) {
+          e.threads[base + k].wait = Wait::None;
+          e.ready.push_back(e.threads[base + k].fiber);
+        }
       waiting &= ~mask;
       released = true;
     }
@@ -272,34 +355,31 @@ std::string wait_summary(const Engine& e) {
 
 void run_block(Engine& e) {
   const int n = static_cast<int>(e.threads.size());
-  e.next = 0;
+  e.next = e.done = e.at_barrier = 0;
+  e.ready.clear();
   for (;;) {
-    // Resume every fiber whose thread was released.
-    bool resumed = false;
-    for (size_t i = 0; i < e.fibers.size(); ++i) {
-      Fiber* f = e.fibers[i].get();
-      if (!f->idle && f->running != nullptr && f->running->wait == Wait::None) {
-        switch_to_fiber(e, f);
-        resumed = true;
-      }
+    if (!e.ready.empty()) {  // a thread released from a wait
+      Fiber* f = e.ready.back();
+      e.ready.pop_back();
+      switch_to_fiber(e, f);
+      continue;
     }
-    if (resumed) continue;
-    if (e.next < n) {
+    if (e.next < n) {  // threads not started yet
       Fiber* f = idle_fiber(e);
       f->idle = false;
       switch_to_fiber(e, f);
       continue;
     }
-    // Everyone has started and is either done or waiting.
-    bool all_done = true;
-    for (const SimThread& th : e.threads) all_done = all_done && th.done;
-    if (all_done) return;
+    // Every thread has started and is either done or waiting.
+    if (e.done == n) return;
     if (release_warps(e)) continue;
-    bool all_at_barrier = true;
-    for (const SimThread& th : e.threads)
-      if (!th.done && th.wait != Wait::Barrier) all_at_barrier = false;
-    if (all_at_barrier) {
-      for (SimThread& th : e.threads) th.wait = Wait::None;
+    if (e.at_barrier == n - e.done) {
+      for (SimThread& th : e.threads)
+        if (th.wait == Wait::Barrier) {
+          th.wait = Wait::None;
+          e.ready.push_back(th.fiber);
+        }
+      e.at_barrier = 0;
       continue;
     }
     fault("deadlock: " + wait_summary(e) +
@@ -317,28 +397,38 @@ void run_grid(const LaunchConfig& c, const std::function<void()>& body) {
   e.block.block_dim = dim3(c.block[0], c.block[1], c.block[2]);
   const int n = static_cast<int>(c.block[0] * c.block[1] * c.block[2]);
   e.threads.assign(n, SimThread{});
-  for (unsigned bz = 0; bz < c.grid[2]; ++bz)
-    for (unsigned by = 0; by < c.grid[1]; ++by)
-      for (unsigned bx = 0; bx < c.grid[0]; ++bx) {
-        e.block.block_idx = uint3{bx, by, bz};
-        for (int t = 0; t < n; ++t) {
-          SimThread& th = e.threads[t];
-          th = SimThread{};
-          th.linear = t;
-          th.state.block = &e.block;
-          th.state.thread_idx =
-              uint3{t % c.block[0], (t / c.block[0]) % c.block[1], t / (c.block[0] * c.block[1])};
-        }
-        run_block(e);
-      }
+  const uint64_t blocks = uint64_t{c.grid[0]} * c.grid[1] * c.grid[2];
+  for (uint64_t i = 0; i < blocks; ++i) {
+    const uint64_t b = e.reverse ? blocks - 1 - i : i;
+    e.block.block_idx = uint3{static_cast<unsigned>(b % c.grid[0]),
+                              static_cast<unsigned>(b / c.grid[0] % c.grid[1]),
+                              static_cast<unsigned>(b / (uint64_t{c.grid[0]} * c.grid[1]))};
+    for (int t = 0; t < n; ++t) {
+      SimThread& th = e.threads[t];
+      th = SimThread{};
+      th.linear = t;
+      th.state.block = &e.block;
+      th.state.thread_idx =
+          uint3{t % c.block[0], (t / c.block[0]) % c.block[1], t / (c.block[0] * c.block[1])};
+    }
+    run_block(e);
+  }
   e.config = nullptr;
   e.body = nullptr;
 }
 
 }  // namespace
 
+void set_reverse_order(bool reverse) {
+  Engine& e = engine();
+  std::lock_guard<std::mutex> lock(e.mu);
+  e.reverse = reverse;
+}
+bool reverse_order() { return engine().reverse; }
+
 void syncthreads() {
   waiting_thread(Wait::Barrier);
+  ++engine().at_barrier;
   suspend();
 }
 

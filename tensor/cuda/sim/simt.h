@@ -33,6 +33,12 @@ struct ThreadState {
 extern thread_local ThreadState* t_thread;
 inline const ThreadState& current_thread() { return *t_thread; }
 
+// Blocks run, and threads start, from the last to the first when reversed (the environment
+// variable OKD_SIM_ORDER=reverse sets it at start-up): a kernel whose results change with the
+// order has a race, such as a missing __syncthreads.
+void set_reverse_order(bool reverse);
+bool reverse_order();
+
 void syncthreads();
 void syncwarp(unsigned mask);
 
