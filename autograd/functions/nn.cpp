@@ -40,20 +40,30 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias,
 
 // The transposed convolution is conv2d's input-gradient; its own gradients are therefore
 // dx = conv2d(dy, W) and dW = conv2d_backward_weight with the roles of x and dy exchanged.
+// With output_padding >= stride the output is a crop of the unpadded one (conv.h), so dy is first
+// put back into the unpadded output's frame (zeros elsewhere) and the convolutions run unpadded.
 Tensor conv_transpose2d(const Tensor& input, const Tensor& weight, const Tensor& bias,
                         const ops::Conv2dParams& p, int64_t oph, int64_t opw) {
   Tensor out = ops::conv_transpose2d_forward(input, weight, bias, p, oph, opw);
   if (needs_record({input, weight, bias})) {
     Saved sx(weight.requires_grad() ? input : Tensor()),
         sw(input.requires_grad() ? weight : Tensor());
-    Shape ws = weight.shape();
+    Shape xs = input.shape(), ws = weight.shape();
+    const bool crops = ops::conv_transpose2d_crops_full(p, oph, opw);
     record(Op::conv_transpose2d, {input, weight, bias}, {out},
-           [sx, sw, ws, p](const TensorList& g, const std::vector<bool>& needs) -> TensorList {
+           [sx, sw, xs, ws, p, crops](const TensorList& g,
+                                      const std::vector<bool>& needs) -> TensorList {
              TensorList d(3);
+             Tensor gy = g[0];
+             ops::Conv2dParams q = p;
+             if (crops && (needs[0] || needs[1])) {
+               gy = ops::conv_transpose2d_uncrop(g[0], xs, ws, p);
+               q.pad_h = q.pad_w = 0;
+             }
              if (needs[0])
-               d[0] = ops::conv2d_forward(g[0], sw.get(Op::conv_transpose2d), Tensor(), p);
+               d[0] = ops::conv2d_forward(gy, sw.get(Op::conv_transpose2d), Tensor(), q);
              if (needs[1])
-               d[1] = ops::conv2d_backward_weight(sx.get(Op::conv_transpose2d), g[0], ws, p);
+               d[1] = ops::conv2d_backward_weight(sx.get(Op::conv_transpose2d), gy, ws, q);
              if (needs[2]) d[2] = ops::conv2d_backward_bias(g[0]);
              return d;
            },

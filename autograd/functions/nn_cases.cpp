@@ -34,6 +34,19 @@ void add_nn_cases(std::vector<GradcheckCase>& cs) {
       {leaf({2, 3, 3, 3}, -1, 1, 13), leaf({3, 2, 3, 3}, -1, 1, 14), leaf({2}, -1, 1, 15)});
   add(cs, Op::conv_transpose2d, "groups 2 dilation 2", convt({1, 1, 0, 0, 2, 2, 2}, 0),
       {leaf({1, 4, 3, 3}, -1, 1, 16), leaf({4, 1, 2, 2}, -1, 1, 17)});
+  // output_padding >= stride (below the dilation): rows past the uncropped output, and with
+  // padding the rows it would crop.
+  add(cs, Op::conv_transpose2d, "dilation 2 output_padding 1 (>= stride)",
+      convt({1, 1, 0, 0, 2, 2, 1}, 1),
+      {leaf({1, 2, 3, 3}, -1, 1, 301), leaf({2, 2, 3, 3}, -1, 1, 302), leaf({2}, -1, 1, 303)});
+  add(cs, Op::conv_transpose2d, "pad 1 dilation 2 output_padding 1, groups 2",
+      convt({1, 1, 1, 1, 2, 2, 2}, 1),
+      {leaf({1, 4, 3, 3}, -1, 1, 304), leaf({4, 1, 3, 3}, -1, 1, 305)});
+  add(cs, Op::conv_transpose2d, "stride 2, output_padding (2, 1), dilation (3, 1), pad (1, 0)",
+      [](const TensorList& in) {
+        return conv_transpose2d(in[0], in[1], in[2], {2, 2, 1, 0, 3, 1, 1}, 2, 1);
+      },
+      {leaf({2, 2, 2, 3}, -1, 1, 306), leaf({2, 3, 2, 2}, -1, 1, 307), leaf({3}, -1, 1, 308)});
 
   add(cs, Op::batch_norm, "train, affine, 4-D",
       [](const TensorList& in) {

@@ -39,8 +39,22 @@ Tensor conv2d_backward_bias(const Tensor& grad_out);
 void set_conv_direct_enabled(bool on);
 bool conv_direct_enabled();
 
+// output_padding < max(stride, dilation), as in PyTorch.
 Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
                                 const Conv2dParams& p, int64_t output_padding_h,
                                 int64_t output_padding_w);
+
+// output_padding >= stride (possible when dilation > stride) gives output sizes whose conv2d
+// does not come back to the input size (cuDNN rejects them, and the adjoint would be misshapen).
+// Such outputs are a crop of the uncropped transposed convolution (pad 0, output_padding 0) of
+// size F = (H - 1) stride + dil (kH - 1) + 1:  out[o] = full[o + pad] where o + pad < F, else 0
+// (plus the bias). conv_transpose2d_forward takes that path by itself; the gradient uses:
+bool conv_transpose2d_crops_full(const Conv2dParams& p, int64_t output_padding_h,
+                                 int64_t output_padding_w);
+// The adjoint of the crop: grad_out [N, C_out, OH, OW] placed at (pad_h, pad_w) into zeros of
+// [N, C_out, FH, FW], on grad_out's device. conv2d with p's padding set to 0 then maps it onto
+// the input (dx) and, with the input as grad_output, onto the weight (dW).
+Tensor conv_transpose2d_uncrop(const Tensor& grad_out, const Shape& input_shape,
+                               const Shape& weight_shape, const Conv2dParams& p);
 
 }  // namespace okd::ops

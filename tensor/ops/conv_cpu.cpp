@@ -292,8 +292,56 @@ Tensor conv2d_backward_weight(const Tensor& grad_out_, const Tensor& input_, con
 
 Tensor conv2d_backward_bias(const Tensor& grad_out) { return sum(grad_out, {0, 2, 3}); }
 
+namespace {
+// dst[.., dh : dh + h, dw : dw + w] = src[.., sh : sh + h, sw : sw + w]: views and copy_, so on
+// either device; nothing when the window is empty.
+void copy_window(const Tensor& dst, int64_t dh, int64_t dw, const Tensor& src, int64_t sh,
+                 int64_t sw, int64_t h, int64_t w) {
+  if (h <= 0 || w <= 0) return;
+  copy_(narrow(narrow(dst, 2, dh, h), 3, dw, w), narrow(narrow(src, 2, sh, h), 3, sw, w));
+}
+
+Conv2dParams unpadded(Conv2dParams p) {
+  p.pad_h = p.pad_w = 0;
+  return p;
+}
+}  // namespace
+
+bool conv_transpose2d_crops_full(const Conv2dParams& p, int64_t oph, int64_t opw) {
+  return oph >= p.stride_h || opw >= p.stride_w;
+}
+
+Tensor conv_transpose2d_uncrop(const Tensor& grad_out, const Shape& s, const Shape& ws,
+                               const Conv2dParams& p) {
+  const int64_t FH = (s[2] - 1) * p.stride_h + p.dil_h * (ws[2] - 1) + 1;
+  const int64_t FW = (s[3] - 1) * p.stride_w + p.dil_w * (ws[3] - 1) + 1;
+  Tensor full =
+      zeros({grad_out.size(0), grad_out.size(1), FH, FW}, grad_out.dtype(), grad_out.device());
+  copy_window(full, p.pad_h, p.pad_w, grad_out, 0, 0, std::min(grad_out.size(2), FH - p.pad_h),
+              std::min(grad_out.size(3), FW - p.pad_w));
+  return full;
+}
+
 Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
                                 const Conv2dParams& p, int64_t oph, int64_t opw) {
+  if (conv_transpose2d_crops_full(p, oph, opw) && oph >= 0 && opw >= 0) {
+    // out[o] = full[o + pad] for o + pad < F, else the bias alone (conv.h); both devices.
+    Tensor full = conv_transpose2d_forward(input, weight, bias, unpadded(p), 0, 0);
+    OKD_CHECK(oph < std::max(p.stride_h, p.dil_h) && opw < std::max(p.stride_w, p.dil_w),
+              "conv_transpose2d: output_padding must be smaller than stride or dilation");
+    const int64_t FH = full.size(2), FW = full.size(3);
+    const int64_t OH = FH - 2 * p.pad_h + oph, OW = FW - 2 * p.pad_w + opw;
+    OKD_CHECK(OH > 0 && OW > 0, "conv_transpose2d: output would be empty for input ",
+              shape_str(input.shape()));
+    Tensor out = empty({full.size(0), full.size(1), OH, OW}, full.dtype(), full.device());
+    if (bias.defined())
+      copy_(out, reshape(bias, {1, full.size(1), 1, 1}));
+    else
+      fill_(out, 0.0);
+    copy_window(out, 0, 0, full, p.pad_h, p.pad_w, std::min(OH, FH - p.pad_h),
+                std::min(OW, FW - p.pad_w));
+    return out;
+  }
   if (cuda::on_cuda(input, weight, bias))
     return cuda::conv_transpose2d_forward(input, weight, bias, p, oph, opw);
   check_conv(input, weight, p, "conv_transpose2d");

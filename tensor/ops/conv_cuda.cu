@@ -409,6 +409,11 @@ Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const
   OKD_CHECK(oph >= 0 && opw >= 0 && oph < std::max(p.stride_h, p.dil_h) &&
                 opw < std::max(p.stride_w, p.dil_w),
             "conv_transpose2d: output_padding must be smaller than stride or dilation");
+  // cuDNN takes only output sizes whose conv2d comes back to the input's: output_padding >= stride
+  // is cropped from the unpadded output by ops::conv_transpose2d_forward before it gets here.
+  OKD_CHECK(oph < p.stride_h && opw < p.stride_w, "conv_transpose2d: output_padding (", oph, ", ",
+            opw, ") >= stride (", p.stride_h, ", ", p.stride_w,
+            ") must go through ops::conv_transpose2d_forward");
   const int64_t Cout = ws[1] * p.groups;
   const int64_t OH = (s[2] - 1) * p.stride_h - 2 * p.pad_h + p.dil_h * (ws[2] - 1) + oph + 1;
   const int64_t OW = (s[3] - 1) * p.stride_w - 2 * p.pad_w + p.dil_w * (ws[3] - 1) + opw + 1;

@@ -1,5 +1,6 @@
 // Forward values and gradients of the nn ops against PyTorch (tests/reference/make_op_refs.py):
-// convolutions with stride/padding/dilation/groups/depthwise, the FFSD transposed convolution,
+// convolutions with stride/padding/dilation/groups/depthwise, the FFSD transposed convolution and
+// transposed convolutions whose output_padding reaches the stride,
 // batch norm training (two calls update the running statistics twice) and eval, pooling,
 // log_softmax/softmax with a temperature on logits of magnitude 1000, and cross-entropy with
 // label smoothing and class weights.
@@ -45,6 +46,31 @@ TEST(NnOpsReference, ConvTransposeOfTheFfsdDecoder) {
   EXPECT_ALLCLOSE(x.grad(), R("convt_ffsd", "gx"), 1e-4, 1e-5);
   EXPECT_ALLCLOSE(w.grad(), R("convt_ffsd", "gw"), 1e-4, 1e-4);
   EXPECT_ALLCLOSE(b.grad(), R("convt_ffsd", "gb"), 1e-4, 1e-4);
+}
+
+// output_padding >= stride, allowed while below the dilation: the output has rows past the
+// uncropped transposed convolution (bias only) and, with padding, rows the padding would crop.
+TEST(NnOpsReference, ConvTransposeWithOutputPaddingAtLeastTheStride) {
+  struct Case {
+    std::string name;
+    ops::Conv2dParams p;
+    int64_t oph, opw;
+    Shape out;
+  };
+  for (const Case& c : {Case{"convt_op_d2", {1, 1, 0, 0, 2, 2, 1}, 1, 1, {1, 3, 9, 9}},
+                        Case{"convt_op_d2_p1", {1, 1, 1, 1, 2, 2, 1}, 1, 1, {2, 3, 7, 7}},
+                        Case{"convt_op_mixed_g2", {2, 2, 1, 1, 3, 1, 2}, 2, 1, {1, 2, 8, 8}}}) {
+    SCOPED_TRACE(c.name);
+    Tensor x = R(c.name, "x").requires_grad_(), w = R(c.name, "w").requires_grad_(),
+           b = R(c.name, "b").requires_grad_();
+    Tensor y = conv_transpose2d(x, w, b, c.p, c.oph, c.opw);
+    EXPECT_EQ(y.shape(), c.out);
+    EXPECT_ALLCLOSE(y, R(c.name, "out"), 1e-4, 1e-5);
+    backward(y, R(c.name, "gy"));
+    EXPECT_ALLCLOSE(x.grad(), R(c.name, "gx"), 1e-4, 1e-5);
+    EXPECT_ALLCLOSE(w.grad(), R(c.name, "gw"), 1e-4, 1e-4);
+    EXPECT_ALLCLOSE(b.grad(), R(c.name, "gb"), 1e-4, 1e-4);
+  }
 }
 
 TEST(NnOpsReference, BatchNormTrainTwiceThenEval) {

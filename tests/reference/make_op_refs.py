@@ -101,6 +101,22 @@ def nn_refs():
     save(NN, "softmax", {"z": z, "y": y, "w": wts, "lsm_T4": F.log_softmax(z / 4, 1), "sm_T4": F.softmax(z / 4, 1),
                          "ce": F.cross_entropy(z / 100, y),
                          "ce_ls_w": F.cross_entropy(z / 100, y, weight=wts, label_smoothing=0.1)})
+    # output_padding >= stride (allowed while it is below the dilation): the rows past the uncropped
+    # output get only the bias; with padding they hold the taps the padding would otherwise crop.
+    # Appended last so that the generator's earlier draws, and the files above, stay as they were.
+    for name, (xs, ws, kw) in {
+        "convt_op_d2": ((1, 2, 4, 4), (2, 3, 3, 3), dict(dilation=2, output_padding=1)),
+        "convt_op_d2_p1": ((2, 2, 4, 4), (2, 3, 3, 3), dict(dilation=2, padding=1, output_padding=1)),
+        "convt_op_mixed_g2": ((1, 4, 3, 4), (4, 1, 2, 3),
+                              dict(stride=2, dilation=(3, 1), padding=1, output_padding=(2, 1), groups=2)),
+    }.items():
+        x = rnd(*xs).requires_grad_()
+        w = rnd(*ws).requires_grad_()
+        b = rnd(ws[1] * kw.get("groups", 1)).requires_grad_()
+        y = F.conv_transpose2d(x, w, b, **kw)
+        gy = rnd(*y.shape)
+        y.backward(gy)
+        save(NN, name, {"x": x, "w": w, "b": b, "out": y, "gy": gy, "gx": x.grad, "gw": w.grad, "gb": b.grad})
 
 
 if __name__ == "__main__":

@@ -658,6 +658,10 @@ TEST(CudaOps, Conv2dForwardAndBothGradientsMatchCpu) {
   const ops::Conv2dParams p{2, 2, 1, 1, 1, 1, 1};
   EXPECT_TRUE(matches(ops::conv_transpose2d_forward(gpu(x), gpu(w), gpu(b), p, 1, 0),
                       ops::conv_transpose2d_forward(x, w, b, p, 1, 0), 1e-4, 1e-4));
+  // output_padding >= stride (dilation 2): cropped from the unpadded output, as on the CPU
+  const ops::Conv2dParams q{1, 1, 1, 1, 2, 2, 1};
+  EXPECT_TRUE(matches(ops::conv_transpose2d_forward(gpu(x), gpu(w), gpu(b), q, 1, 1),
+                      ops::conv_transpose2d_forward(x, w, b, q, 1, 1), 1e-4, 1e-4));
 }
 
 TEST(CudaOps, DeterministicConvolutionsAreBitIdenticalFromRunToRun) {
