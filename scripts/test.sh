@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The README's test command: set up, build okd (CUDA code compiled when nvcc is present, warnings
 # as errors), run the whole test suite, then rebuild the CPU code with address and
-# undefined-behaviour sanitizers and run the CPU suite again. Exits non-zero on any failure.
-# OKD_TEST_SANITIZE=0 skips the sanitizer pass (it is on by default, and in CI).
+# undefined-behaviour sanitizers and run the CPU suite again; in between, build the CUDA kernels
+# for the SIMT simulator (tensor/cuda/sim/README.md) and run the GPU tests on it, so that the
+# kernels themselves run even where there is no GPU. Exits non-zero on any failure.
+# OKD_TEST_SANITIZE=0 skips the sanitizer pass, OKD_TEST_SIM=0 the simulator pass (both are on
+# by default, and in CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${OKD_JOBS:-$(nproc)}
@@ -14,6 +17,18 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DOKD_WERROR=ON >/dev/null
 cmake --build build -j"$jobs"
 echo "== tests =="
 ctest --test-dir build --output-on-failure -j"$jobs" --timeout 600
+
+if [[ "${OKD_TEST_SIM:-1}" == 1 ]]; then
+  echo "== build (CUDA kernels for the SIMT simulator) =="
+  cmake -S . -B build-sim -DCMAKE_BUILD_TYPE=Release -DOKD_CUDA_SIM=ON -DOKD_WERROR=ON >/dev/null
+  cmake --build build-sim -j"$jobs" --target test_sim test_tensor
+  echo "== GPU tests on the simulator =="
+  # The simulator's own tests and every CUDA op test of test_tensor (kernels, cuBLAS and cuDNN
+  # calls, run against the CPU ops). The device-level tests (test_device) need the whole build
+  # and several minutes on the simulator: `ctest --test-dir build-sim` runs everything.
+  ctest --test-dir build-sim --output-on-failure -j"$jobs" --timeout 600 \
+        -R '^(Simt|SimtRuntime|SimtDeathTest|SimCublas|SimCudnn|Cuda)'
+fi
 
 if [[ "${OKD_TEST_SANITIZE:-1}" == 1 ]]; then
   echo "== build (ASan + UBSan, CPU only) =="
