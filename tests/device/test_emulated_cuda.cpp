@@ -674,8 +674,8 @@ TEST(DeviceWiring, BadTargetsAndIndicesAreRaisedAtTheNextSync) {
 }
 
 // train_cifar --device cuda against --device cpu, every method, on a tiny generated CIFAR-10:
-// emulated, the metrics files must be identical; on a GPU, losses within 2% (accuracy on 16
-// images may flip with last-bit differences over a whole epoch).
+// emulated, the metrics files must be identical; on a GPU (or the SIMT simulator) the runs must
+// complete with finite losses, and a one-step run must agree closely (below).
 // The metrics (within tolerance on a GPU, identical when emulated) and the last checkpoint's
 // tensors (identical when emulated) of a device run against the CPU run.
 void expect_same_run(const std::string& method, const fs::path& cpu_dir, const fs::path& dev_dir) {
@@ -685,22 +685,31 @@ void expect_same_run(const std::string& method, const fs::path& cpu_dir, const f
   if (g_emulated) {
     EXPECT_EQ(mc, md);
   } else {
-    // Columns: epoch, member, lr, train_loss, train_top1, test_loss, ...; compare the losses.
+    // On a GPU a whole run is not comparable to the CPU's: these runs (lr 0.1, batches of 8, 40
+    // images) are chaotic. Measured on the SIMT simulator (baseline): after one step every
+    // tensor agrees within 3e-6, one step from an identical state agrees within 2.7e-6, but the
+    // 3e-6 differences grow to 1e-3 in the stem's gradient at step 2, and the test losses after
+    // an epoch came out 136 vs 120. So the runs must complete with the same rows and finite
+    // losses here; expect_same_first_step compares the numbers.
     std::stringstream a(mc), b(md);
     std::string la, lb;
-    std::getline(a, la);
-    std::getline(b, lb);
-    while (std::getline(a, la) && std::getline(b, lb)) {
+    while (std::getline(a, la)) {
+      ASSERT_TRUE(static_cast<bool>(std::getline(b, lb))) << "the device run has fewer rows";
       std::vector<std::string> fa, fb;
       std::stringstream sa(la), sb(lb);
       for (std::string f; std::getline(sa, f, ',');) fa.push_back(f);
       for (std::string f; std::getline(sb, f, ',');) fb.push_back(f);
+      ASSERT_EQ(fa.size(), fb.size()) << la << " vs " << lb;
       ASSERT_GE(fa.size(), 6u);
-      for (int c : {3, 5}) {
-        const double x = std::stod(fa[c]), y = std::stod(fb[c]);
-        EXPECT_NEAR(x, y, 0.02 * std::fabs(x)) << method << " " << la << " vs " << lb;
-      }
+      if (fa[0] == "epoch") continue;  // the header
+      EXPECT_EQ(fa[1], fb[1]) << la << " vs " << lb;
+      // Finite where the CPU's are (members that do not train, like dkel's EMA peers, log NaN).
+      for (int c : {3, 5})
+        EXPECT_EQ(std::isnan(std::stod(fa[c])), std::isnan(std::stod(fb[c])))
+            << method << " " << la << " vs " << lb;
+      for (int c : {3, 5}) EXPECT_FALSE(std::isinf(std::stod(fb[c]))) << method << " " << lb;
     }
+    EXPECT_FALSE(static_cast<bool>(std::getline(b, lb))) << "the device run has more rows";
   }
   // Checkpoints are written from the host in the same format: emulated, byte for byte the same.
   int files = 0;
@@ -721,6 +730,62 @@ void expect_same_run(const std::string& method, const fs::path& cpu_dir, const f
     }
   }
   EXPECT_GE(files, 2);  // at least one network and the trainer state
+}
+
+// On a GPU: one training step (one batch of 8) on each device; its training loss (the forward
+// at initialisation) and the test loss after the step (one backward and update) must agree with
+// the CPU's (tolerances below).
+void expect_same_first_step(const std::string& method, std::vector<std::string> args,
+                            const std::vector<std::string>& device_args, const fs::path& root) {
+  if (g_emulated) return;         // the whole runs were compared bit for bit
+  std::vector<std::string> kept;  // the run's arguments without --epochs N and --cuda-graph
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--epochs") {
+      ++i;
+      continue;
+    }
+    if (args[i] != "--cuda-graph") kept.push_back(args[i]);
+  }
+  args = kept;
+  args.insert(args.end(), {"--epochs", "1", "--limit-train", "8"});
+  auto with = [&](std::vector<std::string> more) {
+    std::vector<std::string> a = args;
+    a.insert(a.end(), more.begin(), more.end());
+    return a;
+  };
+  const fs::path cpu_dir = root / "first_step_cpu", dev_dir = root / "first_step_dev";
+  ASSERT_EQ(test::run(with({"--device", "cpu", "--out", cpu_dir.string()})), 0);
+  std::vector<std::string> dev = device_args;
+  dev.insert(dev.end(), {"--out", dev_dir.string()});
+  ASSERT_EQ(test::run(with(dev)), 0);
+  std::stringstream a(test::metrics_without_seconds(cpu_dir)),
+      b(test::metrics_without_seconds(dev_dir));
+  std::string la, lb;
+  int rows = 0;
+  while (std::getline(a, la) && std::getline(b, lb)) {
+    std::vector<std::string> fa, fb;
+    std::stringstream sa(la), sb(lb);
+    for (std::string f; std::getline(sa, f, ',');) fa.push_back(f);
+    for (std::string f; std::getline(sb, f, ',');) fb.push_back(f);
+    ASSERT_GE(fa.size(), 6u);
+    if (fa[0] == "epoch") continue;
+    ++rows;
+    // The training loss is the forward at initialisation: within 1e-4. The test loss follows one
+    // backward and update, which a method's Adam steps (afd's discriminators) can amplify: on the
+    // simulator afd's second network came out 2.2e-4 apart, every other member of baseline, afd
+    // and dkel within 1.5e-6. 1e-3 leaves room for that amplification and still compares the
+    // update (not checked by a deliberate mutation yet).
+    for (int c : {3, 5}) {
+      const double x = std::stod(fa[c]), y = std::stod(fb[c]);
+      if (std::isnan(x)) {
+        EXPECT_TRUE(std::isnan(y)) << method << " " << la << " vs " << lb;
+        continue;
+      }
+      EXPECT_NEAR(x, y, (c == 3 ? 1e-4 : 1e-3) * std::fabs(x) + 1e-6)
+          << method << " " << la << " vs " << lb;
+    }
+  }
+  EXPECT_GE(rows, 1);
 }
 
 class EmulatedTraining : public ::testing::TestWithParam<std::string> {};
@@ -761,6 +826,7 @@ TEST_P(EmulatedTraining, DeviceRunMatchesCpuRun) {
   ASSERT_EQ(test::run(with({"--device", "cpu", "--out", (root / "cpu").string()})), 0);
   ASSERT_EQ(test::run(with({"--device", "cuda", "--out", (root / "cuda").string()})), 0);
   expect_same_run(method, root / "cpu", root / "cuda");
+  expect_same_first_step(method, common, {"--device", "cuda"}, root);
   // Methods whose step is static also train with whole-step capture (--cuda-graph): one eager
   // warm-up step, a capture, replays, a recapture at epoch 2 (where the lr drops).
   if (capturable) {
@@ -810,6 +876,7 @@ TEST(DeviceWiring, DataOnDeviceTrainsLikeTheHostLoader) {
     if (method == "baseline") dev_args.push_back("--cuda-graph");
     ASSERT_EQ(test::run(with(dev_args)), 0);
     expect_same_run(method, cpu_dir, dev_dir);
+    expect_same_first_step(method, common, {"--device", "cuda", "--data-on-device"}, root / method);
   }
   // Pipelines the device does not run are refused by name.
   std::vector<std::string> rrc{"--dataset", "cifar10", "--data-dir",           data.string(),
