@@ -28,6 +28,9 @@ if [[ "${OKD_TEST_SIM:-1}" == 1 ]]; then
   # and several minutes on the simulator: `ctest --test-dir build-sim` runs everything.
   ctest --test-dir build-sim --output-on-failure -j"$jobs" --timeout 600 \
         -R '^(Simt|SimtRuntime|SimtDeathTest|SimCublas|SimCudnn|Cuda)'
+  # and the backend's start-up on a machine whose runtime finds no GPU
+  OKD_SIM_DEVICES=0 ctest --test-dir build-sim --output-on-failure \
+        -R '^CudaBackend.AskingForCudaWithoutAGpuIsAClearError$'
 fi
 
 if [[ "${OKD_TEST_SANITIZE:-1}" == 1 ]]; then
