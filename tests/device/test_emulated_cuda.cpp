@@ -771,17 +771,18 @@ void expect_same_first_step(const std::string& method, std::vector<std::string> 
     if (fa[0] == "epoch") continue;
     ++rows;
     // The training loss is the forward at initialisation: within 1e-4. The test loss follows one
-    // backward and update, which a method's Adam steps (afd's discriminators) can amplify: on the
-    // simulator afd's second network came out 2.2e-4 apart, every other member of baseline, afd
-    // and dkel within 1.5e-6. 1e-3 leaves room for that amplification and still compares the
-    // update (not checked by a deliberate mutation yet).
+    // backward and update, where a single ReLU input within float32 rounding of zero can go
+    // either way: on the SIMT simulator amln's second network came out 2.5e-3 apart from the
+    // CPU, and the CPU's own two convolution paths (direct and im2col) differ the same way; the
+    // cause was one pre-activation of +4.4e-7 vs -2.5e-7 (docs/cuda.md). So 1e-2 here: it still
+    // compares the backward and update (not checked by a deliberate mutation yet).
     for (int c : {3, 5}) {
       const double x = std::stod(fa[c]), y = std::stod(fb[c]);
       if (std::isnan(x)) {
         EXPECT_TRUE(std::isnan(y)) << method << " " << la << " vs " << lb;
         continue;
       }
-      EXPECT_NEAR(x, y, (c == 3 ? 1e-4 : 1e-3) * std::fabs(x) + 1e-6)
+      EXPECT_NEAR(x, y, (c == 3 ? 1e-4 : 1e-2) * std::fabs(x) + 1e-6)
           << method << " " << la << " vs " << lb;
     }
   }
