@@ -5,6 +5,8 @@
 // synchronising call (cudaStreamSynchronize, cudaMemcpy, cudaEventSynchronize) on the capturing
 // thread, as on a GPU. New device memory is filled with 0xff bytes (NaN in float32 and float64),
 // so a kernel that reads what nobody wrote shows it.
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -403,6 +405,17 @@ cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t* nodes, size_t*
 }
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
   if (graph == nullptr) return fail(cudaErrorInvalidValue);
+  // OKD_SIM_GRAPH_TALLY=1: print the graph's nodes counted by origin (launch site or call), the
+  // list a whole-step capture's launch count is made of.
+  if (const char* v = std::getenv("OKD_SIM_GRAPH_TALLY"); v != nullptr && std::string(v) == "1") {
+    std::map<std::string, int> tally;
+    for (const auto& node : graph->nodes) ++tally[node.what];
+    std::vector<std::pair<int, std::string>> rows;
+    for (const auto& [what, n] : tally) rows.emplace_back(n, what);
+    std::sort(rows.rbegin(), rows.rend());
+    std::fprintf(stderr, "okd SIMT simulator: graph of %zu nodes\n", graph->nodes.size());
+    for (const auto& [n, what] : rows) std::fprintf(stderr, "%6d  %s\n", n, what.c_str());
+  }
   *exec = new CUgraphExec_st{graph->nodes};
   return cudaSuccess;
 }
