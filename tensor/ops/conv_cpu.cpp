@@ -326,9 +326,9 @@ Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const
                                 const Conv2dParams& p, int64_t oph, int64_t opw) {
   if (conv_transpose2d_crops_full(p, oph, opw) && oph >= 0 && opw >= 0) {
     // out[o] = full[o + pad] for o + pad < F, else the bias alone (conv.h); both devices.
-    Tensor full = conv_transpose2d_forward(input, weight, bias, unpadded(p), 0, 0);
     OKD_CHECK(oph < std::max(p.stride_h, p.dil_h) && opw < std::max(p.stride_w, p.dil_w),
               "conv_transpose2d: output_padding must be smaller than stride or dilation");
+    Tensor full = conv_transpose2d_forward(input, weight, bias, unpadded(p), 0, 0);
     const int64_t FH = full.size(2), FW = full.size(3);
     const int64_t OH = FH - 2 * p.pad_h + oph, OW = FW - 2 * p.pad_w + opw;
     OKD_CHECK(OH > 0 && OW > 0, "conv_transpose2d: output would be empty for input ",

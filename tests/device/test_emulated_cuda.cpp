@@ -673,6 +673,20 @@ TEST(DeviceWiring, BadTargetsAndIndicesAreRaisedAtTheNextSync) {
   EXPECT_NO_THROW(cuda::synchronize());
 }
 
+// The data rows of a metrics.csv text (epoch, member, lr, train_loss, train_top1, test_loss, ...),
+// split at the commas; the header row is left out.
+std::vector<std::vector<std::string>> metric_rows(const std::string& csv) {
+  std::vector<std::vector<std::string>> rows;
+  std::stringstream in(csv);
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> fields;
+    std::stringstream cells(line);
+    for (std::string f; std::getline(cells, f, ',');) fields.push_back(f);
+    if (!fields.empty() && fields[0] != "epoch") rows.push_back(std::move(fields));
+  }
+  return rows;
+}
+
 // train_cifar --device cuda against --device cpu, every method, on a tiny generated CIFAR-10:
 // emulated, the metrics files must be identical; on a GPU (or the SIMT simulator) the runs must
 // complete with finite losses, and a one-step run must agree closely (below).
@@ -691,25 +705,20 @@ void expect_same_run(const std::string& method, const fs::path& cpu_dir, const f
     // 3e-6 differences grow to 1e-3 in the stem's gradient at step 2, and the test losses after
     // an epoch came out 136 vs 120. So the runs must complete with the same rows and finite
     // losses here; expect_same_first_step compares the numbers.
-    std::stringstream a(mc), b(md);
-    std::string la, lb;
-    while (std::getline(a, la)) {
-      ASSERT_TRUE(static_cast<bool>(std::getline(b, lb))) << "the device run has fewer rows";
-      std::vector<std::string> fa, fb;
-      std::stringstream sa(la), sb(lb);
-      for (std::string f; std::getline(sa, f, ',');) fa.push_back(f);
-      for (std::string f; std::getline(sb, f, ',');) fb.push_back(f);
-      ASSERT_EQ(fa.size(), fb.size()) << la << " vs " << lb;
+    const auto ra = metric_rows(mc), rb = metric_rows(md);
+    ASSERT_EQ(ra.size(), rb.size()) << "rows of metrics.csv, " << method;
+    for (size_t r = 0; r < ra.size(); ++r) {
+      const std::vector<std::string>&fa = ra[r], &fb = rb[r];
+      ASSERT_EQ(fa.size(), fb.size()) << method << " row " << r;
       ASSERT_GE(fa.size(), 6u);
-      if (fa[0] == "epoch") continue;  // the header
-      EXPECT_EQ(fa[1], fb[1]) << la << " vs " << lb;
+      EXPECT_EQ(fa[1], fb[1]) << method << " row " << r;
       // Finite where the CPU's are (members that do not train, like dkel's EMA peers, log NaN).
-      for (int c : {3, 5})
+      for (int c : {3, 5}) {
         EXPECT_EQ(std::isnan(std::stod(fa[c])), std::isnan(std::stod(fb[c])))
-            << method << " " << la << " vs " << lb;
-      for (int c : {3, 5}) EXPECT_FALSE(std::isinf(std::stod(fb[c]))) << method << " " << lb;
+            << method << " " << fa[1] << " column " << c << ": " << fa[c] << " vs " << fb[c];
+        EXPECT_FALSE(std::isinf(std::stod(fb[c]))) << method << " " << fb[1] << " " << fb[c];
+      }
     }
-    EXPECT_FALSE(static_cast<bool>(std::getline(b, lb))) << "the device run has more rows";
   }
   // Checkpoints are written from the host in the same format: emulated, byte for byte the same.
   int files = 0;
@@ -758,18 +767,14 @@ void expect_same_first_step(const std::string& method, std::vector<std::string> 
   std::vector<std::string> dev = device_args;
   dev.insert(dev.end(), {"--out", dev_dir.string()});
   ASSERT_EQ(test::run(with(dev)), 0);
-  std::stringstream a(test::metrics_without_seconds(cpu_dir)),
-      b(test::metrics_without_seconds(dev_dir));
-  std::string la, lb;
-  int rows = 0;
-  while (std::getline(a, la) && std::getline(b, lb)) {
-    std::vector<std::string> fa, fb;
-    std::stringstream sa(la), sb(lb);
-    for (std::string f; std::getline(sa, f, ',');) fa.push_back(f);
-    for (std::string f; std::getline(sb, f, ',');) fb.push_back(f);
+  const auto ra = metric_rows(test::metrics_without_seconds(cpu_dir)),
+             rb = metric_rows(test::metrics_without_seconds(dev_dir));
+  ASSERT_EQ(ra.size(), rb.size()) << "rows of metrics.csv, " << method;
+  ASSERT_GE(ra.size(), 1u);
+  for (size_t r = 0; r < ra.size(); ++r) {
+    const std::vector<std::string>&fa = ra[r], &fb = rb[r];
     ASSERT_GE(fa.size(), 6u);
-    if (fa[0] == "epoch") continue;
-    ++rows;
+    ASSERT_GE(fb.size(), 6u);
     // The training loss is the forward at initialisation: within 1e-4. The test loss follows one
     // backward and update, where a single ReLU input within float32 rounding of zero can go
     // either way: on the SIMT simulator amln's second network came out 2.5e-3 apart from the
@@ -779,14 +784,13 @@ void expect_same_first_step(const std::string& method, std::vector<std::string> 
     for (int c : {3, 5}) {
       const double x = std::stod(fa[c]), y = std::stod(fb[c]);
       if (std::isnan(x)) {
-        EXPECT_TRUE(std::isnan(y)) << method << " " << la << " vs " << lb;
+        EXPECT_TRUE(std::isnan(y)) << method << " " << fa[1] << " column " << c;
         continue;
       }
       EXPECT_NEAR(x, y, (c == 3 ? 1e-4 : 1e-2) * std::fabs(x) + 1e-6)
-          << method << " " << la << " vs " << lb;
+          << method << " " << fa[1] << " column " << c;
     }
   }
-  EXPECT_GE(rows, 1);
 }
 
 class EmulatedTraining : public ::testing::TestWithParam<std::string> {};

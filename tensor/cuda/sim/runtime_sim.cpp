@@ -126,20 +126,11 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   return cudaSuccess;
 }
 
-cudaError_t cudaSetDevice(int device) {
-  return device == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice);
-}
-cudaError_t cudaGetDevice(int* device) {
-  *device = 0;
-  return cudaSuccess;
-}
-
 cudaError_t cudaGetLastError() {
   const cudaError_t e = t_last_error;
   t_last_error = cudaSuccess;
   return e;
 }
-cudaError_t cudaPeekAtLastError() { return t_last_error; }
 
 const char* cudaGetErrorName(cudaError_t e) {
   switch (e) {
@@ -251,18 +242,6 @@ cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned) {
   *p = q;
   return cudaSuccess;
 }
-cudaError_t cudaMallocHost(void** p, size_t bytes) { return cudaHostAlloc(p, bytes, 0); }
-
-cudaError_t cudaFreeHost(void* p) {
-  if (p == nullptr) return cudaSuccess;
-  Memory& m = memory();
-  std::lock_guard<std::mutex> lock(m.mu);
-  auto it = m.host.find(static_cast<const char*>(p));
-  if (it == m.host.end()) return fail(cudaErrorInvalidValue);
-  m.host.erase(it);
-  std::free(p);
-  return cudaSuccess;
-}
 
 cudaError_t cudaHostGetDevicePointer(void** device, void* host, unsigned flags) {
   Memory& m = memory();
@@ -307,18 +286,6 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
     enqueue(
         stream, [dst, src, bytes] { std::memmove(dst, src, bytes); }, "cudaMemcpyAsync");
   return cudaSuccess;
-}
-
-cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
-  if (!device_range_ok(dst, bytes)) return fail(cudaErrorInvalidValue);
-  if (bytes > 0)
-    enqueue(
-        stream, [dst, value, bytes] { std::memset(dst, value, bytes); }, "cudaMemsetAsync");
-  return cudaSuccess;
-}
-
-cudaError_t cudaDeviceSynchronize() {
-  return breaks_capture() ? fail(cudaErrorStreamCaptureUnsupported) : cudaSuccess;
 }
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) {
@@ -366,23 +333,8 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
   return cudaSuccess;
 }
 
-cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status) {
-  const CUstream_st* s = resolve(stream);
-  *status = !s->capturing    ? cudaStreamCaptureStatusNone
-            : s->invalidated ? cudaStreamCaptureStatusInvalidated
-                             : cudaStreamCaptureStatusActive;
-  return cudaSuccess;
-}
-
-cudaError_t cudaEventCreate(cudaEvent_t* event) {
-  *event = new CUevent_st();
-  return cudaSuccess;
-}
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned) {
-  return cudaEventCreate(event);
-}
-cudaError_t cudaEventDestroy(cudaEvent_t event) {
-  delete event;
+  *event = new CUevent_st();  // never destroyed: okd keeps its events for the process
   return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
@@ -391,10 +343,6 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (event == nullptr) return fail(cudaErrorInvalidResourceHandle);
   return breaks_capture() ? fail(cudaErrorStreamCaptureUnsupported) : cudaSuccess;
-}
-cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) {
-  *ms = 0.0f;  // the simulator keeps no device time
-  return cudaSuccess;
 }
 
 cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t* nodes, size_t* count) {

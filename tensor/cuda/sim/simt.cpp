@@ -96,14 +96,13 @@ void context_make(Context* c, char* stack, size_t bytes, void (*entry)()) {
 }
 #endif
 
-enum class Wait : uint8_t { None, Barrier, Shuffle, Syncwarp };
+enum class Wait : uint8_t { None, Barrier, Shuffle };
 
 struct SimThread {
   ThreadState state;
-  int linear = 0;
   bool done = false;
   Wait wait = Wait::None;
-  unsigned mask = 0;  // shuffle / syncwarp
+  unsigned mask = 0;  // shuffle
   ShuffleKind kind = ShuffleKind::Down;
   int arg = 0, width = kWarp;
   uint64_t in = 0, out = 0;
@@ -114,7 +113,6 @@ struct Fiber {
   Context context;
   char* stack = nullptr;  // usable bytes [stack, stack + kStackBytes)
   SimThread* running = nullptr;
-  bool idle = true;
   void* asan_fake_stack = nullptr;
 };
 
@@ -210,7 +208,6 @@ void fiber_main() {
       ++e.done;
       f->running = nullptr;
     }
-    f->idle = true;
     e.idle.push_back(f);
     switch_to_scheduler(e, f);
   }
@@ -257,7 +254,7 @@ std::string lane_list(unsigned bits) {
   return s;
 }
 
-// Releases the shuffles and syncwarps of every warp whose participants have all arrived; faults
+// Releases the shuffles of every warp whose participants have all arrived; faults
 // on a mask that names an absent or exited lane or that the lanes disagree on.
 bool release_warps(Engine& e) {
   bool released = false;
@@ -268,7 +265,7 @@ bool release_warps(Engine& e) {
     for (int l = 0; l < lanes; ++l) {
       const SimThread& th = e.threads[base + l];
       if (th.done) exited |= 1u << l;
-      if (th.wait == Wait::Shuffle || th.wait == Wait::Syncwarp) waiting |= 1u << l;
+      if (th.wait == Wait::Shuffle) waiting |= 1u << l;
     }
     if (waiting == 0) continue;
     const unsigned present = lanes == kWarp ? 0xffffffffu : (1u << lanes) - 1;
@@ -277,15 +274,15 @@ bool release_warps(Engine& e) {
       if (!(waiting >> l & 1u)) continue;
       if (th.mask & ~present)
         fault("warp " + std::to_string(base / kWarp) + " lane " + std::to_string(l) +
-              ": the mask of its shuffle/syncwarp names lanes " + lane_list(th.mask & ~present) +
+              ": the mask of its shuffle names lanes " + lane_list(th.mask & ~present) +
               " that the block does not have");
       if (th.mask & exited)
         fault("warp " + std::to_string(base / kWarp) + " lane " + std::to_string(l) +
-              ": the mask of its shuffle/syncwarp names lanes " + lane_list(th.mask & exited) +
+              ": the mask of its shuffle names lanes " + lane_list(th.mask & exited) +
               " that have exited");
       if (!(th.mask >> l & 1u))
         fault("warp " + std::to_string(base / kWarp) + " lane " + std::to_string(l) +
-              ": a shuffle/syncwarp whose mask leaves out the calling lane");
+              ": a shuffle whose mask leaves out the calling lane");
     }
     // Release each group whose mask is fully waiting (lanes of one group must agree on the mask).
     for (int l = 0; l < lanes; ++l) {
@@ -296,12 +293,12 @@ bool release_warps(Engine& e) {
       for (int k = 0; k < lanes; ++k)
         if (mask >> k & 1u) {
           const SimThread& o = e.threads[base + k];
-          if (o.mask != mask || o.wait != first.wait)
+          if (o.mask != mask)
             fault("warp " + std::to_string(base / kWarp) + ": lanes " + std::to_string(l) +
-                  " and " + std::to_string(k) + " meet at different warp operations (masks " +
+                  " and " + std::to_string(k) + " meet in shuffles with different masks (" +
                   std::to_string(mask) + " and " + std::to_string(o.mask) + ")");
         }
-      if (first.wait == Wait::Shuffle) {
+      {
         for (int k = 0; k < lanes; ++k) {
           if (!(mask >> k & 1u)) continue;
           SimThread& th = e.threads[base + k];
@@ -346,11 +343,11 @@ std::string wait_summary(const Engine& e) {
   int barrier = 0, shuffle = 0, done = 0;
   for (const SimThread& th : e.threads) {
     barrier += th.wait == Wait::Barrier;
-    shuffle += th.wait == Wait::Shuffle || th.wait == Wait::Syncwarp;
+    shuffle += th.wait == Wait::Shuffle;
     done += th.done;
   }
   return std::to_string(barrier) + " threads wait at __syncthreads, " + std::to_string(shuffle) +
-         " at a warp shuffle or __syncwarp, " + std::to_string(done) + " have exited";
+         " at a warp shuffle, " + std::to_string(done) + " have exited";
 }
 
 void run_block(Engine& e) {
@@ -365,9 +362,7 @@ void run_block(Engine& e) {
       continue;
     }
     if (e.next < n) {  // threads not started yet
-      Fiber* f = idle_fiber(e);
-      f->idle = false;
-      switch_to_fiber(e, f);
+      switch_to_fiber(e, idle_fiber(e));
       continue;
     }
     // Every thread has started and is either done or waiting.
@@ -396,7 +391,7 @@ void run_grid(const LaunchConfig& c, const std::function<void()>& body) {
   e.block.grid_dim = dim3(c.grid[0], c.grid[1], c.grid[2]);
   e.block.block_dim = dim3(c.block[0], c.block[1], c.block[2]);
   const int n = static_cast<int>(c.block[0] * c.block[1] * c.block[2]);
-  e.threads.assign(n, SimThread{});
+  e.threads.resize(n);
   const uint64_t blocks = uint64_t{c.grid[0]} * c.grid[1] * c.grid[2];
   for (uint64_t i = 0; i < blocks; ++i) {
     const uint64_t b = e.reverse ? blocks - 1 - i : i;
@@ -406,7 +401,6 @@ void run_grid(const LaunchConfig& c, const std::function<void()>& body) {
     for (int t = 0; t < n; ++t) {
       SimThread& th = e.threads[t];
       th = SimThread{};
-      th.linear = t;
       th.state.block = &e.block;
       th.state.thread_idx =
           uint3{t % c.block[0], (t / c.block[0]) % c.block[1], t / (c.block[0] * c.block[1])};
@@ -424,17 +418,10 @@ void set_reverse_order(bool reverse) {
   std::lock_guard<std::mutex> lock(e.mu);
   e.reverse = reverse;
 }
-bool reverse_order() { return engine().reverse; }
 
 void syncthreads() {
   waiting_thread(Wait::Barrier);
   ++engine().at_barrier;
-  suspend();
-}
-
-void syncwarp(unsigned mask) {
-  SimThread& th = waiting_thread(Wait::Syncwarp);
-  th.mask = mask;
   suspend();
 }
 

@@ -37,10 +37,8 @@ inline const ThreadState& current_thread() { return *t_thread; }
 // variable OKD_SIM_ORDER=reverse sets it at start-up): a kernel whose results change with the
 // order has a race, such as a missing __syncthreads.
 void set_reverse_order(bool reverse);
-bool reverse_order();
 
 void syncthreads();
-void syncwarp(unsigned mask);
 
 enum class ShuffleKind : uint8_t { Down, Up, Xor, Index };
 uint64_t shuffle_bits(unsigned mask, uint64_t bits, ShuffleKind kind, int arg, int width);
