@@ -75,13 +75,11 @@ Tensor conv_transpose2d(const Tensor& input, const Tensor& weight, const Tensor&
 // ---- batch norm ------------------------------------------------------------------------------
 namespace {
 // running = (1 - m) running + m batch, with the unbiased batch variance (PyTorch).
-void update_running_stats(const Tensor& running_mean, const Tensor& running_var,
-                          const ops::BatchNormStats& st, double momentum,
-                          const Tensor& num_batches_tracked) {
-  if (!running_mean.defined() || !running_var.defined()) return;
-  ops::batch_norm_update_running_(running_mean, running_var, ops::to(st.mean, running_mean.dtype()),
-                                  ops::to(st.var_unbiased, running_var.dtype()), momentum,
-                                  num_batches_tracked);
+// The running statistics the training forward advances (none when the layer keeps none).
+ops::BatchNormRunning running_stats(const Tensor& running_mean, const Tensor& running_var,
+                                    double momentum, const Tensor& num_batches_tracked) {
+  if (!running_mean.defined() || !running_var.defined()) return {};
+  return {running_mean, running_var, momentum, num_batches_tracked};
 }
 }  // namespace
 
@@ -89,8 +87,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
                   const Tensor& weight, const Tensor& bias, bool training, double momentum,
                   double eps, const Tensor& num_batches_tracked) {
   if (training) {
-    auto [y, st] = ops::batch_norm_train(x, weight, bias, eps);
-    update_running_stats(running_mean, running_var, st, momentum, num_batches_tracked);
+    auto [y, st] = ops::batch_norm_train(
+        x, weight, bias, eps, /*relu=*/false, Tensor(),
+        running_stats(running_mean, running_var, momentum, num_batches_tracked));
     if (needs_record({x, weight, bias})) {
       Saved sx(x), sw(weight);
       Tensor mean = st.mean, invstd = st.invstd;
@@ -145,8 +144,9 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor
                        double eps, const Tensor& num_batches_tracked) {
   if (!training)
     return relu(batch_norm(x, running_mean, running_var, weight, bias, false, momentum, eps));
-  auto [z, st] = ops::batch_norm_train(x, weight, bias, eps, /*relu=*/true);
-  update_running_stats(running_mean, running_var, st, momentum, num_batches_tracked);
+  auto [z, st] = ops::batch_norm_train(
+      x, weight, bias, eps, /*relu=*/true, Tensor(),
+      running_stats(running_mean, running_var, momentum, num_batches_tracked));
   if (needs_record({x, weight, bias})) {
     Saved sx(x), sw(weight), sz(z);
     Tensor mean = st.mean, invstd = st.invstd;
@@ -163,8 +163,8 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor
 }
 
 // z = relu(batch_norm(x) + r) in one forward pass when training. Backward: dr = dz where z > 0,
-// and that same masked gradient is the batch norm's dy (materialised once, since the residual
-// needs it as its own gradient). Eval mode composes the ops.
+// and that same masked gradient is the batch norm's dy, written once by the batch-norm backward's
+// own pass (the residual needs it as its own gradient). Eval mode composes the ops.
 Tensor batch_norm_add_relu(const Tensor& x, const Tensor& residual, const Tensor& running_mean,
                            const Tensor& running_var, const Tensor& weight, const Tensor& bias,
                            bool training, double momentum, double eps,
@@ -174,24 +174,27 @@ Tensor batch_norm_add_relu(const Tensor& x, const Tensor& residual, const Tensor
                     residual));
   OKD_CHECK(residual.shape() == x.shape(), "batch_norm_add_relu: the residual ",
             shape_str(residual.shape()), " does not have the input's shape ", shape_str(x.shape()));
-  auto [z, st] = ops::batch_norm_train(x, weight, bias, eps, /*relu=*/true, residual);
-  update_running_stats(running_mean, running_var, st, momentum, num_batches_tracked);
+  auto [z, st] = ops::batch_norm_train(
+      x, weight, bias, eps, /*relu=*/true, residual,
+      running_stats(running_mean, running_var, momentum, num_batches_tracked));
   if (needs_record({x, residual, weight, bias})) {
     Saved sx(x), sw(weight), sz(z);
     Tensor mean = st.mean, invstd = st.invstd;
     record(Op::batch_norm_add_relu, {x, residual, weight, bias}, {z},
            [sx, sw, sz, mean, invstd](const TensorList& g,
                                       const std::vector<bool>& needs) -> TensorList {
-             Tensor dr = ops::relu_backward(g[0], sz.get(Op::batch_norm_add_relu));
+             const Tensor& z = sz.get(Op::batch_norm_add_relu);
              TensorList d(4);
-             if (needs[0] || needs[2] || needs[3]) {
-               auto [dx, dw, db] =
-                   ops::batch_norm_backward(dr, sx.get(Op::batch_norm_add_relu),
-                                            sw.get(Op::batch_norm_add_relu), mean, invstd);
-               d[0] = dx;
-               d[2] = dw;
-               d[3] = db;
+             if (!needs[0] && !needs[2] && !needs[3]) {
+               d[1] = ops::relu_backward(g[0], z);
+               return d;
              }
+             auto [dx, dw, db, dr] = ops::batch_norm_add_relu_backward(
+                 g[0], sx.get(Op::batch_norm_add_relu), sw.get(Op::batch_norm_add_relu), mean,
+                 invstd, z);
+             d[0] = dx;
+             d[2] = dw;
+             d[3] = db;
              if (needs[1]) d[1] = dr;
              return d;
            },

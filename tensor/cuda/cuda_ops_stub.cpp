@@ -99,7 +99,8 @@ Tensor conv_transpose2d_forward(const Tensor&, const Tensor&, const Tensor&,
   no_backend("conv_transpose2d");
 }
 std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor&, const Tensor&, const Tensor&,
-                                                        double, bool, const Tensor&) {
+                                                        double, bool, const Tensor&,
+                                                        const ops::BatchNormRunning&) {
   no_backend("batch_norm");
 }
 void batch_norm_update_running_(const Tensor&, const Tensor&, const Tensor&, const Tensor&, double,
@@ -110,9 +111,9 @@ Tensor batch_norm_eval(const Tensor&, const Tensor&, const Tensor&, const Tensor
                        double) {
   no_backend("batch_norm");
 }
-std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor&, const Tensor&, const Tensor&,
-                                                       const Tensor&, const Tensor&,
-                                                       const Tensor&) {
+std::tuple<Tensor, Tensor, Tensor, Tensor> batch_norm_backward(const Tensor&, const Tensor&,
+                                                               const Tensor&, const Tensor&,
+                                                               const Tensor&, const Tensor&, bool) {
   no_backend("batch_norm_backward");
 }
 std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor&, int64_t, int64_t, int64_t) {

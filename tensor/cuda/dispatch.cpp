@@ -25,11 +25,12 @@ void deliver(const std::pair<Tensor, ops::BatchNormStats>& captured,
   deliver(captured.second.invstd, fresh.second.invstd);
   deliver(captured.second.var_unbiased, fresh.second.var_unbiased);
 }
-void deliver(const std::tuple<Tensor, Tensor, Tensor>& captured,
-             const std::tuple<Tensor, Tensor, Tensor>& fresh) {
+void deliver(const std::tuple<Tensor, Tensor, Tensor, Tensor>& captured,
+             const std::tuple<Tensor, Tensor, Tensor, Tensor>& fresh) {
   deliver(std::get<0>(captured), std::get<0>(fresh));
   deliver(std::get<1>(captured), std::get<1>(fresh));
   deliver(std::get<2>(captured), std::get<2>(fresh));
+  deliver(std::get<3>(captured), std::get<3>(fresh));  // (undefined unless the masked dy was asked)
 }
 
 // Every emulated entry point runs through here. Inside an emulated capture (graph.h) the call,
@@ -202,10 +203,12 @@ Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const
 }
 std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x, const Tensor& weight,
                                                         const Tensor& bias, double eps, bool relu,
-                                                        const Tensor& residual) {
-  return emulating()
-             ? emulated([=] { return emu::batch_norm_train(x, weight, bias, eps, relu, residual); })
-             : gpu::batch_norm_train(x, weight, bias, eps, relu, residual);
+                                                        const Tensor& residual,
+                                                        const ops::BatchNormRunning& running) {
+  return emulating() ? emulated([=] {
+    return emu::batch_norm_train(x, weight, bias, eps, relu, residual, running);
+  })
+                     : gpu::batch_norm_train(x, weight, bias, eps, relu, residual, running);
 }
 void batch_norm_update_running_(const Tensor& running_mean, const Tensor& running_var,
                                 const Tensor& batch_mean, const Tensor& batch_var, double momentum,
@@ -224,14 +227,13 @@ Tensor batch_norm_eval(const Tensor& x, const Tensor& mean, const Tensor& var, c
              ? emulated([=] { return emu::batch_norm_eval(x, mean, var, weight, bias, eps); })
              : gpu::batch_norm_eval(x, mean, var, weight, bias, eps);
 }
-std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy, const Tensor& x,
-                                                       const Tensor& weight, const Tensor& mean,
-                                                       const Tensor& invstd,
-                                                       const Tensor& relu_out) {
+std::tuple<Tensor, Tensor, Tensor, Tensor> batch_norm_backward(
+    const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
+    const Tensor& invstd, const Tensor& relu_out, bool want_masked) {
   return emulating() ? emulated([=] {
-    return emu::batch_norm_backward(dy, x, weight, mean, invstd, relu_out);
+    return emu::batch_norm_backward(dy, x, weight, mean, invstd, relu_out, want_masked);
   })
-                     : gpu::batch_norm_backward(dy, x, weight, mean, invstd, relu_out);
+                     : gpu::batch_norm_backward(dy, x, weight, mean, invstd, relu_out, want_masked);
 }
 std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x, int64_t kernel, int64_t stride,
                                              int64_t pad) {

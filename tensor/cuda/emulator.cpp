@@ -476,11 +476,17 @@ Tensor conv_transpose2d_forward(const Tensor& input, const Tensor& weight, const
 
 std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x, const Tensor& weight,
                                                         const Tensor& bias, double eps, bool relu,
-                                                        const Tensor& residual) {
+                                                        const Tensor& residual,
+                                                        const ops::BatchNormRunning& running) {
   auto [y, s] = ops::batch_norm_train(host_float(x, "batch_norm"), host_float(weight, "batch_norm"),
                                       host_float(bias, "batch_norm"), eps, relu,
                                       host_float(residual, "batch_norm"));
-  return {dev(y), ops::BatchNormStats{dev(s.mean), dev(s.invstd), dev(s.var_unbiased)}};
+  ops::BatchNormStats st{dev(s.mean), dev(s.invstd), dev(s.var_unbiased)};
+  // the running statistics in the same entry point (one recorded call, as on a GPU)
+  if (running.mean.defined())
+    batch_norm_update_running_(running.mean, running.var, st.mean, st.var_unbiased,
+                               running.momentum, running.num_batches_tracked);
+  return {dev(y), st};
 }
 
 void batch_norm_update_running_(const Tensor& running_mean, const Tensor& running_var,
@@ -503,15 +509,20 @@ Tensor batch_norm_eval(const Tensor& x, const Tensor& mean, const Tensor& var, c
                                   host_float(bias, "batch_norm"), eps));
 }
 
-std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy, const Tensor& x,
-                                                       const Tensor& weight, const Tensor& mean,
-                                                       const Tensor& invstd,
-                                                       const Tensor& relu_out) {
+std::tuple<Tensor, Tensor, Tensor, Tensor> batch_norm_backward(
+    const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
+    const Tensor& invstd, const Tensor& relu_out, bool want_masked) {
   const char* op = "batch_norm_backward";
+  if (want_masked) {
+    auto [dx, dw, db, dm] = ops::batch_norm_add_relu_backward(
+        host_float(dy, op), host_float(x, op), host_float(weight, op), host_float(mean, op),
+        host_float(invstd, op), host_float(relu_out, op));
+    return {dev(dx), dev(dw), dev(db), dev(dm)};
+  }
   auto [dx, dw, db] = ops::batch_norm_backward(host_float(dy, op), host_float(x, op),
                                                host_float(weight, op), host_float(mean, op),
                                                host_float(invstd, op), host_float(relu_out, op));
-  return {dev(dx), dev(dw), dev(db)};
+  return {dev(dx), dev(dw), dev(db), Tensor()};
 }
 
 std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x, int64_t kernel, int64_t stride,

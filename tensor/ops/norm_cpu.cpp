@@ -47,16 +47,62 @@ void check_param(const Tensor& t, int64_t C, const char* what, const char* op) {
 }
 }  // namespace
 
-std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x_, const Tensor& weight,
+namespace {
+std::pair<Tensor, BatchNormStats> batch_norm_train_cpu(const Tensor& x_, const Tensor& weight,
+                                                       const Tensor& bias, double eps, bool relu,
+                                                       const Tensor& residual);
+// Whether the running statistics can be updated inside the forward's launch: x's dtype and
+// device (else batch_norm_train converts the batch statistics and calls the update separately).
+bool running_folds(const BatchNormRunning& r, const Tensor& x) {
+  return r.mean.defined() && r.var.defined() && r.mean.dtype() == x.dtype() &&
+         r.var.dtype() == x.dtype() && r.mean.device() == x.device() &&
+         r.var.device() == x.device();
+}
+}  // namespace
+
+std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x, const Tensor& weight,
                                                    const Tensor& bias, double eps, bool relu,
-                                                   const Tensor& residual) {
+                                                   const Tensor& residual,
+                                                   const BatchNormRunning& running) {
   if (residual.defined())
-    OKD_CHECK(residual.shape() == x_.shape() && residual.dtype() == x_.dtype() &&
-                  residual.device() == x_.device(),
-              "batch_norm: the residual ", residual.desc(), " does not match the input ",
-              x_.desc());
-  if (cuda::on_cuda(x_, weight, bias, residual))
-    return cuda::batch_norm_train(x_, weight, bias, eps, relu, residual);
+    OKD_CHECK(residual.shape() == x.shape() && residual.dtype() == x.dtype() &&
+                  residual.device() == x.device(),
+              "batch_norm: the residual ", residual.desc(), " does not match the input ", x.desc());
+  std::pair<Tensor, BatchNormStats> out;
+  if (cuda::on_cuda(x, weight, bias, residual)) {
+    if (running_folds(running, x)) {
+      // what batch_norm_update_running_ checks, before the kernel relies on it
+      OKD_CHECK(x.dim() >= 2 && running.mean.dim() == 1 && running.mean.size(0) == x.size(1) &&
+                    running.var.shape() == running.mean.shape() && running.mean.is_contiguous() &&
+                    running.var.is_contiguous(),
+                "batch_norm: the running statistics ", running.mean.desc(), " and ",
+                running.var.desc(), " do not match the input ", x.desc(),
+                " (expected [C], contiguous)");
+      const Tensor& count = running.num_batches_tracked;
+      if (count.defined())
+        OKD_CHECK(count.dtype() == DType::Int64 && count.numel() == 1 && count.is_contiguous() &&
+                      count.device() == x.device(),
+                  "batch_norm: num_batches_tracked must be an int64 scalar on ", x.device().str(),
+                  ", got ", count.desc());
+      return cuda::batch_norm_train(x, weight, bias, eps, relu, residual, running);
+    }
+    out = cuda::batch_norm_train(x, weight, bias, eps, relu, residual, BatchNormRunning{});
+  } else {
+    out = batch_norm_train_cpu(x, weight, bias, eps, relu, residual);
+  }
+  if (running.mean.defined()) {  // on the CPU, or statistics of another dtype: a separate update
+    const BatchNormStats& st = out.second;
+    batch_norm_update_running_(running.mean, running.var, to(st.mean, running.mean.dtype()),
+                               to(st.var_unbiased, running.var.dtype()), running.momentum,
+                               running.num_batches_tracked);
+  }
+  return out;
+}
+
+namespace {
+std::pair<Tensor, BatchNormStats> batch_norm_train_cpu(const Tensor& x_, const Tensor& weight,
+                                                       const Tensor& bias, double eps, bool relu,
+                                                       const Tensor& residual) {
   Geometry g = geometry(x_, "batch_norm");
   check_param(weight, g.C, "weight", "batch_norm");
   check_param(bias, g.C, "bias", "batch_norm");
@@ -133,6 +179,7 @@ std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x_, const Tenso
   });
   return {y, st};
 }
+}  // namespace
 
 Tensor batch_norm_eval(const Tensor& x_, const Tensor& mean, const Tensor& var,
                        const Tensor& weight, const Tensor& bias, double eps) {
@@ -216,12 +263,13 @@ void batch_norm_update_running_(const Tensor& running_mean, const Tensor& runnin
   }
 }
 
-std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const Tensor& x_,
-                                                       const Tensor& weight, const Tensor& mean,
-                                                       const Tensor& invstd,
-                                                       const Tensor& relu_out) {
+namespace {
+// dx, dw, db and (want_masked) the masked dy of batch_norm_backward / batch_norm_add_relu_backward.
+std::tuple<Tensor, Tensor, Tensor, Tensor> batch_norm_backward_any(
+    const Tensor& dy_, const Tensor& x_, const Tensor& weight, const Tensor& mean,
+    const Tensor& invstd, const Tensor& relu_out, bool want_masked) {
   if (cuda::on_cuda(x_, dy_, weight, mean, invstd, relu_out))
-    return cuda::batch_norm_backward(dy_, x_, weight, mean, invstd, relu_out);
+    return cuda::batch_norm_backward(dy_, x_, weight, mean, invstd, relu_out, want_masked);
   Geometry g = geometry(x_, "batch_norm_backward");
   const int64_t M = g.N * g.S;
   Tensor x = contiguous(x_), dy = contiguous(dy_);
@@ -232,6 +280,7 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
   Tensor z = relu_out.defined() ? contiguous(relu_out) : Tensor();
   Tensor dx = empty(x.shape(), x.dtype()), dw = empty({g.C}, x.dtype()),
          db = empty({g.C}, x.dtype());
+  Tensor dm = want_masked ? empty(x.shape(), x.dtype()) : Tensor();
   OKD_DISPATCH_FLOAT(x.dtype(), "batch_norm_backward", [&]<class T>() {
     const T* px = x.data<T>();
     const T* pdy = dy.data<T>();
@@ -242,29 +291,33 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
     T* pdw = dw.data<T>();
     T* pdb = db.data<T>();
     const T* pz = z.defined() ? z.data<T>() : nullptr;
+    T* pdm = dm.defined() ? dm.data<T>() : nullptr;
     parallel_for(0, g.C, 1, [&](int64_t c0, int64_t c1) {
       // One row of dy masked by the fused ReLU's output (z > 0), in a separate simple loop the
       // compiler vectorises; selects inside the lane sums ran scalar (22% of a ResNet step).
-      std::vector<T> masked(pz ? static_cast<size_t>(g.S) : 0);
-      auto mask_row = [&masked, S = g.S](const T* __restrict d, const T* __restrict zr) {
-        T* __restrict out = masked.data();
+      std::vector<T> masked(pz && !pdm ? static_cast<size_t>(g.S) : 0);
+      auto mask_row = [S = g.S](T* __restrict out, const T* __restrict d, const T* __restrict zr) {
         for (int64_t i = 0; i < S; ++i) {
           const T v = d[i];
           out[i] = zr[i] > T(0) ? v : T(0);
         }
         return static_cast<const T*>(out);
       };
-      // Row (n, c) of the gradient reaching the batch norm: dy, or dy where z > 0 when fused.
-      auto dy_row = [&](int64_t n, int64_t c) {
+      // Row (n, c) of the gradient reaching the batch norm: dy, or dy where z > 0 when fused
+      // (masked into the returned dm when it is asked for: its first pass writes it, the second
+      // reads it back).
+      auto dy_row = [&](int64_t n, int64_t c, bool first) {
         const int64_t at = (n * g.C + c) * g.S;
-        return pz ? mask_row(pdy + at, pz + at) : pdy + at;
+        if (!pz) return pdy + at;
+        if (!pdm) return mask_row(masked.data(), pdy + at, pz + at);
+        return first ? mask_row(pdm + at, pdy + at, pz + at) : static_cast<const T*>(pdm + at);
       };
       for (int64_t c = c0; c < c1; ++c) {
         const T mc = static_cast<T>(m[c]);
         double sdy = 0, sdyx = 0;
         for (int64_t n = 0; n < g.N; ++n) {
           const T* __restrict r = px + (n * g.C + c) * g.S;
-          const T* __restrict d = dy_row(n, c);
+          const T* __restrict d = dy_row(n, c, true);
           sdy += lane_sum<T>(g.S, [d](int64_t i) { return d[i]; });
           sdyx += lane_sum<T>(g.S, [r, d, mc](int64_t i) { return d[i] * (r[i] - mc); });
         }
@@ -277,14 +330,31 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
                 off = static_cast<T>(-k * sdy);
         for (int64_t n = 0; n < g.N; ++n) {
           const T* __restrict r = px + (n * g.C + c) * g.S;
-          const T* __restrict d = dy_row(n, c);
+          const T* __restrict d = dy_row(n, c, false);
           T* __restrict o = pdx + (n * g.C + c) * g.S;
           for (int64_t i = 0; i < g.S; ++i) o[i] = a * d[i] + b * (r[i] - mc) + off;
         }
       }
     });
   });
+  return {dx, dw, db, dm};
+}
+}  // namespace
+
+std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy, const Tensor& x,
+                                                       const Tensor& weight, const Tensor& mean,
+                                                       const Tensor& invstd,
+                                                       const Tensor& relu_out) {
+  auto [dx, dw, db, unused] =
+      batch_norm_backward_any(dy, x, weight, mean, invstd, relu_out, /*want_masked=*/false);
   return {dx, dw, db};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> batch_norm_add_relu_backward(
+    const Tensor& dz, const Tensor& x, const Tensor& weight, const Tensor& mean,
+    const Tensor& invstd, const Tensor& z) {
+  OKD_CHECK(z.defined(), "batch_norm_add_relu_backward: needs the forward's output z");
+  return batch_norm_backward_any(dz, x, weight, mean, invstd, z, /*want_masked=*/true);
 }
 
 }  // namespace okd::ops

@@ -26,7 +26,10 @@
 //    digits as (mean / std)^2 grows; this form does not.) The backward's sums, sum(d) and
 //    sum(d (x - mean)), are plain partial sums added in part order.
 //  The two forms add in different orders, so they agree within rounding, not bit for bit; each is
-//  bit-identical from run to run. Eval mode is one elementwise kernel with the per-channel scale
+//  bit-identical from run to run. Both forms also advance the running statistics in the forward
+//  (the thread that writes a channel's statistics updates its running mean and variance, block 0
+//  the batch counter; batch_norm_update_running_'s arithmetic) and write the fused add+ReLU's
+//  masked gradient in the backward's dx pass: each saves a launch per layer (issue 9). Eval mode is one elementwise kernel with the per-channel scale
 //  and shift formed in each block.
 #include <algorithm>
 #include <atomic>
@@ -74,12 +77,36 @@ Lanes lanes_for(int64_t S, int threads) {
 constexpr int kChannelThreads = 512;
 constexpr int kEvalThreads = 256;
 
+// The running statistics a kernel advances (mean null: none; count null: no counter).
+template <class T>
+struct RunningStats {
+  T* mean = nullptr;
+  T* var = nullptr;
+  int64_t* count = nullptr;
+  double momentum = 0;
+};
+
+// running = (1 - m) running + m batch for channel c's mean and variance: the CPU's two roundings
+// (norm_cpu.cpp), with the double products and sum rounded on their own (__dmul_rn, __dadd_rn: no
+// fused multiply-add), so the result is the CPU's bit for bit. One thread per channel calls it.
+template <class T>
+__device__ void update_running(const RunningStats<T>& r, int64_t c, T batch_mean, T batch_var) {
+  const double keep = 1.0 - r.momentum;
+  const T m = static_cast<T>(__dmul_rn(static_cast<double>(r.mean[c]), keep));
+  r.mean[c] = static_cast<T>(
+      __dadd_rn(static_cast<double>(m), __dmul_rn(r.momentum, static_cast<double>(batch_mean))));
+  const T v = static_cast<T>(__dmul_rn(static_cast<double>(r.var[c]), keep));
+  r.var[c] = static_cast<T>(
+      __dadd_rn(static_cast<double>(v), __dmul_rn(r.momentum, static_cast<double>(batch_var))));
+}
+
 // Channel c = blockIdx.x of x [N, C, S] (contiguous): mean, biased variance, y = x * scale + shift
-// (+ residual, then max(., 0) when relu), and the statistics. w, b, res may be null.
+// (+ residual, then max(., 0) when relu), the statistics, and the running statistics advanced
+// with them (block 0 also advances the counter). w, b, res, run.mean may be null.
 template <class T>
 __global__ void bn_train_kernel(const T* x, const T* w, const T* b, const T* res, T* y, T* mean_out,
-                                T* invstd_out, T* var_unbiased_out, int64_t N, int64_t C, int64_t S,
-                                double eps, bool relu, Lanes lanes) {
+                                T* invstd_out, T* var_unbiased_out, RunningStats<T> run, int64_t N,
+                                int64_t C, int64_t S, double eps, bool relu, Lanes lanes) {
   __shared__ double smem[32];
   const int64_t c = blockIdx.x;
   const int row0 = threadIdx.x / lanes.cols, col0 = threadIdx.x % lanes.cols;
@@ -104,9 +131,12 @@ __global__ void bn_train_kernel(const T* x, const T* w, const T* b, const T* res
   const double wc = w ? static_cast<double>(w[c]) : 1.0, bc = b ? static_cast<double>(b[c]) : 0.0;
   const T scale = static_cast<T>(invstd * wc), shift = static_cast<T>(bc - mean * invstd * wc);
   if (threadIdx.x == 0) {
+    const T var_t = static_cast<T>(ss / (M - 1));
     mean_out[c] = mean_t;
     invstd_out[c] = static_cast<T>(invstd);
-    var_unbiased_out[c] = static_cast<T>(ss / (M - 1));
+    var_unbiased_out[c] = var_t;
+    if (run.mean) update_running(run, c, mean_t, var_t);
+    if (run.count && c == 0) *run.count += 1;
   }
   for (int64_t n = row0; n < N; n += lanes.rows) {
     const int64_t at = (n * C + c) * S;
@@ -119,11 +149,12 @@ __global__ void bn_train_kernel(const T* x, const T* w, const T* b, const T* res
 }
 
 // Channel c = blockIdx.x: with d = dy (or dy where z > 0, z the fused forward's output),
-// dx = w invstd / M (M d - sum(d) - xhat sum(d xhat)), dw = sum(d xhat), db = sum(d).
+// dx = w invstd / M (M d - sum(d) - xhat sum(d xhat)), dw = sum(d xhat), db = sum(d); d itself
+// goes to dm when dm is not null (the residual's gradient of the fused add).
 template <class T>
 __global__ void bn_backward_kernel(const T* dy, const T* x, const T* w, const T* mean,
-                                   const T* invstd, const T* z, T* dx, T* dw, T* db, int64_t N,
-                                   int64_t C, int64_t S, Lanes lanes) {
+                                   const T* invstd, const T* z, T* dx, T* dw, T* db, T* dm,
+                                   int64_t N, int64_t C, int64_t S, Lanes lanes) {
   __shared__ double smem[32];
   const int64_t c = blockIdx.x;
   const int row0 = threadIdx.x / lanes.cols, col0 = threadIdx.x % lanes.cols;
@@ -152,6 +183,7 @@ __global__ void bn_backward_kernel(const T* dy, const T* x, const T* w, const T*
     for (int64_t i = col0; i < S; i += lanes.cols) {
       const T d = z && !(z[at + i] > T(0)) ? T(0) : dy[at + i];
       dx[at + i] = a * d + bb * (x[at + i] - mc) + off;
+      if (dm) dm[at + i] = d;
     }
   }
 }
@@ -231,12 +263,13 @@ __global__ void bn_split_stats_kernel(const T* x, double* part, int64_t C, int64
 
 // Forward, second launch: every block combines its channel's parts in part order (mean = sum /
 // M, M2 = sum_p [M2_p + n_p (mean_p - mean)^2]), forms scale and shift as bn_train_kernel does,
-// and writes y over its share; part 0 writes the statistics.
+// and writes y over its share; part 0 writes the statistics and advances the running ones (block
+// 0 the counter).
 template <class T>
 __global__ void bn_split_apply_kernel(const T* x, const T* w, const T* b, const T* res, T* y,
                                       T* mean_out, T* invstd_out, T* var_unbiased_out,
-                                      const double* part, int64_t C, int64_t S, int64_t M, int B,
-                                      double eps, bool relu) {
+                                      RunningStats<T> run, const double* part, int64_t C, int64_t S,
+                                      int64_t M, int B, double eps, bool relu) {
   __shared__ double sp[2 * kMaxParts];
   __shared__ double coef[2];  // scale and shift, exactly as T
   const Share sh = share_of_block(M, B);
@@ -261,9 +294,12 @@ __global__ void bn_split_apply_kernel(const T* x, const T* w, const T* b, const 
     coef[0] = static_cast<double>(static_cast<T>(invstd * wc));
     coef[1] = static_cast<double>(static_cast<T>(bc - mean * invstd * wc));
     if (sh.p == 0) {
-      mean_out[sh.c] = static_cast<T>(mean);
+      const T mean_t = static_cast<T>(mean), var_t = static_cast<T>(m2 / (Md - 1));
+      mean_out[sh.c] = mean_t;
       invstd_out[sh.c] = static_cast<T>(invstd);
-      var_unbiased_out[sh.c] = static_cast<T>(m2 / (Md - 1));
+      var_unbiased_out[sh.c] = var_t;
+      if (run.mean) update_running(run, sh.c, mean_t, var_t);
+      if (run.count && sh.c == 0) *run.count += 1;
     }
   }
   __syncthreads();
@@ -299,12 +335,13 @@ __global__ void bn_split_backward_stats_kernel(const T* dy, const T* x, const T*
 }
 
 // Backward, second launch: every block adds its channel's parts in part order and writes dx over
-// its share as bn_backward_kernel does; part 0 writes dw and db.
+// its share (and the masked dy to dm, when not null) as bn_backward_kernel does; part 0 writes dw
+// and db.
 template <class T>
 __global__ void bn_split_backward_apply_kernel(const T* dy, const T* x, const T* w, const T* mean,
                                                const T* invstd, const T* z, T* dx, T* dw, T* db,
-                                               const double* part, int64_t C, int64_t S, int64_t M,
-                                               int B) {
+                                               T* dm, const double* part, int64_t C, int64_t S,
+                                               int64_t M, int B) {
   __shared__ double sp[2 * kMaxParts];
   __shared__ double coef[3];  // a, bb, off, exactly as T
   const Share sh = share_of_block(M, B);
@@ -336,6 +373,7 @@ __global__ void bn_split_backward_apply_kernel(const T* dy, const T* x, const T*
   for (ShareWalk it(sh.lo, sh.hi, C, sh.c, S); it.more(); it.next()) {
     const T d = z && !(z[it.off] > T(0)) ? T(0) : dy[it.off];
     dx[it.off] = a * d + bb * (x[it.off] - mc) + off;
+    if (dm) dm[it.off] = d;
   }
 }
 
@@ -382,22 +420,31 @@ int split_mode_from_environment() noexcept {
   std::fprintf(stderr, "okd: OKD_BN_SPLIT=%s ignored: expected 0, 1 or 2\n", v);
   return 2;
 }
-// running = (1 - m) running + m batch for the mean and the variance of channel c = thread: the
-// CPU's two roundings (norm_cpu.cpp), with the double products and sum rounded on their own
-// (__dmul_rn, __dadd_rn: no fused multiply-add), so the result is the CPU's bit for bit.
+// running = (1 - m) running + m batch for the mean and the variance of channel c = thread (the
+// arithmetic of update_running); thread 0 of block 0 advances the counter.
 template <class T>
-__global__ void bn_update_running_kernel(T* rmean, T* rvar, const T* bmean, const T* bvar,
-                                         int64_t* count, int64_t C, double momentum) {
-  if (count && blockIdx.x == 0 && threadIdx.x == 0) *count += 1;
-  const double keep = 1.0 - momentum;
-  OKD_GRID_STRIDE(c, C) {
-    const T m = static_cast<T>(__dmul_rn(static_cast<double>(rmean[c]), keep));
-    rmean[c] = static_cast<T>(
-        __dadd_rn(static_cast<double>(m), __dmul_rn(momentum, static_cast<double>(bmean[c]))));
-    const T v = static_cast<T>(__dmul_rn(static_cast<double>(rvar[c]), keep));
-    rvar[c] = static_cast<T>(
-        __dadd_rn(static_cast<double>(v), __dmul_rn(momentum, static_cast<double>(bvar[c]))));
+__global__ void bn_update_running_kernel(RunningStats<T> run, const T* bmean, const T* bvar,
+                                         int64_t C) {
+  if (run.count && blockIdx.x == 0 && threadIdx.x == 0) *run.count += 1;
+  OKD_GRID_STRIDE(c, C) { update_running(run, c, bmean[c], bvar[c]); }
+}
+
+// The device pointers of running (mean undefined: none), bumping the versions of what the
+// kernel will write.
+template <class T>
+RunningStats<T> running_stats(const ops::BatchNormRunning& running) {
+  RunningStats<T> r;
+  if (!running.mean.defined()) return r;
+  running.mean.impl()->storage->bump_version();
+  running.var.impl()->storage->bump_version();
+  r.mean = running.mean.device_data<T>();
+  r.var = running.var.device_data<T>();
+  r.momentum = running.momentum;
+  if (running.num_batches_tracked.defined()) {
+    running.num_batches_tracked.impl()->storage->bump_version();
+    r.count = running.num_batches_tracked.device_data<int64_t>();
   }
+  return r;
 }
 
 std::atomic<int> g_bn_split{split_mode_from_environment()};
@@ -425,7 +472,8 @@ namespace gpu {
 
 std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x_, const Tensor& weight,
                                                         const Tensor& bias, double eps, bool relu,
-                                                        const Tensor& residual) {
+                                                        const Tensor& residual,
+                                                        const ops::BatchNormRunning& running) {
   const char* op = "batch_norm";
   const Geometry g = geometry(x_, op);
   OKD_CHECK(g.M > 1, "batch_norm: training needs more than one value per channel, got input ",
@@ -444,7 +492,12 @@ std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x_, const 
   Tensor y = empty(x.shape(), x.dtype(), x.device());
   ops::BatchNormStats st{empty({g.C}, x.dtype(), x.device()), empty({g.C}, x.dtype(), x.device()),
                          empty({g.C}, x.dtype(), x.device())};
-  if (g.C == 0) return {y, st};  // no channel: nothing to launch
+  if (g.C == 0) {  // no channel: only the counter to advance
+    if (running.mean.defined())
+      batch_norm_update_running_(running.mean, running.var, st.mean, st.var_unbiased,
+                                 running.momentum, running.num_batches_tracked);
+    return {y, st};
+  }
   const int64_t B = batch_norm_parts(g.N, g.C, S);
   if (B > 1) {
     const Tensor part = empty({g.C, B, 2}, DType::Float64, x.device());
@@ -456,8 +509,8 @@ std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x_, const 
       bn_split_apply_kernel<T><<<blocks, kSplitThreads, 0, stream()>>>(
           x.device_data<T>(), data_or_null<T>(w), data_or_null<T>(b), data_or_null<T>(res),
           y.device_data<T>(), st.mean.device_data<T>(), st.invstd.device_data<T>(),
-          st.var_unbiased.device_data<T>(), part.device_data<double>(), g.C, S, g.M,
-          static_cast<int>(B), eps, relu);
+          st.var_unbiased.device_data<T>(), running_stats<T>(running), part.device_data<double>(),
+          g.C, S, g.M, static_cast<int>(B), eps, relu);
     });
     OKD_CUDA_CHECK_LAUNCH(op);
     return {y, st};
@@ -467,7 +520,8 @@ std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x_, const 
     bn_train_kernel<T><<<static_cast<unsigned>(g.C), kChannelThreads, 0, stream()>>>(
         x.device_data<T>(), data_or_null<T>(w), data_or_null<T>(b), data_or_null<T>(res),
         y.device_data<T>(), st.mean.device_data<T>(), st.invstd.device_data<T>(),
-        st.var_unbiased.device_data<T>(), g.N, g.C, S, eps, relu, lanes_for(S, kChannelThreads));
+        st.var_unbiased.device_data<T>(), running_stats<T>(running), g.N, g.C, S, eps, relu,
+        lanes_for(S, kChannelThreads));
   });
   OKD_CUDA_CHECK_LAUNCH(op);
   return {y, st};
@@ -479,18 +533,14 @@ void batch_norm_update_running_(const Tensor& running_mean, const Tensor& runnin
   // Shapes, dtypes, layouts and devices were checked by ops::batch_norm_update_running_.
   const char* op = "batch_norm_update_running_";
   check_device(running_mean, op);
-  running_mean.impl()->storage->bump_version();
-  if (num_batches_tracked.defined()) num_batches_tracked.impl()->storage->bump_version();
-  running_var.impl()->storage->bump_version();
   const int64_t C = running_mean.numel();
-  if (C == 0) return;
   dispatch_float(running_mean.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
-    bn_update_running_kernel<T><<<grid_for(C), kThreads, 0, stream()>>>(
-        running_mean.device_data<T>(), running_var.device_data<T>(), batch_mean.device_data<T>(),
-        batch_var.device_data<T>(),
-        num_batches_tracked.defined() ? num_batches_tracked.device_data<int64_t>() : nullptr, C,
-        momentum);
+    const RunningStats<T> run =
+        running_stats<T>({running_mean, running_var, momentum, num_batches_tracked});
+    if (C == 0 && !run.count) return;
+    bn_update_running_kernel<T><<<grid_for(std::max<int64_t>(C, 1)), kThreads, 0, stream()>>>(
+        run, batch_mean.device_data<T>(), batch_var.device_data<T>(), C);
   });
   OKD_CUDA_CHECK_LAUNCH(op);
 }
@@ -524,10 +574,9 @@ Tensor batch_norm_eval(const Tensor& x_, const Tensor& mean, const Tensor& var,
   return y;
 }
 
-std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const Tensor& x_,
-                                                       const Tensor& weight, const Tensor& mean,
-                                                       const Tensor& invstd,
-                                                       const Tensor& relu_out) {
+std::tuple<Tensor, Tensor, Tensor, Tensor> batch_norm_backward(
+    const Tensor& dy_, const Tensor& x_, const Tensor& weight, const Tensor& mean,
+    const Tensor& invstd, const Tensor& relu_out, bool want_masked) {
   const char* op = "batch_norm_backward";
   const Geometry g = geometry(x_, op);
   OKD_CHECK(dy_.shape() == x_.shape() && dy_.dtype() == x_.dtype() && dy_.device() == x_.device(),
@@ -546,7 +595,9 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
   const int64_t S = g.S;
   Tensor dx = empty(x.shape(), x.dtype(), x.device());
   Tensor dw = empty({g.C}, x.dtype(), x.device()), db = empty({g.C}, x.dtype(), x.device());
-  if (g.C == 0) return {dx, dw, db};  // no channel: nothing to launch
+  OKD_CHECK(!want_masked || z.defined(), op, ": the masked gradient needs the fused output");
+  Tensor dm = want_masked ? empty(x.shape(), x.dtype(), x.device()) : Tensor();
+  if (g.C == 0) return {dx, dw, db, dm};  // no channel: nothing to launch
   const int64_t B = batch_norm_parts(g.N, g.C, S);
   if (B > 1) {
     const Tensor part = empty({g.C, B, 2}, DType::Float64, x.device());
@@ -559,20 +610,22 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
       bn_split_backward_apply_kernel<T><<<blocks, kSplitThreads, 0, stream()>>>(
           dy.device_data<T>(), x.device_data<T>(), data_or_null<T>(w), m.device_data<T>(),
           is.device_data<T>(), data_or_null<T>(z), dx.device_data<T>(), dw.device_data<T>(),
-          db.device_data<T>(), part.device_data<double>(), g.C, S, g.M, static_cast<int>(B));
+          db.device_data<T>(), (dm.defined() ? dm.device_data<T>() : nullptr),
+          part.device_data<double>(), g.C, S, g.M, static_cast<int>(B));
     });
     OKD_CUDA_CHECK_LAUNCH(op);
-    return {dx, dw, db};
+    return {dx, dw, db, dm};
   }
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     bn_backward_kernel<T><<<static_cast<unsigned>(g.C), kChannelThreads, 0, stream()>>>(
         dy.device_data<T>(), x.device_data<T>(), data_or_null<T>(w), m.device_data<T>(),
         is.device_data<T>(), data_or_null<T>(z), dx.device_data<T>(), dw.device_data<T>(),
-        db.device_data<T>(), g.N, g.C, S, lanes_for(S, kChannelThreads));
+        db.device_data<T>(), (dm.defined() ? dm.device_data<T>() : nullptr), g.N, g.C, S,
+        lanes_for(S, kChannelThreads));
   });
   OKD_CUDA_CHECK_LAUNCH(op);
-  return {dx, dw, db};
+  return {dx, dw, db, dm};
 }
 
 }  // namespace gpu

@@ -1,12 +1,17 @@
 // ops::batch_norm_update_running_ (the running mean and variance of batch norm in one pass): bit
 // for bit the pair ops::mul_(r, 1 - m), ops::add_(r, batch, m) it replaced, on the CPU and, where
-// there is a GPU, on CUDA; and clear errors for mismatched operands.
+// there is a GPU, on CUDA; and clear errors for mismatched operands. The training forward that
+// advances them itself (BatchNormRunning) does what the separate update does, bit for bit, and
+// the fused add+ReLU backward's masked gradient is relu_backward's (CUDA forms of both are in
+// test_cuda_batch_norm.cpp).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "tensor/cuda/cuda_ops.h"
+#include "tensor/ops/activation.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/norm.h"
@@ -99,4 +104,60 @@ TEST(BatchNormRunning, CudaMatchesCpuBitForBit) {
   ops::batch_norm_update_running_(gm, gv, ops::to(bm, gpu), ops::to(bv, gpu), 0.1);
   EXPECT_EQ(to_vector<float>(ops::to(gm, kCPU)), to_vector<float>(cm));
   EXPECT_EQ(to_vector<float>(ops::to(gv, kCPU)), to_vector<float>(cv));
+}
+
+TEST(BatchNormRunning, TrainingForwardAdvancesThemAsTheSeparateUpdateDoes) {
+  Generator g(21);
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    // statistics of x's dtype, and float64 statistics of a float32 input (converted, then updated
+    // by the separate call)
+    for (DType rdt : {dt, DType::Float64}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " input, " + dtype_name(rdt) + " statistics");
+      const Tensor x = ops::add(randn({6, 5, 4, 3}, g, dt), 0.7);
+      const Tensor w = uniform_t(5, 0.5, 1.5, dt, 22), b = uniform_t(5, -1, 1, dt, 23);
+      const Tensor res = randn({6, 5, 4, 3}, g, dt);
+      const Tensor rm0 = uniform_t(5, -1, 1, rdt, 24), rv0 = uniform_t(5, 0.5, 2, rdt, 25);
+      Tensor fm = ops::clone(rm0), fv = ops::clone(rv0), fcount = zeros({}, DType::Int64);
+      auto [y, st] = ops::batch_norm_train(x, w, b, 1e-5, true, res, {fm, fv, 0.3, fcount});
+      auto [y_plain, st_plain] = ops::batch_norm_train(x, w, b, 1e-5, true, res);
+      Tensor sm = ops::clone(rm0), sv = ops::clone(rv0), scount = zeros({}, DType::Int64);
+      ops::batch_norm_update_running_(sm, sv, ops::to(st_plain.mean, rdt),
+                                      ops::to(st_plain.var_unbiased, rdt), 0.3, scount);
+      EXPECT_EQ(to_vector<double>(fm), to_vector<double>(sm));
+      EXPECT_EQ(to_vector<double>(fv), to_vector<double>(sv));
+      EXPECT_NE(to_vector<double>(fm), to_vector<double>(rm0));  // it did update
+      EXPECT_EQ(fcount.item<int64_t>(), 1);
+      EXPECT_EQ(to_vector<double>(y), to_vector<double>(y_plain));  // the forward is unchanged
+      EXPECT_EQ(to_vector<double>(st.mean), to_vector<double>(st_plain.mean));
+    }
+  }
+  // statistics that do not fit the input are the update's clear error
+  Tensor r4 = zeros({4});
+  EXPECT_THROW(ops::batch_norm_train(ones({2, 5, 3}), Tensor(), Tensor(), 1e-5, false, Tensor(),
+                                     {r4, ones({4}), 0.1, Tensor()}),
+               Error);
+}
+
+TEST(BatchNormRunning, FusedAddReluBackwardIsReluBackwardThenBatchNormBackward) {
+  Generator g(31);
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    SCOPED_TRACE(dtype_name(dt));
+    const Tensor x = ops::add(randn({4, 3, 5, 5}, g, dt), -0.4);
+    const Tensor w = uniform_t(3, 0.5, 1.5, dt, 32), b = uniform_t(3, -1, 1, dt, 33);
+    const Tensor res = randn({4, 3, 5, 5}, g, dt), dz = randn({4, 3, 5, 5}, g, dt);
+    auto [z, st] = ops::batch_norm_train(x, w, b, 1e-5, true, res);
+    auto [dx, dw, db, dr] = ops::batch_norm_add_relu_backward(dz, x, w, st.mean, st.invstd, z);
+    const Tensor want_dr = ops::relu_backward(dz, z);
+    auto [want_dx, want_dw, want_db] = ops::batch_norm_backward(want_dr, x, w, st.mean, st.invstd);
+    EXPECT_EQ(to_vector<double>(dr), to_vector<double>(want_dr));
+    EXPECT_EQ(to_vector<double>(dx), to_vector<double>(want_dx));
+    EXPECT_EQ(to_vector<double>(dw), to_vector<double>(want_dw));
+    EXPECT_EQ(to_vector<double>(db), to_vector<double>(want_db));
+    const std::vector<double> masked = to_vector<double>(dr);
+    EXPECT_GT(std::count(masked.begin(), masked.end(), 0.0), 0) << "some entries are masked";
+    EXPECT_LT(std::count(masked.begin(), masked.end(), 0.0), static_cast<long>(masked.size()));
+  }
+  EXPECT_THROW(ops::batch_norm_add_relu_backward(ones({2, 3, 2}), ones({2, 3, 2}), Tensor(),
+                                                 zeros({3}), ones({3}), Tensor()),
+               Error);
 }

@@ -7,8 +7,9 @@
 // one-block form within rounding. Shapes: ResNet-32's stages at batch 128 ([128,16,32,32] splits
 // 32 ways), odd sizes whose shares cross rows ([67,3,11,13]), one sample ([1,2,8192]: shares
 // inside a row), S = 1 ([20000,3]), and shapes too small to split ([3,5,7,7], [2,64,1,1]: every
-// mode falls back to one block per channel). GPU tests skip, saying so, without a GPU; the mode
-// control and the parts rule are host code and run everywhere.
+// mode falls back to one block per channel); the running statistics advanced inside the forward
+// and the masked gradient of the fused add+ReLU backward. GPU tests skip, saying so, without a GPU;
+// the mode control and the parts rule are host code and run everywhere.
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -18,6 +19,7 @@
 
 #include "okd/build_config.h"
 #include "tensor/cuda/cuda_ops.h"
+#include "tensor/ops/activation.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/norm.h"
@@ -250,4 +252,62 @@ TEST(CudaBatchNorm, SplitIsBitIdenticalFromRunToRunAndAgreesWithOneBlock) {
       EXPECT_TRUE(matches(first.db, cpu(one_block.db), r, sum_atol(dt, s)));
     }
   }
+}
+
+// The running statistics advanced inside the training forward's own launch (BatchNormRunning) are
+// bit for bit what the separate update makes of the same batch statistics, the counter advances
+// once per call, and the forward's outputs are those of a forward without them; the fused
+// add+ReLU backward writes relu_backward's masked gradient, bit for bit, beside the dx, dw and db
+// of batch_norm_backward. In every split mode (the one-block and the split kernels each carry the
+// update and the mask).
+TEST(CudaBatchNorm, FusedRunningStatisticsAndMaskedGradientMatchTheSeparateOps) {
+  OKD_REQUIRE_GPU();
+  for (int mode : kModes) {
+    SplitMode split(mode);
+    for (DType dt : kFloats) {
+      for (const Shape& s : {Shape{67, 3, 11, 13}, Shape{3, 5, 7, 7}, Shape{1, 2, 8192}}) {
+        SCOPED_TRACE("mode " + std::to_string(mode) + " " + shape_str(s) + " " + dtype_name(dt) +
+                     ", " + std::to_string(parts_of(s)) + " blocks per channel");
+        const Inputs in = inputs_for(s, dt);
+        const Tensor x = gpu(in.x), w = gpu(in.w), b = gpu(in.b), res = gpu(in.res);
+        const int64_t C = s[1];
+        const Tensor rm0 = uniform_t({C}, -1, 1, dt, 160), rv0 = uniform_t({C}, 0.5, 2, dt, 161);
+        Tensor fm = gpu(rm0), fv = gpu(rv0), fcount = gpu(zeros({}, DType::Int64));
+        auto [z, st] = ops::batch_norm_train(x, w, b, 1e-5, true, res, {fm, fv, 0.1, fcount});
+        Tensor sm = gpu(rm0), sv = gpu(rv0), scount = gpu(zeros({}, DType::Int64));
+        ops::batch_norm_update_running_(sm, sv, st.mean, st.var_unbiased, 0.1, scount);
+        EXPECT_TRUE(same_bits(fm, sm));
+        EXPECT_TRUE(same_bits(fv, sv));
+        EXPECT_FALSE(same_bits(fm, gpu(rm0))) << "the running mean did move";
+        EXPECT_EQ(cpu(fcount).item<int64_t>(), 1);
+        auto [z_plain, st_plain] = ops::batch_norm_train(x, w, b, 1e-5, true, res);
+        EXPECT_TRUE(same_bits(z, z_plain));
+        EXPECT_TRUE(same_bits(st.var_unbiased, st_plain.var_unbiased));
+        // float64 statistics of a float32 input: converted and updated by the separate kernel
+        if (dt == DType::Float32) {
+          Tensor dm = gpu(ops::to(rm0, DType::Float64)), dv = gpu(ops::to(rv0, DType::Float64));
+          Tensor em = ops::clone(dm), ev = ops::clone(dv);
+          ops::batch_norm_train(x, w, b, 1e-5, false, Tensor(), {dm, dv, 0.1, Tensor()});
+          auto [y2, st2] = ops::batch_norm_train(x, w, b, 1e-5);
+          ops::batch_norm_update_running_(em, ev, ops::to(st2.mean, DType::Float64),
+                                          ops::to(st2.var_unbiased, DType::Float64), 0.1);
+          EXPECT_TRUE(same_bits(dm, em));
+          EXPECT_TRUE(same_bits(dv, ev));
+        }
+        // the backward of relu(bn(x) + res)
+        const Tensor dz = gpu(in.dy);
+        auto [dx, dw, db, dr] = ops::batch_norm_add_relu_backward(dz, x, w, st.mean, st.invstd, z);
+        EXPECT_TRUE(same_bits(dr, ops::relu_backward(dz, z)));
+        auto [dx2, dw2, db2] = ops::batch_norm_backward(dz, x, w, st.mean, st.invstd, z);
+        EXPECT_TRUE(same_bits(dx, dx2));
+        EXPECT_TRUE(same_bits(dw, dw2));
+        EXPECT_TRUE(same_bits(db, db2));
+      }
+    }
+  }
+  // statistics that do not fit the input: a clear error before any launch
+  const Tensor x = gpu(ones({2, 5, 3}));
+  EXPECT_THROW(ops::batch_norm_train(x, Tensor(), Tensor(), 1e-5, false, Tensor(),
+                                     {gpu(zeros({4})), gpu(ones({4})), 0.1, Tensor()}),
+               Error);
 }
