@@ -1,9 +1,14 @@
 // The bfloat16 staging kernels of bf16_staging.h: float32 <-> bfloat16 copies, optionally
 // transposing NCHW <-> NHWC on the way (a shared-memory tile per 32 x 32 block of [C, H W]), and
 // in-place rounding. The rounding is tensor/bf16.h's, the same
-// code as the CPU's round_bf16, so both devices round every value identically.
+// code as the CPU's round_bf16, so both devices round every value identically. Also the per-thread
+// table of reusable copies (to_bf16_reused).
+#include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <iterator>
+#include <memory>
+#include <unordered_map>
 
 #include "tensor/bf16.h"
 #include "tensor/cuda/bf16_staging.h"
@@ -114,6 +119,58 @@ Tensor from_bf16(const Tensor& buffer, const Shape& s, bool nhwc) {
   OKD_CUDA_CHECK_LAUNCH(op);
   return out;
 }
+
+namespace {
+// One reusable copy: what it was made from, weakly (a dead or rewritten source retires it).
+struct StagedCopy {
+  std::weak_ptr<Storage> source;
+  uint64_t version;
+  int64_t offset;
+  Shape shape;
+  bool nhwc;
+  Tensor copy;
+  bool current() const {
+    const std::shared_ptr<Storage> s = source.lock();
+    return s && s->version() == version;
+  }
+};
+struct StagedCopies {
+  std::unordered_multimap<const Storage*, StagedCopy> by_source;
+  size_t sweep_at = 64;  // drop retired copies when the map grows past this (amortised)
+  int64_t reused = 0;
+};
+thread_local StagedCopies t_staged;
+}  // namespace
+
+Tensor to_bf16_reused(const Tensor& x, bool nhwc) {
+  StagedCopies& c = t_staged;
+  const std::shared_ptr<Storage>& storage = x.impl()->storage;
+  auto [first, last] = c.by_source.equal_range(storage.get());
+  for (auto it = first; it != last; ++it) {
+    StagedCopy& e = it->second;
+    // (a live entry keyed by this address is this storage: two live storages never share one)
+    if (e.offset == x.offset() && e.nhwc == nhwc && e.shape == x.shape() && e.current()) {
+      ++c.reused;
+      return e.copy;
+    }
+  }
+  Tensor copy = to_bf16(x, nhwc);
+  if (c.by_source.size() >= c.sweep_at) {
+    for (auto it = c.by_source.begin(); it != c.by_source.end();)
+      it = it->second.current() ? std::next(it) : c.by_source.erase(it);
+    c.sweep_at = std::max<size_t>(64, 2 * c.by_source.size());
+  }
+  c.by_source.emplace(storage.get(),
+                      StagedCopy{storage, storage->version(), x.offset(), x.shape(), nhwc, copy});
+  return copy;
+}
+
+void forget_bf16_copies() {
+  t_staged.by_source.clear();
+  t_staged.sweep_at = 64;
+}
+int64_t bf16_copies_held() { return static_cast<int64_t>(t_staged.by_source.size()); }
+int64_t bf16_copies_reused() { return t_staged.reused; }
 
 void round_bf16_(const Tensor& x) {
   const char* op = "round_bf16_";

@@ -16,4 +16,19 @@ Tensor from_bf16(const Tensor& buffer, const Shape& s, bool nhwc);
 // Rounds a contiguous float32 device tensor to bfloat16 precision in place.
 void round_bf16_(const Tensor& x);
 
+// to_bf16, reusing the copy made earlier of the same tensor (same storage, offset, shape and
+// order) while the storage's version says nobody has written it since. A training step stages
+// each weight for the forward and again for the input gradient, each conv input for the forward
+// and again for the weight gradient, and each output gradient for both gradients: reuse halves
+// those conversions (one launch each). Copies are kept per thread (okd's stream is per thread)
+// and dropped once their source is freed or written.
+Tensor to_bf16_reused(const Tensor& x, bool nhwc);
+// Drops every reusable copy. Graph capture calls it when it begins and ends (a copy made outside
+// the graph must not be read inside it, nor one from the graph's pool outside it) and a replay
+// calls it (a replay writes tensors without advancing their versions).
+void forget_bf16_copies();
+// How many copies to_bf16_reused holds now, and how many conversions it has saved (for tests).
+int64_t bf16_copies_held();
+int64_t bf16_copies_reused();
+
 }  // namespace okd::cuda::gpu

@@ -6,6 +6,7 @@
 
 #include "tensor/cuda/allocator.h"
 #include "tensor/cuda/backends.h"
+#include "tensor/cuda/bf16_staging.h"
 #include "tensor/cuda/context.h"
 
 namespace okd::cuda::detail {
@@ -22,6 +23,7 @@ GpuGraph* gpu_graph_capture(const std::function<void()>& fn, const char* what) {
   cudaStream_t s = stream();
   // Relaxed: the allocator may cudaMalloc a new pool block while the stream is being captured.
   g->pool = begin_graph_pool();
+  gpu::forget_bf16_copies();  // none made outside the graph may be read inside it
   cudaError_t e = cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed);
   if (e != cudaSuccess) {
     end_graph_pool();
@@ -33,6 +35,7 @@ GpuGraph* gpu_graph_capture(const std::function<void()>& fn, const char* what) {
     SyncFreeScope scope(what);
     fn();
   } catch (...) {
+    gpu::forget_bf16_copies();
     cudaGraph_t partial = nullptr;
     cudaStreamEndCapture(s, &partial);
     if (partial) cudaGraphDestroy(partial);
@@ -43,6 +46,7 @@ GpuGraph* gpu_graph_capture(const std::function<void()>& fn, const char* what) {
     throw;
   }
   end_graph_pool();
+  gpu::forget_bf16_copies();  // nor one of the graph's pool outside it
   try {
     OKD_CUDA_CHECK("CapturedGraph::capture", cudaStreamEndCapture(s, &g->graph));
     OKD_CUDA_CHECK("CapturedGraph::capture", cudaGraphGetNodes(g->graph, nullptr, &g->nodes));
@@ -56,6 +60,7 @@ GpuGraph* gpu_graph_capture(const std::function<void()>& fn, const char* what) {
 }
 
 void gpu_graph_launch(GpuGraph* g) {
+  gpu::forget_bf16_copies();  // the replay writes tensors without advancing their versions
   OKD_CUDA_CHECK("CapturedGraph::replay", cudaGraphLaunch(g->exec, stream()));
 }
 

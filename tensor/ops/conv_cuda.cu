@@ -8,7 +8,9 @@
 // okd's own broadcasting add_. Without cuDNN in the build, these ops say they have no CUDA kernel.
 // Mixed precision (Conv2dParams::precision BFloat16, float32 tensors): cuDNN reads and writes
 // bfloat16 copies of the operands (bf16_staging.h; NHWC order under set_channels_last) with
-// float32 accumulation on tensor cores, and the result is widened back to float32.
+// float32 accumulation on tensor cores, and the result is widened back to float32. An operand
+// staged once is reused while unchanged (gpu::to_bf16_reused): the weight of the forward by the
+// input gradient, the input by the weight gradient, the output gradient by both.
 #include "okd/build_config.h"
 #include "tensor/cuda/backends.h"
 #include "tensor/cuda/cuda_ops.h"
@@ -79,7 +81,7 @@ struct Staging {
   Staging(DType dt, const ops::Conv2dParams& p)
       : bf16(p.precision == Precision::BFloat16 && dt == DType::Float32),
         nhwc(bf16 && g_channels_last) {}
-  Tensor in(const Tensor& t) const { return bf16 ? gpu::to_bf16(t, nhwc) : t; }
+  Tensor in(const Tensor& t) const { return bf16 ? gpu::to_bf16_reused(t, nhwc) : t; }
   Tensor out(const Shape& s, DType dt, Device dev) const {
     return bf16 ? empty({2 * shape_numel(s)}, DType::UInt8, dev) : empty(s, dt, dev);
   }

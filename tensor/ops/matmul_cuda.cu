@@ -72,7 +72,7 @@ void gemm_batched(const double* A, Layout la, int64_t sa, const double* B, Layou
 // The bfloat16 product: A3 [nb, M, K] and B3 [nb, K, N] contiguous (batch stride 0 when nb = 1).
 void gemm_batched_bf16(const Tensor& A3, const Tensor& B3, float* C, int64_t M, int64_t N,
                        int64_t K, int64_t nb) {
-  const Tensor Ab = gpu::to_bf16(A3, false), Bb = gpu::to_bf16(B3, false);
+  const Tensor Ab = gpu::to_bf16_reused(A3, false), Bb = gpu::to_bf16_reused(B3, false);
   const float one = 1.0f, zero = 0.0f;
   OKD_CUBLAS_CHECK("matmul",
                    cublasGemmStridedBatchedEx(
