@@ -81,10 +81,10 @@ TEST(Conv2dAccumulate, ATensorThatCannotTakeTheSumIsAClearError) {
   auto run = [&](const Tensor& acc) {
     return error_of([&] { ops::conv2d_backward_input(dy, w, c.x, c.p, acc); });
   };
-  for (const Tensor& bad : {randn_t({2, 4, 7, 5}, DType::Float32, 7),  // wrong shape
-                            randn_t(c.x, DType::Float64, 8),           // wrong dtype
-                            ops::permute(randn_t({2, 4, 6, 7}, DType::Float32, 9),
-                                         {0, 1, 3, 2})}) {  // not contiguous
+  for (const Tensor& bad :
+       {randn_t({2, 4, 7, 5}, DType::Float32, 7),                                 // wrong shape
+        randn_t(c.x, DType::Float64, 8),                                          // wrong dtype
+        ops::permute(randn_t({2, 4, 6, 7}, DType::Float32, 9), {0, 1, 3, 2})}) {  // not contiguous
     const std::string e = run(bad);
     EXPECT_NE(e.find("conv2d_backward_input: the tensor to accumulate into"), std::string::npos)
         << e;
