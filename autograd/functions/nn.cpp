@@ -32,8 +32,7 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias,
                                     const TensorList& into) -> TensorList {
                   TensorList d(3);
                   if (needs[0]) {
-                    // A buffer of another dtype or device than dy (never made by okd's ops) is not
-                    // used.
+                    // Not a buffer of another dtype or device than dy (okd's ops make none).
                     const Tensor& acc = into[0];
                     const bool fits = acc.defined() && acc.dtype() == g[0].dtype() &&
                                       acc.device() == g[0].device() && acc.is_contiguous();

@@ -30,8 +30,8 @@ Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& b
 // without a separate add. accumulate must have input_shape, grad_out's dtype and device, and be
 // contiguous (checked); the caller guarantees that nothing else sees its memory. On cuDNN (float32
 // and float64) the sum costs nothing: backward data with beta = 1, dx_out = 1 * dx + 1 * dx_out.
-// Elsewhere dx is computed as without it and then added (add_), so the CPU result is exactly
-// accumulate + dx.
+// With bf16 staging, on the CPU and emulated, dx is computed as without it and then added (add_),
+// so the CPU result is exactly accumulate + dx.
 Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& weight, const Shape& input_shape,
                              const Conv2dParams& p, const Tensor& accumulate = Tensor());
 // The checks on conv2d_backward_input's `accumulate` (shared by the CPU and CUDA paths).
