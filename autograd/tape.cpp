@@ -53,9 +53,18 @@ bool needs_record(const TensorList& inputs) {
 
 void Tape::record(Op op, const TensorList& inputs, const TensorList& outputs, BackwardFn backward,
                   const TensorList& saved) {
+  append(op, inputs, outputs, saved).backward = std::move(backward);
+}
+
+void Tape::record_into(Op op, const TensorList& inputs, const TensorList& outputs,
+                       BackwardIntoFn backward, const TensorList& saved) {
+  append(op, inputs, outputs, saved).backward_into = std::move(backward);
+}
+
+TapeEntry& Tape::append(Op op, const TensorList& inputs, const TensorList& outputs,
+                        const TensorList& saved) {
   TapeEntry e;
   e.op = op;
-  e.backward = std::move(backward);
   e.inputs.reserve(inputs.size());
   for (const auto& t : inputs) {
     TapeEntry::Input in;
@@ -90,6 +99,7 @@ void Tape::record(Op op, const TensorList& inputs, const TensorList& outputs, Ba
   for (const auto& s : saved)
     if (s.defined()) e.saved_bytes += s.nbytes();
   entries_.push_back(std::move(e));
+  return entries_.back();
 }
 
 namespace {
@@ -109,6 +119,33 @@ void accumulate(Tensor& a, const Tensor& b) {
     a = b;
   else
     a = ops::add(a, b);
+}
+
+// For an entry recorded with record_into: into[j] is the gradient input j has already received
+// when the op may add its own into it in place, else undefined. That needs a producer (a leaf's
+// .grad is the user's and is accumulated as before) whose slot holds a tensor that nothing but the
+// slot sees (exclusively_owned: no other handle, no view, no retained or saved copy, so the write
+// is observable through the slot alone) of the producer output's shape, dtype and device; and an
+// input whose producer slot appears once among the entry's inputs (op(x, x) would write it twice).
+TensorList accumulation_buffers(std::vector<TapeEntry>& entries, const TapeEntry& e) {
+  TensorList into(e.inputs.size());
+  for (size_t j = 0; j < e.inputs.size(); ++j) {
+    const TapeEntry::Input& in = e.inputs[j];
+    if (!in.needs_grad || in.producer < 0) continue;
+    TapeEntry& p = entries[in.producer];
+    if (static_cast<size_t>(in.slot) >= p.grads.size() || !p.grads[in.slot].defined()) continue;
+    bool repeated = false;
+    for (size_t k = 0; k < e.inputs.size(); ++k)
+      repeated |= k != j && e.inputs[k].needs_grad && e.inputs[k].producer == in.producer &&
+                  e.inputs[k].slot == in.slot;
+    const Tensor& g = p.grads[in.slot];
+    const TapeEntry::Output& out = p.outputs[in.slot];
+    if (repeated || !exclusively_owned(g) || g.shape() != out.shape || g.dtype() != out.dtype ||
+        g.device() != out.device)
+      continue;
+    into[j] = g;
+  }
+  return into;
 }
 }  // namespace
 
@@ -146,7 +183,8 @@ void backward(const Tensor& loss, const Tensor& grad_output, bool retain_graph) 
     bool any = false;
     for (const auto& g : e.grads) any |= g.defined();
     if (!any) continue;
-    OKD_CHECK(e.backward, "backward: the graph through ", op_name(e.op), " (entry ", i,
+    OKD_CHECK(e.backward || e.backward_into, "backward: the graph through ", op_name(e.op),
+              " (entry ", i,
               ") was already consumed; pass retain_graph=true to the first backward");
     e.grads.resize(e.outputs.size());
     for (size_t k = 0; k < e.outputs.size(); ++k) {
@@ -157,7 +195,14 @@ void backward(const Tensor& loss, const Tensor& grad_output, bool retain_graph) 
     }
     std::vector<bool> needs(e.inputs.size());
     for (size_t j = 0; j < e.inputs.size(); ++j) needs[j] = e.inputs[j].needs_grad;
-    TensorList in_grads = e.backward(e.grads, needs);
+    TensorList into;  // record_into's buffers, held until the gradients have been routed
+    TensorList in_grads;
+    if (e.backward_into) {
+      into = accumulation_buffers(entries, e);
+      in_grads = e.backward_into(e.grads, needs, into);
+    } else {
+      in_grads = e.backward(e.grads, needs);
+    }
     OKD_CHECK(in_grads.size() == e.inputs.size(), "backward of ", op_name(e.op), " returned ",
               in_grads.size(), " gradients for ", e.inputs.size(), " inputs");
     for (size_t j = 0; j < e.inputs.size(); ++j) {
@@ -169,7 +214,9 @@ void backward(const Tensor& loss, const Tensor& grad_output, bool retain_graph) 
       if (in.producer >= 0) {
         TapeEntry& p = entries[in.producer];
         p.grads.resize(p.outputs.size());
-        accumulate(p.grads[in.slot], in_grads[j]);
+        // Gradient j returned as into[j] is that slot's tensor, already holding the sum.
+        if (j >= into.size() || !into[j].defined() || in_grads[j].impl() != into[j].impl())
+          accumulate(p.grads[in.slot], in_grads[j]);
       } else {
         AutogradMeta& m = in.leaf->autograd;
         if (!m.grad) {
@@ -182,7 +229,10 @@ void backward(const Tensor& loss, const Tensor& grad_output, bool retain_graph) 
       }
     }
     e.grads.clear();
-    if (!retain_graph) e.backward = nullptr;  // frees the saved tensors now, not at clear()
+    if (!retain_graph) {  // frees the saved tensors now, not at clear()
+      e.backward = nullptr;
+      e.backward_into = nullptr;
+    }
   }
   if (!retain_graph) tape.clear();
 }

@@ -50,6 +50,17 @@ struct Saved {
 using BackwardFn = std::function<TensorList(const TensorList& grad_outputs,
                                             const std::vector<bool>& needs_input_grad)>;
 
+// A BackwardFn that may add its gradient for input j into into[j] instead of returning a new
+// tensor (the opt-in of record_into). backward() sets into[j] only where input j already has a
+// gradient from another consumer that nothing else can see (its only handle is the tape's slot;
+// same shape, dtype and device as the input); elsewhere into[j] is undefined. Returning into[j]
+// itself as gradient j means "into[j] + my gradient, computed in place": the tape takes it as
+// the accumulated gradient instead of adding. Returning any other tensor (or ignoring into[j],
+// which must then be left unmodified) is accumulated as for a BackwardFn.
+using BackwardIntoFn =
+    std::function<TensorList(const TensorList& grad_outputs,
+                             const std::vector<bool>& needs_input_grad, const TensorList& into)>;
+
 struct TapeEntry {
   struct Input {
     bool needs_grad = false;
@@ -69,6 +80,7 @@ struct TapeEntry {
   std::vector<Input> inputs;
   std::vector<Output> outputs;
   BackwardFn backward;
+  BackwardIntoFn backward_into;  // set instead of backward by record_into
   size_t saved_bytes = 0;
   TensorList grads;  // filled during backward
 };
@@ -88,8 +100,14 @@ class Tape {
   // Appends an entry for op and marks outputs as produced by it (they then require grad).
   void record(Op op, const TensorList& inputs, const TensorList& outputs, BackwardFn backward,
               const TensorList& saved = {});
+  // The same with a BackwardIntoFn: the op can add an input's gradient into the one it has already
+  // received (conv2d: cuDNN's beta = 1), saving the separate add and its kernel launch.
+  void record_into(Op op, const TensorList& inputs, const TensorList& outputs,
+                   BackwardIntoFn backward, const TensorList& saved = {});
 
  private:
+  TapeEntry& append(Op op, const TensorList& inputs, const TensorList& outputs,
+                    const TensorList& saved);
   friend void backward(const Tensor&, const Tensor&, bool);
   std::vector<TapeEntry> entries_;
   uint64_t generation_ = 1;
@@ -103,6 +121,10 @@ inline bool needs_record(const Tensor& a) { return needs_record(TensorList{a}); 
 inline void record(Op op, const TensorList& inputs, const TensorList& outputs, BackwardFn fn,
                    const TensorList& saved = {}) {
   Tape::current().record(op, inputs, outputs, std::move(fn), saved);
+}
+inline void record_into(Op op, const TensorList& inputs, const TensorList& outputs,
+                        BackwardIntoFn fn, const TensorList& saved = {}) {
+  Tape::current().record_into(op, inputs, outputs, std::move(fn), saved);
 }
 
 // Backpropagates from loss. grad_output seeds it (required unless loss has one element).

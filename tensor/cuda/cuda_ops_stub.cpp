@@ -87,7 +87,8 @@ Tensor kd_div_backward_student(const Tensor&, const Tensor&, const Tensor&, doub
 Tensor conv2d_forward(const Tensor&, const Tensor&, const Tensor&, const ops::Conv2dParams&) {
   no_backend("conv2d");
 }
-Tensor conv2d_backward_input(const Tensor&, const Tensor&, const Shape&, const ops::Conv2dParams&) {
+Tensor conv2d_backward_input(const Tensor&, const Tensor&, const Shape&, const ops::Conv2dParams&,
+                             const Tensor&) {
   no_backend("conv2d_backward_input");
 }
 Tensor conv2d_backward_weight(const Tensor&, const Tensor&, const Shape&,

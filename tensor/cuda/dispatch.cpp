@@ -178,11 +178,12 @@ Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& b
                      : gpu::conv2d_forward(input, weight, bias, p);
 }
 Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& weight, const Shape& input_shape,
-                             const ops::Conv2dParams& p) {
+                             const ops::Conv2dParams& p, const Tensor& accumulate) {
+  // With accumulate, a replay adds into it again and delivers it onto itself (a no-op).
   return emulating() ? emulated([=] {
-    return emu::conv2d_backward_input(grad_out, weight, input_shape, p);
+    return emu::conv2d_backward_input(grad_out, weight, input_shape, p, accumulate);
   })
-                     : gpu::conv2d_backward_input(grad_out, weight, input_shape, p);
+                     : gpu::conv2d_backward_input(grad_out, weight, input_shape, p, accumulate);
 }
 Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& input,
                               const Shape& weight_shape, const ops::Conv2dParams& p) {

@@ -452,11 +452,17 @@ Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& b
                                  host_float(bias, "conv2d"), p));
 }
 
+// With accumulate: dx on the host, then accumulate += dx through its host alias (whose own version
+// counter is not accumulate's, hence the bump).
 Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& weight, const Shape& input_shape,
-                             const ops::Conv2dParams& p) {
-  return dev(ops::conv2d_backward_input(host_float(grad_out, "conv2d_backward_input"),
-                                        host_float(weight, "conv2d_backward_input"), input_shape,
-                                        p));
+                             const ops::Conv2dParams& p, const Tensor& accumulate) {
+  const char* op = "conv2d_backward_input";
+  const Tensor dx =
+      ops::conv2d_backward_input(host_float(grad_out, op), host_float(weight, op), input_shape, p);
+  if (!accumulate.defined()) return dev(dx);
+  ops::add_(host_float(accumulate, op), dx);
+  bump(accumulate);
+  return accumulate;
 }
 
 Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& input,

@@ -24,8 +24,19 @@ std::pair<int64_t, int64_t> conv2d_output_size(const Shape& input, const Shape& 
 Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
                       const Conv2dParams& p);
 // dL/dinput for conv2d, given dL/doutput; input_shape is [N, C, H, W].
+// With `accumulate` defined it returns accumulate + dx, written into accumulate's own memory, as
+// that same tensor (its storage version bumped, as by an in-place op): how autograd adds a second
+// gradient of a tensor that feeds a convolution and something else (a ResNet block's input)
+// without a separate add. accumulate must have input_shape, grad_out's dtype and device, and be
+// contiguous (checked); the caller guarantees that nothing else sees its memory. On cuDNN (float32
+// and float64) the sum costs nothing: backward data with beta = 1, dx_out = 1 * dx + 1 * dx_out.
+// With bf16 staging, on the CPU and emulated, dx is computed as without it and then added (add_),
+// so the CPU result is exactly accumulate + dx.
 Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& weight, const Shape& input_shape,
-                             const Conv2dParams& p);
+                             const Conv2dParams& p, const Tensor& accumulate = Tensor());
+// The checks on conv2d_backward_input's `accumulate` (shared by the CPU and CUDA paths).
+void check_conv_accumulate(const Tensor& accumulate, const Tensor& grad_out,
+                           const Shape& input_shape, const char* op);
 // dL/dweight for conv2d (summed over the batch in a fixed order: thread-count independent).
 Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& input,
                               const Shape& weight_shape, const Conv2dParams& p);

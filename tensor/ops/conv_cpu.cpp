@@ -199,13 +199,13 @@ Tensor conv2d_forward(const Tensor& input_, const Tensor& weight_, const Tensor&
   return out;
 }
 
-Tensor conv2d_backward_input(const Tensor& grad_out_, const Tensor& weight_, const Shape& s,
-                             const Conv2dParams& p) {
-  if (cuda::on_cuda(grad_out_, weight_))
-    return cuda::conv2d_backward_input(grad_out_, weight_, s, p);
+namespace {
+// dx of conv2d on the CPU, a new tensor.
+Tensor backward_input_cpu(const Tensor& grad_out_, const Tensor& weight_, const Shape& s,
+                          const Conv2dParams& p) {
   if (bf16_products(grad_out_, p))
     return round_bf16(
-        conv2d_backward_input(round_bf16(grad_out_), round_bf16(weight_), s, as_float32(p)));
+        backward_input_cpu(round_bf16(grad_out_), round_bf16(weight_), s, as_float32(p)));
   const Shape& ws = weight_.shape();
   const int64_t N = s[0], C = s[1], H = s[2], W = s[3], O = ws[0], kH = ws[2], kW = ws[3],
                 G = p.groups;
@@ -236,6 +236,28 @@ Tensor conv2d_backward_input(const Tensor& grad_out_, const Tensor& weight_, con
     });
   });
   return dx;
+}
+}  // namespace
+
+void check_conv_accumulate(const Tensor& acc, const Tensor& grad_out, const Shape& s,
+                           const char* op) {
+  if (!acc.defined()) return;
+  OKD_CHECK(acc.shape() == s && acc.dtype() == grad_out.dtype() &&
+                acc.device() == grad_out.device() && acc.is_contiguous(),
+            op, ": the tensor to accumulate into (", acc.desc(),
+            ") must be a contiguous tensor of the input's shape ", shape_str(s),
+            " with grad_output's dtype and device (", grad_out.desc(), ")");
+}
+
+// dx + accumulate written into accumulate (conv.h): add_ bumps its version. Without accumulate dx.
+Tensor conv2d_backward_input(const Tensor& grad_out_, const Tensor& weight_, const Shape& s,
+                             const Conv2dParams& p, const Tensor& accumulate) {
+  check_conv_accumulate(accumulate, grad_out_, s, "conv2d_backward_input");
+  if (cuda::on_cuda(grad_out_, weight_, accumulate))
+    return cuda::conv2d_backward_input(grad_out_, weight_, s, p, accumulate);
+  if (!accumulate.defined()) return backward_input_cpu(grad_out_, weight_, s, p);
+  add_(accumulate, backward_input_cpu(grad_out_, weight_, s, p));
+  return accumulate;
 }
 
 Tensor conv2d_backward_weight(const Tensor& grad_out_, const Tensor& input_, const Shape& ws,

@@ -250,6 +250,8 @@ Plan plan_for(Dir dir, const Shape& xs, const Shape& ws, const Shape& ys,
 }
 
 // cuDNN's scaling factors are float for float (and bfloat16) data and double for double data.
+// cuDNN writes out = alpha * result + beta * out: alpha is one(); beta is zero() (out is not
+// read), or one() to add the result into what out holds (beta(true)).
 struct Scale {
   float f[2] = {1.0f, 0.0f};
   double d[2] = {1.0, 0.0};
@@ -259,6 +261,7 @@ struct Scale {
   const void* zero(DType dt) const {
     return dt == DType::Float32 ? static_cast<const void*>(&f[1]) : &d[1];
   }
+  const void* beta(DType dt, bool accumulate) const { return accumulate ? one(dt) : zero(dt); }
 };
 
 Tensor workspace(const Plan& pl, Device dev) {
@@ -293,14 +296,20 @@ void add_bias(const Tensor& out, const Tensor& bias, int64_t channels, const cha
   ops::add_(out, ops::reshape(bias, {1, channels, 1, 1}));
 }
 
-// dx [xs] of conv2d from dy and w (also the forward of conv_transpose2d).
+// dx [xs] of conv2d from dy and w (also the forward of conv_transpose2d). With accumulate
+// (contiguous, of shape xs, dy's dtype and device; checked by the caller) it returns accumulate,
+// now holding accumulate + dx: cuDNN writes into it with beta = 1 when it reads and writes the
+// float data as stored; bfloat16 staging widens dx to float32 first, then adds it (add_).
 Tensor backward_data(const Tensor& dy_, const Tensor& w_, const Shape& xs,
-                     const ops::Conv2dParams& p, const char* op) {
+                     const ops::Conv2dParams& p, const char* op,
+                     const Tensor& accumulate = Tensor()) {
   const Tensor dy = ops::contiguous(dy_), w = ops::contiguous(w_);
-  if (shape_numel(xs) == 0) return empty(xs, dy.dtype(), dy.device());
+  if (shape_numel(xs) == 0)
+    return accumulate.defined() ? accumulate : empty(xs, dy.dtype(), dy.device());
   const Staging m(dy.dtype(), p);
+  const bool into = accumulate.defined() && !m.bf16;
   const Tensor dyb = m.in(dy), wb = m.in(w);
-  Tensor dx = m.out(xs, dy.dtype(), dy.device());
+  Tensor dx = into ? accumulate : m.out(xs, dy.dtype(), dy.device());
   ConvDescs d(xs, w.shape(), dy.shape(), p, dy.dtype(), m, op);
   const Plan pl = plan_for(Dir::BackwardData, xs, w.shape(), dy.shape(), p, dy.dtype(), m, d, op);
   const Tensor ws = workspace(pl, dy.device());
@@ -309,8 +318,14 @@ Tensor backward_data(const Tensor& dy_, const Tensor& w_, const Shape& xs,
       op, cudnnConvolutionBackwardData(
               cudnn_handle(), s.one(dy.dtype()), d.w.d, wb.device_raw_data(), d.y.d,
               dyb.device_raw_data(), d.conv.d, static_cast<cudnnConvolutionBwdDataAlgo_t>(pl.algo),
-              ptr(ws), pl.workspace, s.zero(dy.dtype()), d.x.d, dx.device_raw_data()));
-  return m.result(dx, xs);
+              ptr(ws), pl.workspace, s.beta(dy.dtype(), into), d.x.d, dx.device_raw_data()));
+  if (into) {
+    accumulate.impl()->storage->bump_version();
+    return accumulate;
+  }
+  if (!accumulate.defined()) return m.result(dx, xs);
+  ops::add_(accumulate, m.result(dx, xs));
+  return accumulate;
 }
 
 }  // namespace
@@ -355,7 +370,7 @@ Tensor conv2d_forward(const Tensor& input_, const Tensor& weight_, const Tensor&
 }
 
 Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& weight, const Shape& s,
-                             const ops::Conv2dParams& p) {
+                             const ops::Conv2dParams& p, const Tensor& accumulate) {
   const char* op = "conv2d_backward_input";
   OKD_CHECK(s.size() == 4 && grad_out.dim() == 4 && weight.dim() == 4, op,
             ": expected 4-D shapes, got grad_output ", shape_str(grad_out.shape()), ", weight ",
@@ -364,7 +379,8 @@ Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& weight, const
             "conv2d backward: grad_output ", shape_str(grad_out.shape()), " does not match weight ",
             shape_str(weight.shape()), " and input ", shape_str(s));
   check_conv(grad_out, weight, p, op);
-  return backward_data(grad_out, weight, s, p, op);
+  ops::check_conv_accumulate(accumulate, grad_out, s, op);
+  return backward_data(grad_out, weight, s, p, op, accumulate);
 }
 
 Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& input, const Shape& ws,
@@ -450,7 +466,8 @@ namespace gpu {
 Tensor conv2d_forward(const Tensor&, const Tensor&, const Tensor&, const ops::Conv2dParams&) {
   no_cudnn("conv2d");
 }
-Tensor conv2d_backward_input(const Tensor&, const Tensor&, const Shape&, const ops::Conv2dParams&) {
+Tensor conv2d_backward_input(const Tensor&, const Tensor&, const Shape&, const ops::Conv2dParams&,
+                             const Tensor&) {
   no_cudnn("conv2d_backward_input");
 }
 Tensor conv2d_backward_weight(const Tensor&, const Tensor&, const Shape&,
