@@ -22,8 +22,14 @@ __global__ void to_bf16_kernel(const float* x, uint16_t* out, int64_t n) {
   OKD_GRID_STRIDE(i, n) { out[i] = bf16::from_float(x[i]); }
 }
 
+// out = float(buf), or out += float(buf) with kAdd (one float32 addition: the sum is that of
+// widening first and adding after, bit for bit, since widening is exact).
+template <bool kAdd>
 __global__ void from_bf16_kernel(const uint16_t* buf, float* out, int64_t n) {
-  OKD_GRID_STRIDE(i, n) { out[i] = bf16::to_float(buf[i]); }
+  OKD_GRID_STRIDE(i, n) {
+    const float v = bf16::to_float(buf[i]);
+    out[i] = kAdd ? out[i] + v : v;
+  }
 }
 
 // NCHW <-> NHWC: per sample, a transposition between [C, P] and [P, C] (P = H W) through a shared
@@ -48,7 +54,8 @@ __global__ void to_bf16_nhwc_kernel(const float* x, uint16_t* out, int C, int P)
   }
 }
 
-// out[n][c][p] = float(buf[n][p][c])
+// out[n][c][p] = float(buf[n][p][c]) (+= with kAdd)
+template <bool kAdd>
 __global__ void from_bf16_nhwc_kernel(const uint16_t* buf, float* out, int C, int P) {
   __shared__ uint16_t tile[kTile][kTile + 1];
   const int64_t base = static_cast<int64_t>(blockIdx.z) * C * P;
@@ -60,7 +67,11 @@ __global__ void from_bf16_nhwc_kernel(const uint16_t* buf, float* out, int C, in
   __syncthreads();
   for (int k = threadIdx.y; k < kTile; k += kTileRows) {
     const int c = c0 + k, p = p0 + threadIdx.x;
-    if (c < C && p < P) out[base + int64_t{c} * P + p] = bf16::to_float(tile[threadIdx.x][k]);
+    if (c < C && p < P) {
+      const int64_t at = base + int64_t{c} * P + p;
+      const float v = bf16::to_float(tile[threadIdx.x][k]);
+      out[at] = kAdd ? out[at] + v : v;
+    }
   }
 }
 
@@ -100,24 +111,46 @@ Tensor to_bf16(const Tensor& x, bool nhwc) {
   return out;
 }
 
-Tensor from_bf16(const Tensor& buffer, const Shape& s, bool nhwc) {
-  const char* op = "from_bf16";
+namespace {
+// out (float32, contiguous, shape s) = or += the bfloat16 buffer's values.
+void widen(const Tensor& buffer, const Tensor& out, bool nhwc, bool add, const char* op) {
+  const Shape& s = out.shape();
   const int64_t n = shape_numel(s);
   const dim3 grid = nhwc ? nhwc_grid(s, op) : dim3(grid_for(n));
   OKD_CHECK(buffer.dtype() == DType::UInt8 && buffer.is_contiguous() && buffer.numel() == 2 * n, op,
             ": expected a buffer of ", 2 * n, " bytes for shape ", shape_str(s), ", got ",
             buffer.desc());
   check_device(buffer, op);
-  Tensor out = empty(s, DType::Float32, buffer.device());
-  if (n == 0) return out;
+  if (n == 0) return;
   const uint16_t* b = static_cast<const uint16_t*>(buffer.device_raw_data());
-  if (nhwc)
-    from_bf16_nhwc_kernel<<<grid, dim3(kTile, kTileRows), 0, stream()>>>(
-        b, out.device_data<float>(), static_cast<int>(s[1]), static_cast<int>(s[2] * s[3]));
+  float* o = out.device_data<float>();
+  const int C = nhwc ? static_cast<int>(s[1]) : 0, P = nhwc ? static_cast<int>(s[2] * s[3]) : 0;
+  const dim3 tile(kTile, kTileRows);
+  if (nhwc && add)
+    from_bf16_nhwc_kernel<true><<<grid, tile, 0, stream()>>>(b, o, C, P);
+  else if (nhwc)
+    from_bf16_nhwc_kernel<false><<<grid, tile, 0, stream()>>>(b, o, C, P);
+  else if (add)
+    from_bf16_kernel<true><<<grid, kThreads, 0, stream()>>>(b, o, n);
   else
-    from_bf16_kernel<<<grid, kThreads, 0, stream()>>>(b, out.device_data<float>(), n);
+    from_bf16_kernel<false><<<grid, kThreads, 0, stream()>>>(b, o, n);
   OKD_CUDA_CHECK_LAUNCH(op);
+}
+}  // namespace
+
+Tensor from_bf16(const Tensor& buffer, const Shape& s, bool nhwc) {
+  Tensor out = empty(s, DType::Float32, buffer.device());
+  widen(buffer, out, nhwc, /*add=*/false, "from_bf16");
   return out;
+}
+
+void add_from_bf16_(const Tensor& dst, const Tensor& buffer, bool nhwc) {
+  const char* op = "add_from_bf16_";
+  OKD_CHECK(dst.dtype() == DType::Float32 && dst.is_contiguous(), op,
+            ": expected a contiguous float32 tensor, got ", dst.desc());
+  check_device(dst, op);
+  dst.impl()->storage->bump_version();
+  widen(buffer, dst, nhwc, /*add=*/true, op);
 }
 
 namespace {

@@ -13,6 +13,9 @@ Tensor to_bf16(const Tensor& x, bool nhwc);
 // The float32 tensor of shape s (4-D when nhwc) whose values are the bfloat16 buffer's, read in
 // [N, H, W, C] order when nhwc. Exact: every bfloat16 is a float32.
 Tensor from_bf16(const Tensor& buffer, const Shape& s, bool nhwc);
+// dst += from_bf16(buffer, dst.shape(), nhwc) in one pass (bit for bit the same: widening is
+// exact). dst: a contiguous float32 device tensor; a bfloat16 result accumulated into a gradient.
+void add_from_bf16_(const Tensor& dst, const Tensor& buffer, bool nhwc);
 // Rounds a contiguous float32 device tensor to bfloat16 precision in place.
 void round_bf16_(const Tensor& x);
 

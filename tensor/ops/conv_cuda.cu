@@ -299,7 +299,7 @@ void add_bias(const Tensor& out, const Tensor& bias, int64_t channels, const cha
 // dx [xs] of conv2d from dy and w (also the forward of conv_transpose2d). With accumulate
 // (contiguous, of shape xs, dy's dtype and device; checked by the caller) it returns accumulate,
 // now holding accumulate + dx: cuDNN writes into it with beta = 1 when it reads and writes the
-// float data as stored; bfloat16 staging widens dx to float32 first, then adds it (add_).
+// float data as stored; with bfloat16 staging the widening of dx adds it (add_from_bf16_).
 Tensor backward_data(const Tensor& dy_, const Tensor& w_, const Shape& xs,
                      const ops::Conv2dParams& p, const char* op,
                      const Tensor& accumulate = Tensor()) {
@@ -324,7 +324,7 @@ Tensor backward_data(const Tensor& dy_, const Tensor& w_, const Shape& xs,
     return accumulate;
   }
   if (!accumulate.defined()) return m.result(dx, xs);
-  ops::add_(accumulate, m.result(dx, xs));
+  gpu::add_from_bf16_(accumulate, dx, m.nhwc);  // widened and added in one pass
   return accumulate;
 }
 

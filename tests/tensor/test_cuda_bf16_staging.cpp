@@ -2,7 +2,8 @@
 // back only while its source is alive and unwritten, never across an in-place write, a freed and
 // reallocated block, another layout, or a graph replay (which writes without advancing versions);
 // and a mixed-precision convolution's forward and gradients give the same bits with reuse as
-// with every operand staged afresh, while staging fewer copies. GPU tests: they skip without one.
+// with every operand staged afresh, while staging fewer copies; and a bf16 result widened into a
+// float32 gradient in one pass. GPU tests: they skip without one.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -142,6 +143,28 @@ TEST(CudaBf16Staging, ConvolutionReusesItsOperandsWithTheSameResults) {
       EXPECT_TRUE(test::allclose(ops::to(reused[i], kCPU), ops::to(afresh[i], kCPU), 0, 0)) << i;
   }
   cuda::set_channels_last(false);
+}
+
+// Widening a bfloat16 result into a gradient (the bf16 input gradient of a convolution added into
+// the residual's): bit for bit a widening followed by add_, in both layouts, with the version
+// advanced.
+TEST(CudaBf16Staging, WideningIntoATensorAddsInOnePass) {
+  OKD_REQUIRE_GPU();
+  for (bool nhwc : {false, true}) {
+    SCOPED_TRACE(nhwc ? "NHWC" : "NCHW");
+    const Tensor values = gpu_randn({3, 5, 4, 6}, 9);
+    const Tensor buffer = cuda::gpu::to_bf16(values, nhwc);
+    const Tensor start = gpu_randn({3, 5, 4, 6}, 10);
+    Tensor want = ops::clone(start);
+    ops::add_(want, cuda::gpu::from_bf16(buffer, want.shape(), nhwc));
+    Tensor got = ops::clone(start);
+    const uint64_t version = got.impl()->storage->version();
+    cuda::gpu::add_from_bf16_(got, buffer, nhwc);
+    EXPECT_GT(got.impl()->storage->version(), version);
+    EXPECT_TRUE(test::allclose(ops::to(got, kCPU), ops::to(want, kCPU), 0, 0));
+    EXPECT_FALSE(test::allclose(ops::to(got, kCPU), ops::to(start, kCPU), 0, 0));
+    EXPECT_THROW(cuda::gpu::add_from_bf16_(gpu_randn({3, 5, 4, 5}, 11), buffer, nhwc), Error);
+  }
 }
 
 #else

@@ -524,6 +524,10 @@ TEST(CudaOps, CrossEntropyForwardBackwardMatchCpu) {
 
 // The multi-tensor SGD step (tensor/ops/update.h): 100 parameters of assorted sizes (three
 // launches of up to 48) against sgd_step_ on the CPU, one parameter at a time, over three steps.
+// Tolerance: the 1e-5 relative, and 1e-6 absolute for float32: nvcc contracts the update
+// buf = m buf + (g + wd p) into fused multiply-adds, so each step can differ from the CPU's by an
+// ulp of its terms (about 1, unit-normal gradients) while the buffer cancels down to ~0.02 (the
+// SIMT simulator with OKD_SIM_FMA=ON showed 1.2e-7 absolute, 7e-6 relative, after three steps).
 TEST(CudaOps, SgdForeachMatchesPerTensorSteps) {
   OKD_REQUIRE_GPU();
   for (DType dt : kFloats) {
@@ -553,8 +557,9 @@ TEST(CudaOps, SgdForeachMatchesPerTensorSteps) {
       ops::sgd_step_foreach_(pd, gd, bd, s);
     }
     for (int i = 0; i < 100; ++i) {
-      EXPECT_TRUE(matches(pd[i], pc[i], rtol_for(dt, 1e-6), 1e-7)) << i;
-      EXPECT_TRUE(matches(bd[i], bc[i], rtol_for(dt, 1e-6), 1e-7)) << i;
+      const double atol = dt == DType::Float32 ? 1e-6 : 1e-12;
+      EXPECT_TRUE(matches(pd[i], pc[i], rtol_for(dt, 1e-5), atol)) << i;
+      EXPECT_TRUE(matches(bd[i], bc[i], rtol_for(dt, 1e-5), atol)) << i;
     }
   }
 }

@@ -2,6 +2,16 @@
 # OKD_CUDA_SIM is on. okd_sim_sources(VAR file.cu...) sets VAR to the generated .cpp copies of
 # the .cu files, their kernel launches rewritten (rewrite_launches.cmake) and regenerated
 # whenever a .cu file changes.
+# OKD_SIM_FMA: compile the kernels with fused multiply-adds contracted wherever the compiler sees
+# a * b + c (g++ -mfma -ffp-contract=fast, x86-64 with FMA3), as nvcc contracts device code by
+# default: results then differ from the CPU's in the last bits the way a GPU's do, which shows
+# the tests that would wrongly expect bit equality on a GPU.
+option(OKD_SIM_FMA "SIMT simulator: contract a * b + c into fused multiply-adds, as nvcc does" OFF)
+if(OKD_SIM_FMA)
+  set(OKD_SIM_KERNEL_OPTIONS -mfma -ffp-contract=fast -Wno-unknown-pragmas)
+else()
+  set(OKD_SIM_KERNEL_OPTIONS -ffp-contract=off -Wno-unknown-pragmas)
+endif()
 set(OKD_SIM_DIR ${CMAKE_CURRENT_LIST_DIR})
 function(okd_sim_sources var)
   set(outs)

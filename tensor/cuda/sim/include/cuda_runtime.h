@@ -167,12 +167,22 @@ inline int atomicCAS(int* address, int compare, int value) {
   return old;
 }
 
-// Correctly rounded arithmetic without contraction into a fused multiply-add (the sim sources are
-// compiled with -ffp-contract=off, so plain operators are exactly these).
-inline double __dadd_rn(double a, double b) { return a + b; }
-inline double __dmul_rn(double a, double b) { return a * b; }
-inline float __fadd_rn(float a, float b) { return a + b; }
-inline float __fmul_rn(float a, float b) { return a * b; }
+// Correctly rounded arithmetic without contraction into a fused multiply-add. Each rounds on its
+// own and is never merged into a fused multiply-add, as on a GPU: the volatile operands and result
+// keep a compiler that contracts (OKD_SIM_FMA) from fusing across the call.
+template <class T>
+inline T okd_sim_rounded(T v) {
+  volatile T r = v;
+  return r;
+}
+inline double __dadd_rn(double a, double b) {
+  return okd_sim_rounded(okd_sim_rounded(a) + okd_sim_rounded(b));
+}
+inline double __dmul_rn(double a, double b) { return okd_sim_rounded(a * b); }
+inline float __fadd_rn(float a, float b) {
+  return okd_sim_rounded(okd_sim_rounded(a) + okd_sim_rounded(b));
+}
+inline float __fmul_rn(float a, float b) { return okd_sim_rounded(a * b); }
 
 // CUDA's device min/max (global functions) for the same-typed calls okd's kernels make.
 template <class T>
