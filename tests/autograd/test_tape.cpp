@@ -28,16 +28,7 @@ Tensor leaf(std::initializer_list<double> v, const Shape& shape, const char* nam
   return t;
 }
 
-// Runs fn and returns the okd::Error message it throws ("" when it does not throw).
-template <class Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using ::okd::test::error_of;
 
 class TapeTest : public ::testing::Test {
  protected:

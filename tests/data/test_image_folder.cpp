@@ -40,14 +40,7 @@ std::vector<uint8_t> image_of(const ImageDataset& d, int64_t i) {
   const uint8_t* p = d.images.data<uint8_t>() + i * n;
   return std::vector<uint8_t>(p, p + n);
 }
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::okd::test::error_of;
 bool has(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
 }

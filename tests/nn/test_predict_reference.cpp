@@ -32,14 +32,7 @@ std::string ref_path(const std::string& arch, const std::string& what) {
   return test::data_path("predict/" + arch + "_" + what);
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using ::okd::test::error_of;
 
 }  // namespace
 

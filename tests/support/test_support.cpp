@@ -41,4 +41,13 @@ Tensor load_ref(const std::string& relative) { return load_npy(data_path(relativ
          << shape_str(a.shape()) << ")";
 }
 
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
 }  // namespace okd::test

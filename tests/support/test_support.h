@@ -2,6 +2,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 
 #include "tensor/tensor.h"
@@ -17,6 +18,9 @@ Tensor load_ref(const std::string& relative);
 // the message gives the worst index, both values and the shapes.
 ::testing::AssertionResult allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5,
                                     double atol = 1e-6);
+
+// The message of the okd::Error that f throws, or "(no error)" when it throws none.
+std::string error_of(const std::function<void()>& f);
 
 }  // namespace okd::test
 

@@ -39,14 +39,7 @@ const std::vector<Case> kCases = {
     {{3, 4, 11, 9}, {6, 2, 3, 2}, {2, 1, 1, 0, 1, 2, 2}},
 };
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::okd::test::error_of;
 
 // Runs conv2d_backward_input(dy, w, xs, p, acc) and checks that it returned acc itself, bumped
 // acc's version, and holds before + dx (rtol 0: bit for bit) where dx is the op without acc.

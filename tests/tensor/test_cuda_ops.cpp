@@ -61,14 +61,7 @@ double rtol_for(DType dt, double f32) { return dt == DType::Float32 ? f32 : 1e-1
   return test::matches_on_gpu(on_gpu, ref, rtol, atol);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::okd::test::error_of;
 
 const DType kFloats[] = {DType::Float32, DType::Float64};
 

@@ -19,14 +19,7 @@ namespace {
 
 Tensor iref(const std::string& name) { return test::load_ref("matmul_index/" + name); }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::okd::test::error_of;
 
 // A tensor with the values and shape of t whose memory is laid out transposed (dims 0 and 1
 // swapped), so kernels see a non-contiguous input.
