@@ -19,8 +19,13 @@ echo "== tests =="
 ctest --test-dir build --output-on-failure -j"$jobs" --timeout 600
 
 if [[ "${OKD_TEST_SIM:-1}" == 1 ]]; then
-  echo "== build (CUDA kernels for the SIMT simulator) =="
-  cmake -S . -B build-sim -DCMAKE_BUILD_TYPE=Release -DOKD_CUDA_SIM=ON -DOKD_WERROR=ON >/dev/null
+  # With the kernels' a * b + c contracted into fused multiply-adds, as nvcc does, where the CPU
+  # has them (OKD_SIM_FMA: results round as a GPU's do, not as the CPU ops'; sim/README.md).
+  sim_fma=OFF
+  if grep -qw fma /proc/cpuinfo 2>/dev/null; then sim_fma=ON; fi
+  echo "== build (CUDA kernels for the SIMT simulator, FMA contraction $sim_fma) =="
+  cmake -S . -B build-sim -DCMAKE_BUILD_TYPE=Release -DOKD_CUDA_SIM=ON -DOKD_SIM_FMA="$sim_fma" \
+        -DOKD_WERROR=ON >/dev/null
   cmake --build build-sim -j"$jobs" --target test_sim test_tensor
   echo "== GPU tests on the simulator =="
   # The simulator's own tests and every CUDA op test of test_tensor (kernels, cuBLAS and cuDNN
