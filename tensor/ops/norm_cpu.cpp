@@ -45,12 +45,27 @@ void check_param(const Tensor& t, int64_t C, const char* what, const char* op) {
   OKD_CHECK(t.dim() == 1 && t.size(0) == C, op, ": ", what, " has shape ", shape_str(t.shape()),
             " but the input has ", C, " channels");
 }
-}  // namespace
-
-namespace {
-std::pair<Tensor, BatchNormStats> batch_norm_train_cpu(const Tensor& x_, const Tensor& weight,
-                                                       const Tensor& bias, double eps, bool relu,
-                                                       const Tensor& residual);
+void check_running(const Tensor& t, const Tensor& like, const char* what) {
+  OKD_CHECK(t.defined() && t.dim() == 1 && t.shape() == like.shape() && t.dtype() == like.dtype() &&
+                t.device() == like.device() && t.is_contiguous(),
+            "batch_norm_update_running_: ", what, " ", t.defined() ? t.desc() : "undefined",
+            " does not match the running mean ", like.desc(), " (expected [C], contiguous)");
+}
+// The running statistics and the batch counter that batch_norm_update_running_ (or a training
+// forward, in its own launch) advances: a contiguous [C] mean, a variance like it, an int64 scalar.
+void check_running_state(const Tensor& running_mean, const Tensor& running_var,
+                         const Tensor& num_batches_tracked) {
+  OKD_CHECK(running_mean.defined() && running_mean.dim() == 1 && running_mean.is_contiguous(),
+            "batch_norm_update_running_: the running mean must be a contiguous [C] tensor, got ",
+            running_mean.defined() ? running_mean.desc() : "undefined");
+  check_running(running_var, running_mean, "running variance");
+  if (num_batches_tracked.defined())
+    OKD_CHECK(num_batches_tracked.dtype() == DType::Int64 && num_batches_tracked.numel() == 1 &&
+                  num_batches_tracked.is_contiguous() &&
+                  num_batches_tracked.device() == running_mean.device(),
+              "batch_norm_update_running_: num_batches_tracked must be an int64 scalar on ",
+              running_mean.device().str(), ", got ", num_batches_tracked.desc());
+}
 // Whether the running statistics can be updated inside the forward's launch: x's dtype and
 // device (else batch_norm_train converts the batch statistics and calls the update separately).
 bool running_folds(const BatchNormRunning& r, const Tensor& x) {
@@ -58,48 +73,7 @@ bool running_folds(const BatchNormRunning& r, const Tensor& x) {
          r.var.dtype() == x.dtype() && r.mean.device() == x.device() &&
          r.var.device() == x.device();
 }
-}  // namespace
 
-std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x, const Tensor& weight,
-                                                   const Tensor& bias, double eps, bool relu,
-                                                   const Tensor& residual,
-                                                   const BatchNormRunning& running) {
-  if (residual.defined())
-    OKD_CHECK(residual.shape() == x.shape() && residual.dtype() == x.dtype() &&
-                  residual.device() == x.device(),
-              "batch_norm: the residual ", residual.desc(), " does not match the input ", x.desc());
-  std::pair<Tensor, BatchNormStats> out;
-  if (cuda::on_cuda(x, weight, bias, residual)) {
-    if (running_folds(running, x)) {
-      // what batch_norm_update_running_ checks, before the kernel relies on it
-      OKD_CHECK(x.dim() >= 2 && running.mean.dim() == 1 && running.mean.size(0) == x.size(1) &&
-                    running.var.shape() == running.mean.shape() && running.mean.is_contiguous() &&
-                    running.var.is_contiguous(),
-                "batch_norm: the running statistics ", running.mean.desc(), " and ",
-                running.var.desc(), " do not match the input ", x.desc(),
-                " (expected [C], contiguous)");
-      const Tensor& count = running.num_batches_tracked;
-      if (count.defined())
-        OKD_CHECK(count.dtype() == DType::Int64 && count.numel() == 1 && count.is_contiguous() &&
-                      count.device() == x.device(),
-                  "batch_norm: num_batches_tracked must be an int64 scalar on ", x.device().str(),
-                  ", got ", count.desc());
-      return cuda::batch_norm_train(x, weight, bias, eps, relu, residual, running);
-    }
-    out = cuda::batch_norm_train(x, weight, bias, eps, relu, residual, BatchNormRunning{});
-  } else {
-    out = batch_norm_train_cpu(x, weight, bias, eps, relu, residual);
-  }
-  if (running.mean.defined()) {  // on the CPU, or statistics of another dtype: a separate update
-    const BatchNormStats& st = out.second;
-    batch_norm_update_running_(running.mean, running.var, to(st.mean, running.mean.dtype()),
-                               to(st.var_unbiased, running.var.dtype()), running.momentum,
-                               running.num_batches_tracked);
-  }
-  return out;
-}
-
-namespace {
 std::pair<Tensor, BatchNormStats> batch_norm_train_cpu(const Tensor& x_, const Tensor& weight,
                                                        const Tensor& bias, double eps, bool relu,
                                                        const Tensor& residual) {
@@ -181,6 +155,36 @@ std::pair<Tensor, BatchNormStats> batch_norm_train_cpu(const Tensor& x_, const T
 }
 }  // namespace
 
+std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x, const Tensor& weight,
+                                                   const Tensor& bias, double eps, bool relu,
+                                                   const Tensor& residual,
+                                                   const BatchNormRunning& running) {
+  if (residual.defined())
+    OKD_CHECK(residual.shape() == x.shape() && residual.dtype() == x.dtype() &&
+                  residual.device() == x.device(),
+              "batch_norm: the residual ", residual.desc(), " does not match the input ", x.desc());
+  std::pair<Tensor, BatchNormStats> out;
+  if (cuda::on_cuda(x, weight, bias, residual)) {
+    if (running_folds(running, x)) {
+      // what batch_norm_update_running_ checks, before the kernel relies on it
+      check_running_state(running.mean, running.var, running.num_batches_tracked);
+      OKD_CHECK(x.dim() >= 2 && running.mean.size(0) == x.size(1), "batch_norm: the running mean ",
+                running.mean.desc(), " does not match the input ", x.desc());
+      return cuda::batch_norm_train(x, weight, bias, eps, relu, residual, running);
+    }
+    out = cuda::batch_norm_train(x, weight, bias, eps, relu, residual, BatchNormRunning{});
+  } else {
+    out = batch_norm_train_cpu(x, weight, bias, eps, relu, residual);
+  }
+  if (running.mean.defined()) {  // on the CPU, or statistics of another dtype: a separate update
+    const BatchNormStats& st = out.second;
+    batch_norm_update_running_(running.mean, running.var, to(st.mean, running.mean.dtype()),
+                               to(st.var_unbiased, running.var.dtype()), running.momentum,
+                               running.num_batches_tracked);
+  }
+  return out;
+}
+
 Tensor batch_norm_eval(const Tensor& x_, const Tensor& mean, const Tensor& var,
                        const Tensor& weight, const Tensor& bias, double eps) {
   if (cuda::on_cuda(x_, mean, var, weight, bias))
@@ -215,30 +219,12 @@ Tensor batch_norm_eval(const Tensor& x_, const Tensor& mean, const Tensor& var,
   return y;
 }
 
-namespace {
-void check_running(const Tensor& t, const Tensor& like, const char* what) {
-  OKD_CHECK(t.defined() && t.dim() == 1 && t.shape() == like.shape() && t.dtype() == like.dtype() &&
-                t.device() == like.device() && t.is_contiguous(),
-            "batch_norm_update_running_: ", what, " ", t.defined() ? t.desc() : "undefined",
-            " does not match the running mean ", like.desc(), " (expected [C], contiguous)");
-}
-}  // namespace
-
 void batch_norm_update_running_(const Tensor& running_mean, const Tensor& running_var,
                                 const Tensor& batch_mean, const Tensor& batch_var, double momentum,
                                 const Tensor& num_batches_tracked) {
-  OKD_CHECK(running_mean.defined() && running_mean.dim() == 1 && running_mean.is_contiguous(),
-            "batch_norm_update_running_: the running mean must be a contiguous [C] tensor, got ",
-            running_mean.defined() ? running_mean.desc() : "undefined");
-  check_running(running_var, running_mean, "running variance");
+  check_running_state(running_mean, running_var, num_batches_tracked);
   check_running(batch_mean, running_mean, "batch mean");
   check_running(batch_var, running_mean, "batch variance");
-  if (num_batches_tracked.defined())
-    OKD_CHECK(num_batches_tracked.dtype() == DType::Int64 && num_batches_tracked.numel() == 1 &&
-                  num_batches_tracked.is_contiguous() &&
-                  num_batches_tracked.device() == running_mean.device(),
-              "batch_norm_update_running_: num_batches_tracked must be an int64 scalar on ",
-              running_mean.device().str(), ", got ", num_batches_tracked.desc());
   if (cuda::on_cuda(running_mean, running_var, batch_mean, batch_var))
     return cuda::batch_norm_update_running_(running_mean, running_var, batch_mean, batch_var,
                                             momentum, num_batches_tracked);
