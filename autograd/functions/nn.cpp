@@ -31,14 +31,10 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias,
                 [sx, sw, xs, ws, p](const TensorList& g, const std::vector<bool>& needs,
                                     const TensorList& into) -> TensorList {
                   TensorList d(3);
-                  if (needs[0]) {
-                    // Not a buffer of another dtype or device than dy (okd's ops make none).
-                    const Tensor& acc = into[0];
-                    const bool fits = acc.defined() && acc.dtype() == g[0].dtype() &&
-                                      acc.device() == g[0].device() && acc.is_contiguous();
-                    d[0] = ops::conv2d_backward_input(g[0], sw.get(Op::conv2d), xs, p,
-                                                      fits ? acc : Tensor());
-                  }
+                  // into[0] (when defined) is contiguous with x's shape, dtype and device, which
+                  // are dy's: the tape hands over only such a gradient.
+                  if (needs[0])
+                    d[0] = ops::conv2d_backward_input(g[0], sw.get(Op::conv2d), xs, p, into[0]);
                   if (needs[1]) d[1] = ops::conv2d_backward_weight(g[0], sx.get(Op::conv2d), ws, p);
                   if (needs[2]) d[2] = ops::conv2d_backward_bias(g[0]);
                   return d;
