@@ -3,7 +3,8 @@
 # as errors), run the whole test suite, then rebuild the CPU code with address and
 # undefined-behaviour sanitizers and run the CPU suite again; in between, build the CUDA kernels
 # for the SIMT simulator (tensor/cuda/sim/README.md) and run the GPU tests on it, so that the
-# kernels themselves run even where there is no GPU. Exits non-zero on any failure.
+# kernels themselves run even where there is no GPU; and install okd and build and run a program
+# that embeds it (scripts/check_install.sh). Exits non-zero on any failure.
 # OKD_TEST_SANITIZE=0 skips the sanitizer pass, OKD_TEST_SIM=0 the simulator pass (both are on
 # by default, and in CI).
 set -euo pipefail
@@ -17,6 +18,8 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DOKD_WERROR=ON >/dev/null
 cmake --build build -j"$jobs"
 echo "== tests =="
 ctest --test-dir build --output-on-failure -j"$jobs" --timeout 600
+echo "== embedding: cmake --install, then a separate project built against it (examples/embed) =="
+bash scripts/check_install.sh build
 
 if [[ "${OKD_TEST_SIM:-1}" == 1 ]]; then
   # With the kernels' a * b + c contracted into fused multiply-adds, as nvcc does, where the CPU
