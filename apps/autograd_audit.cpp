@@ -5,6 +5,8 @@
 //   autograd_audit              all ops; exit status 1 on any failure
 //   autograd_audit --op matmul  one op, with one line per case
 //   autograd_audit --list       the inventory with the case labels, nothing run
+//   autograd_audit --device cuda  every case with its inputs on the GPU (forward and backward run
+//                               there, in float64; OKD_CUDA_EMULATE=1 emulates cuda:0 on the CPU)
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -14,6 +16,9 @@
 #include <string>
 
 #include "autograd/gradcheck.h"
+#include "tensor/cuda/cuda_ops.h"
+#include "tensor/runtime.h"
+#include "tensor/storage.h"
 
 namespace {
 
@@ -34,6 +39,7 @@ double worst_of(const std::vector<double>& v) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  okd::select_fast_blas_kernel(argv);  // may restart with OPENBLAS_CORETYPE set
   CLI::App app{"Gradient-check every differentiable op of okd against central finite differences"};
   std::string only_op;
   bool list = false;
@@ -41,7 +47,22 @@ int main(int argc, char** argv) {
   app.add_option("--op", only_op, "Check only this op (a name from autograd/ops.def)");
   app.add_flag("--list", list, "List the inventory and the label of every case, run nothing");
   app.add_flag("-v,--verbose", verbose, "One line per case");
+  std::string device_name = "cpu";
+  app.add_option("--device", device_name,
+                 "cpu | cuda: where the inputs live and the forward and backward run (the finite "
+                 "differences perturb the device copies); float64 throughout")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  okd::Device device;
+  try {
+    device = okd::Device::parse(device_name);
+    if (device.is_cuda())
+      OKD_CHECK(okd::has_allocator(okd::DeviceType::CUDA), "--device ", device_name, ": ",
+                okd::cuda::unavailable_reason());
+  } catch (const std::exception& e) {
+    std::cerr << "autograd_audit: " << e.what() << "\n";
+    return 2;
+  }
 
   std::vector<okd::GradcheckCase> cases = okd::gradcheck_cases();
   std::map<okd::Op, std::vector<const okd::GradcheckCase*>> by_op;
@@ -65,6 +86,8 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  std::printf("%s\n", okd::runtime_summary().c_str());
+  if (device.is_cuda()) std::printf("device: %s\n", okd::cuda::device_summary().c_str());
   const auto start = std::chrono::steady_clock::now();
   std::printf("%-20s %6s %12s %12s  %s\n", "op", "cases", "max abs err", "max rel err", "result");
   int failed_ops = 0, total_cases = 0;
@@ -75,7 +98,12 @@ int main(int argc, char** argv) {
       ++s.cases;
       okd::GradcheckResult r;
       try {
-        r = okd::gradcheck(c->f, c->inputs, c->options);
+        if (device.is_cuda()) {
+          const okd::GradcheckCase moved = okd::case_on_device(*c, device);
+          r = okd::gradcheck(moved.f, moved.inputs, moved.options);
+        } else {
+          r = okd::gradcheck(c->f, c->inputs, c->options);
+        }
       } catch (const std::exception& e) {
         r.passed = false;
         r.message = e.what();
@@ -110,7 +138,7 @@ int main(int argc, char** argv) {
     std::printf("\nfailures:\n");
     for (const auto& f : all_failures) std::printf("  %s\n", f.c_str());
   }
-  std::printf("\n%zu ops, %d cases, ", ops.size(), total_cases);
+  std::printf("\n%zu ops, %d cases on %s, ", ops.size(), total_cases, device.str().c_str());
   if (failed_ops == 0) {
     std::printf("all passed (%.1f s)\n", seconds);
     return 0;

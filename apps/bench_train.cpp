@@ -28,6 +28,29 @@
 
 using namespace okd;
 
+namespace {
+
+// One line per cached cuDNN plan (bench_train --conv-plans).
+void print_conv_plans() {
+  const auto plans = cuda::conv_plans();
+  std::printf("conv plans (%zu):\n", plans.size());
+  for (const auto& p : plans) {
+    std::printf(
+        "  %-15s %s%s%s x %s w %s s %lldx%lld p %lldx%lld g %lld: algo %d %s, workspace "
+        "%lld B, %s",
+        p.direction.c_str(), dtype_name(p.dtype), p.bf16 ? " bf16" : "",
+        p.channels_last ? " nhwc" : "", shape_str(p.input).c_str(), shape_str(p.weight).c_str(),
+        static_cast<long long>(p.stride[0]), static_cast<long long>(p.stride[1]),
+        static_cast<long long>(p.padding[0]), static_cast<long long>(p.padding[1]),
+        static_cast<long long>(p.groups), p.algo, p.math.c_str(),
+        static_cast<long long>(p.workspace_bytes), p.timed ? "timed" : "heuristics");
+    if (p.timed) std::printf(" %.3f ms", p.time_ms);
+    std::printf("\n");
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   okd::select_fast_blas_kernel(argv);  // may restart with OPENBLAS_CORETYPE set
   CLI::App app{"bench_train: training-step throughput of CIFAR ResNets (one method's step)"};
@@ -53,6 +76,16 @@ int main(int argc, char** argv) {
   app.add_flag("--channels-last", channels_last,
                "cuda, bf16: hand cuDNN the bf16 convolution operands in NHWC order "
                "(cuda::set_channels_last)");
+  bool autotune = false, print_plans = false, tf32 = false;
+  app.add_flag("--allow-tf32", tf32,
+               "cuda: let float32 convolutions and matmuls use TF32 tensor cores "
+               "(cuda::set_allow_tf32; PyTorch's default for convolutions)");
+  app.add_flag("--cudnn-benchmark", autotune,
+               "cuda: choose each convolution's cuDNN algorithm by timing the candidates on its "
+               "first call (cuda::set_conv_autotune; PyTorch's torch.backends.cudnn.benchmark)");
+  app.add_flag("--conv-plans", print_plans,
+               "cuda: after each architecture, list the cuDNN algorithm chosen for every "
+               "convolution configuration, and how (heuristics or timing)");
   app.add_flag("--cuda-graph", cuda_graph,
                "cuda: capture the step as one CUDA graph after the warm-up and time its replays");
   CLI11_PARSE(app, argc, argv);
@@ -64,6 +97,10 @@ int main(int argc, char** argv) {
     OKD_CHECK(!channels_last || (device.is_cuda() && precision == "bf16"),
               "--channels-last needs --device cuda and --precision bf16");
     if (channels_last) cuda::set_channels_last(true);
+    OKD_CHECK(!(autotune || print_plans || tf32) || device.is_cuda(),
+              "--cudnn-benchmark, --conv-plans and --allow-tf32 need --device cuda");
+    cuda::set_conv_autotune(autotune);
+    cuda::set_allow_tf32(tf32);
     // Held for the whole run on this thread: warm-up, capture and timed steps.
     nn::functional::Autocast autocast(precision == "bf16" ? Precision::BFloat16
                                                           : Precision::Float32);
@@ -143,11 +180,13 @@ int main(int argc, char** argv) {
       rusage ru{};
       getrusage(RUSAGE_SELF, &ru);
       std::printf(
-          "okd %-10s %s %s%s %s%s batch %lld threads %d: %8.1f images/s median step (%.3f s), "
+          "okd %-10s %s %s%s%s%s %s%s batch %lld threads %d: %8.1f images/s median step (%.3f s), "
           "%8.1f mean, peak RSS %.0f MiB\n",
           arch.c_str(), method_name.c_str(), device.str().c_str(), cuda_graph ? " graph" : "",
-          precision.c_str(), channels_last ? " nhwc" : "", static_cast<long long>(batch), threads,
-          batch / median, median, batch * steps / total, ru.ru_maxrss / 1024.0);
+          autotune ? " benchmark" : "", tf32 ? " tf32" : "", precision.c_str(),
+          channels_last ? " nhwc" : "", static_cast<long long>(batch), threads, batch / median,
+          median, batch * steps / total, ru.ru_maxrss / 1024.0);
+      if (print_plans) print_conv_plans();
       std::fflush(stdout);
     }
   } catch (const std::exception& e) {

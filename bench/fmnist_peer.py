@@ -21,6 +21,9 @@ from make_resnet_golden import ResNet  # noqa: E402
 
 epochs, limit = int(sys.argv[1]), int(sys.argv[2])
 torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 2)
+# float32 products in float32, as okd's default (PyTorch's own lets cuDNN use TF32)
+torch.backends.cudnn.allow_tf32 = False
+torch.backends.cuda.matmul.allow_tf32 = False
 torch.manual_seed(0)
 D = os.environ.get("FMNIST_DIR", "/usr/share/datasets/fashion-mnist")
 dev = torch.device(sys.argv[4] if len(sys.argv) > 4 else "cpu")

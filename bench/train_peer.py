@@ -6,9 +6,13 @@ cross-entropy plus KL(peer's detached softmax || its own), one summed backward, 
 --device cuda times on the GPU (a synchronize ends each step); --compile wraps the networks in
 torch.compile; --bf16 runs forward and loss under torch.autocast(dtype=torch.bfloat16) (bf16
 products in conv/linear, float32 weights and optimizer: okd's --precision bf16); the backward and
-the SGD step run outside it, as PyTorch's AMP recipe has them.
+the SGD step run outside it, as PyTorch's AMP recipe has them. --cudnn-benchmark sets
+torch.backends.cudnn.benchmark (cuDNN algorithms chosen by timing: okd's --cudnn-benchmark).
+float32 means float32 FMA products, as okd's default: PyTorch's own default lets cuDNN run
+float32 convolutions in TF32 (torch.backends.cudnn.allow_tf32 = True), so this turns TF32 off
+for convolutions and matmuls unless --allow-tf32 (okd's --allow-tf32) is given.
 Usage: train_peer.py THREADS [ARCH ...] [--method baseline|dml] [--device cpu|cuda]
-                     [--batch-size N] [--compile] [--bf16]"""
+                     [--batch-size N] [--compile] [--bf16] [--cudnn-benchmark] [--allow-tf32]"""
 import argparse
 import contextlib
 import os
@@ -26,12 +30,20 @@ ap.add_argument("--steps", type=int, default=10)
 ap.add_argument("--warmup", type=int, default=2)
 ap.add_argument("--compile", action="store_true")
 ap.add_argument("--bf16", action="store_true", help="forward under torch.autocast(bfloat16)")
+ap.add_argument("--cudnn-benchmark", action="store_true",
+                help="torch.backends.cudnn.benchmark = True (algorithms chosen by timing)")
+ap.add_argument("--allow-tf32", action="store_true",
+                help="let float32 convolutions and matmuls use TF32 (PyTorch's default for "
+                     "convolutions; off here unless given, as in okd)")
 args = ap.parse_args()
 os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 torch.set_num_threads(args.threads)
+torch.backends.cudnn.allow_tf32 = args.allow_tf32
+torch.backends.cuda.matmul.allow_tf32 = args.allow_tf32
+torch.backends.cudnn.benchmark = args.cudnn_benchmark
 if args.compile and not hasattr(torch, "compile"):
     sys.exit(f"train_peer.py: --compile needs PyTorch 2.0 or later (this is {torch.__version__})")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "reference"))
@@ -85,7 +97,8 @@ for arch in args.archs:
         times.append(time.perf_counter() - t0)
     median = sorted(times)[len(times) // 2]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    mode = " compiled" if args.compile else ""
+    mode = ((" compiled" if args.compile else "") + (" benchmark" if args.cudnn_benchmark else "")
+            + (" tf32" if args.allow_tf32 else ""))
     precision = "bf16" if args.bf16 else "float32"
     print(f"torch {arch:10s} {args.method} {args.device}{mode} {precision} batch {B} "
           f"threads {args.threads}: "

@@ -16,7 +16,10 @@
 #             okd eager and --cuda-graph against PyTorch eager and torch.compile, images/s, with
 #             the ratios in $OUT/summary.txt. In order of priority (the budget skips the rest and
 #             says so): ResNet-32 dml batch 128 (the target) float32 and bf16, all four programs
-#             (and okd --channels-last bf16); then each remaining (method, batch, precision):
+#             (and okd --channels-last bf16), then the float32 target with cuDNN's algorithms
+#             timed (--cudnn-benchmark) and with TF32 (--allow-tf32) on both sides (train_peer.py
+#             keeps TF32 off otherwise: PyTorch's default would run its float32 convolutions in
+#             TF32); then each remaining (method, batch, precision):
 #             okd eager, okd graph, PyTorch eager; torch.compile for those last (it compiles for
 #             tens of seconds a configuration). Few steps (BENCH_WARMUP=3, BENCH_STEPS=10;
 #             BENCH_BATCHES="128 512"): the whole table should take about 8 minutes (an
@@ -114,6 +117,8 @@ tag() {
   local IFS=_ words=("${@//resnet/}")
   words=("${words[@]//--cuda-graph/graph}")
   words=("${words[@]//--channels-last/nhwc}")
+  words=("${words[@]//--cudnn-benchmark/bench}")
+  words=("${words[@]//--allow-tf32/tf32}")
   echo "${words[*]}"
 }
 # okd_row METHOD BATCH PRECISION [FLAGS...] -- ARCH...: one bench_train process over the archs.
@@ -141,17 +146,22 @@ if want bench; then
   fi
   [[ -n $torch_ok ]] || say "PyTorch with $torch_dev: not available here (no peer figures)"
 fi
-# torch_row METHOD BATCH PRECISION eager|compile ARCH...: one train_peer.py process.
+# torch_row METHOD BATCH PRECISION eager|compile [FLAGS...] ARCH...: one train_peer.py process
+# (FLAGS: train_peer.py's --cudnn-benchmark, --allow-tf32).
 torch_row() {
   local method=$1 batch=$2 prec=$3 mode=$4 flags=() name min=25 limit=120
   shift 4
+  while [[ ${1:-} == --* ]]; do
+    flags+=("$1")
+    shift
+  done
   [[ -n $torch_ok ]] || return 0
   [[ $prec == bf16 ]] && flags+=(--bf16)
   if [[ $mode == compile ]]; then
     flags+=(--compile)
     min=60 limit=240
   fi
-  name="bench_torch_${method}_${batch}_${prec}_${mode}_$(tag "$@")"
+  name="bench_torch_${method}_${batch}_${prec}_${mode}_$(tag "$@" "${flags[@]}")"
   stage "$name" "$min" "$limit" "$py" bench/train_peer.py 8 "$@" --device "$torch_dev" \
     --method "$method" --batch-size "$batch" --steps "$steps" --warmup "$warmup" "${flags[@]}"
   grep -E '^torch |^train_peer.py:|Error' "$out/$name.log" | tail -4 | tee -a "$out/summary.txt"
@@ -170,8 +180,9 @@ for log in sorted(glob.glob(os.path.join(sys.argv[1], "bench_*.log"))):
             continue
         who, arch, method, rest, batch, ips = m.groups()
         words = rest.split()
-        prec = "bf16" if "bf16" in words else "float32"
-        prog = " ".join([who] + [w for w in words if w not in ("bf16", "float32")])
+        # TF32 products are another precision: a row of their own, never a float32 "best"
+        prec = "bf16" if "bf16" in words else "tf32" if "tf32" in words else "float32"
+        prog = " ".join([who] + [w for w in words if w not in ("bf16", "float32", "tf32")])
         if prog not in progs:
             progs.append(prog)
         rows.setdefault((method, arch, int(batch), prec), {})[prog] = float(ips)
@@ -209,6 +220,14 @@ if want bench; then
     okd_row dml "$b0" bf16 --cuda-graph --channels-last -- resnet32
   fi
   for prec in float32 bf16; do torch_row dml "$b0" "$prec" compile resnet32; done
+  # 1b. The target with cuDNN algorithms chosen by timing on both sides (cudnn.benchmark), then
+  # with TF32 convolutions on both sides (PyTorch's default for float32 convolutions).
+  if "$build/apps/bench_train" --help 2> /dev/null | grep -q -- --cudnn-benchmark; then
+    okd_row dml "$b0" float32 --cuda-graph --cudnn-benchmark -- resnet32
+    torch_row dml "$b0" float32 eager --cudnn-benchmark resnet32
+    okd_row dml "$b0" float32 --cuda-graph --allow-tf32 -- resnet32
+    torch_row dml "$b0" float32 eager --allow-tf32 resnet32
+  fi
   # 2. Every other (method, batch, precision): okd eager and graph, then PyTorch eager.
   rest_archs() {
     archs=(resnet20 resnet32 resnet56)

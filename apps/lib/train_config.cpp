@@ -88,6 +88,10 @@ void add_train_flags(CLI::App& app, TrainConfig& c) {
   app.add_flag("--allow-tf32,!--no-allow-tf32", c.allow_tf32,
                "cuda: let float32 matmuls and convolutions use TF32 tensor cores (10-bit mantissa "
                "inputs; off by default)");
+  app.add_flag("--cudnn-benchmark,!--no-cudnn-benchmark", c.cudnn_benchmark,
+               "cuda: choose each convolution's cuDNN algorithm by timing the candidates on its "
+               "first call, as PyTorch's torch.backends.cudnn.benchmark (off by default: the "
+               "choice, and so the last bits of results, can vary from run to run)");
   app.add_option("--precision", c.precision,
                  "float32 | bf16: bf16 is mixed precision (PyTorch's bf16 autocast): convolutions "
                  "and linear layers multiply bfloat16-rounded operands with float32 sums while "
@@ -329,6 +333,7 @@ ConfigMap to_config_map(const TrainConfig& c) {
               {"device", c.device},
               {"deterministic", c.deterministic ? "true" : "false"},
               {"allow-tf32", c.allow_tf32 ? "true" : "false"},
+              {"cudnn-benchmark", c.cudnn_benchmark ? "true" : "false"},
               {"precision", c.precision},
               {"cuda-graph", c.cuda_graph ? "true" : "false"},
               {"data-on-device", c.data_on_device ? "true" : "false"},

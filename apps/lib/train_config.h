@@ -42,6 +42,7 @@ struct TrainConfig {
   std::string device = "cpu";
   bool deterministic = false;         // cuDNN: deterministic algorithms only
   bool allow_tf32 = false;            // cuBLAS/cuDNN float32 products in TF32
+  bool cudnn_benchmark = false;       // cuDNN algorithms chosen by timing (cuda::set_conv_autotune)
   std::string precision = "float32";  // float32 | bf16: products of conv/linear (autocast)
   bool cuda_graph = false;            // capture each training step as a CUDA graph and replay it
   bool data_on_device = false;        // training images kept and augmented on the device

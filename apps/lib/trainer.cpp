@@ -188,6 +188,7 @@ void Trainer::setup() {
   device_ = Device::parse(cfg_.device);
   cuda::set_deterministic(cfg_.deterministic);
   cuda::set_allow_tf32(cfg_.allow_tf32);
+  cuda::set_conv_autotune(cfg_.cudnn_benchmark);
   if (device_.is_cuda())
     OKD_CHECK(has_allocator(DeviceType::CUDA), "--device ", cfg_.device, ": ",
               cuda::unavailable_reason(),

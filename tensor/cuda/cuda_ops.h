@@ -68,6 +68,32 @@ int64_t batch_norm_parts(int64_t N, int64_t C, int64_t S);
 // Tensors stay NCHW everywhere else. Off by default; results agree within bf16 rounding.
 void set_channels_last(bool on);
 bool channels_last();
+// cuDNN convolution algorithms chosen by timing (PyTorch's torch.backends.cudnn.benchmark): the
+// first call of each configuration runs every candidate algorithm once on its operands
+// (cudnnFind*AlgorithmEx, into scratch memory) and keeps the fastest that obeys the policy
+// (deterministic(), FMA-only float32 unless TF32 is allowed), instead of the first of cuDNN's
+// heuristic ranking. Off by default: which algorithm wins can vary from run to run, and so can
+// the last bits of the results (each algorithm sums in its own order). During a CUDA-graph
+// capture no timing runs: an untimed configuration uses the heuristics' choice there.
+// The environment variable OKD_CUDNN_BENCHMARK=1 turns it on at start-up.
+void set_conv_autotune(bool on);
+bool conv_autotune();
+// The cuDNN plans chosen so far, one per configuration (direction, shapes, parameters, dtype,
+// policy): for reports (bench_train --conv-plans) and tests. Empty without cuDNN.
+struct ConvPlanInfo {
+  std::string direction;  // "forward", "backward_data" or "backward_filter"
+  DType dtype = DType::Float32;
+  Shape input, weight, output;  // of the conv2d (a transposed conv is a conv2d's backward_data)
+  Shape stride, padding, dilation;
+  int64_t groups = 1;
+  bool bf16 = false, channels_last = false, deterministic = false, autotune = false;
+  int algo = 0;      // cuDNN's algorithm number for the direction
+  std::string math;  // "fma", "tensor_op", "default", "tensor_op_allow_conversion"
+  int64_t workspace_bytes = 0;
+  bool timed = false;     // chosen by timing (else by the heuristics)
+  float time_ms = -1.0f;  // the winner's time in the timing run
+};
+std::vector<ConvPlanInfo> conv_plans();
 // "NVIDIA H200 (sm_90, 139 GiB), cuBLAS 13.0, cuDNN 91900" or the unavailable reason.
 std::string device_summary();
 

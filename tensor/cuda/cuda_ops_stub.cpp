@@ -27,6 +27,9 @@ void set_deterministic(bool) {}
 bool deterministic() { return false; }
 void set_channels_last(bool) {}
 bool channels_last() { return false; }
+void set_conv_autotune(bool) {}
+bool conv_autotune() { return false; }
+std::vector<ConvPlanInfo> conv_plans() { return {}; }
 namespace {
 int g_bn_split = 2;  // kept for batch_norm_split(); no kernel here to use it
 }  // namespace

@@ -26,11 +26,15 @@
 #include <array>
 #include <atomic>
 #include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 
 #include "tensor/cuda/bf16_staging.h"
 #include "tensor/cuda/context.h"  // after cudnn.h: defines OKD_CUDNN_CHECK
+#include "tensor/cuda/graph.h"
 
 namespace okd::cuda {
 
@@ -38,6 +42,17 @@ namespace {
 
 std::atomic<bool> g_deterministic{false};
 std::atomic<bool> g_channels_last{false};
+// OKD_CUDNN_BENCHMARK=1 turns timed algorithm choice on at start-up (set_conv_autotune).
+bool autotune_from_environment() {
+  const char* v = std::getenv("OKD_CUDNN_BENCHMARK");
+  if (!v || !*v || std::strcmp(v, "0") == 0) return false;
+  if (std::strcmp(v, "1") == 0) return true;
+  std::fprintf(stderr, "okd: OKD_CUDNN_BENCHMARK=%s ignored: expected 0 or 1\n", v);
+  return false;
+}
+std::atomic<bool> g_autotune{autotune_from_environment()};
+
+void* ptr(const Tensor& t) { return t.defined() ? t.device_raw_data() : nullptr; }
 
 cudnnHandle_t cudnn_handle() {
   static cudnnHandle_t h = [] {
@@ -126,62 +141,213 @@ struct ConvDescs {
 
 enum class Dir : int64_t { Forward, BackwardData, BackwardFilter };
 
-// The algorithm, math type and workspace chosen for one configuration.
+// The algorithm, math type and workspace chosen for one configuration, and how: from cuDNN's
+// heuristics, or by timing the candidates (set_conv_autotune; time_ms is then the winner's time).
 struct Plan {
   int algo = 0;
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
   size_t workspace = 0;
+  bool timed = false;
+  float time_ms = -1.0f;
 };
 
-// The first of cuDNN's ranked candidates that ran in the heuristics, obeys the determinism
-// policy, and (float32 without TF32) uses FMA kernels; -1 if none.
+// The first of cuDNN's ranked candidates that ran (in the heuristics, or in the timing runs),
+// obeys the determinism policy, and (float32 without TF32) uses FMA kernels; -1 if none.
 template <class Perf>
-int pick(const Perf* perf, int n, bool fma_only, bool deterministic, cudnnMathType_t& math) {
+int pick(const Perf* perf, int n, bool fma_only, bool deterministic, cudnnMathType_t& math,
+         float* time_ms = nullptr) {
   for (int i = 0; i < n; ++i) {
     if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
     if (deterministic && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
     if (fma_only && perf[i].mathType != CUDNN_FMA_MATH) continue;
     math = perf[i].mathType;
+    if (time_ms) *time_ms = perf[i].time;
     return static_cast<int>(perf[i].algo);
   }
   return -1;
 }
 
+// What a timed choice hands cuDNN's Find: the two operands the direction reads, exactly as the
+// call will read them (staged or not), and the result's size in bytes. Find runs every candidate
+// and writes each one's result into a scratch buffer of that size, never into the caller's output
+// (which may hold a gradient being accumulated into).
+struct FindArgs {
+  const void* in0 = nullptr;  // forward: x; backward data: w; backward filter: x
+  const void* in1 = nullptr;  // forward: w; backward data: dy; backward filter: dy
+  size_t out_bytes = 0;
+  Device device;
+};
+
+// The three directions' cuDNN entry points under one shape (plan_for's body is written once).
+template <class PerfT, int Count, int Fallback>
+struct DirApi {
+  using Perf = PerfT;
+  static constexpr int kCount = Count;
+  static constexpr int kFallback = Fallback;  // deterministic, FMA, no workspace
+};
+struct ForwardApi : DirApi<cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+                           CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM> {
+  static cudnnStatus_t heuristics(cudnnHandle_t h, const ConvDescs& d, int* n, Perf* perf) {
+    return cudnnGetConvolutionForwardAlgorithm_v7(h, d.x.d, d.w.d, d.conv.d, d.y.d, kCount, n,
+                                                  perf);
+  }
+  static cudnnStatus_t find(cudnnHandle_t h, const ConvDescs& d, const FindArgs& f, void* out,
+                            void* ws, size_t ws_bytes, int* n, Perf* perf) {
+    return cudnnFindConvolutionForwardAlgorithmEx(h, d.x.d, f.in0, d.w.d, f.in1, d.conv.d, d.y.d,
+                                                  out, kCount, n, perf, ws, ws_bytes);
+  }
+  static cudnnStatus_t workspace(cudnnHandle_t h, const ConvDescs& d, int algo, size_t* bytes) {
+    return cudnnGetConvolutionForwardWorkspaceSize(
+        h, d.x.d, d.w.d, d.conv.d, d.y.d, static_cast<cudnnConvolutionFwdAlgo_t>(algo), bytes);
+  }
+};
+struct BackwardDataApi
+    : DirApi<cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
+             CUDNN_CONVOLUTION_BWD_DATA_ALGO_1> {
+  static cudnnStatus_t heuristics(cudnnHandle_t h, const ConvDescs& d, int* n, Perf* perf) {
+    return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w.d, d.y.d, d.conv.d, d.x.d, kCount, n,
+                                                       perf);
+  }
+  static cudnnStatus_t find(cudnnHandle_t h, const ConvDescs& d, const FindArgs& f, void* out,
+                            void* ws, size_t ws_bytes, int* n, Perf* perf) {
+    return cudnnFindConvolutionBackwardDataAlgorithmEx(h, d.w.d, f.in0, d.y.d, f.in1, d.conv.d,
+                                                       d.x.d, out, kCount, n, perf, ws, ws_bytes);
+  }
+  static cudnnStatus_t workspace(cudnnHandle_t h, const ConvDescs& d, int algo, size_t* bytes) {
+    return cudnnGetConvolutionBackwardDataWorkspaceSize(
+        h, d.w.d, d.y.d, d.conv.d, d.x.d, static_cast<cudnnConvolutionBwdDataAlgo_t>(algo), bytes);
+  }
+};
+struct BackwardFilterApi
+    : DirApi<cudnnConvolutionBwdFilterAlgoPerf_t, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+             CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1> {
+  static cudnnStatus_t heuristics(cudnnHandle_t h, const ConvDescs& d, int* n, Perf* perf) {
+    return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x.d, d.y.d, d.conv.d, d.w.d, kCount,
+                                                         n, perf);
+  }
+  static cudnnStatus_t find(cudnnHandle_t h, const ConvDescs& d, const FindArgs& f, void* out,
+                            void* ws, size_t ws_bytes, int* n, Perf* perf) {
+    return cudnnFindConvolutionBackwardFilterAlgorithmEx(h, d.x.d, f.in0, d.y.d, f.in1, d.conv.d,
+                                                         d.w.d, out, kCount, n, perf, ws, ws_bytes);
+  }
+  static cudnnStatus_t workspace(cudnnHandle_t h, const ConvDescs& d, int algo, size_t* bytes) {
+    return cudnnGetConvolutionBackwardFilterWorkspaceSize(
+        h, d.x.d, d.y.d, d.conv.d, d.w.d, static_cast<cudnnConvolutionBwdFilterAlgo_t>(algo),
+        bytes);
+  }
+};
+
+// The most workspace a timed choice offers the candidates: one that needs more is skipped.
+constexpr size_t kFindWorkspaceCap = size_t{1} << 30;
+
+// Chooses a plan for one direction: cuDNN's ranked heuristics, or (timed) the fastest candidate
+// of a Find run that fits the policy, falling back to the heuristics when none does.
+template <class Api>
+Plan choose(const ConvDescs& d, bool fma_only, bool deterministic, cudnnMathType_t wanted,
+            const FindArgs* timed, const char* op) {
+  cudnnHandle_t h = cudnn_handle();
+  Plan pl;
+  pl.math = wanted;
+  typename Api::Perf perf[Api::kCount];
+  int n = 0;
+  OKD_CUDNN_CHECK(op, Api::heuristics(h, d, &n, perf));
+  pl.algo = pick(perf, n, fma_only, deterministic, pl.math);
+  if (timed) {
+    // Offer the largest workspace any ranked candidate asked for (capped), from the allocator.
+    size_t ws_bytes = 0;
+    for (int i = 0; i < n; ++i)
+      if (perf[i].status == CUDNN_STATUS_SUCCESS)
+        ws_bytes = std::max(ws_bytes, std::min(perf[i].memory, kFindWorkspaceCap));
+    // A device short of memory times only the candidates that need no workspace.
+    Tensor ws;
+    try {
+      if (ws_bytes) ws = empty({static_cast<int64_t>(ws_bytes)}, DType::UInt8, timed->device);
+    } catch (const std::exception&) {
+      ws_bytes = 0;
+    }
+    const Tensor scratch = empty({static_cast<int64_t>(std::max<size_t>(timed->out_bytes, 1))},
+                                 DType::UInt8, timed->device);
+    typename Api::Perf found[Api::kCount];
+    int m = 0;
+    const cudnnStatus_t st =
+        Api::find(h, d, *timed, scratch.device_raw_data(), ptr(ws), ws_bytes, &m, found);
+    if (st != CUDNN_STATUS_SUCCESS) {
+      // Timing is an optimisation: a configuration cuDNN cannot time keeps the heuristics' plan.
+      static std::atomic<bool> warned{false};
+      if (!warned.exchange(true))
+        std::fprintf(stderr,
+                     "okd: %s: cuDNN could not time the convolution algorithms (%s); "
+                     "using its heuristics' choice for such configurations\n",
+                     op, cudnnGetErrorString(st));
+      m = 0;
+    }
+    cudnnMathType_t math = wanted;
+    float time_ms = -1.0f;
+    const int algo = pick(found, m, fma_only, deterministic, math, &time_ms);
+    if (algo >= 0) {
+      pl.algo = algo, pl.math = math, pl.timed = true, pl.time_ms = time_ms;
+    }
+  }
+  if (pl.algo < 0) {  // no ranked candidate fits the policy: a deterministic FMA one
+    pl.algo = Api::kFallback;
+    pl.math = wanted;
+  }
+  OKD_CUDNN_CHECK(op, cudnnSetConvolutionMathType(d.conv.d, pl.math));
+  OKD_CUDNN_CHECK(op, Api::workspace(h, d, pl.algo, &pl.workspace));
+  return pl;
+}
+
+// The plan cache: one entry per (direction, shapes, parameters, dtype, policy), with what a
+// report needs to describe it (conv_plans()).
+using PlanKey = std::array<int64_t, 24>;
+struct PlanCache {
+  std::mutex mu;
+  std::map<PlanKey, Plan> plans;
+};
+PlanCache& plan_cache() {
+  static PlanCache* cache = new PlanCache;  // outlives static destructors that may still convolve
+  return *cache;
+}
+
 // Chooses (once per key) and applies the plan: sets the math type on d.conv, returns the plan.
+// With autotuning on, the first call of a key times the candidates on the operands in `find`
+// (outside a CUDA-graph capture; a call during one takes the heuristics' plan without caching it,
+// so the next eager call still times).
 Plan plan_for(Dir dir, const Shape& xs, const Shape& ws, const Shape& ys,
               const ops::Conv2dParams& p, DType dt, const Staging& m, ConvDescs& d,
-              const char* op) {
+              const FindArgs& find, const char* op) {
   const bool fma_only = dt == DType::Float32 && !allow_tf32() && !m.bf16;
   const bool deterministic = g_deterministic;
-  const std::array<int64_t, 23> key = {static_cast<int64_t>(dir),
-                                       static_cast<int64_t>(dt),
-                                       xs[0],
-                                       xs[1],
-                                       xs[2],
-                                       xs[3],
-                                       ws[0],
-                                       ws[1],
-                                       ws[2],
-                                       ws[3],
-                                       ys[2],
-                                       ys[3],
-                                       p.stride_h,
-                                       p.stride_w,
-                                       p.pad_h,
-                                       p.pad_w,
-                                       p.dil_h,
-                                       p.dil_w,
-                                       p.groups,
-                                       fma_only,
-                                       deterministic,
-                                       ys[1],
-                                       m.key()};
-  static std::mutex mu;
-  static std::map<std::array<int64_t, 23>, Plan> cache;
+  const bool autotune = g_autotune;
+  const PlanKey key = {static_cast<int64_t>(dir),
+                       static_cast<int64_t>(dt),
+                       xs[0],
+                       xs[1],
+                       xs[2],
+                       xs[3],
+                       ws[0],
+                       ws[1],
+                       ws[2],
+                       ws[3],
+                       ys[2],
+                       ys[3],
+                       p.stride_h,
+                       p.stride_w,
+                       p.pad_h,
+                       p.pad_w,
+                       p.dil_h,
+                       p.dil_w,
+                       p.groups,
+                       fma_only,
+                       deterministic,
+                       ys[1],
+                       m.key(),
+                       autotune};
+  PlanCache& cache = plan_cache();
   {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = cache.find(key);
-    if (it != cache.end()) {
+    std::lock_guard<std::mutex> lock(cache.mu);
+    auto it = cache.plans.find(key);
+    if (it != cache.plans.end()) {
       OKD_CUDNN_CHECK(op, cudnnSetConvolutionMathType(d.conv.d, it->second.math));
       return it->second;
     }
@@ -189,64 +355,29 @@ Plan plan_for(Dir dir, const Shape& xs, const Shape& ws, const Shape& ys,
   const cudnnMathType_t wanted =
       fma_only ? CUDNN_FMA_MATH : (m.bf16 ? CUDNN_TENSOR_OP_MATH : CUDNN_DEFAULT_MATH);
   OKD_CUDNN_CHECK(op, cudnnSetConvolutionMathType(d.conv.d, wanted));
-  cudnnHandle_t h = cudnn_handle();
+  const bool timed = autotune && !capturing();
+  const FindArgs* f = timed ? &find : nullptr;
   Plan pl;
-  pl.math = wanted;
-  int n = 0;
   switch (dir) {
-    case Dir::Forward: {
-      cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-      OKD_CUDNN_CHECK(
-          op, cudnnGetConvolutionForwardAlgorithm_v7(h, d.x.d, d.w.d, d.conv.d, d.y.d,
-                                                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
-      pl.algo = pick(perf, n, fma_only, deterministic, pl.math);
-      if (pl.algo < 0) {  // no ranked candidate fits the policy: a deterministic FMA one
-        pl.algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
-        pl.math = wanted;
-      }
-      OKD_CUDNN_CHECK(op, cudnnSetConvolutionMathType(d.conv.d, pl.math));
-      OKD_CUDNN_CHECK(op, cudnnGetConvolutionForwardWorkspaceSize(
-                              h, d.x.d, d.w.d, d.conv.d, d.y.d,
-                              static_cast<cudnnConvolutionFwdAlgo_t>(pl.algo), &pl.workspace));
+    case Dir::Forward:
+      pl = choose<ForwardApi>(d, fma_only, deterministic, wanted, f, op);
       break;
-    }
-    case Dir::BackwardData: {
-      cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-      OKD_CUDNN_CHECK(op, cudnnGetConvolutionBackwardDataAlgorithm_v7(
-                              h, d.w.d, d.y.d, d.conv.d, d.x.d,
-                              CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
-      pl.algo = pick(perf, n, fma_only, deterministic, pl.math);
-      if (pl.algo < 0) {  // no ranked candidate fits the policy: a deterministic FMA one
-        pl.algo = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
-        pl.math = wanted;
-      }
-      OKD_CUDNN_CHECK(op, cudnnSetConvolutionMathType(d.conv.d, pl.math));
-      OKD_CUDNN_CHECK(op, cudnnGetConvolutionBackwardDataWorkspaceSize(
-                              h, d.w.d, d.y.d, d.conv.d, d.x.d,
-                              static_cast<cudnnConvolutionBwdDataAlgo_t>(pl.algo), &pl.workspace));
+    case Dir::BackwardData:
+      pl = choose<BackwardDataApi>(d, fma_only, deterministic, wanted, f, op);
       break;
-    }
-    case Dir::BackwardFilter: {
-      cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-      OKD_CUDNN_CHECK(op, cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-                              h, d.x.d, d.y.d, d.conv.d, d.w.d,
-                              CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
-      pl.algo = pick(perf, n, fma_only, deterministic, pl.math);
-      if (pl.algo < 0) {  // no ranked candidate fits the policy: a deterministic FMA one
-        pl.algo = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
-        pl.math = wanted;
-      }
-      OKD_CUDNN_CHECK(op, cudnnSetConvolutionMathType(d.conv.d, pl.math));
-      OKD_CUDNN_CHECK(op,
-                      cudnnGetConvolutionBackwardFilterWorkspaceSize(
-                          h, d.x.d, d.y.d, d.conv.d, d.w.d,
-                          static_cast<cudnnConvolutionBwdFilterAlgo_t>(pl.algo), &pl.workspace));
+    case Dir::BackwardFilter:
+      pl = choose<BackwardFilterApi>(d, fma_only, deterministic, wanted, f, op);
       break;
-    }
   }
-  std::lock_guard<std::mutex> lock(mu);
-  cache.emplace(key, pl);
+  if (autotune && !timed) return pl;  // chosen inside a capture: not the plan autotuning keeps
+  std::lock_guard<std::mutex> lock(cache.mu);
+  cache.plans.emplace(key, pl);
   return pl;
+}
+
+// Bytes of a result of shape s as cuDNN writes it (bfloat16 when staged).
+size_t result_bytes(const Shape& s, DType dt, const Staging& m) {
+  return static_cast<size_t>(shape_numel(s)) * (m.bf16 ? 2 : dtype_size(dt));
 }
 
 // cuDNN's scaling factors are float for float (and bfloat16) data and double for double data.
@@ -267,7 +398,6 @@ struct Scale {
 Tensor workspace(const Plan& pl, Device dev) {
   return pl.workspace ? empty({static_cast<int64_t>(pl.workspace)}, DType::UInt8, dev) : Tensor();
 }
-void* ptr(const Tensor& t) { return t.defined() ? t.device_raw_data() : nullptr; }
 
 // The checks of conv_cpu.cpp's check_conv, for CUDA operands.
 void check_conv(const Tensor& input, const Tensor& weight, const ops::Conv2dParams& p,
@@ -311,7 +441,10 @@ Tensor backward_data(const Tensor& dy_, const Tensor& w_, const Shape& xs,
   const Tensor dyb = m.in(dy), wb = m.in(w);
   Tensor dx = into ? accumulate : m.out(xs, dy.dtype(), dy.device());
   ConvDescs d(xs, w.shape(), dy.shape(), p, dy.dtype(), m, op);
-  const Plan pl = plan_for(Dir::BackwardData, xs, w.shape(), dy.shape(), p, dy.dtype(), m, d, op);
+  const FindArgs find{wb.device_raw_data(), dyb.device_raw_data(), result_bytes(xs, dy.dtype(), m),
+                      dy.device()};
+  const Plan pl =
+      plan_for(Dir::BackwardData, xs, w.shape(), dy.shape(), p, dy.dtype(), m, d, find, op);
   const Tensor ws = workspace(pl, dy.device());
   const Scale s;
   OKD_CUDNN_CHECK(
@@ -334,7 +467,38 @@ void set_deterministic(bool on) { g_deterministic = on; }
 bool deterministic() { return g_deterministic; }
 void set_channels_last(bool on) { g_channels_last = on; }
 bool channels_last() { return g_channels_last; }
+void set_conv_autotune(bool on) { g_autotune = on; }
+bool conv_autotune() { return g_autotune; }
 std::string cudnn_version() { return str(cudnnGetVersion()); }
+
+std::vector<ConvPlanInfo> conv_plans() {
+  PlanCache& cache = plan_cache();
+  std::lock_guard<std::mutex> lock(cache.mu);
+  std::vector<ConvPlanInfo> out;
+  for (const auto& [k, pl] : cache.plans) {
+    ConvPlanInfo info;
+    static const char* const kDirs[] = {"forward", "backward_data", "backward_filter"};
+    info.direction = kDirs[k[0]];
+    info.dtype = static_cast<DType>(k[1]);
+    info.input = {k[2], k[3], k[4], k[5]};
+    info.weight = {k[6], k[7], k[8], k[9]};
+    info.output = {k[2], k[21], k[10], k[11]};
+    info.stride = {k[12], k[13]}, info.padding = {k[14], k[15]}, info.dilation = {k[16], k[17]};
+    info.groups = k[18];
+    info.bf16 = (k[22] & 1) != 0, info.channels_last = (k[22] & 2) != 0;
+    info.deterministic = k[20] != 0, info.autotune = k[23] != 0;
+    info.algo = pl.algo;
+    info.math = pl.math == CUDNN_FMA_MATH         ? "fma"
+                : pl.math == CUDNN_TENSOR_OP_MATH ? "tensor_op"
+                : pl.math == CUDNN_DEFAULT_MATH   ? "default"
+                                                  : "tensor_op_allow_conversion";
+    info.workspace_bytes = static_cast<int64_t>(pl.workspace);
+    info.timed = pl.timed;
+    info.time_ms = pl.time_ms;
+    out.push_back(info);
+  }
+  return out;
+}
 
 namespace gpu {
 
@@ -356,7 +520,9 @@ Tensor conv2d_forward(const Tensor& input_, const Tensor& weight_, const Tensor&
   const Tensor xb = m.in(x), wb = m.in(w);
   Tensor y = m.out(ys, x.dtype(), x.device());
   ConvDescs d(s, ws, ys, p, x.dtype(), m, "conv2d");
-  const Plan pl = plan_for(Dir::Forward, s, ws, ys, p, x.dtype(), m, d, "conv2d");
+  const FindArgs find{xb.device_raw_data(), wb.device_raw_data(), result_bytes(ys, x.dtype(), m),
+                      x.device()};
+  const Plan pl = plan_for(Dir::Forward, s, ws, ys, p, x.dtype(), m, d, find, "conv2d");
   const Tensor wsp = workspace(pl, x.device());
   const Scale sc;
   OKD_CUDNN_CHECK(
@@ -406,7 +572,10 @@ Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& input, const
   const Tensor xb = m.in(x), dyb = m.in(dy);
   Tensor dw = m.out(ws, x.dtype(), x.device());
   ConvDescs d(x.shape(), ws, dy.shape(), p, x.dtype(), m, op);
-  const Plan pl = plan_for(Dir::BackwardFilter, x.shape(), ws, dy.shape(), p, x.dtype(), m, d, op);
+  const FindArgs find{xb.device_raw_data(), dyb.device_raw_data(), result_bytes(ws, x.dtype(), m),
+                      x.device()};
+  const Plan pl =
+      plan_for(Dir::BackwardFilter, x.shape(), ws, dy.shape(), p, x.dtype(), m, d, find, op);
   const Tensor wsp = workspace(pl, x.device());
   const Scale sc;
   OKD_CUDNN_CHECK(op, cudnnConvolutionBackwardFilter(
@@ -460,6 +629,9 @@ void set_deterministic(bool) {}
 bool deterministic() { return false; }
 void set_channels_last(bool) {}
 bool channels_last() { return false; }
+void set_conv_autotune(bool) {}
+bool conv_autotune() { return false; }
+std::vector<ConvPlanInfo> conv_plans() { return {}; }
 std::string cudnn_version() { return "not built"; }
 namespace gpu {
 

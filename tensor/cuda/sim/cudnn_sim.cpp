@@ -7,10 +7,13 @@
 // Algorithms: each direction offers a few that all compute the same exact result; the heuristics
 // rank them like cuDNN would (some need a workspace, some are non-deterministic, as in the real
 // library) and report the others as CUDNN_STATUS_NOT_SUPPORTED. A compute call with an algorithm
-// that needs a workspace checks that one of at least that size is passed.
+// that needs a workspace checks that one of at least that size is passed. The Find calls (timed
+// choice) run every algorithm and rank them by a fixed fake time (fake_time_ms).
 #include <cudnn.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "tensor/bf16.h"
@@ -306,6 +309,74 @@ cudnnStatus_t heuristics(Dir d, const Problem& p, int requested, int* returned, 
   return CUDNN_STATUS_SUCCESS;
 }
 
+// The timing runs' fixed, fake clock (the simulator measures nothing): forward ranks the
+// algorithms in the reverse of the heuristics' order, so that a timed choice differs from an
+// untimed one; the backward directions keep the heuristics' order, whose first algorithm is not
+// deterministic, so that a deterministic timed choice must skip the winner.
+float fake_time_ms(Dir d, size_t rank_in_heuristics) {
+  const size_t n = algos(d).size();
+  return 1.0f +
+         static_cast<float>(d == Dir::Forward ? n - 1 - rank_in_heuristics : rank_in_heuristics);
+}
+
+size_t extent_bytes(const cudnnTensorStruct& t) {
+  long long last = 0;
+  for (int i = 0; i < 4; ++i) last += (t.dim[i] - 1) * t.stride[i];
+  return static_cast<size_t>(last + 1) * elem_size(t.type);
+}
+
+// cudnnFind*AlgorithmEx: runs every offered algorithm whose workspace fits into workspace_size
+// on the caller's operands, writing into out (whose contents are undefined afterwards: the
+// simulator leaves NaN bytes there), and returns them fastest first, then the ones that did not
+// fit and the ones it does not offer (both CUDNN_STATUS_NOT_SUPPORTED). Like the real
+// call it synchronises the stream, so it fails inside a stream capture.
+template <class Perf, class AlgoEnum, class Run>
+cudnnStatus_t find(cudnnHandle_t handle, Dir d, const Problem& p, const void* in0, const void* in1,
+                   void* out, size_t out_bytes, int requested, int* returned, Perf* perf,
+                   void* workspace, size_t workspace_size, Run run) {
+  if (requested <= 0 || !returned || !perf || !in0 || !in1 || !out) return CUDNN_STATUS_BAD_PARAM;
+  if (workspace_size > 0 && !workspace) return CUDNN_STATUS_BAD_PARAM;
+  if (cudaStreamSynchronize(handle->stream) != cudaSuccess) return CUDNN_STATUS_EXECUTION_FAILED;
+  std::vector<Perf> ran, rest;
+  for (size_t i = 0; i < algos(d).size(); ++i) {
+    const Algo& a = algos(d)[i];
+    Perf e{};
+    e.algo = static_cast<AlgoEnum>(a.algo);
+    e.memory = workspace_bytes(a, p);
+    e.determinism = a.deterministic ? CUDNN_DETERMINISTIC : CUDNN_NON_DETERMINISTIC;
+    e.mathType = p.conv.math;
+    if (e.memory > workspace_size) {
+      e.status = CUDNN_STATUS_NOT_SUPPORTED;
+      e.time = -1.0f;
+      rest.push_back(e);
+      continue;
+    }
+    run(p, in0, in1, out);
+    e.status = CUDNN_STATUS_SUCCESS;
+    e.time = fake_time_ms(d, i);
+    ran.push_back(e);
+  }
+  std::stable_sort(ran.begin(), ran.end(),
+                   [](const Perf& a, const Perf& b) { return a.time < b.time; });
+  for (int a = 0; a < algo_count(d); ++a)
+    if (!find_algo(d, a)) {
+      Perf e{};
+      e.algo = static_cast<AlgoEnum>(a);
+      e.status = CUDNN_STATUS_NOT_SUPPORTED;
+      e.time = -1.0f;
+      e.determinism = CUDNN_DETERMINISTIC;
+      e.mathType = p.conv.math;
+      rest.push_back(e);
+    }
+  std::memset(out, 0xff, out_bytes);
+  int n = 0;
+  for (const auto* list : {&ran, &rest})
+    for (const Perf& e : *list)
+      if (n < requested) perf[n++] = e;
+  *returned = n;
+  return CUDNN_STATUS_SUCCESS;
+}
+
 // The common part of the three compute calls: validation, then the work queued by value.
 template <class Work>
 cudnnStatus_t compute(cudnnHandle_t handle, Dir d, int algo, const Problem& p, const void* alpha,
@@ -531,6 +602,60 @@ cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(
   if (s != CUDNN_STATUS_SUCCESS) return s;
   return heuristics<cudnnConvolutionBwdFilterAlgoPerf_t, cudnnConvolutionBwdFilterAlgo_t>(
       Dir::BackwardFilter, p, requestedAlgoCount, returnedAlgoCount, perfResults);
+}
+
+cudnnStatus_t cudnnFindConvolutionForwardAlgorithmEx(
+    cudnnHandle_t handle, const cudnnTensorDescriptor_t xDesc, const void* x,
+    const cudnnFilterDescriptor_t wDesc, const void* w, const cudnnConvolutionDescriptor_t convDesc,
+    const cudnnTensorDescriptor_t yDesc, void* y, const int requestedAlgoCount,
+    int* returnedAlgoCount, cudnnConvolutionFwdAlgoPerf_t* perfResults, void* workSpace,
+    size_t workSpaceSizeInBytes) {
+  if (!handle) return CUDNN_STATUS_BAD_PARAM;
+  Problem p;
+  const cudnnStatus_t s = make_problem(xDesc, wDesc, convDesc, yDesc, p);
+  if (s != CUDNN_STATUS_SUCCESS) return s;
+  return find<cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t>(
+      handle, Dir::Forward, p, x, w, y, extent_bytes(p.y), requestedAlgoCount, returnedAlgoCount,
+      perfResults, workSpace, workSpaceSizeInBytes,
+      [](const Problem& pr, const void* xp, const void* wp, void* yp) {
+        pr.forward(xp, wp, yp, 1.0, 0.0);
+      });
+}
+cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithmEx(
+    cudnnHandle_t handle, const cudnnFilterDescriptor_t wDesc, const void* w,
+    const cudnnTensorDescriptor_t dyDesc, const void* dy,
+    const cudnnConvolutionDescriptor_t convDesc, const cudnnTensorDescriptor_t dxDesc, void* dx,
+    const int requestedAlgoCount, int* returnedAlgoCount,
+    cudnnConvolutionBwdDataAlgoPerf_t* perfResults, void* workSpace, size_t workSpaceSizeInBytes) {
+  if (!handle) return CUDNN_STATUS_BAD_PARAM;
+  Problem p;
+  const cudnnStatus_t s = make_problem(dxDesc, wDesc, convDesc, dyDesc, p);
+  if (s != CUDNN_STATUS_SUCCESS) return s;
+  return find<cudnnConvolutionBwdDataAlgoPerf_t, cudnnConvolutionBwdDataAlgo_t>(
+      handle, Dir::BackwardData, p, w, dy, dx, extent_bytes(p.x), requestedAlgoCount,
+      returnedAlgoCount, perfResults, workSpace, workSpaceSizeInBytes,
+      [](const Problem& pr, const void* wp, const void* dyp, void* dxp) {
+        pr.backward_data(wp, dyp, dxp, 1.0, 0.0);
+      });
+}
+cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithmEx(
+    cudnnHandle_t handle, const cudnnTensorDescriptor_t xDesc, const void* x,
+    const cudnnTensorDescriptor_t dyDesc, const void* y,
+    const cudnnConvolutionDescriptor_t convDesc, const cudnnFilterDescriptor_t dwDesc, void* dw,
+    const int requestedAlgoCount, int* returnedAlgoCount,
+    cudnnConvolutionBwdFilterAlgoPerf_t* perfResults, void* workSpace,
+    size_t workSpaceSizeInBytes) {
+  if (!handle) return CUDNN_STATUS_BAD_PARAM;
+  Problem p;
+  const cudnnStatus_t s = make_problem(xDesc, dwDesc, convDesc, dyDesc, p);
+  if (s != CUDNN_STATUS_SUCCESS) return s;
+  const size_t dw_bytes = static_cast<size_t>(p.K) * p.Cg * p.R * p.S * elem_size(p.w.type);
+  return find<cudnnConvolutionBwdFilterAlgoPerf_t, cudnnConvolutionBwdFilterAlgo_t>(
+      handle, Dir::BackwardFilter, p, x, y, dw, dw_bytes, requestedAlgoCount, returnedAlgoCount,
+      perfResults, workSpace, workSpaceSizeInBytes,
+      [](const Problem& pr, const void* xp, const void* dyp, void* dwp) {
+        pr.backward_filter(xp, dyp, dwp, 1.0, 0.0);
+      });
 }
 
 cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(
