@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "tensor/cuda/cuda_ops.h"
+#include "tensor/random.h"
 #include "tensor/runtime.h"
 #include "tests/support/test_support.h"
 
@@ -15,6 +16,15 @@
   } while (0)
 
 namespace okd::test {
+
+// cuda:0, where the GPU tests put their tensors.
+inline const Device kCuda{DeviceType::CUDA, 0};
+
+// Random normal values in dtype, seeded per call site.
+inline Tensor randn_t(const Shape& s, DType dt, uint64_t seed) {
+  Generator g(seed);
+  return randn(s, g, dt);
+}
 
 // The CUDA result lives on the GPU and matches the CPU reference in dtype, shape and values
 // (|a - b| <= atol + rtol |b|).

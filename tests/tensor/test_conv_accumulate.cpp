@@ -20,12 +20,9 @@ using namespace okd;
 
 namespace {
 
-const Device kCuda{DeviceType::CUDA, 0};
+using test::kCuda;
 
-Tensor randn_t(const Shape& s, DType dt, uint64_t seed) {
-  Generator g(seed);
-  return randn(s, g, dt);
-}
+using test::randn_t;
 
 struct Case {
   Shape x, w;

@@ -32,15 +32,12 @@ using namespace okd;
 
 namespace {
 
-const Device kCuda{DeviceType::CUDA, 0};
+using test::kCuda;
 
 Tensor gpu(const Tensor& t) { return t.defined() ? ops::to(t, kCuda) : Tensor(); }
 Tensor cpu(const Tensor& t) { return ops::to(t, kCPU); }
 
-Tensor randn_t(const Shape& s, DType dt, uint64_t seed) {
-  Generator g(seed);
-  return randn(s, g, dt);
-}
+using test::randn_t;
 Tensor uniform_t(const Shape& s, double lo, double hi, DType dt, uint64_t seed) {
   Generator g(seed);
   return uniform(s, lo, hi, g, dt);

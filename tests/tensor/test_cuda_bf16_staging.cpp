@@ -27,7 +27,7 @@ using namespace okd;
 #if OKD_HAVE_CUDA
 namespace {
 
-const Device kCuda{DeviceType::CUDA, 0};
+using test::kCuda;
 
 Tensor gpu_randn(const Shape& s, uint64_t seed) {
   Generator g(seed);

@@ -23,7 +23,7 @@ using namespace okd;
 
 namespace {
 
-const Device kCuda{DeviceType::CUDA, 0};
+using test::kCuda;
 
 Tensor gpu(const Tensor& t) { return ops::to(t, kCuda); }
 

@@ -38,16 +38,12 @@ using namespace okd;
 
 namespace {
 
-const Device kCuda{DeviceType::CUDA, 0};
+using test::kCuda;
 
 Tensor gpu(const Tensor& t) { return ops::to(t, kCuda); }
 Tensor cpu(const Tensor& t) { return ops::to(t, kCPU); }
 
-// Random normal values in dtype, seeded per call site.
-Tensor randn_t(const Shape& s, DType dt, uint64_t seed) {
-  Generator g(seed);
-  return randn(s, g, dt);
-}
+using test::randn_t;
 // Uniform in [lo, hi): positive inputs for log, sqrt, rsqrt and fractional powers.
 Tensor uniform_t(const Shape& s, double lo, double hi, DType dt, uint64_t seed) {
   Generator g(seed);
