@@ -1,6 +1,7 @@
 // predict: runs a zoo backbone with weights from a safetensors checkpoint (e.g. a PyTorch
 // state_dict saved with safetensors, or an okd checkpoint) on a batch of images from a .npy file
-// and writes the logits as .npy. The weights load strictly into --arch, in eval mode.
+// and writes the logits as .npy. The weights load strictly into --arch, in eval mode; the images
+// go through in batches of --batch-size on --device (cpu, or cuda).
 //
 //   predict --arch resnet20 --num-classes 10 --weights w.safetensors --input x.npy --output y.npy
 #include <CLI/CLI.hpp>
@@ -9,14 +10,17 @@
 #include <string>
 
 #include "nn/models/inference.h"
+#include "tensor/cuda/cuda_ops.h"
 #include "tensor/npy.h"
 #include "tensor/runtime.h"
+#include "tensor/storage.h"
 
 namespace {
 
 struct PredictArgs {
   okd::nn::BackboneOptions net;
-  std::string weights, input, output, shortcut = "B";
+  std::string weights, input, output, shortcut = "B", device = "cpu";
+  int64_t batch_size = 256;
 };
 
 std::string known_archs() {
@@ -29,13 +33,19 @@ int run(PredictArgs a) {
   a.net.shortcut = a.shortcut[0];
   OKD_CHECK(std::filesystem::is_regular_file(a.input), "input file '", a.input,
             "' does not exist or is not a regular file");
+  OKD_CHECK(a.batch_size >= 0, "--batch-size must be 0 (all at once) or more, got ", a.batch_size);
+  const okd::Device device = okd::Device::parse(a.device);
+  if (device.is_cuda())
+    OKD_CHECK(okd::has_allocator(okd::DeviceType::CUDA), "--device ", a.device, ": ",
+              okd::cuda::unavailable_reason());
   okd::Tensor images = okd::load_npy(a.input);
   okd::nn::BackbonePtr net = okd::nn::load_backbone_for_inference(a.net, a.weights);
-  okd::Tensor logits = okd::nn::predict_logits(*net, images);
+  net->to(device);
+  okd::Tensor logits = okd::nn::predict_logits(*net, images, a.batch_size);
   okd::save_npy(a.output, logits);
-  std::printf("predict: %s (%lld classes, %lld parameters) on %s %s -> logits %s in %s\n",
+  std::printf("predict: %s (%lld classes, %lld parameters, %s) on %s %s -> logits %s in %s\n",
               a.net.arch.c_str(), static_cast<long long>(a.net.num_classes),
-              static_cast<long long>(net->num_parameters()), a.input.c_str(),
+              static_cast<long long>(net->num_parameters()), device.str().c_str(), a.input.c_str(),
               okd::shape_str(images.shape()).c_str(), okd::shape_str(logits.shape()).c_str(),
               a.output.c_str());
   return 0;
@@ -74,6 +84,12 @@ int main(int argc, char** argv) {
   app.add_option("--in-channels", a.net.in_channels, "Channels of the input images")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--device", a.device,
+                 "cpu | cuda (OKD_CUDA_EMULATE=1 emulates cuda:0 on a machine without a GPU)")
+      ->capture_default_str();
+  app.add_option("--batch-size", a.batch_size,
+                 "Images per forward pass (bounds memory; 0: the whole input at once)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
     return run(a);

@@ -1,9 +1,14 @@
 // Loading a zoo backbone with a checkpoint for inference, and running a batch (see inference.h).
 #include "nn/models/inference.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <vector>
 
 #include "autograd/tape.h"
+#include "tensor/ops/copy.h"
+#include "tensor/ops/index.h"
+#include "tensor/ops/view.h"
 
 namespace okd::nn {
 
@@ -32,7 +37,7 @@ BackbonePtr load_backbone_for_inference(const BackboneOptions& options,
   return net;
 }
 
-Tensor predict_logits(Backbone& net, const Tensor& images) {
+Tensor predict_logits(Backbone& net, const Tensor& images, int64_t batch_size) {
   OKD_CHECK(images.dtype() == DType::Float32, net.type_name(), ": input must be float32, got ",
             dtype_name(images.dtype()), " ", shape_str(images.shape()));
   OKD_CHECK(images.dim() == 4, net.type_name(),
@@ -41,8 +46,19 @@ Tensor predict_logits(Backbone& net, const Tensor& images) {
   OKD_CHECK(images.size(1) == channels, net.type_name(), ": input has ", images.size(1),
             " channels but the network expects ", channels, " (input ", shape_str(images.shape()),
             ", NCHW)");
+  OKD_CHECK(batch_size >= 0, "predict_logits: batch_size must be >= 0 (0: all at once), got ",
+            batch_size);
   NoGradGuard no_grad;
-  return net.forward(images);
+  const Device device = net.parameters().empty() ? images.device() : net.parameters()[0].device();
+  const int64_t n = images.size(0);
+  const int64_t chunk = batch_size > 0 ? std::min(batch_size, std::max<int64_t>(n, 1)) : n;
+  if (chunk >= n) return ops::to(net.forward(ops::to(images, device)), images.device());
+  std::vector<Tensor> parts;
+  for (int64_t start = 0; start < n; start += chunk) {
+    const Tensor x = ops::to(ops::narrow(images, 0, start, std::min(chunk, n - start)), device);
+    parts.push_back(ops::to(net.forward(x), images.device()));
+  }
+  return ops::cat(parts, 0);
 }
 
 }  // namespace okd::nn

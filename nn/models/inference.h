@@ -15,7 +15,10 @@ BackbonePtr load_backbone_for_inference(const BackboneOptions& options,
                                         const std::string& weights_path);
 
 // Logits [N, classes] of images [N, C, H, W] (float32) under no-grad; the network must already be
-// in the mode wanted (load_backbone_for_inference leaves it in eval mode).
-Tensor predict_logits(Backbone& net, const Tensor& images);
+// in the mode wanted (load_backbone_for_inference leaves it in eval mode). With batch_size > 0 the
+// images go through in chunks of at most that many (bounded memory for a large input; in eval
+// mode every image's logits are its own, so chunks change nothing but rounding at most). The
+// chunks are moved to the network's device, and the logits come back on the images' device.
+Tensor predict_logits(Backbone& net, const Tensor& images, int64_t batch_size = 0);
 
 }  // namespace okd::nn

@@ -13,6 +13,7 @@
 #include "distill/method.h"
 #include "nn/layers.h"
 #include "nn/models/backbone.h"
+#include "nn/models/inference.h"
 #include "optim/adam.h"
 #include "optim/clip.h"
 #include "optim/ema.h"
@@ -935,3 +936,20 @@ INSTANTIATE_TEST_SUITE_P(AllMethods, EmulatedTraining, ::testing::ValuesIn(disti
                              if (c == '-') c = '_';
                            return n;
                          });
+
+// apps/predict's code path with the network on the device: the images (on the CPU) go to the
+// device in chunks and the logits come back to the CPU, as the CPU run's.
+TEST(DeviceWiring, PredictLogitsRunOnTheNetworksDevice) {
+  nn::BackboneOptions o;
+  o.arch = "resnet20";
+  o.num_classes = 10;
+  o.seed = 3;
+  auto net = nn::make_backbone(o);
+  net->eval();
+  const Tensor x = randn_t({5, 3, 32, 32}, 91);
+  const Tensor on_cpu = nn::predict_logits(*net, x);
+  net->to(kCuda);
+  const Tensor on_device = nn::predict_logits(*net, x, 2);
+  EXPECT_EQ(on_device.device(), kCPU);
+  expect_match(on_cpu, dev(on_device), 1e-5, "logits");
+}

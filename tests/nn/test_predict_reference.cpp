@@ -98,3 +98,24 @@ TEST(PredictReference, ErrorsNameTheProblem) {
   msg = error_of([&] { nn::predict_logits(*net, zeros({3, 32, 32})); });
   EXPECT_NE(msg.find("[N, C, H, W]"), std::string::npos) << msg;
 }
+
+// In batches (here 3 + 1 of the 4 reference images) the logits are each image's own: the same as
+// the whole batch within float32 rounding, and within 1e-4 of PyTorch's. A negative batch size
+// is an error.
+TEST(PredictReference, BatchesGiveTheSameLogits) {
+  auto net = nn::load_backbone_for_inference(options("resnet20", 10),
+                                             ref_path("resnet20", "weights.safetensors"));
+  Tensor x = load_npy(ref_path("resnet20", "x.npy"));
+  Tensor ref = load_npy(ref_path("resnet20", "logits.npy"));
+  const Tensor whole = nn::predict_logits(*net, x);
+  for (int64_t batch : {1, 3, 4, 100}) {
+    SCOPED_TRACE(batch);
+    const Tensor chunked = nn::predict_logits(*net, x, batch);
+    ASSERT_EQ(chunked.shape(), whole.shape());
+    EXPECT_TRUE(test::allclose(chunked, whole, 1e-5, 1e-5));
+    const double scale = ops::amax(ops::abs(ref)).item();
+    EXPECT_TRUE(test::allclose(chunked, ref, 1e-4, 1e-4 * scale));
+  }
+  const std::string msg = error_of([&] { nn::predict_logits(*net, x, -1); });
+  EXPECT_NE(msg.find("batch_size"), std::string::npos) << msg;
+}

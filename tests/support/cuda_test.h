@@ -17,9 +17,6 @@
 
 namespace okd::test {
 
-// cuda:0, where the GPU tests put their tensors.
-inline const Device kCuda{DeviceType::CUDA, 0};
-
 // Random normal values in dtype, seeded per call site.
 inline Tensor randn_t(const Shape& s, DType dt, uint64_t seed) {
   Generator g(seed);

@@ -4,10 +4,9 @@
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/copy.h"
 #include "tensor/runtime.h"
+#include "tests/support/test_support.h"  // kCuda
 
 namespace okd::test {
-
-inline constexpr Device kCuda{DeviceType::CUDA, 0};
 
 // True when cuda:0 is emulated (enabling twice is a no-op), evaluated at start-up.
 inline const bool g_emulated = [] {

@@ -9,6 +9,9 @@
 
 namespace okd::test {
 
+// cuda:0, where the GPU and device tests put their tensors.
+inline constexpr Device kCuda{DeviceType::CUDA, 0};
+
 // tests/data/<relative>
 std::string data_path(const std::string& relative);
 // Loads tests/data/<relative>.npy.
