@@ -119,6 +119,7 @@ tag() {
   words=("${words[@]//--channels-last/nhwc}")
   words=("${words[@]//--cudnn-benchmark/bench}")
   words=("${words[@]//--allow-tf32/tf32}")
+  words=("${words[@]//--conv-plans/plans}")
   echo "${words[*]}"
 }
 # okd_row METHOD BATCH PRECISION [FLAGS...] -- ARCH...: one bench_train process over the archs.
@@ -213,7 +214,7 @@ if want bench; then
   # 1. The target: ResNet-32 dml at the first batch size, float32 and bf16, all four programs.
   for prec in float32 bf16; do
     okd_row dml "$b0" "$prec" -- resnet32
-    okd_row dml "$b0" "$prec" --cuda-graph -- resnet32
+    okd_row dml "$b0" "$prec" --cuda-graph --conv-plans -- resnet32
     torch_row dml "$b0" "$prec" eager resnet32
   done
   if "$build/apps/bench_train" --help 2> /dev/null | grep -q -- --channels-last; then
@@ -223,7 +224,8 @@ if want bench; then
   # 1b. The target with cuDNN algorithms chosen by timing on both sides (cudnn.benchmark), then
   # with TF32 convolutions on both sides (PyTorch's default for float32 convolutions).
   if "$build/apps/bench_train" --help 2> /dev/null | grep -q -- --cudnn-benchmark; then
-    okd_row dml "$b0" float32 --cuda-graph --cudnn-benchmark -- resnet32
+    # (its log lists the algorithm cuDNN's timing picked for every convolution: --conv-plans)
+    okd_row dml "$b0" float32 --cuda-graph --cudnn-benchmark --conv-plans -- resnet32
     torch_row dml "$b0" float32 eager --cudnn-benchmark resnet32
     okd_row dml "$b0" float32 --cuda-graph --allow-tf32 -- resnet32
     torch_row dml "$b0" float32 eager --allow-tf32 resnet32
