@@ -7,6 +7,7 @@
 
 #include "autograd/functions.h"
 #include "autograd/functions/nn.h"
+#include "tensor/cuda/cuda_ops.h"
 
 namespace okd::nn::functional {
 
@@ -14,8 +15,16 @@ namespace {
 thread_local Precision t_autocast = Precision::Float32;
 }
 
-Autocast::Autocast(Precision p) : previous_(t_autocast) { t_autocast = p; }
-Autocast::~Autocast() { t_autocast = previous_; }
+Autocast::Autocast(Precision p)
+    : previous_(t_autocast), previous_prestaging_(cuda::bf16_prestaging()) {
+  t_autocast = p;
+  // bf16 convolutions on the GPU read bfloat16 copies; batch norm writes them beside its outputs.
+  cuda::set_bf16_prestaging(p == Precision::BFloat16);
+}
+Autocast::~Autocast() {
+  t_autocast = previous_;
+  cuda::set_bf16_prestaging(previous_prestaging_);
+}
 Precision autocast_precision() { return t_autocast; }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {

@@ -10,7 +10,9 @@ namespace okd::nn::functional {
 // thread, conv2d, conv_transpose2d and linear on float32 tensors form their products from
 // bfloat16-rounded operands with float32 sums and round their results to bfloat16 (dtype.h), in
 // the forward and in both gradients (the tape keeps the precision of the forward). Parameters,
-// gradients, optimizer state and every other op stay float32. Scopes nest; thread-local.
+// gradients, optimizer state and every other op stay float32. Scopes nest; thread-local. On the
+// GPU, bf16 also has training batch norm write bfloat16 copies of its outputs for the next
+// convolution (cuda::set_bf16_prestaging).
 class Autocast {
  public:
   explicit Autocast(Precision p);
@@ -20,6 +22,7 @@ class Autocast {
 
  private:
   Precision previous_;
+  bool previous_prestaging_;  // cuda::bf16_prestaging() outside this scope
 };
 Precision autocast_precision();
 

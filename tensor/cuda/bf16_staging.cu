@@ -173,6 +173,19 @@ struct StagedCopies {
   int64_t reused = 0;
 };
 thread_local StagedCopies t_staged;
+
+// Files copy as the reusable copy of x (at x's current version), first dropping retired copies
+// when the table has grown past its sweep mark.
+void keep(StagedCopies& c, const Tensor& x, bool nhwc, const Tensor& copy) {
+  if (c.by_source.size() >= c.sweep_at) {
+    for (auto it = c.by_source.begin(); it != c.by_source.end();)
+      it = it->second.current() ? std::next(it) : c.by_source.erase(it);
+    c.sweep_at = std::max<size_t>(64, 2 * c.by_source.size());
+  }
+  const std::shared_ptr<Storage>& storage = x.impl()->storage;
+  c.by_source.emplace(storage.get(),
+                      StagedCopy{storage, storage->version(), x.offset(), x.shape(), nhwc, copy});
+}
 }  // namespace
 
 Tensor to_bf16_reused(const Tensor& x, bool nhwc) {
@@ -188,14 +201,15 @@ Tensor to_bf16_reused(const Tensor& x, bool nhwc) {
     }
   }
   Tensor copy = to_bf16(x, nhwc);
-  if (c.by_source.size() >= c.sweep_at) {
-    for (auto it = c.by_source.begin(); it != c.by_source.end();)
-      it = it->second.current() ? std::next(it) : c.by_source.erase(it);
-    c.sweep_at = std::max<size_t>(64, 2 * c.by_source.size());
-  }
-  c.by_source.emplace(storage.get(),
-                      StagedCopy{storage, storage->version(), x.offset(), x.shape(), nhwc, copy});
+  keep(c, x, nhwc, copy);
   return copy;
+}
+
+void remember_bf16_copy(const Tensor& x, const Tensor& copy) {
+  OKD_CHECK(x.dtype() == DType::Float32 && x.is_contiguous() && copy.dtype() == DType::UInt8 &&
+                copy.numel() == 2 * x.numel() && copy.device() == x.device(),
+            "remember_bf16_copy: ", copy.desc(), " is not a bfloat16 copy of ", x.desc());
+  keep(t_staged, x, /*nhwc=*/false, copy);
 }
 
 void forget_bf16_copies() {

@@ -26,6 +26,10 @@ void round_bf16_(const Tensor& x);
 // those conversions (one launch each). Copies are kept per thread (okd's stream is per thread)
 // and dropped once their source is freed or written.
 Tensor to_bf16_reused(const Tensor& x, bool nhwc);
+// Makes copy (a bfloat16 buffer written by another kernel: batch norm's, set_bf16_prestaging) the
+// reusable copy of x in NCHW order, as if to_bf16_reused had made it now. x: a contiguous float32
+// device tensor whose values copy holds rounded; call it after the kernel that writes both.
+void remember_bf16_copy(const Tensor& x, const Tensor& copy);
 // Drops every reusable copy. Graph capture calls it when it begins and ends (a copy made outside
 // the graph must not be read inside it, nor one from the graph's pool outside it) and a replay
 // calls it (a replay writes tensors without advancing their versions).

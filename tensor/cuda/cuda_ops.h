@@ -94,6 +94,13 @@ struct ConvPlanInfo {
   float time_ms = -1.0f;  // the winner's time in the timing run
 };
 std::vector<ConvPlanInfo> conv_plans();
+// Training batch norm on the GPU also writes a bfloat16 copy of its float32 output (forward) and
+// of its input gradient (backward), in the same kernel, and hands them to the bf16 staging of the
+// convolution that reads that tensor next (bf16_staging.h, to_bf16_reused): one staging launch
+// fewer per batch norm each way. Thread-local; nn::functional::Autocast turns it on with
+// Precision::BFloat16. Not with set_channels_last (the convolutions then stage NHWC copies).
+void set_bf16_prestaging(bool on);
+bool bf16_prestaging();
 // "NVIDIA H200 (sm_90, 139 GiB), cuBLAS 13.0, cuDNN 91900" or the unavailable reason.
 std::string device_summary();
 

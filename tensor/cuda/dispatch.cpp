@@ -11,6 +11,7 @@ namespace okd::cuda {
 
 namespace {
 thread_local const char* t_sync_free_scope = nullptr;  // the innermost SyncFreeScope's name
+thread_local bool t_bf16_prestaging = false;           // set_bf16_prestaging
 
 // A replayed out-of-place call delivers its new result into the tensors the capture returned.
 void deliver(const Tensor& captured, const Tensor& fresh) { emu::overwrite(captured, fresh); }
@@ -60,6 +61,9 @@ SyncFreeScope::SyncFreeScope(const char* scope) : previous_(t_sync_free_scope) {
   t_sync_free_scope = scope;
 }
 SyncFreeScope::~SyncFreeScope() { t_sync_free_scope = previous_; }
+
+void set_bf16_prestaging(bool on) { t_bf16_prestaging = on; }
+bool bf16_prestaging() { return t_bf16_prestaging; }
 
 Tensor unary(Unary op, const Tensor& a, double s0, double s1) {
   return emulating() ? emulated([=] { return emu::unary(op, a, s0, s1); })

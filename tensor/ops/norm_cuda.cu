@@ -29,15 +29,17 @@
 //  bit-identical from run to run. Both forms also advance the running statistics in the forward
 //  (the thread that writes a channel's statistics updates its running mean and variance, block 0
 //  the batch counter; batch_norm_update_running_'s arithmetic) and write the fused add+ReLU's
-//  masked gradient in the backward's dx pass: each saves a launch per layer (issue 9). Eval mode is one elementwise kernel with the per-channel scale
-//  and shift formed in each block.
+//  masked gradient in the backward's dx pass: each saves a launch per layer (issue 9). Eval mode is
+//  one elementwise kernel with the per-channel scale and shift formed in each block.
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
+#include "tensor/bf16.h"
 #include "tensor/cuda/backends.h"
+#include "tensor/cuda/bf16_staging.h"
 #include "tensor/cuda/context.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/launch.cuh"
@@ -102,11 +104,13 @@ __device__ void update_running(const RunningStats<T>& r, int64_t c, T batch_mean
 
 // Channel c = blockIdx.x of x [N, C, S] (contiguous): mean, biased variance, y = x * scale + shift
 // (+ residual, then max(., 0) when relu), the statistics, and the running statistics advanced
-// with them (block 0 also advances the counter). w, b, res, run.mean may be null.
+// with them (block 0 also advances the counter). w, b, res, run.mean may be null; y_bf16, when not
+// null, receives y rounded to bfloat16 (set_bf16_prestaging).
 template <class T>
-__global__ void bn_train_kernel(const T* x, const T* w, const T* b, const T* res, T* y, T* mean_out,
-                                T* invstd_out, T* var_unbiased_out, RunningStats<T> run, int64_t N,
-                                int64_t C, int64_t S, double eps, bool relu, Lanes lanes) {
+__global__ void bn_train_kernel(const T* x, const T* w, const T* b, const T* res, T* y,
+                                uint16_t* y_bf16, T* mean_out, T* invstd_out, T* var_unbiased_out,
+                                RunningStats<T> run, int64_t N, int64_t C, int64_t S, double eps,
+                                bool relu, Lanes lanes) {
   __shared__ double smem[32];
   const int64_t c = blockIdx.x;
   const int row0 = threadIdx.x / lanes.cols, col0 = threadIdx.x % lanes.cols;
@@ -143,18 +147,21 @@ __global__ void bn_train_kernel(const T* x, const T* w, const T* b, const T* res
     for (int64_t i = col0; i < S; i += lanes.cols) {
       T v = x[at + i] * scale + shift;
       if (res) v = v + res[at + i];
-      y[at + i] = relu && !(v > T(0)) ? T(0) : v;
+      v = relu && !(v > T(0)) ? T(0) : v;
+      y[at + i] = v;
+      if (y_bf16) y_bf16[at + i] = bf16::from_float(static_cast<float>(v));
     }
   }
 }
 
 // Channel c = blockIdx.x: with d = dy (or dy where z > 0, z the fused forward's output),
 // dx = w invstd / M (M d - sum(d) - xhat sum(d xhat)), dw = sum(d xhat), db = sum(d); d itself
-// goes to dm when dm is not null (the residual's gradient of the fused add).
+// goes to dm when dm is not null (the residual's gradient of the fused add); dx rounded to
+// bfloat16 to dx_bf16 when that is not null (set_bf16_prestaging).
 template <class T>
 __global__ void bn_backward_kernel(const T* dy, const T* x, const T* w, const T* mean,
-                                   const T* invstd, const T* z, T* dx, T* dw, T* db, T* dm,
-                                   int64_t N, int64_t C, int64_t S, Lanes lanes) {
+                                   const T* invstd, const T* z, T* dx, uint16_t* dx_bf16, T* dw,
+                                   T* db, T* dm, int64_t N, int64_t C, int64_t S, Lanes lanes) {
   __shared__ double smem[32];
   const int64_t c = blockIdx.x;
   const int row0 = threadIdx.x / lanes.cols, col0 = threadIdx.x % lanes.cols;
@@ -182,7 +189,9 @@ __global__ void bn_backward_kernel(const T* dy, const T* x, const T* w, const T*
     const int64_t at = (n * C + c) * S;
     for (int64_t i = col0; i < S; i += lanes.cols) {
       const T d = z && !(z[at + i] > T(0)) ? T(0) : dy[at + i];
-      dx[at + i] = a * d + bb * (x[at + i] - mc) + off;
+      const T g = a * d + bb * (x[at + i] - mc) + off;
+      dx[at + i] = g;
+      if (dx_bf16) dx_bf16[at + i] = bf16::from_float(static_cast<float>(g));
       if (dm) dm[at + i] = d;
     }
   }
@@ -267,9 +276,10 @@ __global__ void bn_split_stats_kernel(const T* x, double* part, int64_t C, int64
 // 0 the counter).
 template <class T>
 __global__ void bn_split_apply_kernel(const T* x, const T* w, const T* b, const T* res, T* y,
-                                      T* mean_out, T* invstd_out, T* var_unbiased_out,
-                                      RunningStats<T> run, const double* part, int64_t C, int64_t S,
-                                      int64_t M, int B, double eps, bool relu) {
+                                      uint16_t* y_bf16, T* mean_out, T* invstd_out,
+                                      T* var_unbiased_out, RunningStats<T> run, const double* part,
+                                      int64_t C, int64_t S, int64_t M, int B, double eps,
+                                      bool relu) {
   __shared__ double sp[2 * kMaxParts];
   __shared__ double coef[2];  // scale and shift, exactly as T
   const Share sh = share_of_block(M, B);
@@ -307,7 +317,9 @@ __global__ void bn_split_apply_kernel(const T* x, const T* w, const T* b, const 
   for (ShareWalk it(sh.lo, sh.hi, C, sh.c, S); it.more(); it.next()) {
     T v = x[it.off] * scale + shift;
     if (res) v = v + res[it.off];
-    y[it.off] = relu && !(v > T(0)) ? T(0) : v;
+    v = relu && !(v > T(0)) ? T(0) : v;
+    y[it.off] = v;
+    if (y_bf16) y_bf16[it.off] = bf16::from_float(static_cast<float>(v));
   }
 }
 
@@ -339,9 +351,10 @@ __global__ void bn_split_backward_stats_kernel(const T* dy, const T* x, const T*
 // and db.
 template <class T>
 __global__ void bn_split_backward_apply_kernel(const T* dy, const T* x, const T* w, const T* mean,
-                                               const T* invstd, const T* z, T* dx, T* dw, T* db,
-                                               T* dm, const double* part, int64_t C, int64_t S,
-                                               int64_t M, int B) {
+                                               const T* invstd, const T* z, T* dx,
+                                               uint16_t* dx_bf16, T* dw, T* db, T* dm,
+                                               const double* part, int64_t C, int64_t S, int64_t M,
+                                               int B) {
   __shared__ double sp[2 * kMaxParts];
   __shared__ double coef[3];  // a, bb, off, exactly as T
   const Share sh = share_of_block(M, B);
@@ -372,7 +385,9 @@ __global__ void bn_split_backward_apply_kernel(const T* dy, const T* x, const T*
   const T a = static_cast<T>(coef[0]), bb = static_cast<T>(coef[1]), off = static_cast<T>(coef[2]);
   for (ShareWalk it(sh.lo, sh.hi, C, sh.c, S); it.more(); it.next()) {
     const T d = z && !(z[it.off] > T(0)) ? T(0) : dy[it.off];
-    dx[it.off] = a * d + bb * (x[it.off] - mc) + off;
+    const T g = a * d + bb * (x[it.off] - mc) + off;
+    dx[it.off] = g;
+    if (dx_bf16) dx_bf16[it.off] = bf16::from_float(static_cast<float>(g));
     if (dm) dm[it.off] = d;
   }
 }
@@ -410,6 +425,17 @@ Tensor channel_param(const Tensor& t, int64_t C, const Tensor& x, const char* wh
 template <class T>
 const T* data_or_null(const Tensor& t) {
   return t.defined() ? t.device_data<T>() : nullptr;
+}
+
+// With set_bf16_prestaging (and no channels-last staging), a bfloat16 buffer for a copy of the
+// float32 tensor t that the kernel writes beside t; else undefined.
+Tensor prestaged(const Tensor& t) {
+  if (!bf16_prestaging() || channels_last() || t.dtype() != DType::Float32 || t.numel() == 0)
+    return Tensor();
+  return empty({2 * t.numel()}, DType::UInt8, t.device());
+}
+uint16_t* bf16_data(const Tensor& buffer) {
+  return buffer.defined() ? static_cast<uint16_t*>(buffer.device_raw_data()) : nullptr;
 }
 
 int split_mode_from_environment() noexcept {
@@ -498,6 +524,7 @@ std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x_, const 
                                  running.momentum, running.num_batches_tracked);
     return {y, st};
   }
+  const Tensor yb = prestaged(y);
   const int64_t B = batch_norm_parts(g.N, g.C, S);
   if (B > 1) {
     const Tensor part = empty({g.C, B, 2}, DType::Float64, x.device());
@@ -508,22 +535,24 @@ std::pair<Tensor, ops::BatchNormStats> batch_norm_train(const Tensor& x_, const 
           x.device_data<T>(), part.device_data<double>(), g.C, S, g.M, static_cast<int>(B));
       bn_split_apply_kernel<T><<<blocks, kSplitThreads, 0, stream()>>>(
           x.device_data<T>(), data_or_null<T>(w), data_or_null<T>(b), data_or_null<T>(res),
-          y.device_data<T>(), st.mean.device_data<T>(), st.invstd.device_data<T>(),
+          y.device_data<T>(), bf16_data(yb), st.mean.device_data<T>(), st.invstd.device_data<T>(),
           st.var_unbiased.device_data<T>(), running_stats<T>(running), part.device_data<double>(),
           g.C, S, g.M, static_cast<int>(B), eps, relu);
     });
     OKD_CUDA_CHECK_LAUNCH(op);
+    if (yb.defined()) gpu::remember_bf16_copy(y, yb);
     return {y, st};
   }
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     bn_train_kernel<T><<<static_cast<unsigned>(g.C), kChannelThreads, 0, stream()>>>(
         x.device_data<T>(), data_or_null<T>(w), data_or_null<T>(b), data_or_null<T>(res),
-        y.device_data<T>(), st.mean.device_data<T>(), st.invstd.device_data<T>(),
+        y.device_data<T>(), bf16_data(yb), st.mean.device_data<T>(), st.invstd.device_data<T>(),
         st.var_unbiased.device_data<T>(), running_stats<T>(running), g.N, g.C, S, eps, relu,
         lanes_for(S, kChannelThreads));
   });
   OKD_CUDA_CHECK_LAUNCH(op);
+  if (yb.defined()) gpu::remember_bf16_copy(y, yb);
   return {y, st};
 }
 
@@ -598,6 +627,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> batch_norm_backward(
   OKD_CHECK(!want_masked || z.defined(), op, ": the masked gradient needs the fused output");
   Tensor dm = want_masked ? empty(x.shape(), x.dtype(), x.device()) : Tensor();
   if (g.C == 0) return {dx, dw, db, dm};  // no channel: nothing to launch
+  const Tensor dxb = prestaged(dx);
   const int64_t B = batch_norm_parts(g.N, g.C, S);
   if (B > 1) {
     const Tensor part = empty({g.C, B, 2}, DType::Float64, x.device());
@@ -609,22 +639,24 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> batch_norm_backward(
           part.device_data<double>(), g.C, S, g.M, static_cast<int>(B));
       bn_split_backward_apply_kernel<T><<<blocks, kSplitThreads, 0, stream()>>>(
           dy.device_data<T>(), x.device_data<T>(), data_or_null<T>(w), m.device_data<T>(),
-          is.device_data<T>(), data_or_null<T>(z), dx.device_data<T>(), dw.device_data<T>(),
-          db.device_data<T>(), (dm.defined() ? dm.device_data<T>() : nullptr),
+          is.device_data<T>(), data_or_null<T>(z), dx.device_data<T>(), bf16_data(dxb),
+          dw.device_data<T>(), db.device_data<T>(), (dm.defined() ? dm.device_data<T>() : nullptr),
           part.device_data<double>(), g.C, S, g.M, static_cast<int>(B));
     });
     OKD_CUDA_CHECK_LAUNCH(op);
+    if (dxb.defined()) gpu::remember_bf16_copy(dx, dxb);
     return {dx, dw, db, dm};
   }
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     bn_backward_kernel<T><<<static_cast<unsigned>(g.C), kChannelThreads, 0, stream()>>>(
         dy.device_data<T>(), x.device_data<T>(), data_or_null<T>(w), m.device_data<T>(),
-        is.device_data<T>(), data_or_null<T>(z), dx.device_data<T>(), dw.device_data<T>(),
-        db.device_data<T>(), (dm.defined() ? dm.device_data<T>() : nullptr), g.N, g.C, S,
-        lanes_for(S, kChannelThreads));
+        is.device_data<T>(), data_or_null<T>(z), dx.device_data<T>(), bf16_data(dxb),
+        dw.device_data<T>(), db.device_data<T>(), (dm.defined() ? dm.device_data<T>() : nullptr),
+        g.N, g.C, S, lanes_for(S, kChannelThreads));
   });
   OKD_CUDA_CHECK_LAUNCH(op);
+  if (dxb.defined()) gpu::remember_bf16_copy(dx, dxb);
   return {dx, dw, db, dm};
 }
 

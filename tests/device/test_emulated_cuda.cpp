@@ -11,6 +11,7 @@
 #include "autograd/functions.h"
 #include "autograd/tape.h"
 #include "distill/method.h"
+#include "nn/functional.h"
 #include "nn/layers.h"
 #include "nn/models/backbone.h"
 #include "nn/models/inference.h"
@@ -254,7 +255,10 @@ TEST(DeviceWiring, SyncFreeScopesNameTheHostSynchronisations) {
 // once and replayed on new batches copied into the captured inputs: parameters, buffers and losses
 // equal the eager steps' (bit for bit when emulated: the replay reruns the recorded kernel calls on
 // the captured memory; within tolerance on a GPU, where it is a CUDA graph).
-TEST(DeviceWiring, CapturedStepReplaysLikeEagerSteps) {
+// The body of CapturedStepReplaysLikeEagerSteps, in the precision of the caller's autocast (bf16:
+// the batch norms also write the convolutions' bfloat16 copies, cuda::set_bf16_prestaging).
+namespace {
+void expect_captured_step_replays_like_eager_steps() {
   nn::BackboneOptions o;
   o.arch = "resnet20";
   auto eager = nn::make_backbone(o), captured = nn::make_backbone(o);
@@ -305,6 +309,15 @@ TEST(DeviceWiring, CapturedStepReplaysLikeEagerSteps) {
   for (size_t i = 0; i < be.size(); ++i)
     expect_match(be[i].second, bc[i].second, 1e-4, be[i].first);
   EXPECT_EQ(bc.back().second.item(), 5) << bc.back().first << ": the BN counter advanced on replay";
+}
+}  // namespace
+
+TEST(DeviceWiring, CapturedStepReplaysLikeEagerSteps) {
+  for (Precision precision : {Precision::Float32, Precision::BFloat16}) {
+    SCOPED_TRACE(precision == Precision::BFloat16 ? "bf16" : "float32");
+    nn::functional::Autocast autocast(precision);
+    expect_captured_step_replays_like_eager_steps();
+  }
 }
 
 // Random draws in a captured step (dropout) take their first Philox block from the generator's

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 #include "okd/build_config.h"
@@ -14,6 +15,7 @@
 #include "tensor/ops/conv.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/elementwise.h"
+#include "tensor/ops/norm.h"
 #include "tensor/ops/view.h"
 #include "tensor/random.h"
 #include "tests/support/cuda_test.h"
@@ -143,6 +145,70 @@ TEST(CudaBf16Staging, ConvolutionReusesItsOperandsWithTheSameResults) {
       EXPECT_TRUE(test::allclose(ops::to(reused[i], kCPU), ops::to(afresh[i], kCPU), 0, 0)) << i;
   }
   cuda::set_channels_last(false);
+}
+
+// With set_bf16_prestaging (what Autocast(bf16) turns on), training batch norm writes the bfloat16
+// copies of its output (forward) and of its input gradient (backward) in its own kernels, in both
+// the one-block and the split forms, and the next to_bf16_reused of those tensors finds them: the
+// same bytes as staging them afresh, one conversion fewer each, the values themselves unchanged.
+// Not under channels-last staging (the convolutions then want NHWC copies).
+TEST(CudaBf16Staging, BatchNormWritesTheCopiesItsConvolutionsRead) {
+  OKD_REQUIRE_GPU();
+  Fresh fresh;
+  struct Restore {
+    ~Restore() {
+      cuda::set_bf16_prestaging(false);
+      cuda::set_batch_norm_split(2);
+      cuda::set_channels_last(false);
+    }
+  } restore;
+  // N S = 8192 values a channel: 4 blocks each when split (batch_norm_parts)
+  const Tensor x = gpu_randn({8, 4, 32, 32}, 21), res = gpu_randn({8, 4, 32, 32}, 22);
+  const Tensor w = gpu_randn({4}, 23), b = gpu_randn({4}, 24), dz = gpu_randn({8, 4, 32, 32}, 25);
+  for (int split : {0, 1}) {
+    SCOPED_TRACE(split ? "split" : "one block");
+    cuda::set_batch_norm_split(split);
+    ASSERT_EQ(cuda::batch_norm_parts(8, 4, 32 * 32), split ? 4 : 1);
+    cuda::set_bf16_prestaging(false);
+    const auto [y0, st0] = ops::batch_norm_train(x, w, b, 1e-5, true, res);
+    const Tensor dx0 =
+        std::get<0>(ops::batch_norm_add_relu_backward(dz, x, w, st0.mean, st0.invstd, y0));
+    cuda::set_bf16_prestaging(true);
+    const auto [y1, st1] = ops::batch_norm_train(x, w, b, 1e-5, true, res);
+    const Tensor dx1 =
+        std::get<0>(ops::batch_norm_add_relu_backward(dz, x, w, st1.mean, st1.invstd, y1));
+    EXPECT_TRUE(test::allclose(ops::to(y1, kCPU), ops::to(y0, kCPU), 0, 0));
+    EXPECT_TRUE(test::allclose(ops::to(dx1, kCPU), ops::to(dx0, kCPU), 0, 0));
+    for (const Tensor& t : {y1, dx1}) {
+      const int64_t reused = cuda::gpu::bf16_copies_reused();
+      const Tensor copy = cuda::gpu::to_bf16_reused(t, false);
+      EXPECT_EQ(cuda::gpu::bf16_copies_reused(), reused + 1) << "written by batch norm";
+      EXPECT_EQ(bytes(copy), bytes(cuda::gpu::to_bf16(t, false)));
+    }
+    // without prestaging nothing was written for y0 and dx0
+    const int64_t reused = cuda::gpu::bf16_copies_reused();
+    cuda::gpu::to_bf16_reused(y0, false);
+    cuda::gpu::to_bf16_reused(dx0, false);
+    EXPECT_EQ(cuda::gpu::bf16_copies_reused(), reused);
+  }
+  // A bf16 convolution of the batch norm's output reads the copy and gives the same bits.
+  cuda::set_batch_norm_split(2);
+  ops::Conv2dParams p{1, 1, 1, 1, 1, 1, 1};
+  p.precision = Precision::BFloat16;
+  const Tensor cw = gpu_randn({5, 4, 3, 3}, 26);
+  cuda::set_bf16_prestaging(false);
+  const Tensor want = ops::conv2d_forward(ops::batch_norm_train(x, w, b, 1e-5).first, cw, {}, p);
+  cuda::set_bf16_prestaging(true);
+  const Tensor y = ops::batch_norm_train(x, w, b, 1e-5).first;
+  const int64_t before = cuda::gpu::bf16_copies_reused();
+  const Tensor got = ops::conv2d_forward(y, cw, {}, p);
+  EXPECT_GE(cuda::gpu::bf16_copies_reused(), before + 1);
+  EXPECT_TRUE(test::allclose(ops::to(got, kCPU), ops::to(want, kCPU), 0, 0));
+  // Channels-last staging: batch norm leaves the (NHWC) staging to the convolution.
+  cuda::set_channels_last(true);
+  const int64_t held = cuda::gpu::bf16_copies_held();
+  ops::batch_norm_train(x, w, b, 1e-5);
+  EXPECT_EQ(cuda::gpu::bf16_copies_held(), held);
 }
 
 // Widening a bfloat16 result into a gradient (the bf16 input gradient of a convolution added into
