@@ -15,10 +15,10 @@
 #include <map>
 #include <string>
 
+#include "apps/lib/device_flag.h"
 #include "autograd/gradcheck.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/runtime.h"
-#include "tensor/storage.h"
 
 namespace {
 
@@ -55,10 +55,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   okd::Device device;
   try {
-    device = okd::Device::parse(device_name);
-    if (device.is_cuda())
-      OKD_CHECK(okd::has_allocator(okd::DeviceType::CUDA), "--device ", device_name, ": ",
-                okd::cuda::unavailable_reason());
+    device = okd::apps::device_from_flag(device_name);
   } catch (const std::exception& e) {
     std::cerr << "autograd_audit: " << e.what() << "\n";
     return 2;

@@ -9,11 +9,10 @@
 #include <filesystem>
 #include <string>
 
+#include "apps/lib/device_flag.h"
 #include "nn/models/inference.h"
-#include "tensor/cuda/cuda_ops.h"
 #include "tensor/npy.h"
 #include "tensor/runtime.h"
-#include "tensor/storage.h"
 
 namespace {
 
@@ -34,10 +33,7 @@ int run(PredictArgs a) {
   OKD_CHECK(std::filesystem::is_regular_file(a.input), "input file '", a.input,
             "' does not exist or is not a regular file");
   OKD_CHECK(a.batch_size >= 0, "--batch-size must be 0 (all at once) or more, got ", a.batch_size);
-  const okd::Device device = okd::Device::parse(a.device);
-  if (device.is_cuda())
-    OKD_CHECK(okd::has_allocator(okd::DeviceType::CUDA), "--device ", a.device, ": ",
-              okd::cuda::unavailable_reason());
+  const okd::Device device = okd::apps::device_from_flag(a.device);
   okd::Tensor images = okd::load_npy(a.input);
   okd::nn::BackbonePtr net = okd::nn::load_backbone_for_inference(a.net, a.weights);
   net->to(device);

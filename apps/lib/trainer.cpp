@@ -14,6 +14,7 @@
 #include <map>
 #include <sstream>
 
+#include "apps/lib/device_flag.h"
 #include "apps/lib/progress.h"
 #include "apps/lib/svg_plot.h"
 #include "apps/lib/train_config.h"
@@ -185,14 +186,10 @@ class Trainer {
 
 void Trainer::setup() {
   if (cfg_.threads > 0) set_num_threads(cfg_.threads);
-  device_ = Device::parse(cfg_.device);
+  device_ = device_from_flag(cfg_.device);
   cuda::set_deterministic(cfg_.deterministic);
   cuda::set_allow_tf32(cfg_.allow_tf32);
   cuda::set_conv_autotune(cfg_.cudnn_benchmark);
-  if (device_.is_cuda())
-    OKD_CHECK(has_allocator(DeviceType::CUDA), "--device ", cfg_.device, ": ",
-              cuda::unavailable_reason(),
-              "; use --device cpu (OKD_CUDA_EMULATE=1 emulates cuda:0 on the CPU, for testing)");
   OKD_CHECK(!cfg_.cuda_graph || device_.is_cuda(),
             "--cuda-graph needs --device cuda (got --device ", cfg_.device, ")");
   method_ = distill::make_method(cfg_.method);

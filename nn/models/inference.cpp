@@ -49,7 +49,8 @@ Tensor predict_logits(Backbone& net, const Tensor& images, int64_t batch_size) {
   OKD_CHECK(batch_size >= 0, "predict_logits: batch_size must be >= 0 (0: all at once), got ",
             batch_size);
   NoGradGuard no_grad;
-  const Device device = net.parameters().empty() ? images.device() : net.parameters()[0].device();
+  const std::vector<Tensor> params = net.parameters();
+  const Device device = params.empty() ? images.device() : params[0].device();
   const int64_t n = images.size(0);
   const int64_t chunk = batch_size > 0 ? std::min(batch_size, std::max<int64_t>(n, 1)) : n;
   if (chunk >= n) return ops::to(net.forward(ops::to(images, device)), images.device());

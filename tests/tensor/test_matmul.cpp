@@ -28,14 +28,7 @@ struct ThreadGuard {
   ~ThreadGuard() { set_num_threads(saved); }
 };
 
-std::string expect_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 }  // namespace
 
@@ -136,24 +129,24 @@ TEST(Matmul, EmptyOperands) {
 }
 
 TEST(Matmul, MisuseIsAnErrorNamingTheShapes) {
-  EXPECT_EQ(expect_error([] {
+  EXPECT_EQ(error_of([] {
               ops::matmul(ones({2, 3}), ones({4, 5}));
             }),
             "matmul: [2, 3] @ [4, 5]: inner dimensions 3 and 4 differ");
-  EXPECT_EQ(expect_error([] { ops::matmul(ones({3}), ones({4})); }),
+  EXPECT_EQ(error_of([] { ops::matmul(ones({3}), ones({4})); }),
             "matmul: [3] @ [4]: inner dimensions 3 and 4 differ");
-  std::string bcast = expect_error([] { ops::matmul(ones({2, 3, 4}), ones({5, 4, 2})); });
+  std::string bcast = error_of([] { ops::matmul(ones({2, 3, 4}), ones({5, 4, 2})); });
   EXPECT_NE(bcast.find("matmul"), std::string::npos) << bcast;
   EXPECT_NE(bcast.find("2"), std::string::npos) << bcast;
   EXPECT_NE(bcast.find("5"), std::string::npos) << bcast;
-  std::string dt = expect_error([] { ops::matmul(ones({2, 3}), ones({3, 2}, DType::Float64)); });
+  std::string dt = error_of([] { ops::matmul(ones({2, 3}), ones({3, 2}, DType::Float64)); });
   EXPECT_NE(dt.find("float32"), std::string::npos) << dt;
   EXPECT_NE(dt.find("float64"), std::string::npos) << dt;
-  std::string in = expect_error([] {
+  std::string in = error_of([] {
     ops::matmul(ones({2, 3}, DType::Int64), ones({3, 2}, DType::Int64));
   });
   EXPECT_NE(in.find("int64"), std::string::npos) << in;
-  std::string sc = expect_error([] { ops::matmul(scalar_tensor(1.0), ones({3, 2})); });
+  std::string sc = error_of([] { ops::matmul(scalar_tensor(1.0), ones({3, 2})); });
   EXPECT_NE(sc.find("[]"), std::string::npos) << sc;
 }
 
