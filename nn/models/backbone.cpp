@@ -138,19 +138,34 @@ std::shared_ptr<Linear> make_linear(int64_t in, int64_t out, const InitScheme& i
 
 // The named architectures (make_backbone also builds any wrn{d}_{k}[_ffsd] with d = 6n + 4).
 std::vector<std::string> backbone_names() {
-  return {"resnet20",      "resnet32",      "resnet44",
-          "resnet56",      "resnet110",     "resnet110_bneck",
-          "wrn16_1",       "wrn16_2",       "wrn40_1",
-          "wrn40_2",       "wrn28_4",       "wrn28_10",
-          "wrn16_2_ffsd",  "wrn40_2_ffsd",  "wrn28_10_ffsd",
-          "vgg16_bn",      "densenet40_12", "densenet_bc_100_12",
-          "resnet18",      "resnet34",      "resnet18_cifar",
+  return {"resnet8",
+          "resnet20",
+          "resnet32",
+          "resnet44",
+          "resnet56",
+          "resnet110",
+          "resnet110_bneck",
+          "wrn16_1",
+          "wrn16_2",
+          "wrn40_1",
+          "wrn40_2",
+          "wrn28_4",
+          "wrn28_10",
+          "wrn16_2_ffsd",
+          "wrn40_2_ffsd",
+          "wrn28_10_ffsd",
+          "vgg16_bn",
+          "densenet40_12",
+          "densenet_bc_100_12",
+          "resnet18",
+          "resnet34",
+          "resnet18_cifar",
           "resnet34_cifar"};
 }
 
 BackbonePtr make_backbone(const BackboneOptions& o) {
   const std::string& a = o.arch;
-  for (int depth : {20, 32, 44, 56, 110})
+  for (int depth : {8, 20, 32, 44, 56, 110})
     if (a == "resnet" + std::to_string(depth)) return make_cifar_resnet(a, depth, false, o);
   if (a == "resnet110_bneck") return make_cifar_resnet(a, 110, true, o);
   if (BackbonePtr wrn = make_wide_resnet(a, o)) return wrn;

@@ -1,0 +1,96 @@
+// Deterministic inputs shared with tests/reference/method_parity/common.py: every parameter of a
+// method's networks and every image of a batch is a function of its name alone (FNV-1a of the
+// name seeds a SplitMix64 stream), so okd and an independent PyTorch implementation of a method
+// start one training step from the same numbers without shipping weights.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "autograd/tape.h"
+#include "distill/method.h"
+#include "tensor/ops/copy.h"
+#include "tensor/tensor.h"
+
+namespace okd::distill::parity {
+
+inline uint64_t fnv1a64(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+// n values in [-1, 1): SplitMix64 seeded with fnv1a64(key), the top 53 bits of each draw as u in
+// [0, 1), returned as 2u - 1.
+inline std::vector<double> det_uniform(const std::string& key, int64_t n) {
+  uint64_t state = fnv1a64(key);
+  std::vector<double> v(static_cast<size_t>(n));
+  for (auto& x : v) {
+    state += 0x9e3779b97f4a7c15ull;
+    uint64_t z = state;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    x = 2.0 * (static_cast<double>(z >> 11) * 0x1.0p-53) - 1.0;
+  }
+  return v;
+}
+
+// The value of the parameter called key with this shape:
+//   two or more dimensions: u * sqrt(3 / fan_in), fan_in = numel / shape[0] (variance 1/fan_in);
+//   one dimension named *weight (batch-norm scales): 1 + 0.1 u;  anything else: 0.1 u.
+inline std::vector<double> det_param_values(const std::string& key, const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  std::vector<double> v = det_uniform(key, n);
+  const bool is_weight = key.size() >= 6 && key.compare(key.size() - 6, 6, "weight") == 0;
+  if (shape.size() >= 2) {
+    const double scale = std::sqrt(3.0 / static_cast<double>(n / shape[0]));
+    for (auto& x : v) x *= scale;
+  } else if (is_weight) {
+    for (auto& x : v) x = 1.0 + 0.1 * x;
+  } else {
+    for (auto& x : v) x *= 0.1;
+  }
+  return v;
+}
+
+// Overwrites every parameter of every network (key "<network>/<parameter name>"; a tensor shared
+// by several networks takes the first name met, networks() order) with det_param_values,
+// rounded to float32 first whatever the parameter's dtype. Buffers keep their built values.
+inline void det_init(const Method& m) {
+  NoGradGuard ng;
+  std::unordered_set<const TensorImpl*> seen;
+  for (const auto& [net_name, net] : m.networks())
+    for (const auto& [pname, p] : net->named_parameters()) {
+      if (!seen.insert(p.impl()).second) continue;
+      std::vector<double> v = det_param_values(net_name + "/" + pname, p.shape());
+      for (auto& x : v) x = static_cast<double>(static_cast<float>(x));
+      ops::copy_(p, from_vector<double>(v, p.shape()));  // converts to p's dtype
+    }
+}
+
+// views[v] = float32-rounded det_uniform("batch/view<v>") as [n, 3, size, size]; labels i %
+// classes.
+inline Batch det_batch(int64_t n, int64_t size, int views, int64_t classes, DType dtype) {
+  Batch b;
+  for (int v = 0; v < views; ++v) {
+    std::vector<double> px = det_uniform("batch/view" + std::to_string(v), n * 3 * size * size);
+    for (auto& x : px) x = static_cast<double>(static_cast<float>(x));
+    b.views.push_back(ops::to(from_vector<double>(px, {n, 3, size, size}), dtype));
+  }
+  std::vector<int64_t> y(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) y[static_cast<size_t>(i)] = i % classes;
+  b.labels = from_vector<int64_t>(y, {n});
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = i;
+  b.indices = from_vector<int64_t>(idx, {n});
+  return b;
+}
+
+}  // namespace okd::distill::parity
