@@ -30,23 +30,51 @@ class DML(MethodBase):
     """K networks; L_k = CE(z_k, y) + 1/(K-1) sum_{l != k} T^2 KL_T(sg(z_l) || z_k), one forward
     and one simultaneous step of the sum (the PyTorch reproductions' order, okd's default)."""
 
-    def __init__(self, peers=2, T=1.0):
-        self.K, self.T = peers, T
+    def __init__(self, peers=2, T=1.0, reduction="mean", sequential=False):
+        self.K, self.T, self.sequential = peers, T, sequential
+        self.scale = T**2 / (peers - 1) if reduction == "mean" else T**2
 
     def build(self, arch, num_classes, **_):
         self.nets = [(f"net{k + 1}", CifarResNet(depth_of(arch), num_classes))
                      for k in range(self.K)]
 
+    def loss_of(self, k, z, labels):
+        ce = F.cross_entropy(z[k], labels)
+        kl = sum(kl_batchmean(z[l].detach(), z[k], self.T) for l in range(self.K) if l != k)
+        return ce, kl * self.scale
+
     def forward_train(self, views, labels, clock):
-        z = [net(views[0]) for _, net in self.nets]
+        self.x, self.labels = views[0], labels
+        self.z = [net(views[0]) for _, net in self.nets]
         terms, total = [], 0
         for k in range(self.K):
-            ce = F.cross_entropy(z[k], labels)
-            kl = sum(kl_batchmean(z[l].detach(), z[k], self.T)
-                     for l in range(self.K) if l != k) * (self.T**2 / (self.K - 1))
+            ce, kl = self.loss_of(k, self.z, labels)
             terms += [(f"ce_net{k + 1}", ce), (f"kl_net{k + 1}", kl)]
             total = total + ce + kl
         return total, terms
+
+    def update(self, loss, terms, opt, clock):
+        if not self.sequential:
+            return super().update(loss, terms, opt, clock)
+        # The paper's algorithm (classic.md §5 "Update order"): update net 1 on L_1, recompute
+        # net 1's prediction with its new weights, update net 2 on L_2 against it, and so on. A
+        # network's own logits are those of the step's first forward (it has not changed yet).
+        # Following okd's documented choice (docs/methods/dml.md), the recomputation runs in
+        # train mode but leaves the BN running statistics as they were, and the logged terms
+        # stay those of forward_train.
+        z = list(self.z)
+        for k in range(self.K):
+            ce, kl = self.loss_of(k, z, self.labels)
+            opt.zero_grad(set_to_none=True)
+            (ce + kl).backward(retain_graph=True)
+            opt.step()  # only network k has gradients: the others are skipped entirely
+            if k + 1 < self.K:
+                net = self.nets[k][1]
+                saved = [b.clone() for b in net.buffers()]
+                with torch.no_grad():
+                    z[k] = net(self.x)
+                for b, v in zip(net.buffers(), saved):
+                    b.copy_(v)
 
 
 # Past every ramp-up (epoch 100 of 300).
@@ -59,4 +87,9 @@ CASES = [
     ("dml", "dml", DML, LATE, {}),
     ("dml_k3_t2_nesterov", "dml:peers=3,T=2", lambda: DML(peers=3, T=2.0), LATE,
      {"nesterov": True}),
+    ("dml_k3_sum", "dml:peers=3,peer_reduction=sum", lambda: DML(peers=3, reduction="sum"),
+     LATE, {}),
+    ("dml_sequential", "dml:update=sequential", lambda: DML(sequential=True), LATE, {}),
+    ("dml_k3_sequential", "dml:peers=3,update=sequential",
+     lambda: DML(peers=3, sequential=True), LATE, {}),
 ]
