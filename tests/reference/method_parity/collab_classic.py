@@ -1,0 +1,128 @@
+"""KDCL, PCL and CL-ILR, written from the specification for method parity.
+
+- KDCL: classic.md §9 (students on their own views, MinLogit / Naive / Linear / mean ensembles,
+  L = sum_i CE(z_i, y) + lambda T^2 KL_T(sg(z_t) || z_i)).
+- PCL: classic.md §10 (trunk once per view, peers on stage 3, ensemble head on the concatenated
+  pooled features, EMA peers as mean teachers, §1.3 ramp-up, §1.4 EMA).
+- CL-ILR: classic.md §7 (heads on a shared trunk with backpropagation rescaling, hierarchical
+  1-2-4 tree or simple split at the last stage, §2.4; the paper and okddip variants).
+with §1.1 (KD term, batchmean KL) throughout.
+"""
+import copy
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from common import CifarResNet, Clock, MethodBase
+
+
+def kl_batchmean(teacher_logits, student_logits, T=1.0):
+    """KL_T(t || s), batchmean (classic.md §1.1): sum over classes, mean over the batch."""
+    p_log = F.log_softmax(teacher_logits / T, dim=1)
+    q_log = F.log_softmax(student_logits / T, dim=1)
+    return (p_log.exp() * (p_log - q_log)).sum(1).mean()
+
+
+def depth_of(arch):
+    assert arch.startswith("resnet"), arch
+    return int(arch[len("resnet"):])
+
+
+def sigmoid_rampup(epoch, length):
+    """classic.md §1.3: w(e) = exp(-5 (1 - clip(e, 0, L)/L)^2), e the 0-based epoch."""
+    if length <= 0:
+        return 1.0
+    e = min(max(float(epoch), 0.0), float(length))
+    return math.exp(-5.0 * (1.0 - e / length) ** 2)
+
+
+def gap(x):
+    return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+
+class Stage3Head(nn.Module):
+    """A copied branch: stage 3 + GAP + FC (classic.md §2.4), named like the backbone's."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.layer3 = copy.deepcopy(backbone.layer3)
+        self.fc = copy.deepcopy(backbone.fc)
+
+
+# --- KDCL (classic.md §9) ----------------------------------------------------------------------
+
+
+class KDCL(MethodBase):
+    """m students, student i on view i. Teacher z_t from the students' logits (no gradient):
+    minlogit: z_t,c = min_i (z_i,c - z_i,y); naive: per sample the student of least CE;
+    linear: sum_i alpha_i z_i, alpha on the simplex minimising the batch CE, found by
+    exponentiated gradient from the uniform point (alpha <- alpha * exp(-lr grad), normalised);
+    mean: the mean of the logits. L = sum_i CE(z_i, y) + lambda T^2 KL_T(z_t || z_i)."""
+
+    def __init__(self, students=2, ensemble="minlogit", T=2.0, lam=1.0, linear_steps=10,
+                 linear_lr=1.0):
+        self.m, self.ensemble, self.T, self.lam = students, ensemble, T, lam
+        self.linear_steps, self.linear_lr = linear_steps, linear_lr
+
+    def build(self, arch, num_classes, **_):
+        self.nets = [(f"net{i + 1}", CifarResNet(depth_of(arch), num_classes))
+                     for i in range(self.m)]
+
+    def num_views(self):
+        return self.m
+
+    def teacher(self, z, y):
+        z = [t.detach() for t in z]
+        if self.ensemble == "mean":
+            return torch.stack(z).mean(0)
+        if self.ensemble == "minlogit":
+            shifted = [t - t.gather(1, y[:, None]) for t in z]  # own target logit -> 0
+            return torch.stack(shifted).min(0).values
+        if self.ensemble == "naive":
+            ce = torch.stack([F.cross_entropy(t, y, reduction="none") for t in z])  # [m, B]
+            k = ce.argmin(0)  # per sample
+            return torch.stack(z)[k, torch.arange(len(y))]
+        if self.ensemble == "linear":
+            zs = torch.stack(z)  # [m, B, C]
+            alpha = torch.full((self.m,), 1.0 / self.m, dtype=zs.dtype)
+            for _ in range(self.linear_steps):
+                a = alpha.clone().requires_grad_(True)
+                with torch.enable_grad():
+                    ce = F.cross_entropy((a[:, None, None] * zs).sum(0), y)
+                    (g,) = torch.autograd.grad(ce, a)
+                alpha = alpha * torch.exp(-self.linear_lr * g)
+                alpha = alpha / alpha.sum()
+            return (alpha[:, None, None] * zs).sum(0)
+        raise ValueError(self.ensemble)
+
+    def forward_train(self, views, labels, clock):
+        z = [net(views[i]) for i, (_, net) in enumerate(self.nets)]
+        zt = self.teacher(z, labels)
+        terms, total = [], 0
+        for i in range(self.m):
+            ce = F.cross_entropy(z[i], labels)
+            # The term kl_net<i> reports T^2 KL before its weight lambda (okd's convention for
+            # the term's value; the loss carries lambda).
+            kl = self.T**2 * kl_batchmean(zt, z[i], self.T)
+            terms += [(f"ce_net{i + 1}", ce), (f"kl_net{i + 1}", kl)]
+            total = total + ce + self.lam * kl
+        return total, terms
+
+
+# Past every ramp-up (epoch 100 of 300).
+LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
+# Inside the 80-epoch ramp-up.
+RAMP = [Clock(3, 300, 0, 10), Clock(3, 300, 1, 10)]
+# The first two steps of a run (EMA a_0 = 0, a_1 = 0.5; ramp-up w(0)).
+FIRST = [Clock(0, 300, 0, 10), Clock(0, 300, 1, 10)]
+
+CASES = [
+    ("kdcl", "kdcl", KDCL, LATE, {}),
+    ("kdcl_naive_t3_nesterov", "kdcl:ensemble=naive,T=3", lambda: KDCL(ensemble="naive", T=3.0),
+     LATE, {"nesterov": True}),
+    ("kdcl_linear_m3_lambda0.5", "kdcl:students=3,ensemble=linear,lambda=0.5",
+     lambda: KDCL(students=3, ensemble="linear", lam=0.5), LATE, {}),
+    ("kdcl_mean", "kdcl:ensemble=mean", lambda: KDCL(ensemble="mean"), LATE, {}),
+]
