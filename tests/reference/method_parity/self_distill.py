@@ -124,7 +124,8 @@ class EED(MultiExitMethod):
     L = sum_i CE(z_i, y) + sum_i out_i + sum_i mean[(f_i - f_bar)^2 * 1{f_i > 0 or f_bar > 0}]
     out_i = MSE(z_i, z_bar) (mean over batch and classes; output_loss=mse) or
             kl_weight T^2 KL_T(z_bar || z_i) (output_loss=kl).
-    Terms: ce_exit<i> unweighted; mse_logits or kd, and feature_mse = the sums over i as in L."""
+    Terms: ce_exit<i>; mse_logits = sum_i MSE; kd = sum_i T^2 KL_T (without kl_weight, as BYOT's
+    kd); feature_mse = the masked feature sum."""
 
     def __init__(self, exits="conv_chain", output_loss="mse", T=3.0, kl_weight=0.1,
                  feature_loss=True):
@@ -143,8 +144,9 @@ class EED(MultiExitMethod):
             out = sum(F.mse_loss(zi, z_bar) for zi in z)
             terms.append(("mse_logits", out))
         else:
-            out = sum(self.kl_weight * self.T**2 * kl_batchmean(z_bar, zi, self.T) for zi in z)
-            terms.append(("kd", out))
+            kd = sum(self.T**2 * kl_batchmean(z_bar, zi, self.T) for zi in z)
+            terms.append(("kd", kd))
+            out = self.kl_weight * kd
         total = total + out
         if self.feature_loss:
             fm = sum((((fi - f_bar) ** 2) * ((fi > 0) | (f_bar > 0)).to(fi.dtype)).mean()
@@ -194,4 +196,11 @@ CASES = [
     ("byot_convchain_one_t4", "byot:exits=conv_chain,deepest_ce=one,T=4,alpha=0.5,lambda=0.1",
      lambda: BYOT(exits="conv_chain", deepest_ce="one", T=4.0, alpha=0.5, lam=0.1), LATE,
      {"nesterov": True}),
+    ("eed", "eed", EED, LATE, {}),
+    # the alternative output loss 0.1 -> 0.2, T = 2, without the feature loss, BYOT's exits, Nesterov
+    ("eed_kl_t2_nofeat_bottleneck", "eed:output_loss=kl,T=2,kl_weight=0.2,feature_loss=false,"
+     "exits=bottleneck", lambda: EED(exits="bottleneck", output_loss="kl", T=2.0, kl_weight=0.2,
+                                     feature_loss=False), LATE, {"nesterov": True}),
+    # the kl output loss with the feature loss and EED's own exits
+    ("eed_kl", "eed:output_loss=kl", lambda: EED(output_loss="kl"), LATE, {}),
 ]
