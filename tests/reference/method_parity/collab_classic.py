@@ -111,6 +111,102 @@ class KDCL(MethodBase):
         return total, terms
 
 
+# --- PCL (classic.md §10) -----------------------------------------------------------------------
+
+
+class PCLBranches(nn.Module):
+    """Trunk + m peers (classic.md §2.4, split at the last stage): base is a whole backbone whose
+    stage 3 + FC are peer 1; branch<k> (stage 3 + FC) is peer k+1."""
+
+    def __init__(self, depth, num_classes, peers):
+        super().__init__()
+        self.base = CifarResNet(depth, num_classes)
+        for k in range(1, peers):
+            setattr(self, f"branch{k}", Stage3Head(self.base))
+        self.peers = peers
+
+    def peer(self, j):
+        return self.base if j == 0 else getattr(self, f"branch{j}")
+
+    def trunk(self, x):
+        return self.base.run_stages(0, 2, x)
+
+
+class PCLNet(nn.Module):
+    def __init__(self, depth, num_classes, peers):
+        super().__init__()
+        self.net = PCLBranches(depth, num_classes, peers)
+        self.ensemble_fc = nn.Linear(peers * 64, num_classes)
+
+    def forward_views(self, views):
+        """Peer j on trunk(view j), the trunk run once per view (BN statistics per view).
+        Returns the peers' logits and the ensemble head's logits on concat(h_1..h_m)."""
+        feats, logits = [], []
+        for j in range(self.net.peers):
+            p = self.net.peer(j)
+            h = gap(p.layer3(self.net.trunk(views[j])))
+            feats.append(h)
+            logits.append(p.fc(h))
+        return logits, self.ensemble_fc(torch.cat(feats, 1))
+
+
+class PCL(MethodBase):
+    """L = CE(z_e, y) + sum_j [ CE(z_j, y) + w(e) T^2 KL_T(sg(z_e) || z_j)
+                                + w(e)/(m-1) sum_{l != j} T^2 KL_T(z'_l || z_j) ],
+    z'_l the EMA model's peer l on view l (train mode, no gradient). After each step every EMA
+    parameter: theta' <- a theta' + (1 - a) theta, a = min(1 - 1/(t+1), a_max), t the 0-based
+    count of steps (§1.4, see after_update); ema_buffers=average also averages the BN running statistics."""
+
+    def __init__(self, peers=3, T=3.0, rampup=80, ema_decay=0.999, ema_buffers="own"):
+        self.m, self.T, self.rampup = peers, T, rampup
+        self.ema_decay, self.ema_buffers = ema_decay, ema_buffers
+
+    def build(self, arch, num_classes, **_):
+        self.model = PCLNet(depth_of(arch), num_classes, self.m)
+        self.ema = copy.deepcopy(self.model)  # replaced by det_init's "ema/..." values (expected)
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+        self.nets = [("net", self.model), ("ema", self.ema)]
+        self.ema_steps = 0
+
+    def num_views(self):
+        return self.m
+
+    def forward_train(self, views, labels, clock):
+        z, ze = self.model.forward_views(views)
+        with torch.no_grad():
+            zp, _ = self.ema.forward_views(views)
+        w = sigmoid_rampup(clock.epoch, self.rampup)
+        T2 = self.T**2
+        ce_e = F.cross_entropy(ze, labels)
+        terms = [(f"ce_peer{j + 1}", F.cross_entropy(z[j], labels)) for j in range(self.m)]
+        # kl_ensemble / kl_mean_teachers: sums over the peers before the ramp-up weight w
+        kl_e = sum(T2 * kl_batchmean(ze.detach(), z[j], self.T) for j in range(self.m))
+        kl_mt = sum(T2 * kl_batchmean(zp[l], z[j], self.T)
+                    for j in range(self.m) for l in range(self.m) if l != j) / (self.m - 1)
+        total = ce_e + sum(t for _, t in terms) + w * kl_e + w * kl_mt
+        terms += [("ce_ensemble", ce_e), ("kl_ensemble", kl_e), ("kl_mean_teachers", kl_mt),
+                  ("w_rampup", torch.tensor(w, dtype=torch.float64))]
+        return total, terms
+
+    def after_update(self, clock):
+        # t counts the optimizer steps this model has taken (0 for its first), which is §1.4's
+        # "0-based global step" in a run from epoch 0, and a_0 = 0 makes "the EMA equal the model
+        # after the first step" wherever the run starts. The cases start at later clocks with a
+        # fresh model, so the count is not clock.global_step() here (okd keeps the same count,
+        # optim/ema.h, checkpointed as ema.step).
+        t = self.ema_steps
+        self.ema_steps += 1
+        a = min(1.0 - 1.0 / (t + 1), self.ema_decay)
+        with torch.no_grad():
+            for pe, p in zip(self.ema.parameters(), self.model.parameters()):
+                pe.mul_(a).add_(p, alpha=1.0 - a)
+            if self.ema_buffers == "average":
+                for (n, be), b in zip(self.ema.named_buffers(), self.model.buffers()):
+                    if be.is_floating_point():
+                        be.mul_(a).add_(b, alpha=1.0 - a)
+
+
 # Past every ramp-up (epoch 100 of 300).
 LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
 # Inside the 80-epoch ramp-up.
@@ -125,4 +221,10 @@ CASES = [
     ("kdcl_linear_m3_lambda0.5", "kdcl:students=3,ensemble=linear,lambda=0.5",
      lambda: KDCL(students=3, ensemble="linear", lam=0.5), LATE, {}),
     ("kdcl_mean", "kdcl:ensemble=mean", lambda: KDCL(ensemble="mean"), LATE, {}),
+    ("pcl", "pcl", PCL, LATE, {}),
+    ("pcl_ramp", "pcl", PCL, RAMP, {}),
+    ("pcl_first_steps", "pcl", PCL, FIRST, {}),
+    ("pcl_m2_t2_ema_average_nesterov", "pcl:peers=2,T=2,ema_decay=0.9,ema_buffers=average",
+     lambda: PCL(peers=2, T=2.0, ema_decay=0.9, ema_buffers="average"), RAMP,
+     {"nesterov": True}),
 ]
