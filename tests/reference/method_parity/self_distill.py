@@ -162,7 +162,12 @@ class Phuong(MultiExitMethod):
     T: 'anneal' starts at 1 and after every step whose batch-mean max_c softmax(z_n / T) (the
     step's teacher logits, at the step's T) exceeds the threshold, T <- factor * T (the official
     code's order: the loss uses the old T, the next step the new one); or a constant.
-    Terms: ce_exit<i> unweighted, soft_ce = sum_{i<n} H (no C, T^2 or s), T = the step's T."""
+    Terms: ce_exit<i> unweighted, soft_ce = sum_{i<n} H (no C, T^2 or s), T = the step's T (the
+    one its loss used). okd (distill/methods/multi_exit.cpp, PhuongMethod::loss) logs as "T" the
+    method's temperature tensor itself when the logits are float64 (ops::to to the same dtype
+    returns it), so after_update's in-place annealing turns the logged value into the next step's
+    T; in float32 it logs a copy, the step's T. The anneal cases fail on term T until that is a
+    copy (their losses and every tensor's change agree)."""
 
     def __init__(self, exits="conv_chain", T="anneal", anneal_factor=1.05, anneal_threshold=0.5,
                  C=0.5, scale="auto"):
@@ -187,8 +192,13 @@ class Phuong(MultiExitMethod):
         return loss, terms
 
 
-# Past every ramp-up (epoch 100 of 300); none of these methods depends on the clock.
+# Past every ramp-up (epoch 100 of 300); none of these methods depends on the clock: Phuong's
+# temperature follows the teacher's confidence, not the epoch.
 LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
+# Early in training, five steps on the same batch: the deepest exit's batch-mean max probability
+# goes 0.18, 0.28, 0.53, ... so the default annealing (threshold 0.5) raises T after step 2 and
+# again after step 3 (steps 3 and 4 run at T = 1.05 and 1.1025).
+EARLY5 = [Clock(3, 300, k, 10) for k in range(5)]
 
 CASES = [
     ("byot", "byot", BYOT, LATE, {}),
@@ -203,4 +213,13 @@ CASES = [
                                      feature_loss=False), LATE, {"nesterov": True}),
     # the kl output loss with the feature loss and EED's own exits
     ("eed_kl", "eed:output_loss=kl", lambda: EED(output_loss="kl"), LATE, {}),
+    ("phuong", "phuong", Phuong, LATE, {}),
+    ("phuong_anneal_early", "phuong", Phuong, EARLY5, {}),
+    # growth 1.2 over threshold 0.25 (T grows after step 1), C = 0.7, s = 1.5, Nesterov
+    ("phuong_f12_th025_c07_s15", "phuong:anneal_factor=1.2,anneal_threshold=0.25,C=0.7,scale=1.5",
+     lambda: Phuong(anneal_factor=1.2, anneal_threshold=0.25, C=0.7, scale=1.5),
+     [Clock(3, 300, k, 10) for k in range(3)], {"nesterov": True}),
+    # the constant-temperature variant (T = 4) on BYOT's exits
+    ("phuong_t4_bottleneck", "phuong:T=4,exits=bottleneck",
+     lambda: Phuong(T="4", exits="bottleneck"), LATE, {}),
 ]
