@@ -207,6 +207,108 @@ class PCL(MethodBase):
                         be.mul_(a).add_(b, alpha=1.0 - a)
 
 
+# --- CL-ILR (classic.md §7) ---------------------------------------------------------------------
+
+
+class GradRescale(torch.autograd.Function):
+    """R_g: identity forward; backward multiplies the incoming gradient (already summed over
+    the g consumers of the shared tensor) by 1/g (classic.md §7, rescale operator)."""
+
+    @staticmethod
+    def forward(ctx, x, g):
+        ctx.g = g
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad / ctx.g, None
+
+
+class Stage2Copy(nn.Module):
+    def __init__(self, backbone):
+        super().__init__()
+        self.layer2 = copy.deepcopy(backbone.layer2)
+
+
+class CLILRNet(nn.Module):
+    """base: a whole backbone; its stem + stage 1 (+ stage 2 in the simple layout) is the shared
+    trunk and its stage 3 + FC are head 1. head<k> (stage 3 + FC) is head k+1.
+    hierarchical (tree 1-2-4): base.layer2 feeds heads 1..H/2, mid1.layer2 heads H/2+1..H;
+    rescale R_2 on the stage-1 output and R_{H/2} on each stage-2 output (trunk factor 1/H).
+    simple: stem + stages 1-2 shared by the H heads, R_H on the stage-2 output."""
+
+    def __init__(self, depth, num_classes, heads, layout, rescale):
+        super().__init__()
+        self.base = CifarResNet(depth, num_classes)
+        self.H, self.layout, self.rescale = heads, layout, rescale
+        if layout == "hierarchical":
+            assert heads % 2 == 0
+            self.mid1 = Stage2Copy(self.base)
+        for k in range(1, heads):
+            setattr(self, f"head{k}", Stage3Head(self.base))
+
+    def R(self, x, g):
+        return GradRescale.apply(x, float(g)) if self.rescale else x
+
+    def head(self, h):
+        return self.base if h == 0 else getattr(self, f"head{h}")
+
+    def forward(self, x):
+        f1 = self.base.run_stages(0, 1, x)
+        if self.layout == "simple":
+            f2 = self.R(self.base.layer2(f1), self.H)
+            inputs = [f2] * self.H
+        else:
+            f1 = self.R(f1, 2)
+            half = self.H // 2
+            f2 = [self.R(self.base.layer2(f1), half), self.R(self.mid1.layer2(f1), half)]
+            inputs = [f2[h // half] for h in range(self.H)]
+        out = []
+        for h in range(self.H):
+            p = self.head(h)
+            out.append(p.fc(gap(p.layer3(inputs[h]))))
+        return out
+
+
+class CLILR(MethodBase):
+    """t_h = 1/(H-1) sum_{j != h} z_j (the other heads' logits).
+    paper:  L = sum_h [ beta CE(z_h, y) + (1 - beta) T^2 KL_T(sg(t_h) || z_h) ], T = 2;
+    okddip: L = sum_h CE(z_h, y) + w(e) sum_h T^2 KL_T(t_h || z_h), T = 3, t_h not detached.
+    Terms: ce_head<h> = CE(z_h, y), kl = sum_h T^2 KL_T(t_h || z_h) before beta / w."""
+
+    def __init__(self, variant="paper", heads=4, layout=None, T=None, beta=0.5, detach=None,
+                 rampup=80, rescale=True):
+        self.variant, self.H, self.beta, self.rampup, self.rescale = (variant, heads, beta,
+                                                                       rampup, rescale)
+        okd = variant == "okddip"
+        self.layout = layout or ("simple" if okd else "hierarchical")
+        self.T = T if T is not None else (3.0 if okd else 2.0)
+        self.detach = detach if detach is not None else not okd
+
+    def build(self, arch, num_classes, **_):
+        self.net = CLILRNet(depth_of(arch), num_classes, self.H, self.layout, self.rescale)
+        self.nets = [("net", self.net)]
+
+    def forward_train(self, views, labels, clock):
+        z = self.net(views[0])
+        H, T2 = self.H, self.T**2
+        total_z = sum(z)
+        terms, ces, kl = [], [], 0
+        for h in range(H):
+            t = (total_z - z[h]) / (H - 1)
+            if self.detach:
+                t = t.detach()
+            ces.append(F.cross_entropy(z[h], labels))
+            terms.append((f"ce_head{h + 1}", ces[-1]))
+            kl = kl + T2 * kl_batchmean(t, z[h], self.T)
+        terms.append(("kl", kl))
+        if self.variant == "okddip":
+            w = sigmoid_rampup(clock.epoch, self.rampup)
+            terms.append(("w_rampup", torch.tensor(w, dtype=torch.float64)))
+            return sum(ces) + w * kl, terms
+        return self.beta * sum(ces) + (1 - self.beta) * kl, terms
+
+
 # Past every ramp-up (epoch 100 of 300).
 LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
 # Inside the 80-epoch ramp-up.
@@ -224,7 +326,17 @@ CASES = [
     ("pcl", "pcl", PCL, LATE, {}),
     ("pcl_ramp", "pcl", PCL, RAMP, {}),
     ("pcl_first_steps", "pcl", PCL, FIRST, {}),
-    ("pcl_m2_t2_ema_average_nesterov", "pcl:peers=2,T=2,ema_decay=0.9,ema_buffers=average",
-     lambda: PCL(peers=2, T=2.0, ema_decay=0.9, ema_buffers="average"), RAMP,
+    # a_max = 0.3 < a_1 = 0.5, so the cap acts within two steps (a_0 = 0, a_1 = 0.3).
+    ("pcl_m2_t2_ema_average_nesterov", "pcl:peers=2,T=2,ema_decay=0.3,ema_buffers=average",
+     lambda: PCL(peers=2, T=2.0, ema_decay=0.3, ema_buffers="average"), RAMP,
      {"nesterov": True}),
+    ("cl_ilr", "cl-ilr", CLILR, LATE, {}),
+    ("cl_ilr_okddip", "cl-ilr:variant=okddip", lambda: CLILR(variant="okddip"), LATE, {}),
+    ("cl_ilr_okddip_ramp", "cl-ilr:variant=okddip", lambda: CLILR(variant="okddip"), RAMP, {}),
+    ("cl_ilr_simple_t3_beta0.3_nesterov", "cl-ilr:layout=simple,T=3,beta=0.3",
+     lambda: CLILR(layout="simple", T=3.0, beta=0.3), LATE, {"nesterov": True}),
+    ("cl_ilr_okddip_h3_norescale_detach",
+     "cl-ilr:variant=okddip,heads=3,rescale=false,detach=true,rampup_epochs=40",
+     lambda: CLILR(variant="okddip", heads=3, rescale=False, detach=True, rampup=40), RAMP, {}),
+    ("cl_ilr_undetached_hier", "cl-ilr:detach=false", lambda: CLILR(detach=False), LATE, {}),
 ]
