@@ -62,8 +62,9 @@ class KDCL(MethodBase):
     mean: the mean of the logits. L = sum_i CE(z_i, y) + lambda T^2 KL_T(z_t || z_i)."""
 
     def __init__(self, students=2, ensemble="minlogit", T=2.0, lam=1.0, linear_steps=10,
-                 linear_lr=1.0):
+                 linear_lr=1.0, own_views=True):
         self.m, self.ensemble, self.T, self.lam = students, ensemble, T, lam
+        self.own_views = own_views  # false: every student on the first view (okd's option)
         self.linear_steps, self.linear_lr = linear_steps, linear_lr
 
     def build(self, arch, num_classes, **_):
@@ -71,7 +72,7 @@ class KDCL(MethodBase):
                      for i in range(self.m)]
 
     def num_views(self):
-        return self.m
+        return self.m if self.own_views else 1
 
     def teacher(self, z, y):
         z = [t.detach() for t in z]
@@ -98,7 +99,7 @@ class KDCL(MethodBase):
         raise ValueError(self.ensemble)
 
     def forward_train(self, views, labels, clock):
-        z = [net(views[i]) for i, (_, net) in enumerate(self.nets)]
+        z = [net(views[i if self.own_views else 0]) for i, (_, net) in enumerate(self.nets)]
         zt = self.teacher(z, labels)
         terms, total = [], 0
         for i in range(self.m):
@@ -323,6 +324,9 @@ CASES = [
     ("kdcl_linear_m3_lambda0.5", "kdcl:students=3,ensemble=linear,lambda=0.5",
      lambda: KDCL(students=3, ensemble="linear", lam=0.5), LATE, {}),
     ("kdcl_mean", "kdcl:ensemble=mean", lambda: KDCL(ensemble="mean"), LATE, {}),
+    ("kdcl_shared_view_linear_steps3", "kdcl:own_views=false,ensemble=linear,linear_steps=3,"
+     "linear_lr=0.5", lambda: KDCL(own_views=False, ensemble="linear", linear_steps=3,
+                                    linear_lr=0.5), LATE, {}),
     ("pcl", "pcl", PCL, LATE, {}),
     ("pcl_ramp", "pcl", PCL, RAMP, {}),
     ("pcl_first_steps", "pcl", PCL, FIRST, {}),
