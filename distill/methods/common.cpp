@@ -22,7 +22,9 @@ nn::BackbonePtr make_method_backbone(const BuildContext& ctx, uint64_t seed_offs
   return nn::make_backbone(o);
 }
 
-Tensor scalar_term(double value) { return scalar_tensor(value); }
+// float64, so a weight computed in double is logged exactly in any run (a float32 term rounded it
+// to ~6e-8 relative).
+Tensor scalar_term(double value) { return scalar_tensor(value, DType::Float64); }
 
 Tensor mean_of(const std::vector<Tensor>& xs) {
   OKD_CHECK(!xs.empty(), "mean_of: no tensors");

@@ -16,7 +16,7 @@ nn::BackbonePtr make_method_backbone(const BuildContext& ctx, uint64_t seed_offs
                                      const std::string& shortcut = "run",
                                      const std::string& init = "run");
 
-// A float32 scalar tensor (for logging schedule weights as terms).
+// A float64 scalar tensor (for logging schedule weights as terms, exactly).
 Tensor scalar_term(double value);
 // Elementwise mean of equally shaped tensors.
 Tensor mean_of(const std::vector<Tensor>& xs);

@@ -115,9 +115,15 @@ StepResult MateMethod::loss(const std::vector<Tensor>& z, const Tensor& y, doubl
   const bool to_exits = options_.get_bool("teacher_grad_to_exits");
   const double beta = options_.get_double("beta");
   std::vector<Tensor> teachers = mate_teachers(net_->theta, z, !to_exits);
+  // The KD terms' teachers. Whether their gradient reaches Theta (theta_grad_from_kd) and whether
+  // it reaches the exits (teacher_grad_to_exits) are independent choices, so Theta is detached
+  // here rather than the whole teacher (which also cut the exits' path when both were asked).
+  const std::vector<Tensor> kd_teachers = options_.get_bool("theta_grad_from_kd")
+                                              ? teachers
+                                              : mate_teachers(detach(net_->theta), z, !to_exits);
   KdOptions kd;
   kd.T = options_.get_double("T");
-  kd.detach_teacher = !options_.get_bool("theta_grad_from_kd");
+  kd.detach_teacher = false;
   StepResult r;
   Tensor ce_exits, ce_teachers, kd_total;
   for (int i = 0; i < K; ++i) {
@@ -129,7 +135,7 @@ StepResult MateMethod::loss(const std::vector<Tensor>& z, const Tensor& y, doubl
     Tensor kd_i;
     for (int k = 0; k < K; ++k) {
       const double w = k == i ? beta : (1 - beta) / (K - 1);
-      Tensor t = kd_loss(z[i], teachers[k], kd) * w;
+      Tensor t = kd_loss(z[i], kd_teachers[k], kd) * w;
       kd_i = kd_i.defined() ? kd_i + t : t;
     }
     r.terms.emplace_back("kd_exit" + std::to_string(i + 1), kd_i);

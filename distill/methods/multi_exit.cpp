@@ -378,7 +378,9 @@ StepResult PhuongMethod::loss(const MultiExitNet::Output& o, const Tensor& y) {
   }
   r.loss = (ce_sum * (1 - C) + soft_sum * (T * T) * C) * s;
   r.terms.emplace_back("soft_ce", soft_sum);
-  r.terms.emplace_back("T", T);
+  // A copy: in a float64 run T is T_ itself, which after_update anneals in place, so the term
+  // would show the next step's temperature.
+  r.terms.emplace_back("T", ops::clone(T));
   last_teacher_ = detach(o.logits.back());
   add_exit_logits(r, o);
   return r;

@@ -11,6 +11,7 @@
 
 #include "autograd/tape.h"
 #include "distill/method.h"
+#include "nn/module.h"
 #include "tensor/ops/copy.h"
 #include "tensor/tensor.h"
 
@@ -62,17 +63,33 @@ inline std::vector<double> det_param_values(const std::string& key, const Shape&
 
 // Overwrites every parameter of every network (key "<network>/<parameter name>"; a tensor shared
 // by several networks takes the first name met, networks() order) with det_param_values,
-// rounded to float32 first whatever the parameter's dtype. Buffers keep their built values.
+// rounded to float32 first whatever the parameter's dtype. So are the floating-point buffers
+// other than batch norm's running statistics (MCL's memory banks, drawn at random when built);
+// running_mean, running_var and integer buffers keep their built values.
+inline bool det_buffer(const std::string& name, const Tensor& t) {
+  auto ends_with = [&](const char* s) {
+    const std::string suffix(s);
+    return name.size() >= suffix.size() &&
+           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return (t.dtype() == DType::Float32 || t.dtype() == DType::Float64) &&
+         !ends_with("running_mean") && !ends_with("running_var");
+}
+
 inline void det_init(const Method& m) {
   NoGradGuard ng;
   std::unordered_set<const TensorImpl*> seen;
-  for (const auto& [net_name, net] : m.networks())
-    for (const auto& [pname, p] : net->named_parameters()) {
+  for (const auto& [net_name, net] : m.networks()) {
+    nn::NamedTensors targets = net->named_parameters();
+    for (const auto& [bname, b] : net->named_buffers())
+      if (det_buffer(bname, b)) targets.emplace_back(bname, b);
+    for (const auto& [pname, p] : targets) {
       if (!seen.insert(p.impl()).second) continue;
       std::vector<double> v = det_param_values(net_name + "/" + pname, p.shape());
       for (auto& x : v) x = static_cast<double>(static_cast<float>(x));
       ops::copy_(p, from_vector<double>(v, p.shape()));  // converts to p's dtype
     }
+  }
 }
 
 // views[v] = float32-rounded det_uniform("batch/view<v>") as [n, 3, size, size]; labels i %

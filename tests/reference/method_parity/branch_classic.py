@@ -115,7 +115,7 @@ class ONE(MethodBase):
         kl = sum(kd_term(teacher, z[k], self.T, self.eps) for k in range(self.m))
         loss = sum(ces) + ce_e + w * kl
         terms = [(f"ce_branch{k + 1}", ces[k]) for k in range(self.m)]
-        terms += [("ce_ensemble", ce_e), ("kl", kl), ("w_rampup", torch.tensor(w))]
+        terms += [("ce_ensemble", ce_e), ("kl", kl), ("w_rampup", torch.tensor(w, dtype=torch.float64))]
         return loss, terms
 
 
@@ -165,7 +165,7 @@ class OKDDip(MethodBase):
         loss = sum(ces) + ce_l + self.alpha * w * (kl_peers + kl_leader)
         terms = [(f"ce_peer{i + 1}", ces[i]) for i in range(P)]
         terms += [("ce_leader", ce_l), ("kl_peers", kl_peers), ("kl_leader", kl_leader),
-                  ("w_rampup", torch.tensor(w))]
+                  ("w_rampup", torch.tensor(w, dtype=torch.float64))]
         return loss, terms
 
 

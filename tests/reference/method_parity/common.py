@@ -66,13 +66,22 @@ def det_param_values(key, shape):
     return torch.from_numpy(v.astype(np.float32).astype(np.float64)).reshape(shape)
 
 
+def det_buffer(name, t):
+    """Floating buffers other than batch norm's running statistics (MCL's memory banks) are set
+    like parameters; running_mean, running_var and integer buffers keep their built values."""
+    return t.is_floating_point() and not name.endswith(("running_mean", "running_var"))
+
+
 def det_init(networks):
-    """networks: list of (name, module) in okd's networks() order. Sets every parameter from
-    "<network>/<parameter>"; a parameter shared by several networks takes its first name."""
+    """networks: list of (name, module) in okd's networks() order. Sets every parameter (and
+    every det_buffer) from "<network>/<name>"; a tensor shared by several networks takes its
+    first name."""
     seen = set()
     with torch.no_grad():
         for net_name, net in networks:
-            for pname, p in net.named_parameters():
+            targets = list(net.named_parameters())
+            targets += [(n, b) for n, b in net.named_buffers() if det_buffer(n, b)]
+            for pname, p in targets:
                 if id(p) in seen:
                     continue
                 seen.add(id(p))

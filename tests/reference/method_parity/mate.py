@@ -130,7 +130,7 @@ class MATE(MethodBase):
             ce_total = ce_total + ce
             kd_total = kd_total + kdi
         ce_teachers = sum(F.cross_entropy(t_ce[k], labels) for k in range(K))
-        terms += [("ce_teachers", ce_teachers), ("w_rampup", torch.tensor(lam))]
+        terms += [("ce_teachers", ce_teachers), ("w_rampup", torch.tensor(lam, dtype=torch.float64))]
         return ce_total + ce_teachers + lam * kd_total, terms
 
 
