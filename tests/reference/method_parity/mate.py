@@ -16,8 +16,8 @@ Theta); inside the KD terms the teacher is detached w.r.t. the exits but not w.r
   theta_grad_from_kd=false: the KD terms' teachers are detached w.r.t. Theta too;
   teacher_grad_to_exits=true: the teachers (in their CE and in the KD terms) keep the exits'
   gradient. The two are independent: with both switched, the KD teachers keep the exits'
-  gradient and lose Theta's (okd detaches the whole teacher there, so mate_grad_to_exits_nokdtheta
-  fails until okd is fixed). Theta is in its own parameter group, weight decay theta_wd (default 0).
+  gradient and lose Theta's (mate_grad_to_exits_nokdtheta found that okd detached the whole
+  teacher there; fixed in f5a9a84). Theta is in its own parameter group, weight decay theta_wd (default 0).
 Terms: ce_exit<i>, kd_exit<i> (exit i's weighted KD sum, before lambda), ce_teachers (the sum over
 k), w_rampup (lambda); loss = sum ce_exit + ce_teachers + lambda sum kd_exit.
 """

@@ -163,11 +163,9 @@ class Phuong(MultiExitMethod):
     step's teacher logits, at the step's T) exceeds the threshold, T <- factor * T (the official
     code's order: the loss uses the old T, the next step the new one); or a constant.
     Terms: ce_exit<i> unweighted, soft_ce = sum_{i<n} H (no C, T^2 or s), T = the step's T (the
-    one its loss used). okd (distill/methods/multi_exit.cpp, PhuongMethod::loss) logs as "T" the
-    method's temperature tensor itself when the logits are float64 (ops::to to the same dtype
-    returns it), so after_update's in-place annealing turns the logged value into the next step's
-    T; in float32 it logs a copy, the step's T. The anneal cases fail on term T until that is a
-    copy (their losses and every tensor's change agree)."""
+    one its loss used). These cases found that okd logged its temperature tensor itself in
+    float64 runs, which after_update anneals in place (the term showed the next step's T); okd
+    logs a copy since f5a9a84."""
 
     def __init__(self, exits="conv_chain", T="anneal", anneal_factor=1.05, anneal_threshold=0.5,
                  C=0.5, scale="auto"):
