@@ -17,6 +17,13 @@
   b = 2, the identity for b = 3); the generator and L1 terms are summed over the blocks; T = 1.
   The AFD step ordering applies (§12 "The AFD step ordering applies").
 with §1.1 (KD term, batchmean KL).
+
+Logged terms follow okd's names: ce_netk, kl_netk (T^2 KL, before its weight lambda_kl),
+g_adv (the weighted step-2 total, L1 included) and d_lsgan (sum_k L_D,k).
+Readings taken where the specification is silent: the discriminators of step (3) see the
+features computed in step (2) (before step 2's SGD update), detached; D runs in train mode in
+step (2) as well (its BN running statistics move, its parameters do not); D's two forwards are
+separate BN batches, real first (see REAL_FIRST).
 """
 import torch
 import torch.nn as nn
@@ -187,4 +194,15 @@ CASES = [
     ("afd_l1_dsched", "afd:lambda_l1=0.7,d_lr_schedule=true,d_lr=1e-2,d_beta1=0.8",
      lambda: Adversarial(lambda_l1=0.7, d_lr_schedule=True, d_lr=1e-2, d_beta1=0.8), DECAYED,
      {}),
+]
+
+AMLN = (1, 2, 3)
+CASES += [
+    ("amln", "amln", lambda: Adversarial(blocks=AMLN, T=1.0), LATE, {}),
+    ("amln_l1_t2_dsched_nesterov",
+     "amln:lambda_l1=0.5,T=2,lambda_kl=0.5,lambda_adv=0.3,d_lr_schedule=true,d_lr=5e-3",
+     lambda: Adversarial(blocks=AMLN, lambda_l1=0.5, T=2.0, lambda_kl=0.5, lambda_adv=0.3,
+                         d_lr_schedule=True, d_lr=5e-3), DECAYED, {"nesterov": True}),
+    ("amln_k3_beta1_09", "amln:peers=3,d_beta1=0.9,lambda_l1=1",
+     lambda: Adversarial(blocks=AMLN, peers=3, T=1.0, d_beta1=0.9, lambda_l1=1.0), LATE, {}),
 ]
