@@ -158,14 +158,14 @@ Tensor MclMethod::sample_indices(const Tensor& indices, const Tensor& labels) {
   // Per sample (as [B, 1] columns): its class's start and count, M = N - count other images.
   Tensor start = ops::reshape(ops::index_select(class_start_, 0, labels), {B, 1});
   Tensor count = ops::reshape(ops::index_select(class_count_, 0, labels), {B, 1});
-  Tensor others = ops::rsub(N, count);
+  Tensor others = ops::to(ops::reshape(ops::rsub(N, count), {B}), DType::Int64);
   // u in [0, 1) with 48 random bits (two 24-bit draws; the sum is exact in float64), so that
-  // floor(u M) is uniform on [0, M) to within M / 2^48. The product is rounded, hence the clamp
-  // below M; the round trip through int64 is floor (r >= 0), and the rest is exact integers.
+  // floor(u m) is uniform on [0, m) to within m / 2^48. K distinct positions among the M other
+  // images (Floyd's algorithm; independent draws only when K > M, as the reference's
+  // np.random.choice(replace=K > M)), exact integers from there on.
   Tensor u = ops::add(uniform({B, K}, 0.0, 1.0, neg_gen_, DType::Float64, device),
                       uniform({B, K}, 0.0, 0x1p-24, neg_gen_, DType::Float64, device));
-  Tensor r = ops::minimum(ops::mul(u, others), ops::add(others, -1.0));
-  r = ops::to(ops::to(r, DType::Int64), DType::Float64);
+  Tensor r = ops::to(ops::sample_distinct(u, others, static_cast<int64_t>(N)), DType::Float64);
   Tensor pos = ops::where(ops::lt(r, start), r, ops::add(r, count));
   Tensor negatives =
       ops::index_select(class_order_, 0, ops::to(ops::reshape(pos, {B * K}), DType::Int64));

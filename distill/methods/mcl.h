@@ -52,11 +52,12 @@ class MclMethod : public Method {
   // the scores are computed when update_memory is true.
   StepResult loss(const Output& out, const Batch& batch, bool update_memory);
   // [B*(K+1)] dataset indices on the batch's device, sample by sample: the image itself, then K
-  // negatives drawn uniformly (with replacement) among the training images of other classes. A
-  // sample of class c draws u uniform in [0, N - count[c]) and takes order[u] when u < start[c],
-  // else order[u + count[c]] (order: the dataset indices sorted by class; start, count: each
-  // class's range in it). Tensor ops only, from the method's generator: no host read, and the
-  // same draws on every device for a generator state.
+  // negatives drawn uniformly among the training images of other classes, without replacement
+  // (with replacement only when K exceeds their number, as the reference). A sample of class c
+  // draws K distinct positions u in [0, N - count[c]) (ops::sample_distinct) and takes order[u]
+  // when u < start[c], else order[u + count[c]] (order: the dataset indices sorted by class;
+  // start, count: each class's range in it). Tensor ops only, from the method's generator: no
+  // host read, and the same draws on every device for a generator state.
   Tensor sample_indices(const Tensor& indices, const Tensor& labels);
   const std::shared_ptr<BranchedNet>& net() const { return net_; }
   const std::vector<Tensor>& banks() const { return banks_; }

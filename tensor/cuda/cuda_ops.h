@@ -149,6 +149,7 @@ enum class DeviceErrorKind : int32_t {
   GatherIndex,
   ScatterAddIndex,
   CropFlipNormalizeIndex,
+  SampleDistinctCount,
 };
 struct DeviceErrorRecord {
   int32_t kind = 0;  // a DeviceErrorKind; written first, by atomicCAS from 0, so the first wins

@@ -73,6 +73,7 @@ Tensor scatter_add(const Tensor&, int64_t, const Tensor&, const Tensor&) {
 }
 Tensor one_hot(const Tensor&, int64_t, DType) { no_backend("one_hot"); }
 std::pair<Tensor, Tensor> topk(const Tensor&, int64_t, int64_t, bool) { no_backend("topk"); }
+Tensor sample_distinct(const Tensor&, const Tensor&, int64_t) { no_backend("sample_distinct"); }
 Tensor log_softmax_lastdim(const Tensor&) { no_backend("log_softmax"); }
 Tensor log_softmax_lastdim_backward(const Tensor&, const Tensor&) {
   no_backend("log_softmax_backward");

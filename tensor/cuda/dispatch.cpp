@@ -137,6 +137,11 @@ Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype) {
   return emulating() ? emulated([=] { return emu::one_hot(labels, num_classes, dtype); })
                      : gpu::one_hot(labels, num_classes, dtype);
 }
+Tensor sample_distinct(const Tensor& u, const Tensor& counts, int64_t max_count) {
+  return emulating() ? emulated([=] { return emu::sample_distinct(u, counts, max_count); })
+                     : gpu::sample_distinct(u, counts, max_count);
+}
+
 std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool largest) {
   return emulating() ? emulated([=] { return emu::topk(t, k, dim, largest); })
                      : gpu::topk(t, k, dim, largest);
@@ -327,6 +332,9 @@ std::string describe(const DeviceErrorRecord& r) {
     case DeviceErrorKind::CropFlipNormalizeIndex:
       return str("crop_flip_normalize: index ", r.value, " at position ", r.position,
                  " is outside [0, ", r.bound, ")");
+    case DeviceErrorKind::SampleDistinctCount:
+      return str("sample_distinct: count ", r.value, " of row ", r.position, " is outside [1, ",
+                 r.bound, "]");
     case DeviceErrorKind::OneHotLabel:
       return str("one_hot: label ", r.value, " at position ", r.position, " is outside [0, ",
                  r.bound, ")");

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "tensor/cuda/backends.h"
 #include "tensor/ops/activation.h"
@@ -25,6 +26,7 @@
 #include "tensor/ops/pool.h"
 #include "tensor/ops/reduce.h"
 #include "tensor/ops/update.h"
+#include "tensor/ops/view.h"
 #include "tensor/random.h"
 #include "tensor/runtime.h"
 
@@ -393,6 +395,29 @@ Tensor one_hot(const Tensor& labels_, int64_t num_classes, DType dtype) {
     return poisoned(s, dtype);
   }
   return dev(ops::one_hot(labels, num_classes, dtype));
+}
+
+// As the kernel: a count outside [1, max_count] is recorded (the first one) and its row is zeros.
+Tensor sample_distinct(const Tensor& u_, const Tensor& counts_, int64_t max_count) {
+  const Tensor u = host(u_, "sample_distinct");
+  Tensor counts = ops::clone(host(counts_, "sample_distinct"));
+  int64_t* c = counts.data<int64_t>();
+  std::vector<int64_t> bad;
+  for (int64_t b = 0; b < counts.numel(); ++b) {
+    if (c[b] >= 1 && c[b] <= max_count) continue;
+    if (g_error_record.kind == 0) {
+      g_error_record.kind = static_cast<int32_t>(DeviceErrorKind::SampleDistinctCount);
+      g_error_record.dim = 0;
+      g_error_record.position = b;
+      g_error_record.value = c[b];
+      g_error_record.bound = max_count;
+    }
+    bad.push_back(b);
+    c[b] = 1;
+  }
+  Tensor out = ops::sample_distinct(u, counts, max_count);
+  for (int64_t b : bad) ops::fill_(ops::select(out, 0, b), 0.0);
+  return dev(out);
 }
 
 std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool largest) {

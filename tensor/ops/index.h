@@ -21,6 +21,14 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index);
 Tensor gather(const Tensor& t, int64_t dim, const Tensor& index);
 // out = t with out[index[i][j]][j] += src[i][j] for dim 0 (and so on). t is not modified.
 Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src);
+// Positions drawn without replacement, K per row, from given uniforms (Robert Floyd's algorithm):
+// u float64 [B, K] in [0, 1) (values outside are clamped into it), counts int64 [B], each in
+// [1, max_count] (max_count, known on the host, sizes a device's scratch). Row b holds K positions
+// in [0, M = counts[b]): distinct, a uniformly random K-subset, when K <= M; K independent draws
+// floor(u M) when K > M (replacement only where needed). Floyd: for j = 0..K-1 and n = M - K + j,
+// t = floor(u_j (n + 1)); take t, or n when t was taken before. Int64 [B, K]; deterministic in u,
+// the same on every device.
+Tensor sample_distinct(const Tensor& u, const Tensor& counts, int64_t max_count);
 // [N] int64 labels -> [N, num_classes] in dtype (float32 by default).
 Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype = DType::Float32);
 

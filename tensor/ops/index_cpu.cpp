@@ -208,6 +208,55 @@ Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tens
   return out;
 }
 
+static void check_sample_distinct(const Tensor& u, const Tensor& counts, int64_t max_count) {
+  OKD_CHECK(u.dtype() == DType::Float64 && u.dim() == 2,
+            "sample_distinct: u must be float64 [B, K], got ", dtype_name(u.dtype()), " ",
+            shape_str(u.shape()));
+  OKD_CHECK(counts.dtype() == DType::Int64 && counts.dim() == 1 && counts.size(0) == u.size(0),
+            "sample_distinct: counts must be int64 [", u.size(0), "], got ",
+            dtype_name(counts.dtype()), " ", shape_str(counts.shape()));
+  OKD_CHECK(counts.device() == u.device(), "sample_distinct: u is on ", u.device().str(),
+            " and counts on ", counts.device().str());
+  OKD_CHECK(max_count >= 1, "sample_distinct: max_count must be positive, got ", max_count);
+}
+
+Tensor sample_distinct(const Tensor& u, const Tensor& counts, int64_t max_count) {
+  check_sample_distinct(u, counts, max_count);
+  if (cuda::on_cuda(u)) return cuda::sample_distinct(u, counts, max_count);
+  const int64_t B = u.size(0), K = u.size(1);
+  const Tensor uc = contiguous(u), cc = contiguous(counts);
+  Tensor out = empty({B, K}, DType::Int64);
+  const double* pu = uc.data<double>();
+  const int64_t* pc = cc.data<int64_t>();
+  int64_t* po = out.data<int64_t>();
+  std::vector<uint8_t> taken;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t M = pc[b];
+    OKD_CHECK(M >= 1 && M <= max_count, "sample_distinct: count ", M, " of row ", b,
+              " is outside [1, ", max_count, "]");
+    const double* ub = pu + b * K;
+    int64_t* ob = po + b * K;
+    // floor(u m) clamped into [0, m - 1] (u in [0, 1) rounds to m at worst)
+    auto draw = [](double v, int64_t m) {
+      const double x = std::floor(v * static_cast<double>(m));
+      return x <= 0 ? int64_t{0} : std::min(static_cast<int64_t>(x), m - 1);
+    };
+    if (K > M) {
+      for (int64_t j = 0; j < K; ++j) ob[j] = draw(ub[j], M);
+      continue;
+    }
+    taken.assign(static_cast<size_t>(M), 0);
+    for (int64_t j = 0; j < K; ++j) {
+      const int64_t n = M - K + j;
+      int64_t t = draw(ub[j], n + 1);
+      if (taken[static_cast<size_t>(t)]) t = n;  // n itself is never taken yet: all before are < n
+      taken[static_cast<size_t>(t)] = 1;
+      ob[j] = t;
+    }
+  }
+  return out;
+}
+
 Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype) {
   if (cuda::on_cuda(labels)) return cuda::one_hot(labels, num_classes, dtype);
   check_index(labels, "one_hot");

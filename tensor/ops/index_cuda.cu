@@ -1,5 +1,5 @@
 // Indexing CUDA kernels: index_select, gather, scatter_add, one_hot and topk, all four dtypes
-// (index.h); kthvalue is topk's k-th entry on any device.
+// (index.h), and sample_distinct; kthvalue is topk's k-th entry on any device.
 // Index values are checked by the kernels: one out of range is skipped (never a stray read or
 // write; the output holds 0 there) and reported through the deferred-error record, raised as the
 // CPU's okd::Error at the next host synchronisation (cuda_ops.h); no host copy, no sync.
@@ -106,6 +106,41 @@ __global__ void one_hot_kernel(const int64_t* labels, T* out, int64_t n, int64_t
       report_device_error(err, DeviceErrorKind::OneHotLabel, 0, i, v, classes);
     else
       out[i * classes + v] = T(1);
+  }
+}
+
+// floor(v m) clamped into [0, m - 1] (index_cpu.cpp's draw).
+__device__ __forceinline__ int64_t floor_draw(double v, int64_t m) {
+  const double x = floor(v * static_cast<double>(m));
+  if (x <= 0) return 0;
+  const int64_t t = static_cast<int64_t>(x);
+  return t < m - 1 ? t : m - 1;
+}
+
+// One thread per row runs Floyd's algorithm (index.h) in the row's order, with a bitmap of the
+// positions taken so far (words per row: ceil(max_count / 64), zeroed by the caller).
+__global__ void sample_distinct_kernel(const double* u, const int64_t* counts, int64_t B, int64_t K,
+                                       int64_t max_count, int64_t words, unsigned long long* bits,
+                                       int64_t* out, DeviceErrorRecord* err) {
+  OKD_GRID_STRIDE(b, B) {
+    const int64_t M = counts[b];
+    const double* ub = u + b * K;
+    int64_t* ob = out + b * K;
+    if (M < 1 || M > max_count) {
+      report_device_error(err, DeviceErrorKind::SampleDistinctCount, 0, b, M, max_count);
+      for (int64_t j = 0; j < K; ++j) ob[j] = 0;
+    } else if (K > M) {
+      for (int64_t j = 0; j < K; ++j) ob[j] = floor_draw(ub[j], M);
+    } else {
+      unsigned long long* row = bits + b * words;
+      for (int64_t j = 0; j < K; ++j) {
+        const int64_t n = M - K + j;
+        int64_t t = floor_draw(ub[j], n + 1);
+        if ((row[t >> 6] >> (t & 63)) & 1ull) t = n;
+        row[t >> 6] |= 1ull << (t & 63);
+        ob[j] = t;
+      }
+    }
   }
 }
 
@@ -286,6 +321,22 @@ Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype) {
                                                               device_error_record_for_kernels());
   });
   OKD_CUDA_CHECK_LAUNCH("one_hot");
+  return out;
+}
+
+Tensor sample_distinct(const Tensor& u, const Tensor& counts, int64_t max_count) {
+  check_device(u, "sample_distinct");
+  const int64_t B = u.size(0), K = u.size(1);
+  Tensor out = empty({B, K}, DType::Int64, u.device());
+  if (B == 0 || K == 0) return out;
+  const Tensor uc = ops::contiguous(u), cc = ops::contiguous(counts);
+  const int64_t words = (max_count + 63) / 64;
+  Tensor bits = zeros({B, words}, DType::Int64, u.device());
+  sample_distinct_kernel<<<grid_for(B), kThreads, 0, stream()>>>(
+      uc.device_data<double>(), cc.device_data<int64_t>(), B, K, max_count, words,
+      reinterpret_cast<unsigned long long*>(bits.device_data<int64_t>()),
+      out.device_data<int64_t>(), device_error_record_for_kernels());
+  OKD_CUDA_CHECK_LAUNCH("sample_distinct");
   return out;
 }
 
