@@ -172,8 +172,12 @@ Tensor AdversarialMutualMethod::step_discriminators(const TrainClock& clock) {
   Tensor l;
   for (size_t k = 0; k < nets_.size(); ++k)
     for (size_t b = 0; b < last_fake_[k].size(); ++b) {
-      Tensor t = lsgan_discriminator_loss(d_[k][b]->forward(last_real_[k][b]),
-                                          d_[k][b]->forward(last_fake_[k][b]));
+      // Real first, then fake, as L_D is written (classic.md §11): each train-mode forward moves
+      // the discriminator's BN running statistics, so the order is part of the result and must
+      // not be left to the compiler's order of evaluating arguments (GCC ran the fake first).
+      Tensor d_real = d_[k][b]->forward(last_real_[k][b]);
+      Tensor d_fake = d_[k][b]->forward(last_fake_[k][b]);
+      Tensor t = lsgan_discriminator_loss(d_real, d_fake);
       l = l.defined() ? l + t : t;
     }
   const double lr =
