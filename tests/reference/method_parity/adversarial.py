@@ -174,10 +174,9 @@ class Adversarial(MethodBase):
 
 
 # The order of the discriminator's two forwards in step (3): real (the peer's features) first,
-# as L_D,k is written in classic.md §11. okd's step_discriminators passes both forwards as the
-# arguments of one call, lsgan_discriminator_loss(D(real), D(fake)), whose evaluation order C++
-# leaves unspecified; GCC evaluates them right to left (fake first). With REAL_FIRST = False
-# every case here agrees with okd built by GCC to ~1e-14.
+# as L_D,k is written in classic.md §11. These cases found that okd's step_discriminators passed
+# both forwards as the arguments of one call, whose evaluation order C++ leaves unspecified (GCC
+# ran the fake first); okd sequences them, real first, since 34027c2.
 REAL_FIRST = True
 
 # Past every ramp-up (epoch 100 of 300); nothing in AFD/AMLN depends on the epoch.

@@ -29,11 +29,10 @@ their order, so the negatives are taken in index order here; any other K would d
 and is refused. (The official code agrees: dataset/cifar100.py draws with
 np.random.choice(cls_negative[target], k, replace=k > len(cls_negative[target])).)
 
-Status when written: these cases FAIL against okd, on the mcl term from step 0 on and on every
-tensor's change, because okd's MclMethod::sample_indices draws every negative independently,
-i.e. always with replacement (duplicate negatives even when K <= the candidates). Fed okd's own
-draws instead (a diagnostic, not kept), this implementation agrees with okd to 1.5e-14 on every
-term and change, as it does on batch-2 cases with K = 1 where the draw is forced.
+When written, these cases failed against okd: its MclMethod::sample_indices drew every negative
+independently, always with replacement (duplicate negatives even when K <= the candidates). Fed
+okd's own draws instead (a diagnostic, not kept), this implementation agreed to 1.5e-14. okd draws
+without replacement since 7158895 (ops::sample_distinct) and the cases pass.
 
 okd's layout (build/tests/method_layout 'mcl:negatives=7'): "net" holds "net.base" (a whole CIFAR
 ResNet: the shared stem + layer1, and layer2/layer3/fc as branch 1) and "net.branch1".. (layer2,
