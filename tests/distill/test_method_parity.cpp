@@ -28,8 +28,8 @@ namespace {
 namespace fs = std::filesystem;
 
 // float64 on both sides: the only differences are summation orders (~1e-15 relative per op).
-constexpr double kTermRtol = 1e-9;
-constexpr double kDeltaRtol = 1e-7;  // of the tensor's change over the run (L2)
+constexpr double kTermRtol = 1e-11;
+constexpr double kDeltaRtol = 1e-9;  // of the tensor's change over the run (L2)
 
 std::vector<std::string> case_names() {
   std::vector<std::string> names;
