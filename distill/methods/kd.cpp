@@ -69,7 +69,7 @@ StepResult KdMethod::forward_train(const Batch& batch, const TrainClock&) {
   Tensor zt;
   {
     NoGradGuard no_grad;
-    zt = teacher_.net->forward(batch.images());
+    zt = teacher_for(teacher_, batch.images())->forward(batch.images());
   }
   Tensor zs = student_->forward(batch.images());
   const double T = options_.get_double("T");
@@ -87,7 +87,8 @@ StepResult KdMethod::forward_train(const Batch& batch, const TrainClock&) {
 std::vector<std::string> KdMethod::members() const { return {"student", "teacher"}; }
 
 std::vector<std::pair<std::string, Tensor>> KdMethod::eval_logits(const Tensor& images) {
-  return {{"student", student_->forward(images)}, {"teacher", teacher_.net->forward(images)}};
+  return {{"student", student_->forward(images)},
+          {"teacher", teacher_for(teacher_, images)->forward(images)}};
 }
 
 std::string KdMethod::variant_summary() const {
@@ -117,7 +118,7 @@ StepResult AtMethod::forward_train(const Batch& batch, const TrainClock&) {
   BackboneOutputs t;
   {
     NoGradGuard no_grad;
-    t = run_backbone(*teacher_.net, batch.images());
+    t = run_backbone(*teacher_for(teacher_, batch.images()), batch.images());
   }
   BackboneOutputs s = run_backbone(*student_, batch.images());
   KdOptions kd;

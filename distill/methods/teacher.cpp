@@ -75,4 +75,13 @@ LoadedTeacher load_teacher(const BuildContext& ctx, const TeacherSpec& spec,
   return t;
 }
 
+const nn::BackbonePtr& teacher_for(LoadedTeacher& t, const Tensor& images) {
+  const auto params = t.net->parameters();
+  if (!params.empty() && params[0].dtype() != images.dtype()) {
+    t.net->to(images.dtype());
+    for (auto& param : t.net->parameters()) param.requires_grad_(false);
+  }
+  return t.net;
+}
+
 }  // namespace okd::distill

@@ -28,4 +28,8 @@ struct LoadedTeacher {
 LoadedTeacher load_teacher(const BuildContext& ctx, const TeacherSpec& spec,
                            const std::string& option_prefix);
 
+// The teacher's weights in the dtype of the images it is given: the teacher is not among the
+// method's networks(), so a run that converts those (a float64 check) converts it here, once.
+const nn::BackbonePtr& teacher_for(LoadedTeacher& t, const Tensor& images);
+
 }  // namespace okd::distill

@@ -92,6 +92,29 @@ inline void det_init(const Method& m) {
   }
 }
 
+// A frozen teacher's state for the offline methods (kd, at), written to a file the method loads:
+// every parameter from "teacher/<name>" as det_init does, running_mean 0.1 u and running_var
+// 1 + 0.5 u from the same keys (an eval-mode teacher uses them), float32.
+inline void det_teacher(const nn::Module& net) {
+  NoGradGuard ng;
+  auto ends_with = [](const std::string& n, const std::string& suffix) {
+    return n.size() >= suffix.size() &&
+           n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  for (const auto& [name, p] : net.named_parameters()) {
+    std::vector<double> v = det_param_values("teacher/" + name, p.shape());
+    for (auto& x : v) x = static_cast<double>(static_cast<float>(x));
+    ops::copy_(p, from_vector<double>(v, p.shape()));
+  }
+  for (const auto& [name, b] : net.named_buffers()) {
+    const bool mean = ends_with(name, "running_mean"), var = ends_with(name, "running_var");
+    if (!mean && !var) continue;
+    std::vector<double> v = det_uniform("teacher/" + name, b.numel());
+    for (auto& x : v) x = static_cast<double>(static_cast<float>(mean ? 0.1 * x : 1.0 + 0.5 * x));
+    ops::copy_(b, from_vector<double>(v, b.shape()));
+  }
+}
+
 // views[v] = float32-rounded det_uniform("batch/view<v>") as [n, 3, size, size]; labels i %
 // classes.
 inline Batch det_batch(int64_t n, int64_t size, int views, int64_t classes, DType dtype) {

@@ -18,6 +18,7 @@
 
 #include "distill/method.h"
 #include "method_parity.h"
+#include "nn/models/backbone.h"
 #include "nn/module.h"
 #include "optim/sgd.h"
 #include "tests/support/test_support.h"
@@ -61,8 +62,23 @@ TEST_P(MethodParity, StepsMatchTheIndependentImplementation) {
                           "weight_decay", "nesterov", "clocks"})
     ASSERT_TRUE(meta.count(key)) << path << " has no metadata '" << key << "'";
 
-  // The method, with the case's options.
-  const std::string spec = meta["method"];
+  // The method, with the case's options. An offline method's teacher (metadata teacher_arch) is
+  // written to a file with det_teacher's values and named in place of @TEACHER@.
+  std::string spec = meta["method"];
+  if (meta.count("teacher_arch")) {
+    nn::BackboneOptions o;
+    o.arch = meta["teacher_arch"];
+    o.num_classes = std::stoll(meta["classes"]);
+    auto teacher = nn::make_backbone(o);
+    parity::det_teacher(*teacher);
+    const fs::path dir = fs::path(OKD_BINARY_DIR) / "test_tmp" / "method_parity";
+    fs::create_directories(dir);
+    const std::string file = (dir / (GetParam() + "_teacher.safetensors")).string();
+    nn::save_safetensors(file, teacher->state_dict(), {{"arch", o.arch}});
+    const size_t at = spec.find("@TEACHER@");
+    ASSERT_NE(at, std::string::npos) << "a case with teacher_arch names its teacher @TEACHER@";
+    spec.replace(at, 9, file);
+  }
   const size_t colon = spec.find(':');
   auto m = make_method(spec.substr(0, colon));
   if (colon != std::string::npos)

@@ -228,8 +228,21 @@ def _write_safetensors(path, tensors, metadata):
             f.write(b)
 
 
+def det_teacher(net):
+    """A frozen teacher's state (tests/distill/method_parity.h det_teacher): parameters from
+    "teacher/<name>", running_mean 0.1u and running_var 1 + 0.5u from the same keys."""
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            p.copy_(det_param_values(f"teacher/{name}", tuple(p.shape)))
+        for name, b in net.named_buffers():
+            if name.endswith(("running_mean", "running_var")):
+                u = det_uniform(f"teacher/{name}", b.numel())
+                v = 0.1 * u if name.endswith("running_mean") else 1.0 + 0.5 * u
+                b.copy_(torch.from_numpy(v.astype(np.float32).astype(np.float64)).reshape(b.shape))
+
+
 def run_case(name, method, spec, clocks, *, batch=8, size=16, classes=10, arch="resnet8",
-             lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=False, note=""):
+             lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=False, note="", teacher_arch=None):
     """Builds `method` (an object with build/networks/param_groups/num_views/on_epoch_start/
     forward_train/update/after_update, mirroring okd's Method), initialises it with det_init,
     runs one step per clock on det_batch and writes tests/data/method_parity/<name>.safetensors.
@@ -239,8 +252,9 @@ def run_case(name, method, spec, clocks, *, batch=8, size=16, classes=10, arch="
     (loss, [(term name, scalar tensor)]); update(loss, terms, optimizer, clock) does the backward
     and the step(s) and may append terms, as okd's Method::update."""
     torch.manual_seed(0)
+    extra = {"teacher_arch": teacher_arch} if teacher_arch else {}
     method.build(arch=arch, num_classes=classes, image_size=size, epochs=clocks[0].epochs,
-                 iters_per_epoch=clocks[0].iters_per_epoch, lr=lr)
+                 iters_per_epoch=clocks[0].iters_per_epoch, lr=lr, **extra)
     nets = method.networks()
     for _, net in nets:
         net.to(DTYPE)
@@ -275,6 +289,8 @@ def run_case(name, method, spec, clocks, *, batch=8, size=16, classes=10, arch="
             "batch": str(batch), "lr": repr(lr), "momentum": repr(momentum),
             "weight_decay": repr(weight_decay), "nesterov": "true" if nesterov else "false",
             "clocks": ";".join(c.text() for c in clocks), "note": note}
+    if teacher_arch:  # an offline method: the C++ test writes the teacher and names it @TEACHER@
+        meta["teacher_arch"] = teacher_arch
     os.makedirs(OUT_DIR, exist_ok=True)
     path = os.path.join(OUT_DIR, name + ".safetensors")
     _write_safetensors(path, out, meta)
