@@ -61,7 +61,9 @@ int main(int argc, char** argv) {
   bool cuda_graph = false;
   int64_t batch = 128;
   app.add_option("--arch", archs, "architectures")->capture_default_str();
-  app.add_option("--method", method_name, "the training step: baseline, dml, ... (train_cifar's)")
+  app.add_option("--method", method_name,
+                 "the training step: baseline, dml, ... (train_cifar's), with options as "
+                 "NAME:KEY=VALUE,... (ekd-fws:fa_dropout=0 is --ekd-fws.fa_dropout 0)")
       ->capture_default_str();
   app.add_option("--device", device_name, "cpu | cuda")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads")->capture_default_str();
@@ -110,7 +112,7 @@ int main(int argc, char** argv) {
     const Tensor x_host = randn({batch, 3, 32, 32}, gen);
     const Tensor y_host = randint(0, 10, {batch}, gen);
     for (const auto& arch : archs) {
-      auto method = distill::make_method(method_name);
+      auto method = distill::make_method_from_spec(method_name);
       distill::BuildContext ctx;
       ctx.arch = arch;
       ctx.dataset = "cifar10";

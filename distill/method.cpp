@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <sstream>
 
 #include "autograd/tape.h"
 #include "distill/methods/builtin.h"
@@ -148,6 +149,20 @@ std::unique_ptr<Method> make_method(const std::string& name) {
     OKD_FAIL("unknown method '", name, "' (known: ", known, ")");
   }
   return it->second();
+}
+
+std::unique_ptr<Method> make_method_from_spec(const std::string& spec) {
+  const size_t colon = spec.find(':');
+  auto m = make_method(spec.substr(0, colon));
+  if (colon == std::string::npos) return m;
+  std::stringstream options(spec.substr(colon + 1));
+  for (std::string kv; std::getline(options, kv, ',');) {
+    const size_t eq = kv.find('=');
+    OKD_CHECK(eq != std::string::npos && eq > 0, "method spec '", spec, "': '", kv,
+              "' is not KEY=VALUE");
+    m->options().set(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  return m;
 }
 
 }  // namespace okd::distill

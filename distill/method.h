@@ -172,5 +172,8 @@ void register_method(const std::string& name, MethodFactory factory);
 std::vector<std::string> method_names();
 // Throws listing the known methods when name is unknown.
 std::unique_ptr<Method> make_method(const std::string& name);
+// "NAME" or "NAME:KEY=VALUE,KEY=VALUE" (the options of --NAME.KEY VALUE); unknown keys and
+// malformed pairs are errors.
+std::unique_ptr<Method> make_method_from_spec(const std::string& spec);
 
 }  // namespace okd::distill

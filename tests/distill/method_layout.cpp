@@ -26,19 +26,8 @@ std::string shape_json(const Shape& s) {
   return out + "]";
 }
 
-std::unique_ptr<distill::Method> make(const std::string& spec) {
-  const size_t colon = spec.find(':');
-  auto m = distill::make_method(spec.substr(0, colon));
-  if (colon != std::string::npos) {
-    std::stringstream opts(spec.substr(colon + 1));
-    for (std::string kv; std::getline(opts, kv, ',');)
-      m->options().set(kv.substr(0, kv.find('=')), kv.substr(kv.find('=') + 1));
-  }
-  return m;
-}
-
 void probe(const std::string& spec, const distill::BuildContext& ctx, int64_t batch, DType dt) {
-  auto m = make(spec);
+  auto m = distill::make_method_from_spec(spec);
   m->build(ctx);
   distill::parity::det_init(*m);
   for (auto& [n, net] : m->networks()) net->to(dt);
@@ -111,65 +100,71 @@ int main(int argc, char** argv) {
     }
   }
   set_num_threads(1);
-  std::vector<int64_t> labels(100);
-  for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int64_t>(i) % ctx.num_classes;
-  ctx.train_labels = from_vector<int64_t>(labels, {100});
-  auto m = make(spec);
-  m->build(ctx);
-  std::unordered_map<const TensorImpl*, std::string> first_name;
-  std::printf("{\n  \"method\": \"%s\",\n  \"num_views\": %d,\n  \"members\": [", spec.c_str(),
-              m->num_views());
-  auto members = m->members();
-  for (size_t i = 0; i < members.size(); ++i)
-    std::printf("%s\"%s\"", i ? ", " : "", members[i].c_str());
-  std::printf("],\n  \"deployed\": \"%s\",\n  \"networks\": {\n", m->deployed_member().c_str());
-  auto nets = m->networks();
-  for (size_t k = 0; k < nets.size(); ++k) {
-    const auto& [net_name, net] = nets[k];
-    std::printf("    \"%s\": {\n      \"parameters\": [\n", net_name.c_str());
-    auto params = net->named_parameters();
-    for (size_t i = 0; i < params.size(); ++i) {
-      const auto& [pn, p] = params[i];
-      const std::string key = net_name + "/" + pn;
-      auto [it, fresh] = first_name.emplace(p.impl(), key);
-      std::printf("        [\"%s\", %s, %s%s%s]%s\n", pn.c_str(), shape_json(p.shape()).c_str(),
-                  p.requires_grad() ? "true" : "false", fresh ? "" : ", \"alias of ",
-                  fresh ? "" : (it->second + "\"").c_str(), i + 1 < params.size() ? "," : "");
+  try {
+    std::vector<int64_t> labels(100);
+    for (size_t i = 0; i < labels.size(); ++i)
+      labels[i] = static_cast<int64_t>(i) % ctx.num_classes;
+    ctx.train_labels = from_vector<int64_t>(labels, {100});
+    auto m = distill::make_method_from_spec(spec);
+    m->build(ctx);
+    std::unordered_map<const TensorImpl*, std::string> first_name;
+    std::printf("{\n  \"method\": \"%s\",\n  \"num_views\": %d,\n  \"members\": [", spec.c_str(),
+                m->num_views());
+    auto members = m->members();
+    for (size_t i = 0; i < members.size(); ++i)
+      std::printf("%s\"%s\"", i ? ", " : "", members[i].c_str());
+    std::printf("],\n  \"deployed\": \"%s\",\n  \"networks\": {\n", m->deployed_member().c_str());
+    auto nets = m->networks();
+    for (size_t k = 0; k < nets.size(); ++k) {
+      const auto& [net_name, net] = nets[k];
+      std::printf("    \"%s\": {\n      \"parameters\": [\n", net_name.c_str());
+      auto params = net->named_parameters();
+      for (size_t i = 0; i < params.size(); ++i) {
+        const auto& [pn, p] = params[i];
+        const std::string key = net_name + "/" + pn;
+        auto [it, fresh] = first_name.emplace(p.impl(), key);
+        std::printf("        [\"%s\", %s, %s%s%s]%s\n", pn.c_str(), shape_json(p.shape()).c_str(),
+                    p.requires_grad() ? "true" : "false", fresh ? "" : ", \"alias of ",
+                    fresh ? "" : (it->second + "\"").c_str(), i + 1 < params.size() ? "," : "");
+      }
+      std::printf("      ],\n      \"buffers\": [\n");
+      auto bufs = net->named_buffers();
+      for (size_t i = 0; i < bufs.size(); ++i)
+        std::printf("        [\"%s\", %s, \"%s\"]%s\n", bufs[i].first.c_str(),
+                    shape_json(bufs[i].second.shape()).c_str(), dtype_name(bufs[i].second.dtype()),
+                    i + 1 < bufs.size() ? "," : "");
+      std::printf("      ]\n    }%s\n", k + 1 < nets.size() ? "," : "");
     }
-    std::printf("      ],\n      \"buffers\": [\n");
-    auto bufs = net->named_buffers();
-    for (size_t i = 0; i < bufs.size(); ++i)
-      std::printf("        [\"%s\", %s, \"%s\"]%s\n", bufs[i].first.c_str(),
-                  shape_json(bufs[i].second.shape()).c_str(), dtype_name(bufs[i].second.dtype()),
-                  i + 1 < bufs.size() ? "," : "");
-    std::printf("      ]\n    }%s\n", k + 1 < nets.size() ? "," : "");
-  }
-  std::printf("  },\n  \"param_groups\": [\n");
-  auto groups = m->param_groups();
-  for (size_t g = 0; g < groups.size(); ++g) {
-    std::printf("    {\"name\": \"%s\", \"weight_decay\": %s, \"lr_scale\": %s, \"params\": [",
-                groups[g].name.c_str(),
-                groups[g].weight_decay ? std::to_string(*groups[g].weight_decay).c_str() : "null",
-                groups[g].lr_scale ? std::to_string(*groups[g].lr_scale).c_str() : "null");
-    for (size_t i = 0; i < groups[g].params.size(); ++i) {
-      auto it = first_name.find(groups[g].params[i].impl());
-      std::printf("%s\"%s\"", i ? ", " : "",
-                  it == first_name.end() ? "(not in networks())" : it->second.c_str());
+    std::printf("  },\n  \"param_groups\": [\n");
+    auto groups = m->param_groups();
+    for (size_t g = 0; g < groups.size(); ++g) {
+      std::printf("    {\"name\": \"%s\", \"weight_decay\": %s, \"lr_scale\": %s, \"params\": [",
+                  groups[g].name.c_str(),
+                  groups[g].weight_decay ? std::to_string(*groups[g].weight_decay).c_str() : "null",
+                  groups[g].lr_scale ? std::to_string(*groups[g].lr_scale).c_str() : "null");
+      for (size_t i = 0; i < groups[g].params.size(); ++i) {
+        auto it = first_name.find(groups[g].params[i].impl());
+        std::printf("%s\"%s\"", i ? ", " : "",
+                    it == first_name.end() ? "(not in networks())" : it->second.c_str());
+      }
+      std::printf("]}%s\n", g + 1 < groups.size() ? "," : "");
     }
-    std::printf("]}%s\n", g + 1 < groups.size() ? "," : "");
+    std::printf("  ],\n  \"extra_state\": [");
+    auto extra = m->extra_state();
+    for (size_t i = 0; i < extra.size(); ++i)
+      std::printf("%s[\"%s\", %s]", i ? ", " : "", extra[i].first.c_str(),
+                  shape_json(extra[i].second.shape()).c_str());
+    std::printf("]");
+    if (do_probe) {
+      std::printf(",\n  \"probe\": {\n");
+      probe(spec, ctx, batch, DType::Float32);
+      probe(spec, ctx, batch, DType::Float64);
+      std::printf("  \"end\": 0}");
+    }
+    std::printf("\n}\n");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "method_layout: %s\n", e.what());
+    return 1;
   }
-  std::printf("  ],\n  \"extra_state\": [");
-  auto extra = m->extra_state();
-  for (size_t i = 0; i < extra.size(); ++i)
-    std::printf("%s[\"%s\", %s]", i ? ", " : "", extra[i].first.c_str(),
-                shape_json(extra[i].second.shape()).c_str());
-  std::printf("]");
-  if (do_probe) {
-    std::printf(",\n  \"probe\": {\n");
-    probe(spec, ctx, batch, DType::Float32);
-    probe(spec, ctx, batch, DType::Float64);
-    std::printf("  \"end\": 0}");
-  }
-  std::printf("\n}\n");
   return 0;
 }

@@ -79,11 +79,7 @@ TEST_P(MethodParity, StepsMatchTheIndependentImplementation) {
     ASSERT_NE(at, std::string::npos) << "a case with teacher_arch names its teacher @TEACHER@";
     spec.replace(at, 9, file);
   }
-  const size_t colon = spec.find(':');
-  auto m = make_method(spec.substr(0, colon));
-  if (colon != std::string::npos)
-    for (const auto& kv : split(spec.substr(colon + 1), ','))
-      m->options().set(kv.substr(0, kv.find('=')), kv.substr(kv.find('=') + 1));
+  auto m = make_method_from_spec(spec);
   std::vector<TrainClock> clocks;
   for (const auto& c : split(meta["clocks"], ';')) {
     auto f = split(c, ',');
