@@ -122,17 +122,12 @@ int main(int argc, char** argv) {
       method->build(ctx);
       for (const auto& [name, net] : method->networks()) net->to(device);
       method->set_training(true);
-      std::vector<optim::ParamGroup> groups;
-      for (auto& g : method->param_groups()) {
-        optim::ParamGroup og;
-        og.params = g.params;
-        groups.push_back(og);
-      }
       optim::SGDOptions so;
       so.lr = 0.01;
       so.momentum = 0.9;
       so.weight_decay = 5e-4;
-      optim::SGD sgd(groups, so);
+      // the method's groups as train_cifar builds them (their own weight decay, lr scale)
+      optim::SGD sgd(distill::optimizer_groups(*method, so.lr, so.weight_decay), so);
       distill::Batch b;
       for (int v = 0; v < method->num_views(); ++v) b.views.push_back(ops::to(x_host, device));
       b.labels = ops::to(y_host, device);

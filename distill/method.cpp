@@ -151,6 +151,19 @@ std::unique_ptr<Method> make_method(const std::string& name) {
   return it->second();
 }
 
+std::vector<optim::ParamGroup> optimizer_groups(const Method& m, double lr, double weight_decay) {
+  std::vector<optim::ParamGroup> groups;
+  for (const auto& g : m.param_groups()) {
+    optim::ParamGroup og;
+    og.params = g.params;
+    og.name = g.name;
+    og.lr = lr * g.lr_scale.value_or(1.0);
+    og.weight_decay = g.weight_decay.value_or(weight_decay);
+    groups.push_back(std::move(og));
+  }
+  return groups;
+}
+
 std::unique_ptr<Method> make_method_from_spec(const std::string& spec) {
   const size_t colon = spec.find(':');
   auto m = make_method(spec.substr(0, colon));

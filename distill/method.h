@@ -13,11 +13,8 @@
 #include <vector>
 
 #include "nn/module.h"
+#include "optim/optimizer.h"
 #include "tensor/tensor.h"
-
-namespace okd::optim {
-class Optimizer;
-}
 
 namespace okd::distill {
 
@@ -172,6 +169,10 @@ void register_method(const std::string& name, MethodFactory factory);
 std::vector<std::string> method_names();
 // Throws listing the known methods when name is unknown.
 std::unique_ptr<Method> make_method(const std::string& name);
+// The main optimizer's parameter groups for a method's param_groups(): each group's parameters
+// and name, lr * its lr_scale, and its own weight decay or else weight_decay.
+std::vector<optim::ParamGroup> optimizer_groups(const Method& m, double lr, double weight_decay);
+
 // "NAME" or "NAME:KEY=VALUE,KEY=VALUE" (the options of --NAME.KEY VALUE); unknown keys and
 // malformed pairs are errors.
 std::unique_ptr<Method> make_method_from_spec(const std::string& spec);

@@ -224,14 +224,8 @@ void Trainer::setup() {
   // then moved; a method's tensors outside its networks follow ctx.device.
   for (const auto& [name, net] : method_->networks()) net->to(device_);
 
-  std::vector<optim::ParamGroup> groups;
-  for (auto& g : method_->param_groups()) {
-    optim::ParamGroup og;
-    og.params = g.params;
-    og.lr = cfg_.lr * g.lr_scale.value_or(1.0);
-    og.weight_decay = g.weight_decay.value_or(cfg_.weight_decay);
-    groups.push_back(og);
-  }
+  std::vector<optim::ParamGroup> groups =
+      distill::optimizer_groups(*method_, cfg_.lr, cfg_.weight_decay);
   optim::SGDOptions so;
   so.lr = cfg_.lr;
   so.momentum = cfg_.momentum;

@@ -130,10 +130,10 @@ static okd::Tensor deployed_logits(okd::distill::Method& method, const okd::Tens
 
 static bool train_dml_and_reload(const Images& train, const Images& test) {
   auto method = build_dml();
-  std::vector<okd::Tensor> params;
-  for (const auto& group : method->param_groups())
-    params.insert(params.end(), group.params.begin(), group.params.end());
-  okd::optim::SGD sgd(params, {.lr = 0.05, .momentum = 0.9, .weight_decay = 5e-4});
+  // The method's parameter groups (their own weight decay and lr scale) for the main optimizer.
+  const okd::optim::SGDOptions options{.lr = 0.05, .momentum = 0.9, .weight_decay = 5e-4};
+  okd::optim::SGD sgd(okd::distill::optimizer_groups(*method, options.lr, options.weight_decay),
+                      options);
   okd::distill::TrainClock clock;
   clock.iters_per_epoch = 20;
   method->set_training(true);

@@ -31,18 +31,11 @@ void probe(const std::string& spec, const distill::BuildContext& ctx, int64_t ba
   m->build(ctx);
   distill::parity::det_init(*m);
   for (auto& [n, net] : m->networks()) net->to(dt);
-  std::vector<optim::ParamGroup> groups;
-  for (auto& g : m->param_groups()) {
-    optim::ParamGroup og;
-    og.params = g.params;
-    if (g.weight_decay) og.weight_decay = *g.weight_decay;
-    groups.push_back(og);
-  }
   optim::SGDOptions so;
   so.lr = 0.1;
   so.momentum = 0.9;
   so.weight_decay = 5e-4;
-  optim::SGD sgd(groups, so);
+  optim::SGD sgd(distill::optimizer_groups(*m, so.lr, so.weight_decay), so);
   distill::Batch b =
       distill::parity::det_batch(batch, ctx.image_size, m->num_views(), ctx.num_classes, dt);
   for (int step = 0; step < 2; ++step) {

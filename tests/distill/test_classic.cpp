@@ -828,13 +828,6 @@ TEST_P(ClassicEveryMethod, TrainsOnAnEasySetWithFiniteTermsAndEveryMember) {
     }
   }
   m->build(tiny_context("resnet20", 4));
-  std::vector<optim::ParamGroup> groups;
-  for (auto& g : m->param_groups()) {
-    optim::ParamGroup og;
-    og.params = g.params;
-    if (g.weight_decay) og.weight_decay = *g.weight_decay;
-    groups.push_back(og);
-  }
   optim::SGDOptions so;
   // Offline KD (kd, at) puts T^2 = 16 on the KL to a fixed teacher: at lr 0.05 its 12 steps
   // oscillate and where step 11 lands depends on float rounding (measured: loss 0.27 at step 5,
@@ -842,7 +835,7 @@ TEST_P(ClassicEveryMethod, TrainsOnAnEasySetWithFiniteTermsAndEveryMember) {
   so.lr = param.find("teacher=") != std::string::npos ? 0.02 : 0.05;
   so.momentum = 0.9;
   so.weight_decay = 5e-4;
-  optim::SGD sgd(groups, so);
+  optim::SGD sgd(optimizer_groups(*m, so.lr, so.weight_decay), so);
   Batch b = easy_batch(m->num_views());
   double first_loss = 0, last_loss = 0;
   const int steps = 12;

@@ -112,18 +112,10 @@ TEST_P(MethodParity, StepsMatchTheIndependentImplementation) {
   std::map<std::string, Tensor> before;
   for (const auto& [key, t] : tensors) before[key] = ops::to(ops::clone(t), DType::Float64);
 
-  std::vector<optim::ParamGroup> groups;
-  std::vector<double> base_lr;
   const double lr = std::stod(meta["lr"]);
-  for (auto& g : m->param_groups()) {
-    optim::ParamGroup og;
-    og.params = g.params;
-    og.name = g.name;
-    og.lr = lr * g.lr_scale.value_or(1.0);
-    if (g.weight_decay) og.weight_decay = *g.weight_decay;
-    base_lr.push_back(og.lr);
-    groups.push_back(og);
-  }
+  std::vector<optim::ParamGroup> groups = optimizer_groups(*m, lr, std::stod(meta["weight_decay"]));
+  std::vector<double> base_lr;
+  for (const auto& g : groups) base_lr.push_back(g.lr);
   optim::SGDOptions so;
   so.lr = lr;
   so.momentum = std::stod(meta["momentum"]);

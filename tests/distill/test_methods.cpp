@@ -372,18 +372,11 @@ TEST_P(EveryMethod, TrainsOnAnEasySetWithFiniteTermsAndEveryMember) {
       m->options().set(kv.substr(0, kv.find('=')), kv.substr(kv.find('=') + 1));
   }
   m->build(tiny_context("resnet20", 4));
-  std::vector<optim::ParamGroup> groups;
-  for (auto& g : m->param_groups()) {
-    optim::ParamGroup og;
-    og.params = g.params;
-    if (g.weight_decay) og.weight_decay = *g.weight_decay;
-    groups.push_back(og);
-  }
   optim::SGDOptions so;
   so.lr = 0.05;
   so.momentum = 0.9;
   so.weight_decay = 5e-4;
-  optim::SGD sgd(groups, so);
+  optim::SGD sgd(optimizer_groups(*m, so.lr, so.weight_decay), so);
   Batch b = easy_batch(m->num_views());
   std::map<std::string, double> first_acc, last_acc;
   double first_loss = 0, last_loss = 0;
