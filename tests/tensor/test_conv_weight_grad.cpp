@@ -46,7 +46,7 @@ struct Case {
   int64_t N, C, O, H, k, stride, pad, groups;
 };
 
-TEST(ConvWeightGrad, SeveralSamplesPerProductMatchTheNaiveSum) {
+TEST(ConvWeightGrad, BatchesOverItsChunksMatchTheNaiveSum) {
   Generator g(17);
   for (const Case& c : {Case{40, 6, 5, 8, 3, 1, 1, 1}, Case{37, 6, 5, 16, 3, 2, 1, 1},
                         Case{40, 6, 5, 8, 1, 1, 0, 1}, Case{40, 6, 4, 8, 3, 1, 1, 2},
