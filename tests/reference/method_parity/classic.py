@@ -5,10 +5,15 @@ import torch.nn.functional as F
 from common import CifarResNet, Clock, MethodBase
 
 
-def kl_batchmean(teacher_logits, student_logits, T=1.0):
-    """KL_T(t || s), batchmean (classic.md §1.1): sum over classes, mean over the batch."""
-    p_log = F.log_softmax(teacher_logits / T, dim=1)
+def kl_batchmean(teacher_logits, student_logits, T=1.0, eps=0.0):
+    """KL_T(t || s), batchmean (classic.md §1.1): sum over classes, mean over the batch. eps is
+    added to the teacher's probabilities p (not renormalised), in both places of p (log p - log q)
+    (§1.1's optional 1e-7 of ONE/OKDDip; DML's TF code has 1e-8)."""
     q_log = F.log_softmax(student_logits / T, dim=1)
+    if eps:
+        p = F.softmax(teacher_logits / T, dim=1) + eps
+        return (p * (p.log() - q_log)).sum(1).mean()
+    p_log = F.log_softmax(teacher_logits / T, dim=1)
     return (p_log.exp() * (p_log - q_log)).sum(1).mean()
 
 
@@ -30,8 +35,8 @@ class DML(MethodBase):
     """K networks; L_k = CE(z_k, y) + 1/(K-1) sum_{l != k} T^2 KL_T(sg(z_l) || z_k), one forward
     and one simultaneous step of the sum (the PyTorch reproductions' order, okd's default)."""
 
-    def __init__(self, peers=2, T=1.0, reduction="mean", sequential=False):
-        self.K, self.T, self.sequential = peers, T, sequential
+    def __init__(self, peers=2, T=1.0, reduction="mean", sequential=False, teacher_eps=0.0):
+        self.K, self.T, self.sequential, self.eps = peers, T, sequential, teacher_eps
         self.scale = T**2 / (peers - 1) if reduction == "mean" else T**2
 
     def build(self, arch, num_classes, **_):
@@ -40,7 +45,8 @@ class DML(MethodBase):
 
     def loss_of(self, k, z, labels):
         ce = F.cross_entropy(z[k], labels)
-        kl = sum(kl_batchmean(z[l].detach(), z[k], self.T) for l in range(self.K) if l != k)
+        kl = sum(kl_batchmean(z[l].detach(), z[k], self.T, self.eps)
+                 for l in range(self.K) if l != k)
         return ce, kl * self.scale
 
     def forward_train(self, views, labels, clock):
@@ -90,6 +96,9 @@ CASES = [
     ("dml_k3_sum", "dml:peers=3,peer_reduction=sum", lambda: DML(peers=3, reduction="sum"),
      LATE, {}),
     ("dml_sequential", "dml:update=sequential", lambda: DML(sequential=True), LATE, {}),
+    # a large eps, so that another reading of it (only inside the log, renormalised) would show
+    ("dml_teacher_eps", "dml:teacher_eps=1e-3,T=2", lambda: DML(teacher_eps=1e-3, T=2.0), LATE,
+     {}),
     ("dml_k3_sequential", "dml:peers=3,update=sequential",
      lambda: DML(peers=3, sequential=True), LATE, {}),
 ]
