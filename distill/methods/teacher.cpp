@@ -76,10 +76,10 @@ LoadedTeacher load_teacher(const BuildContext& ctx, const TeacherSpec& spec,
 }
 
 const nn::BackbonePtr& teacher_for(LoadedTeacher& t, const Tensor& images) {
-  const auto params = t.net->parameters();
-  if (!params.empty() && params[0].dtype() != images.dtype()) {
+  if (images.dtype() != t.dtype) {
     t.net->to(images.dtype());
     for (auto& param : t.net->parameters()) param.requires_grad_(false);
+    t.dtype = images.dtype();
   }
   return t.net;
 }

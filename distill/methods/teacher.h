@@ -22,6 +22,7 @@ struct LoadedTeacher {
   nn::BackbonePtr net;
   std::string file, arch;  // what was loaded
   char shortcut = 'B';
+  DType dtype = DType::Float32;  // of its weights (teacher_for converts them)
 };
 
 // Throws with the flag to pass when the path is empty or holds no checkpoint.

@@ -229,6 +229,13 @@ Tensor sample_distinct(const Tensor& u, const Tensor& counts, int64_t max_count)
   const double* pu = uc.data<double>();
   const int64_t* pc = cc.data<int64_t>();
   int64_t* po = out.data<int64_t>();
+  // floor(u m) clamped into [0, m - 1] (u in [0, 1) rounds to m at worst)
+  auto draw = [](double v, int64_t m) {
+    const double x = std::floor(v * static_cast<double>(m));
+    return x <= 0 ? int64_t{0} : std::min(static_cast<int64_t>(x), m - 1);
+  };
+  // Positions taken in the current row; cleared after each row by its own K entries, so a row
+  // costs O(K) however many candidates it has.
   std::vector<uint8_t> taken;
   for (int64_t b = 0; b < B; ++b) {
     const int64_t M = pc[b];
@@ -236,16 +243,11 @@ Tensor sample_distinct(const Tensor& u, const Tensor& counts, int64_t max_count)
               " is outside [1, ", max_count, "]");
     const double* ub = pu + b * K;
     int64_t* ob = po + b * K;
-    // floor(u m) clamped into [0, m - 1] (u in [0, 1) rounds to m at worst)
-    auto draw = [](double v, int64_t m) {
-      const double x = std::floor(v * static_cast<double>(m));
-      return x <= 0 ? int64_t{0} : std::min(static_cast<int64_t>(x), m - 1);
-    };
     if (K > M) {
       for (int64_t j = 0; j < K; ++j) ob[j] = draw(ub[j], M);
       continue;
     }
-    taken.assign(static_cast<size_t>(M), 0);
+    if (taken.size() < static_cast<size_t>(M)) taken.resize(static_cast<size_t>(M), 0);
     for (int64_t j = 0; j < K; ++j) {
       const int64_t n = M - K + j;
       int64_t t = draw(ub[j], n + 1);
@@ -253,6 +255,7 @@ Tensor sample_distinct(const Tensor& u, const Tensor& counts, int64_t max_count)
       taken[static_cast<size_t>(t)] = 1;
       ob[j] = t;
     }
+    for (int64_t j = 0; j < K; ++j) taken[static_cast<size_t>(ob[j])] = 0;
   }
   return out;
 }

@@ -49,16 +49,21 @@ inline std::vector<double> det_param_values(const std::string& key, const Shape&
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   std::vector<double> v = det_uniform(key, n);
-  const bool is_weight = key.size() >= 6 && key.compare(key.size() - 6, 6, "weight") == 0;
   if (shape.size() >= 2) {
     const double scale = std::sqrt(3.0 / static_cast<double>(n / shape[0]));
     for (auto& x : v) x *= scale;
-  } else if (is_weight) {
+  } else if (key.ends_with("weight")) {
     for (auto& x : v) x = 1.0 + 0.1 * x;
   } else {
     for (auto& x : v) x *= 0.1;
   }
   return v;
+}
+
+// t = values rounded to float32 (whatever t's dtype: both sides start from float32 numbers).
+inline void set_rounded(const Tensor& t, std::vector<double> values) {
+  for (auto& x : values) x = static_cast<double>(static_cast<float>(x));
+  ops::copy_(t, from_vector<double>(values, t.shape()));  // converts to t's dtype
 }
 
 // Overwrites every parameter of every network (key "<network>/<parameter name>"; a tensor shared
@@ -67,13 +72,8 @@ inline std::vector<double> det_param_values(const std::string& key, const Shape&
 // other than batch norm's running statistics (MCL's memory banks, drawn at random when built);
 // running_mean, running_var and integer buffers keep their built values.
 inline bool det_buffer(const std::string& name, const Tensor& t) {
-  auto ends_with = [&](const char* s) {
-    const std::string suffix(s);
-    return name.size() >= suffix.size() &&
-           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
   return (t.dtype() == DType::Float32 || t.dtype() == DType::Float64) &&
-         !ends_with("running_mean") && !ends_with("running_var");
+         !name.ends_with("running_mean") && !name.ends_with("running_var");
 }
 
 inline void det_init(const Method& m) {
@@ -84,10 +84,8 @@ inline void det_init(const Method& m) {
     for (const auto& [bname, b] : net->named_buffers())
       if (det_buffer(bname, b)) targets.emplace_back(bname, b);
     for (const auto& [pname, p] : targets) {
-      if (!seen.insert(p.impl()).second) continue;
-      std::vector<double> v = det_param_values(net_name + "/" + pname, p.shape());
-      for (auto& x : v) x = static_cast<double>(static_cast<float>(x));
-      ops::copy_(p, from_vector<double>(v, p.shape()));  // converts to p's dtype
+      if (seen.insert(p.impl()).second)
+        set_rounded(p, det_param_values(net_name + "/" + pname, p.shape()));
     }
   }
 }
@@ -97,21 +95,14 @@ inline void det_init(const Method& m) {
 // 1 + 0.5 u from the same keys (an eval-mode teacher uses them), float32.
 inline void det_teacher(const nn::Module& net) {
   NoGradGuard ng;
-  auto ends_with = [](const std::string& n, const std::string& suffix) {
-    return n.size() >= suffix.size() &&
-           n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  for (const auto& [name, p] : net.named_parameters()) {
-    std::vector<double> v = det_param_values("teacher/" + name, p.shape());
-    for (auto& x : v) x = static_cast<double>(static_cast<float>(x));
-    ops::copy_(p, from_vector<double>(v, p.shape()));
-  }
+  for (const auto& [name, p] : net.named_parameters())
+    set_rounded(p, det_param_values("teacher/" + name, p.shape()));
   for (const auto& [name, b] : net.named_buffers()) {
-    const bool mean = ends_with(name, "running_mean"), var = ends_with(name, "running_var");
-    if (!mean && !var) continue;
+    const bool mean = name.ends_with("running_mean");
+    if (!mean && !name.ends_with("running_var")) continue;
     std::vector<double> v = det_uniform("teacher/" + name, b.numel());
-    for (auto& x : v) x = static_cast<double>(static_cast<float>(mean ? 0.1 * x : 1.0 + 0.5 * x));
-    ops::copy_(b, from_vector<double>(v, b.shape()));
+    for (auto& x : v) x = mean ? 0.1 * x : 1.0 + 0.5 * x;
+    set_rounded(b, std::move(v));
   }
 }
 

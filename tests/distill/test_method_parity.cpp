@@ -62,13 +62,16 @@ TEST_P(MethodParity, StepsMatchTheIndependentImplementation) {
                           "weight_decay", "nesterov", "clocks"})
     ASSERT_TRUE(meta.count(key)) << path << " has no metadata '" << key << "'";
 
+  const int64_t batch = std::stoll(meta["batch"]), classes = std::stoll(meta["classes"]);
+  const double lr = std::stod(meta["lr"]), weight_decay = std::stod(meta["weight_decay"]);
+
   // The method, with the case's options. An offline method's teacher (metadata teacher_arch) is
   // written to a file with det_teacher's values and named in place of @TEACHER@.
   std::string spec = meta["method"];
   if (meta.count("teacher_arch")) {
     nn::BackboneOptions o;
     o.arch = meta["teacher_arch"];
-    o.num_classes = std::stoll(meta["classes"]);
+    o.num_classes = classes;
     auto teacher = nn::make_backbone(o);
     parity::det_teacher(*teacher);
     const fs::path dir = fs::path(OKD_BINARY_DIR) / "test_tmp" / "method_parity";
@@ -87,12 +90,11 @@ TEST_P(MethodParity, StepsMatchTheIndependentImplementation) {
     clocks.push_back(
         {std::stoll(f[0]), std::stoll(f[1]), std::stoll(f[2]), std::stoll(f[3]), std::stod(f[4])});
   }
-  const int64_t batch = std::stoll(meta["batch"]), classes = std::stoll(meta["classes"]);
   BuildContext ctx;
   ctx.arch = meta["arch"];
   ctx.num_classes = classes;
   ctx.image_size = std::stoll(meta["image_size"]);
-  ctx.lr = std::stod(meta["lr"]);
+  ctx.lr = lr;
   ctx.epochs = clocks[0].epochs;
   ctx.iters_per_epoch = clocks[0].iters_per_epoch;
   // The training set is the batch itself (image i has index i): memory banks size to it.
@@ -112,14 +114,13 @@ TEST_P(MethodParity, StepsMatchTheIndependentImplementation) {
   std::map<std::string, Tensor> before;
   for (const auto& [key, t] : tensors) before[key] = ops::to(ops::clone(t), DType::Float64);
 
-  const double lr = std::stod(meta["lr"]);
-  std::vector<optim::ParamGroup> groups = optimizer_groups(*m, lr, std::stod(meta["weight_decay"]));
+  std::vector<optim::ParamGroup> groups = optimizer_groups(*m, lr, weight_decay);
   std::vector<double> base_lr;
   for (const auto& g : groups) base_lr.push_back(g.lr);
   optim::SGDOptions so;
   so.lr = lr;
   so.momentum = std::stod(meta["momentum"]);
-  so.weight_decay = std::stod(meta["weight_decay"]);
+  so.weight_decay = weight_decay;
   so.nesterov = meta["nesterov"] == "true";
   optim::SGD sgd(groups, so);
   Batch b = parity::det_batch(batch, ctx.image_size, m->num_views(), classes, DType::Float64);
