@@ -13,9 +13,7 @@ Usage: method_peer.py THREADS ARCH --method SPEC [--batch-size N] [--steps N] [-
 import argparse
 import importlib
 import os
-import resource
 import sys
-import time
 
 ap = argparse.ArgumentParser()
 ap.add_argument("threads", type=int, nargs="?", default=2)
@@ -33,6 +31,7 @@ HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "
                     "method_parity")
 sys.path.insert(0, HERE)
 from common import Clock, make_sgd  # noqa: E402
+from peer_timing import throughput, time_steps  # noqa: E402
 
 factories = {}
 for f in sorted(os.listdir(HERE)):
@@ -63,15 +62,6 @@ def step():
     method.after_update(clock)
 
 
-for _ in range(args.warmup):
-    step()
-times = []
-for _ in range(args.steps):
-    t0 = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - t0)
-median = sorted(times)[len(times) // 2]
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+times = time_steps(step, args.warmup, args.steps)
 print(f"torch {args.arch:<10} {args.method} cpu float32 batch {args.batch_size} threads "
-      f"{args.threads}: {args.batch_size / median:8.1f} images/s median step ({median:.3f} s), "
-      f"{args.batch_size * len(times) / sum(times):8.1f} mean, peak RSS {rss:.0f} MiB")
+      f"{args.threads}: {throughput(args.batch_size, times)}")

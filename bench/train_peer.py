@@ -16,9 +16,7 @@ Usage: train_peer.py THREADS [ARCH ...] [--method baseline|dml] [--device cpu|cu
 import argparse
 import contextlib
 import os
-import resource
 import sys
-import time
 
 ap = argparse.ArgumentParser()
 ap.add_argument("threads", type=int, nargs="?", default=2)
@@ -48,6 +46,7 @@ if args.compile and not hasattr(torch, "compile"):
     sys.exit(f"train_peer.py: --compile needs PyTorch 2.0 or later (this is {torch.__version__})")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "reference"))
 from make_resnet_golden import ResNet  # noqa: E402
+from peer_timing import throughput, time_steps  # noqa: E402
 
 dev = torch.device(args.device)
 B = args.batch_size
@@ -88,19 +87,9 @@ for arch in args.archs:
         opt.step()
         sync()
 
-    for _ in range(args.warmup):
-        step()
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    median = sorted(times)[len(times) // 2]
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    times = time_steps(step, args.warmup, args.steps)
     mode = ((" compiled" if args.compile else "") + (" benchmark" if args.cudnn_benchmark else "")
             + (" tf32" if args.allow_tf32 else ""))
     precision = "bf16" if args.bf16 else "float32"
     print(f"torch {arch:10s} {args.method} {args.device}{mode} {precision} batch {B} "
-          f"threads {args.threads}: "
-          f"{B / median:8.1f} images/s median step ({median:.3f} s), "
-          f"{B * args.steps / sum(times):8.1f} mean, peak RSS {rss:.0f} MiB", flush=True)
+          f"threads {args.threads}: {throughput(B, times)}", flush=True)

@@ -25,16 +25,16 @@ with dtype, shape and data_offsets, then the raw little-endian data).
 
 Run with Debian's python3-torch: /usr/bin/python3 tests/reference/make_predict_refs.py
 """
-import json
 import math
 import os
-import struct
 from collections import OrderedDict
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from safetensors_io import save_safetensors
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "predict")
 
@@ -359,24 +359,6 @@ PRINT_ONLY_CASES = [("wrn28_10_ffsd", 100), ("vgg16_bn", 10), ("resnet34", 1000)
 
 # (architecture, classes) with weights, a batch and eval-mode logits.
 LOGIT_CASES = [("resnet20", 10), ("wrn16_2", 100), ("densenet40_12", 100)]
-
-
-def save_safetensors(path, tensors):
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors.items():
-        a = t.detach().cpu().numpy()
-        dtype = {np.float32: "F32", np.int64: "I64"}[a.dtype.type]
-        b = np.ascontiguousarray(a).tobytes()  # (ascontiguousarray turns a 0-d array into 1-d)
-        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 def randomize(model):

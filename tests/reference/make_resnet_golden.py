@@ -14,14 +14,14 @@ weights and a fixed batch, and writes under tests/data/golden/:
                                  weight decay 5e-4, nesterov) on the same batch, in float64
 Run with Debian's python3-torch: /usr/bin/python3 tests/reference/make_resnet_golden.py
 """
-import json
 import os
-import struct
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from safetensors_io import save_safetensors
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "data", "golden")
 
@@ -62,24 +62,6 @@ class ResNet(nn.Module):
         x = self.layer3(self.layer2(self.layer1(x)))
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)
         return self.fc(x)
-
-
-def save_safetensors(path, tensors):
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors.items():
-        a = t.detach().cpu().numpy()
-        dtype = {np.float32: "F32", np.float64: "F64", np.int64: "I64"}[a.dtype.type]
-        b = np.ascontiguousarray(a).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 def main():

@@ -29,19 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, MethodBase
-
-
-def kl_batchmean(teacher_logits, student_logits, T=1.0):
-    """KL_T(t || s), batchmean (classic.md §1.1): sum over classes, mean over the batch."""
-    p_log = F.log_softmax(teacher_logits / T, dim=1)
-    q_log = F.log_softmax(student_logits / T, dim=1)
-    return (p_log.exp() * (p_log - q_log)).sum(1).mean()
-
-
-def depth_of(arch):
-    assert arch.startswith("resnet"), arch
-    return int(arch[len("resnet"):])
+from common import CifarResNet, Clock, LATE, MethodBase, depth_of, kl_batchmean
 
 
 class Discriminator(nn.Module):
@@ -179,8 +167,7 @@ class Adversarial(MethodBase):
 # ran the fake first); okd sequences them, real first, since 34027c2.
 REAL_FIRST = True
 
-# Past every ramp-up (epoch 100 of 300); nothing in AFD/AMLN depends on the epoch.
-LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
+# LATE (common.py, epoch 100 of 300): nothing in AFD/AMLN depends on the epoch.
 # Three steps after the first lr decay: lr_factor 0.1 scales the discriminators' lr too with
 # d_lr_schedule=true.
 DECAYED = [Clock(160, 300, 0, 10, 0.1), Clock(160, 300, 1, 10, 0.1), Clock(160, 300, 2, 10, 0.1)]

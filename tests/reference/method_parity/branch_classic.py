@@ -12,26 +12,12 @@ okd's layout (build/tests/method_layout): one network "net" holding "net.base" (
 ResNet whose stage 3 and fc are the first branch), "net.branch1".. (the other copies of stage 3
 + fc), and the method's own modules (ONE: gate_fc, gate_bn; OKDDip: query, key).
 """
-import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, MethodBase, make_layer
-
-
-def depth_of(arch):
-    assert arch.startswith("resnet"), arch
-    return int(arch[len("resnet"):])
-
-
-def sigmoid_rampup(epoch, length):
-    """classic.md §1.3: w(e) = exp(-5 (1 - clip(e, 0, L)/L)^2); 1 when L = 0."""
-    if length <= 0:
-        return 1.0
-    x = min(max(float(epoch), 0.0), float(length)) / float(length)
-    return math.exp(-5.0 * (1.0 - x) ** 2)
+from common import CifarResNet, Clock, LATE, MethodBase, depth_of, make_layer, sigmoid_rampup
 
 
 def kd_term(teacher_logits, student_logits, T, eps=0.0):
@@ -169,8 +155,7 @@ class OKDDip(MethodBase):
         return loss, terms
 
 
-# Past every ramp-up (epoch 100 of 300), and inside the 80-epoch ramp-up (epoch 3 of 300).
-LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
+# Inside the 80-epoch ramp-up (epoch 3 of 300); LATE (common.py) is past it.
 RAMP = [Clock(3, 300, 0, 10), Clock(3, 300, 1, 10)]
 # Crosses an epoch boundary inside a 40-epoch ramp-up: w changes between the two steps.
 RAMP_CROSS = [Clock(9, 300, 9, 10), Clock(10, 300, 0, 10)]

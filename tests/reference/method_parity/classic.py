@@ -2,24 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, MethodBase
-
-
-def kl_batchmean(teacher_logits, student_logits, T=1.0, eps=0.0):
-    """KL_T(t || s), batchmean (classic.md §1.1): sum over classes, mean over the batch. eps is
-    added to the teacher's probabilities p (not renormalised), in both places of p (log p - log q)
-    (§1.1's optional 1e-7 of ONE/OKDDip; DML's TF code has 1e-8)."""
-    q_log = F.log_softmax(student_logits / T, dim=1)
-    if eps:
-        p = F.softmax(teacher_logits / T, dim=1) + eps
-        return (p * (p.log() - q_log)).sum(1).mean()
-    p_log = F.log_softmax(teacher_logits / T, dim=1)
-    return (p_log.exp() * (p_log - q_log)).sum(1).mean()
-
-
-def depth_of(arch):
-    assert arch.startswith("resnet"), arch
-    return int(arch[len("resnet"):])
+from common import CifarResNet, LATE, MethodBase, depth_of, kl_batchmean
 
 
 class Baseline(MethodBase):
@@ -82,9 +65,6 @@ class DML(MethodBase):
                 for b, v in zip(net.buffers(), saved):
                     b.copy_(v)
 
-
-# Past every ramp-up (epoch 100 of 300).
-LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
 
 # (case name, okd's --method value with options, factory of the implementation, clocks,
 # run_case keyword arguments)

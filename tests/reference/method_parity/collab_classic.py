@@ -9,33 +9,12 @@
 with §1.1 (KD term, batchmean KL) throughout.
 """
 import copy
-import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, MethodBase
-
-
-def kl_batchmean(teacher_logits, student_logits, T=1.0):
-    """KL_T(t || s), batchmean (classic.md §1.1): sum over classes, mean over the batch."""
-    p_log = F.log_softmax(teacher_logits / T, dim=1)
-    q_log = F.log_softmax(student_logits / T, dim=1)
-    return (p_log.exp() * (p_log - q_log)).sum(1).mean()
-
-
-def depth_of(arch):
-    assert arch.startswith("resnet"), arch
-    return int(arch[len("resnet"):])
-
-
-def sigmoid_rampup(epoch, length):
-    """classic.md §1.3: w(e) = exp(-5 (1 - clip(e, 0, L)/L)^2), e the 0-based epoch."""
-    if length <= 0:
-        return 1.0
-    e = min(max(float(epoch), 0.0), float(length))
-    return math.exp(-5.0 * (1.0 - e / length) ** 2)
+from common import CifarResNet, Clock, LATE, MethodBase, depth_of, kl_batchmean, sigmoid_rampup
 
 
 def gap(x):
@@ -310,8 +289,6 @@ class CLILR(MethodBase):
         return self.beta * sum(ces) + (1 - self.beta) * kl, terms
 
 
-# Past every ramp-up (epoch 100 of 300).
-LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
 # Inside the 80-epoch ramp-up.
 RAMP = [Clock(3, 300, 0, 10), Clock(3, 300, 1, 10)]
 # The first two steps of a run (EMA a_0 = 0, a_1 = 0.5; ramp-up w(0)).

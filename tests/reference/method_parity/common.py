@@ -19,16 +19,17 @@ Everything runs in float64 (okd runs the same case in float64), so agreement is 
 ~1e-14 (the test allows 1e-11 on terms, 1e-9 of a change), far tighter than any float32
 comparison could be.
 """
-import copy
-import json
 import math
 import os
-import struct
+import sys
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from safetensors_io import save_safetensors  # noqa: E402  (tests/reference/safetensors_io.py)
 
 M64 = (1 << 64) - 1
 DTYPE = torch.float64
@@ -165,6 +166,36 @@ class CifarResNet(nn.Module):
         return self.run_stages(0, 4, x)
 
 
+# --- the shared conventions of classic.md §1 / seeds.md §1 ----------------------------------------
+
+
+def depth_of(arch):
+    """6n + 2 of "resnet<depth>" (the CIFAR ResNets of CifarResNet)."""
+    assert arch.startswith("resnet"), arch
+    return int(arch[len("resnet"):])
+
+
+def kl_batchmean(teacher_logits, student_logits, T=1.0, eps=0.0):
+    """KL_T(t || s), batchmean (classic.md §1.1): sum over classes, mean over the batch, no T^2.
+    eps is added to the teacher's probabilities p (not renormalised), in both places of
+    p (log p - log q) (§1.1's optional 1e-7 of ONE/OKDDip; DML's TF code has 1e-8)."""
+    q_log = F.log_softmax(student_logits / T, dim=1)
+    if eps:
+        p = F.softmax(teacher_logits / T, dim=1) + eps
+        return (p * (p.log() - q_log)).sum(1).mean()
+    p_log = F.log_softmax(teacher_logits / T, dim=1)
+    return (p_log.exp() * (p_log - q_log)).sum(1).mean()
+
+
+def sigmoid_rampup(epoch, length):
+    """classic.md §1.3, seeds.md §1.5: exp(-5 (1 - clip(e, 0, L)/L)^2), e the 0-based epoch; 1 when
+    L = 0 (the reference's guard)."""
+    if length <= 0:
+        return 1.0
+    e = min(max(float(epoch), 0.0), float(length))
+    return math.exp(-5.0 * (1.0 - e / length) ** 2)
+
+
 # --- optimizer ---------------------------------------------------------------------------------
 
 
@@ -197,6 +228,10 @@ class Clock:
                f"{self.lr_factor!r}"
 
 
+# Two steps past every ramp-up and warm-up (epoch 100 of 300): the cases' usual clocks.
+LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
+
+
 def state_of(networks):
     """{"<network>/<name>": float64 tensor} for every parameter and buffer, first name wins."""
     out, seen = {}, set()
@@ -207,25 +242,6 @@ def state_of(networks):
             seen.add(id(t))
             out[f"{net_name}/{name}"] = t.detach().clone().to(torch.float64)
     return out
-
-
-def _write_safetensors(path, tensors, metadata):
-    header = {"__metadata__": metadata}
-    blobs, offset = [], 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name], dtype=np.float64)
-        b = a.tobytes()
-        header[name] = {"dtype": "F64", "shape": list(a.shape), "data_offsets": [offset,
-                                                                               offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 def det_teacher(net):
@@ -293,7 +309,9 @@ def run_case(name, method, spec, clocks, *, batch=8, size=16, classes=10, arch="
         meta["teacher_arch"] = teacher_arch
     os.makedirs(OUT_DIR, exist_ok=True)
     path = os.path.join(OUT_DIR, name + ".safetensors")
-    _write_safetensors(path, out, meta)
+    # float64, sorted by name; scalars as [1] (as the cases were first written)
+    save_safetensors(path, {k: np.ascontiguousarray(out[k], dtype=np.float64) for k in sorted(out)},
+                     meta)
     print(f"{name}: {len(clocks)} steps, loss " +
           ", ".join(f"{float(out[f'step{k}/loss']):.10f}" for k in range(len(clocks))) +
           f", {len(init)} tensors -> {os.path.relpath(path)}")

@@ -38,12 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, MethodBase, make_layer
-
-
-def depth_of(arch):
-    assert arch.startswith("resnet"), arch
-    return int(arch[len("resnet"):])
+from common import CifarResNet, Clock, LATE, MethodBase, depth_of, make_layer, sigmoid_rampup
 
 
 def kd(student_logits, teacher_logits, T):
@@ -143,9 +138,7 @@ class DKEL(MethodBase):
         if self.rampup == "reference":
             # [REF-QUIRK] the released formula divides by lambda where the ramp length belongs.
             return lam if e > L else lam * math.exp(-5.0 * (1.0 - e / lam) ** 2)
-        # intended: lambda * sigmoid_rampup(e, L) (§1.5)
-        c = min(max(e, 0.0), L) / L
-        return lam * math.exp(-5.0 * (1.0 - c) ** 2)
+        return lam * sigmoid_rampup(e, L)  # intended (§1.5)
 
     def w_ensemble(self, e):
         w = math.exp(-self.exp_coef * e)
@@ -213,8 +206,7 @@ class DKEL(MethodBase):
         return total, terms
 
 
-# Past every ramp-up (epoch 100 of 300): w_r = lambda = 0.1, w_e = 0.
-LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
+# At LATE (common.py, epoch 100 of 300): w_r = lambda = 0.1, w_e = 0.
 # Epoch 0: the reference ramp gives w_r = 0.1 e^-5 = 6.7e-4, and w_e = 1 (ensemble teacher only).
 EPOCH0 = [Clock(0, 300, 0, 10), Clock(0, 300, 1, 10)]
 EPOCH1 = [Clock(1, 300, 0, 10), Clock(1, 300, 1, 10)]

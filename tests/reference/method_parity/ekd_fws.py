@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import BasicBlock, CifarResNet, Clock, MethodBase
+from common import BasicBlock, CifarResNet, Clock, LATE, MethodBase
 
 
 class BasicBlockA(nn.Module):
@@ -154,8 +154,6 @@ class EkdFws(MethodBase):
                       ("att", att)]
 
 
-# Past every ramp-up (EKD-FWSNet has none; epoch 100 of 300).
-LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
 # Early, across an epoch boundary (nothing in EKD-FWSNet depends on the clock: this checks it).
 EARLY = [Clock(3, 300, 9, 10), Clock(4, 300, 0, 10), Clock(4, 300, 1, 10)]
 

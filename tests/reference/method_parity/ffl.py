@@ -13,26 +13,12 @@ Networks, under okd's names (method_layout 'ffl'):
 Parameter groups: the networks at the run's weight decay, the fusion module at ffl.fusion_wd.
 """
 import copy
-import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, MethodBase
-
-
-def depth_of(arch):
-    assert arch.startswith("resnet"), arch
-    return int(arch[len("resnet"):])
-
-
-def sigmoid_rampup(e, length):
-    """seeds.md §1.5: exp(-5 (1 - clip(e, 0, L)/L)^2); 1 when L = 0 (the reference's guard)."""
-    if length == 0:
-        return 1.0
-    phase = 1.0 - min(max(float(e), 0.0), float(length)) / length
-    return math.exp(-5.0 * phase * phase)
+from common import CifarResNet, Clock, LATE, MethodBase, depth_of, sigmoid_rampup
 
 
 def kd_ffl(student, teacher, T, eps):
@@ -133,8 +119,6 @@ class FFL(MethodBase):
         return loss, terms
 
 
-# Past the 80-epoch ramp-up (epoch 100 of 300).
-LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
 # Inside the ramp-up, across an epoch boundary (w(3) then w(4)).
 RAMP = [Clock(3, 300, 9, 10), Clock(4, 300, 0, 10)]
 # Inside a 40-epoch ramp-up.

@@ -31,17 +31,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, MethodBase
+from common import CifarResNet, Clock, LATE, MethodBase, depth_of, kl_batchmean
 
 
 # --- shared blocks (§1) --------------------------------------------------------------------------
-
-
-def kl_batchmean(teacher_logits, student_logits, T):
-    """KL(softmax_T(t) || softmax_T(s)), summed over classes, divided by N (no T^2 here)."""
-    p_log = F.log_softmax(teacher_logits / T, dim=1)
-    q_log = F.log_softmax(student_logits / T, dim=1)
-    return (p_log.exp() * (p_log - q_log)).sum(1).mean()
 
 
 def att(f):
@@ -92,11 +85,6 @@ def shifted_input(Y):
 def warmup_factor(e, length):
     """§1.5 / §5.4: exp(-5 (1 - e/L)^2) for e <= L, else 1; e counts epochs from 1."""
     return math.exp(-5.0 * (1.0 - e / length) ** 2) if e <= length else 1.0
-
-
-def depth_of(arch):
-    assert arch.startswith("resnet"), arch
-    return int(arch[len("resnet"):])
 
 
 # --- modules (§5.2) ------------------------------------------------------------------------------
@@ -310,8 +298,6 @@ class FFSD(MethodBase):
         self._stages = None
 
 
-# Past every warm-up (epoch 100 of 300).
-LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
 # Inside the 5-epoch warm-up, across an epoch boundary: okd's epochs 1 and 2 = the reference's
 # e = 2 and 3 (factors 0.1653, 0.4493).
 WARMUP = [Clock(1, 300, 9, 10), Clock(2, 300, 0, 10)]

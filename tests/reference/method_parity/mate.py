@@ -21,18 +21,12 @@ Theta); inside the KD terms the teacher is detached w.r.t. the exits but not w.r
 Terms: ce_exit<i>, kd_exit<i> (exit i's weighted KD sum, before lambda), ce_teachers (the sum over
 k), w_rampup (lambda); loss = sum ce_exit + ce_teachers + lambda sum kd_exit.
 """
-import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, MethodBase
-
-
-def depth_of(arch):
-    assert arch.startswith("resnet"), arch
-    return int(arch[len("resnet"):])
+from common import CifarResNet, Clock, LATE, MethodBase, depth_of, sigmoid_rampup
 
 
 def kd(student_logits, teacher_logits, T):
@@ -40,14 +34,6 @@ def kd(student_logits, teacher_logits, T):
     p_log = F.log_softmax(teacher_logits / T, dim=1)
     q_log = F.log_softmax(student_logits / T, dim=1)
     return T * T * (p_log.exp() * (p_log - q_log)).sum(1).mean()
-
-
-def sigmoid_rampup(epoch, length):
-    """exp(-5 (1 - clip(e, 0, L)/L)^2), e the 0-based epoch (seeds.md §1.5, classic.md §1.3)."""
-    if length <= 0:
-        return 1.0
-    e = min(max(float(epoch), 0.0), float(length))
-    return math.exp(-5.0 * (1.0 - e / length) ** 2)
 
 
 def conv_bn_relu(cin, cout):
@@ -134,8 +120,6 @@ class MATE(MethodBase):
         return ce_total + ce_teachers + lam * kd_total, terms
 
 
-# Past every ramp-up (epoch 100 of 300).
-LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
 # Inside the 80-epoch ramp-up, across an epoch boundary (λ changes between the steps).
 RAMP = [Clock(3, 300, 9, 10), Clock(4, 300, 0, 10)]
 

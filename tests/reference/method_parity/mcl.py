@@ -43,21 +43,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, MethodBase, make_layer
+from common import CifarResNet, Clock, LATE, MethodBase, depth_of, kl_batchmean, make_layer
 
 NCE_EPS = 1e-7
-
-
-def depth_of(arch):
-    assert arch.startswith("resnet"), arch
-    return int(arch[len("resnet"):])
-
-
-def kl_batchmean(teacher_logits, student_logits, T=1.0):
-    """KL_T(t || s), batchmean (classic.md §1.1): sum over classes, mean over the batch."""
-    p_log = F.log_softmax(teacher_logits / T, dim=1)
-    q_log = F.log_softmax(student_logits / T, dim=1)
-    return (p_log.exp() * (p_log - q_log)).sum(1).mean()
 
 
 def gap(x):
@@ -177,8 +165,7 @@ class MCL(MethodBase):
         return loss, terms
 
 
-# Past every schedule (epoch 100 of 300); MCL has no ramp-up, the clock changes nothing.
-LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
+# MCL has no ramp-up: the clock (LATE, common.py) changes nothing.
 STEPS3 = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10), Clock(100, 300, 2, 10)]
 
 CASES = [

@@ -14,8 +14,7 @@ every term.
 import torch
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, MethodBase, det_teacher
-from classic import depth_of, kl_batchmean
+from common import CifarResNet, Clock, LATE, MethodBase, depth_of, det_teacher, kl_batchmean
 
 
 class Offline(MethodBase):
@@ -53,8 +52,6 @@ class Offline(MethodBase):
             terms.append(("at", at))
         return loss, terms
 
-
-LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
 
 CASES = [
     ("kd", "kd:teacher=@TEACHER@", Offline, LATE, {"teacher_arch": "resnet8"}),

@@ -16,8 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from classic import depth_of, kl_batchmean
-from common import CifarResNet, Clock, MethodBase
+from common import CifarResNet, Clock, LATE, MethodBase, depth_of, kl_batchmean
 
 
 def bottleneck_exit(cin, width, k):
@@ -190,9 +189,8 @@ class Phuong(MultiExitMethod):
         return loss, terms
 
 
-# Past every ramp-up (epoch 100 of 300); none of these methods depends on the clock: Phuong's
-# temperature follows the teacher's confidence, not the epoch.
-LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
+# None of these methods depends on the clock (LATE, common.py): Phuong's temperature follows the
+# teacher's confidence, not the epoch.
 # Early in training, five steps on the same batch: the deepest exit's batch-mean max probability
 # goes 0.18, 0.28, 0.53, ... so the default annealing (threshold 0.5) raises T after step 2 and
 # again after step 3 (steps 3 and 4 run at T = 1.05 and 1.1025).
