@@ -34,29 +34,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from make_resnet_golden import BasicBlock  # option B, okd's names
 from safetensors_io import save_safetensors
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "predict")
 
 
 # ---- CIFAR ResNet, option B (conv1, bn1, layer{s}.{i}.conv1/bn1/conv2/bn2/shortcut.0/.1, fc) ----
-class CifarBasicBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
-
-
 class CifarResNet(nn.Module):
     def __init__(self, depth, num_classes):
         super().__init__()
@@ -67,7 +51,7 @@ class CifarResNet(nn.Module):
         for s, (w, st) in enumerate([(16, 1), (32, 2), (64, 2)]):
             blocks = []
             for b in range(n):
-                blocks.append(CifarBasicBlock(cin, w, st if b == 0 else 1))
+                blocks.append(BasicBlock(cin, w, st if b == 0 else 1))
                 cin = w
             setattr(self, f"layer{s + 1}", nn.Sequential(*blocks))
         self.fc = nn.Linear(64, num_classes)

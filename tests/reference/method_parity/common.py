@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from make_resnet_golden import BasicBlock  # noqa: E402  (option B, okd's names; tests/reference)
 from safetensors_io import save_safetensors  # noqa: E402  (tests/reference/safetensors_io.py)
 
 M64 = (1 << 64) - 1
@@ -101,24 +102,6 @@ def det_batch(n, size, views, classes):
 
 
 # --- the CIFAR ResNet with option-B shortcuts under okd's names -------------------------------
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = None
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, 0, bias=False),
-                                          nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + (self.shortcut(x) if self.shortcut is not None else x))
 
 
 def make_layer(cin, cout, blocks, stride):

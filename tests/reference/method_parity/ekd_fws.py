@@ -29,16 +29,13 @@ import torch.nn.functional as F
 from common import BasicBlock, CifarResNet, Clock, LATE, MethodBase
 
 
-class BasicBlockA(nn.Module):
+class BasicBlockA(BasicBlock):
     """BasicBlock with the parameter-free option-A shortcut (§1.7): x[:, :, ::2, ::2] and
     C_out/4 zero channels on each side when the shape changes."""
 
     def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
+        super().__init__(cin, cout, stride)
+        self.shortcut = nn.Sequential()  # no 1x1 convolution: forward pads instead
         self.reshape = stride != 1 or cin != cout
         self.pad = cout // 4
 
