@@ -56,6 +56,41 @@ def det_uniform(key, n):
     return 2.0 * ((z >> np.uint64(11)).astype(np.float64) * 2.0**-53) - 1.0
 
 
+class PhiloxStream:
+    """okd's Generator (tensor/random.h, tensor/philox.h), for the draws a method makes inside its
+    step (EKD-FWSNet's feature-augmentation dropout). This is okd's random-number convention, not
+    method logic: Philox-4x32-10 with key = seed, counter = (block, 0); a draw of n values takes
+    ceil(n / 4) blocks from the offset, value i is word i % 4 of block first + i // 4, and
+    u = (word >> 8) / 2^24. bernoulli(p) is 1 where u < p."""
+
+    M0, M1, W0, W1 = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
+
+    def __init__(self, seed):
+        self.seed, self.offset = seed, 0
+
+    def _words(self, n):
+        blocks = (n + 3) // 4
+        first, self.offset = self.offset, self.offset + blocks
+        lo = np.arange(first, first + blocks, dtype=np.uint64)
+        m32 = np.uint64(0xFFFFFFFF)
+        c0, c1 = lo & m32, lo >> np.uint64(32)
+        c2, c3 = np.zeros_like(lo), np.zeros_like(lo)
+        k0, k1 = self.seed & 0xFFFFFFFF, (self.seed >> 32) & 0xFFFFFFFF
+        for _ in range(10):
+            p0, p1 = np.uint64(self.M0) * c0, np.uint64(self.M1) * c2  # exact: both < 2^32
+            c0, c1, c2, c3 = ((p1 >> np.uint64(32)) ^ c1 ^ np.uint64(k0), p1 & m32,
+                              (p0 >> np.uint64(32)) ^ c3 ^ np.uint64(k1), p0 & m32)
+            k0, k1 = (k0 + self.W0) & 0xFFFFFFFF, (k1 + self.W1) & 0xFFFFFFFF
+        return np.stack([c0, c1, c2, c3], axis=1).reshape(-1)[:n]
+
+    def uniform01(self, n):
+        return (self._words(n) >> np.uint64(8)).astype(np.float64) * (1.0 / 16777216.0)
+
+    def bernoulli(self, shape, p):
+        n = int(np.prod(shape))
+        return torch.from_numpy((self.uniform01(n) < p).astype(np.float64).reshape(shape))
+
+
 def det_param_values(key, shape):
     """>= 2 dims: u*sqrt(3/fan_in); 1-dim *weight: 1 + 0.1u; else 0.1u. Rounded to float32."""
     n = int(np.prod(shape)) if len(shape) else 1

@@ -17,8 +17,12 @@ stage-3 copy, attribute layer3, SHARED by both classmate paths) and the heads "c
     detach_teacher, which stops it at z_ens and at the attention teacher (§2.6 pitfall 2);
     Â = att_sum_z(f): channel sum, per-sample z-score over H*W with the unbiased std (§1.4).
 
-The feature augmentation fa is dropout p = 0.2 by default: it draws random masks inside the step,
-which two implementations cannot reproduce, so every case runs with fa_dropout=0 (fa = identity).
+The feature augmentation fa is dropout, p = 0.2 by default (§2.2): fa(h) = h * m / (1 - p) with
+m ~ Bernoulli(1 - p), a fresh mask per classmate path (path 1's, then path 2's) in every training
+forward. The masks are random draws, so this side takes them from okd's generator convention
+(common.PhiloxStream, seeded as okd seeds the method's feature-augmentation generator: the run's
+seed, 0 here, + 2000); what the cases check is where the dropout sits, its scale, one mask per
+path and what the shared stage sees. fa_dropout=0 makes fa the identity.
 Terms (okd's names): ce_main, ce_cm1, ce_cm2 (unweighted CE), kd (T^2 * reduced KL, before KL_w),
 att (the attention MSE, before att_weight).
 """
@@ -26,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import BasicBlock, CifarResNet, Clock, LATE, MethodBase
+from common import BasicBlock, CifarResNet, Clock, LATE, MethodBase, PhiloxStream
 
 
 class BasicBlockA(BasicBlock):
@@ -89,8 +93,9 @@ class Named(nn.Module):
 
 class EkdFws(MethodBase):
     def __init__(self, kl_weight, T=3.0, att_weight=1.0, aux_ce_weight=None,
-                 kl_reduction="mean_all", detach_teacher=False, shortcut="A", fa_dropout=0.0):
-        assert fa_dropout == 0.0, "dropout masks cannot be reproduced across implementations"
+                 kl_reduction="mean_all", detach_teacher=False, shortcut="A", fa_dropout=0.2):
+        self.fa_dropout = fa_dropout
+        self.fa_gen = PhiloxStream(0 + 2000)  # okd: the run's seed + 2000
         self.kl_weight, self.T, self.att_weight = kl_weight, T, att_weight
         self.paths = 3
         # auto: 1/(B-1) per classmate CE (§2.3)
@@ -119,7 +124,13 @@ class EkdFws(MethodBase):
         h1 = base.layer1(base.stem(x))
         h2 = base.layer2(h1)
         f_main = base.layer3(h2)
-        fa = lambda h: h  # noqa: E731  (fa_dropout = 0: dropout is the identity)
+        p = self.fa_dropout
+
+        def fa(h):  # inverted dropout; the identity when p = 0 (no draw)
+            if p == 0:
+                return h
+            return h * (self.fa_gen.bernoulli(tuple(h.shape), 1.0 - p) * (1.0 / (1.0 - p)))
+
         f_cm1 = net.cm_stage3.layer3(net.cm_stage2.layer2(fa(h1)))
         f_cm2 = net.cm_stage3.layer3(fa(h2))
 
@@ -157,18 +168,25 @@ EARLY = [Clock(3, 300, 9, 10), Clock(4, 300, 0, 10), Clock(4, 300, 1, 10)]
 CASES = [
     # The reference configuration (option A, mean_all KL, T = 3, att 1, aux CE 0.5); KL_w = 15
     # as the CIFAR-10 ResNet-20..44 configs ("auto" would pick by dataset).
-    ("ekd_fws", "ekd-fws:fa_dropout=0,kl_weight=15", lambda: EkdFws(kl_weight=15.0), LATE, {}),
+    ("ekd_fws", "ekd-fws:fa_dropout=0,kl_weight=15",
+     lambda: EkdFws(kl_weight=15.0, fa_dropout=0.0), LATE, {}),
     ("ekd_fws_kl60_early", "ekd-fws:fa_dropout=0,kl_weight=60",
-     lambda: EkdFws(kl_weight=60.0), EARLY, {}),
+     lambda: EkdFws(kl_weight=60.0, fa_dropout=0.0), EARLY, {}),
     # Every documented variant at once: batchmean KL, other T and weights, detached teachers,
     # option-B shortcuts, Nesterov.
     ("ekd_fws_variants_nesterov",
      "ekd-fws:fa_dropout=0,kl_weight=1.5,kl_reduction=batchmean,T=2,att_weight=0.5,"
      "aux_ce_weight=0.3,detach_teacher=true,shortcut=B",
      lambda: EkdFws(kl_weight=1.5, T=2.0, att_weight=0.5, aux_ce_weight=0.3,
-                    kl_reduction="batchmean", detach_teacher=True, shortcut="B"),
+                    kl_reduction="batchmean", detach_teacher=True, shortcut="B",
+                    fa_dropout=0.0),
      LATE, {"nesterov": True}),
     # Stages of several blocks (n = 3): the shared cm_layer3 has 6 BNs, each run twice per step.
     ("ekd_fws_resnet20", "ekd-fws:fa_dropout=0,kl_weight=15,att_weight=2",
-     lambda: EkdFws(kl_weight=15.0, att_weight=2.0), LATE, {"arch": "resnet20"}),
+     lambda: EkdFws(kl_weight=15.0, att_weight=2.0, fa_dropout=0.0), LATE, {"arch": "resnet20"}),
+    # The default feature augmentation (dropout 0.2 on each classmate path's input), two steps.
+    ("ekd_fws_fa_dropout", "ekd-fws:kl_weight=15", lambda: EkdFws(kl_weight=15.0), LATE, {}),
+    # p = 0.5 on ResNet-20 over three steps, across an epoch boundary.
+    ("ekd_fws_resnet20_fa_dropout0.5", "ekd-fws:kl_weight=15,fa_dropout=0.5",
+     lambda: EkdFws(kl_weight=15.0, fa_dropout=0.5), EARLY, {"arch": "resnet20"}),
 ]
