@@ -12,9 +12,9 @@
 #include <unordered_map>
 
 #include "distill/method.h"
-#include "method_parity.h"
 #include "optim/sgd.h"
 #include "tensor/runtime.h"
+#include "tests/distill/method_parity.h"
 
 using namespace okd;
 
