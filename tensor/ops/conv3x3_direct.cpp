@@ -56,6 +56,7 @@ namespace direct3x3 {
 namespace {
 
 constexpr int64_t kWeightGradChunks = 16;  // as conv_cpu.cpp: thread-count independent sums
+constexpr int64_t kIm2colW8MaxRows = 64;   // im2col_w8's stack buffer
 
 bool cpu_has_avx512() {
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -330,6 +331,31 @@ void wgrad_chunk(const float* dy, const float* xp, int64_t samples, int64_t O, i
   if (O - o0 == 1) wgrad_block<kNarrow, 1>(dy, xp, samples, O, C, g, o0, dw);
 }
 
+// im2col of a 3x3, stride-1, pad-1 convolution on planes 8 wide (H even), for the weight-gradient
+// GEMM of CIFAR's last stage: col[(c*3 + i)*3 + j][oh*8 + ow] = x[c][oh + i - 1][ow + j - 1]
+// (0 outside). Two output rows are one 16-lane vector: with the plane between a zero row above and
+// below (buf), the 16 values of rows 2p and 2p+1 for tap (i, j) are the 16 floats starting at
+// row 2p + i - 1, column j - 1 of buf, except the lanes whose column wraps into the neighbouring
+// row (column -1 or 8), which the load's mask zeroes. One masked load and one store per vector,
+// against 16 short row copies with bounds arithmetic in the generic im2col.
+void im2col_w8(const float* x, int64_t C, int64_t H, float* col) {
+  // buf: 1 slack float, row -1 (zeros), rows 0..H-1, row H (zeros), 1 slack float
+  float buf[1 + 8 * (kIm2colW8MaxRows + 2) + 1];
+  const int64_t rows = H + 2, L = H * 8;
+  std::memset(buf, 0, sizeof(float) * static_cast<size_t>(rows * 8 + 2));
+  static constexpr __mmask16 kColumnMask[3] = {0xFEFE, 0xFFFF, 0x7F7F};  // j = 0, 1, 2
+  for (int64_t c = 0; c < C; ++c) {
+    copy_floats(buf + 9, x + c * L, L);
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 3; ++j) {
+        float* row = col + ((c * 3 + i) * 3 + j) * L;
+        const float* src = buf + 1 + i * 8 + (j - 1);  // row 2p + i - 1 at p = 0, column j - 1
+        for (int64_t p = 0; p < H / 2; ++p)
+          _mm512_storeu_ps(row + 16 * p, _mm512_maskz_loadu_ps(kColumnMask[j], src + 16 * p));
+      }
+  }
+}
+
 #pragma GCC pop_options
 
 // out[N, Cout, H, W] = conv3x3(in[N, Cin, H, W]) with wr prepared as [ceil(Cout/8)][Cin][9][8].
@@ -360,6 +386,12 @@ bool applies(DType dtype, const Shape& ws, const Conv2dParams& p) {
          p.stride_w == 1 && p.pad_h == 1 && p.pad_w == 1 && p.dil_h == 1 && p.dil_w == 1 &&
          p.groups == 1 && conv_direct_enabled() && cpu_has_avx512();
 }
+
+bool im2col_w8_applies(DType dtype, const Shape& ws, const Conv2dParams& p, int64_t H, int64_t W) {
+  return applies(dtype, ws, p) && W == 8 && H % 2 == 0 && H <= kIm2colW8MaxRows;
+}
+
+void im2col_w8_planes(const float* x, int64_t C, int64_t H, float* col) { im2col_w8(x, C, H, col); }
 
 namespace {
 // The weights of w [O][C][3][3] in conv_tile's layout [ceil(out/8)][in][tap][8] (zero past the
@@ -432,6 +464,10 @@ Tensor backward_weight(const Tensor& grad_out, const Tensor& input, const Shape&
 #else  // not x86-64 GCC/Clang: never applies
 
 bool applies(DType, const Shape&, const Conv2dParams&) { return false; }
+bool im2col_w8_applies(DType, const Shape&, const Conv2dParams&, int64_t, int64_t) { return false; }
+void im2col_w8_planes(const float*, int64_t, int64_t, float*) {
+  OKD_FAIL("conv3x3 direct kernel: not built for this CPU");
+}
 Tensor forward(const Tensor&, const Tensor&, const Tensor&) {
   OKD_FAIL("conv3x3 direct kernel: not built for this CPU");
 }

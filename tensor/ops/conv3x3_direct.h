@@ -18,4 +18,12 @@ Tensor forward(const Tensor& input, const Tensor& weight, const Tensor& bias);
 Tensor backward_input(const Tensor& grad_out, const Tensor& weight, const Shape& input_shape);
 Tensor backward_weight(const Tensor& grad_out, const Tensor& input, const Shape& weight_shape);
 
+// The im2col of the same convolution for planes 8 wide with an even height (CIFAR's 8x8 last
+// stage, whose weight gradient conv_cpu.cpp forms as im2col + GEMM), vectorised:
+// col[(c*3 + i)*3 + j][oh*8 + ow] = x[c][oh + i - 1][ow + j - 1], 0 outside; x is C planes [H][8].
+// im2col_w8_applies: applies() and W == 8, H even, H <= 64.
+bool im2col_w8_applies(DType dtype, const Shape& weight_shape, const Conv2dParams& p, int64_t H,
+                       int64_t W);
+void im2col_w8_planes(const float* x, int64_t C, int64_t H, float* col);
+
 }  // namespace okd::ops::direct3x3

@@ -4,6 +4,7 @@
 // in order, so it is bit-identical for any thread count.
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/ops/conv.h"
@@ -283,6 +284,7 @@ Tensor conv2d_backward_weight(const Tensor& grad_out_, const Tensor& input_, con
   const int64_t wsize = O * K;
   Tensor dw = zeros(ws, go.dtype());
   const bool pointwise = is_pointwise(ws, p);
+  const bool w8 = G == 1 && direct3x3::im2col_w8_applies(go.dtype(), ws, p, H, W);
   OKD_DISPATCH_FLOAT(go.dtype(), "conv2d_backward_weight", [&]<class T>() {
     std::vector<T> partial(static_cast<size_t>(chunks * wsize), T(0));
     const T* dy = go.data<T>();
@@ -296,7 +298,10 @@ Tensor conv2d_backward_weight(const Tensor& grad_out_, const Tensor& input_, con
             const T* xg = x + (n * C + g * Cg) * H * W;
             const T* colp = xg;
             if (!pointwise) {
-              im2col(xg, Cg, H, W, kH, kW, OH, OW, p, col.data());
+              if constexpr (std::is_same_v<T, float>) {
+                if (w8) direct3x3::im2col_w8_planes(xg, Cg, H, col.data());
+              }
+              if (!w8) im2col(xg, Cg, H, W, kH, kW, OH, OW, p, col.data());
               colp = col.data();
             }
             // dW_g += dY_g col^T  [Og, K]

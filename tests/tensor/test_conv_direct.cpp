@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tensor/ops/conv.h"
+#include "tensor/ops/conv3x3_direct.h"
 #include "tensor/ops/copy.h"
 #include "tensor/random.h"
 #include "tensor/runtime.h"
@@ -117,4 +118,47 @@ TEST(ConvDirect3x3, WeightGradientDoesNotDependOnThreads) {
   set_num_threads(2);
   Tensor two = ops::conv2d_backward_weight(dy, x, {10, 6, 3, 3}, kSame);
   EXPECT_ALLCLOSE(one, two, 0, 0);
+}
+
+// The vectorised im2col of 8-wide planes (im2col_w8_planes) writes exactly the naive
+// col[(c*3 + i)*3 + j][oh*8 + ow] = x[c][oh + i - 1][ow + j - 1] (0 outside), and the weight
+// gradient built on it is the generic im2col path's bit for bit (the same GEMM on the same
+// columns), for every even height it takes; odd or taller planes keep the generic im2col.
+TEST(ConvDirect3x3, EightWideIm2colMatchesTheNaiveColumns) {
+  DirectToggle guard;
+  ops::set_conv_direct_enabled(true);
+  if (!ops::direct3x3::im2col_w8_applies(DType::Float32, {4, 3, 3, 3}, kSame, 8, 8))
+    GTEST_SKIP() << "CPU without AVX-512: the 8-wide im2col is not used here";
+  EXPECT_FALSE(ops::direct3x3::im2col_w8_applies(DType::Float32, {4, 3, 3, 3}, kSame, 7, 8));
+  EXPECT_FALSE(ops::direct3x3::im2col_w8_applies(DType::Float32, {4, 3, 3, 3}, kSame, 8, 7));
+  EXPECT_FALSE(ops::direct3x3::im2col_w8_applies(DType::Float32, {4, 3, 3, 3}, kSame, 66, 8));
+  EXPECT_FALSE(ops::direct3x3::im2col_w8_applies(DType::Float64, {4, 3, 3, 3}, kSame, 8, 8));
+  Generator gen(11);
+  for (int64_t H : {2, 6, 8, 64}) {
+    const int64_t C = 3, L = H * 8;
+    Tensor x = randn({C, H, 8}, gen);
+    std::vector<float> col(static_cast<size_t>(C * 9 * L), -1.0f);
+    ops::direct3x3::im2col_w8_planes(x.data<float>(), C, H, col.data());
+    const float* xp = x.data<float>();
+    int64_t wrong = 0;
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < 3; ++i)
+        for (int64_t j = 0; j < 3; ++j)
+          for (int64_t oh = 0; oh < H; ++oh)
+            for (int64_t ow = 0; ow < 8; ++ow) {
+              const int64_t h = oh + i - 1, w = ow + j - 1;
+              const float want = h >= 0 && h < H && w >= 0 && w < 8 ? xp[(c * H + h) * 8 + w] : 0;
+              wrong += col[static_cast<size_t>(((c * 3 + i) * 3 + j) * L + oh * 8 + ow)] != want;
+            }
+    EXPECT_EQ(wrong, 0) << "H " << H;
+  }
+  for (int64_t H : {2, 8, 16, 64, 9, 66}) {
+    Tensor x = randn({5, 6, H, 8}, gen);
+    Tensor dy = randn({5, 7, H, 8}, gen);
+    Tensor dw = ops::conv2d_backward_weight(dy, x, {7, 6, 3, 3}, kSame);
+    ops::set_conv_direct_enabled(false);
+    Tensor generic = ops::conv2d_backward_weight(dy, x, {7, 6, 3, 3}, kSame);
+    ops::set_conv_direct_enabled(true);
+    EXPECT_ALLCLOSE(dw, generic, 0, 0) << "H " << H;
+  }
 }
