@@ -9,19 +9,25 @@
 #include "distill/blocks/losses.h"
 #include "distill/methods/common.h"
 #include "nn/functional.h"
+#include "tensor/cuda/graph.h"
 #include "tensor/ops/copy.h"
+#include "tensor/ops/elementwise.h"
+#include "tensor/ops/index.h"
+#include "tensor/ops/reduce.h"
 
 namespace okd::distill {
 
 namespace {
-std::vector<double> as_doubles(const Tensor& t) {
-  return to_vector<double>(to(detach(t), DType::Float64));
-}
-Tensor like(const std::vector<double>& v, const Tensor& ref) {
-  return ops::to(to(from_vector<double>(v, ref.shape()), ref.dtype()), ref.device());
+// The logits detached, stacked along `dim` ([m, N, C] for dim 0, [N, m, C] for dim 1).
+Tensor stacked(const std::vector<Tensor>& z, int64_t dim) {
+  std::vector<Tensor> d;
+  for (const auto& zi : z) d.push_back(detach(zi));
+  return stack(d, dim);
 }
 }  // namespace
 
+// Every ensemble is tensor arithmetic on the logits' device, with no host read, so a captured
+// step (train_cifar --cuda-graph) can contain it.
 Tensor kdcl_minlogit(const std::vector<Tensor>& z, const Tensor& y) {
   NoGradGuard no_grad;
   Tensor idx = reshape(y, {y.numel(), 1});
@@ -33,60 +39,41 @@ Tensor kdcl_minlogit(const std::vector<Tensor>& z, const Tensor& y) {
   return t;
 }
 
+// Per sample the student of least CE(z_i, y) = -log_softmax(z_i)[y] (ties: the first student).
 Tensor kdcl_naive(const std::vector<Tensor>& z, const Tensor& y) {
   NoGradGuard no_grad;
   const int64_t n = z[0].shape()[0], c = z[0].shape()[1];
-  auto labels = to_vector<int64_t>(y);
-  std::vector<std::vector<double>> zs;
-  for (const auto& zi : z) zs.push_back(as_doubles(zi));
-  std::vector<double> out(n * c);
-  for (int64_t b = 0; b < n; ++b) {
-    size_t best = 0;
-    double best_ce = INFINITY;
-    for (size_t i = 0; i < z.size(); ++i) {
-      const double* r = zs[i].data() + b * c;
-      double m = r[0];
-      for (int64_t k = 1; k < c; ++k) m = std::max(m, r[k]);
-      double s = 0;
-      for (int64_t k = 0; k < c; ++k) s += std::exp(r[k] - m);
-      const double ce = m + std::log(s) - r[labels[b]];
-      if (ce < best_ce) best_ce = ce, best = i;  // ties: the first student
-    }
-    for (int64_t k = 0; k < c; ++k) out[b * c + k] = zs[best][b * c + k];
+  Tensor idx = reshape(y, {n, 1});
+  std::vector<Tensor> ce;
+  for (const auto& zi : z) ce.push_back(gather(log_softmax(detach(zi), 1), 1, idx) * -1.0);
+  Tensor best = ops::argmin(cat(ce, 1), 1, /*keepdim=*/true);  // [N, 1]
+  Tensor pick = expand(reshape(best, {n, 1, 1}), {n, 1, c});
+  return reshape(gather(stacked(z, 1), 1, pick), {n, c});
+}
+
+// Exponentiated gradient on the simplex from the uniform point, a <- a exp(-lr g) / sum, with
+//   g_i = d CE(sum_j a_j z_j) / d a_i = (1/N) sum_b sum_c (p_bc - e_bc) z_i,bc,
+// p = softmax(sum_j a_j z_j), e the one-hot labels.
+Tensor kdcl_linear_alpha(const std::vector<Tensor>& z, const Tensor& y, int steps, double lr) {
+  NoGradGuard no_grad;
+  const int64_t m = static_cast<int64_t>(z.size()), n = z[0].shape()[0], c = z[0].shape()[1];
+  Tensor zs = stacked(z, 0);  // [m, N, C]
+  Tensor e = ops::to(ops::one_hot(y, c, zs.dtype()), zs.device());
+  Tensor a = empty({m}, zs.dtype(), zs.device());
+  ops::fill_(a, 1.0 / static_cast<double>(m));
+  for (int s = 0; s < steps; ++s) {
+    Tensor p = softmax(sum(reshape(a, {m, 1, 1}) * zs, {0}), 1);
+    Tensor g = sum(zs * unsqueeze(p - e, 0), {1, 2}) * (1.0 / static_cast<double>(n));
+    a = a * exp(g * -lr);
+    a = a / sum(a);
   }
-  return like(out, z[0]);
+  return a;
 }
 
 std::vector<double> kdcl_linear_weights(const std::vector<Tensor>& z, const Tensor& y, int steps,
                                         double lr) {
-  const size_t m = z.size();
-  const int64_t n = z[0].shape()[0], c = z[0].shape()[1];
-  auto labels = to_vector<int64_t>(y);
-  std::vector<std::vector<double>> zs;
-  for (const auto& zi : z) zs.push_back(as_doubles(zi));
-  std::vector<double> a(m, 1.0 / static_cast<double>(m)), mix(c), p(c);
-  for (int s = 0; s < steps; ++s) {
-    // g_i = d CE(sum_j a_j z_j) / d a_i = (1/N) sum_b sum_c (p_bc - e_bc) z_i,bc
-    std::vector<double> g(m, 0.0);
-    for (int64_t b = 0; b < n; ++b) {
-      double mx = -INFINITY;
-      for (int64_t k = 0; k < c; ++k) {
-        mix[k] = 0;
-        for (size_t i = 0; i < m; ++i) mix[k] += a[i] * zs[i][b * c + k];
-        mx = std::max(mx, mix[k]);
-      }
-      double sum = 0;
-      for (int64_t k = 0; k < c; ++k) sum += (p[k] = std::exp(mix[k] - mx));
-      for (int64_t k = 0; k < c; ++k) {
-        const double d = p[k] / sum - (k == labels[b] ? 1.0 : 0.0);
-        for (size_t i = 0; i < m; ++i) g[i] += d * zs[i][b * c + k] / static_cast<double>(n);
-      }
-    }
-    double total = 0;
-    for (size_t i = 0; i < m; ++i) total += (a[i] *= std::exp(-lr * g[i]));
-    for (double& v : a) v /= total;
-  }
-  return a;
+  return to_vector<double>(
+      ops::to(ops::to(kdcl_linear_alpha(z, y, steps, lr), kCPU), DType::Float64));
 }
 
 std::vector<double> kdcl_general_weights(const std::vector<double>& C, int m) {
@@ -129,6 +116,17 @@ Tensor weighted_logits(const std::vector<Tensor>& z, const std::vector<double>& 
   return t;
 }
 
+// sum_i alpha[i] z_i with the weights in a tensor [m] on the logits' device.
+Tensor weighted_logits(const std::vector<Tensor>& z, const Tensor& alpha) {
+  NoGradGuard no_grad;
+  Tensor t;
+  for (size_t i = 0; i < z.size(); ++i) {
+    Tensor s = detach(z[i]) * select(alpha, 0, static_cast<int64_t>(i));
+    t = t.defined() ? t + s : s;
+  }
+  return t;
+}
+
 KdclMethod::KdclMethod() {
   options_.declare("students", "2", "number of students m (each on its own augmented view)");
   options_.declare("ensemble", "minlogit", "minlogit | naive | linear | general | mean");
@@ -155,7 +153,8 @@ void KdclMethod::build(const BuildContext& ctx) {
   nets_.clear();
   for (int64_t k = 0; k < m; ++k) nets_.push_back(make_method_backbone(ctx, 100 * k));
   general_w_.assign(m, 1.0 / static_cast<double>(m));
-  cov_sum_.assign(m * m, 0.0);
+  device_ = ctx.device;
+  cov_sum_ = zeros({m, m}, DType::Float64, device_);
   cov_count_ = 0;
 }
 
@@ -175,8 +174,8 @@ Tensor KdclMethod::ensemble_target(const std::vector<Tensor>& z, const Tensor& y
   if (e == "naive") return kdcl_naive(z, y);
   if (e == "linear")
     return weighted_logits(
-        z, kdcl_linear_weights(z, y, static_cast<int>(options_.get_int("linear_steps")),
-                               options_.get_double("linear_lr")));
+        z, kdcl_linear_alpha(z, y, static_cast<int>(options_.get_int("linear_steps")),
+                             options_.get_double("linear_lr")));
   if (e == "general") return weighted_logits(z, general_w_);
   NoGradGuard no_grad;
   std::vector<Tensor> d;
@@ -205,37 +204,31 @@ StepResult KdclMethod::forward_train(const Batch& batch, const TrainClock&) {
     r.logits.emplace_back("net" + std::to_string(i + 1), z[i]);
   }
   if (options_.get("ensemble") == "general") {
-    // Accumulate C_ij = mean_k (f_i - e_y).(f_j - e_y) for the next epoch's weights.
+    // Accumulate C_ij = mean_k (f_i - e_y).(f_j - e_y) for the next epoch's weights, on the
+    // device: R = [f_i - e] as rows of m x (N C), C += R R^T (float64).
     NoGradGuard no_grad;
-    const size_t m = z.size();
-    const int64_t n = batch.size(), c = z[0].shape()[1];
-    auto labels = to_vector<int64_t>(batch.labels);
-    std::vector<std::vector<double>> f;
-    for (const auto& zi : z) f.push_back(as_doubles(softmax(detach(zi), 1)));
-    for (int64_t b = 0; b < n; ++b)
-      for (size_t i = 0; i < m; ++i)
-        for (size_t j = 0; j < m; ++j) {
-          double s = 0;
-          for (int64_t k = 0; k < c; ++k) {
-            const double e = k == labels[b] ? 1.0 : 0.0;
-            s += (f[i][b * c + k] - e) * (f[j][b * c + k] - e);
-          }
-          cov_sum_[i * m + j] += s;
-        }
+    const int64_t m = static_cast<int64_t>(z.size()), n = batch.size(), c = z[0].shape()[1];
+    Tensor f = softmax(stacked(z, 0), 2);  // [m, N, C]
+    Tensor e = ops::to(ops::one_hot(batch.labels, c, f.dtype()), f.device());
+    Tensor res = ops::to(reshape(f - unsqueeze(e, 0), {m, n * c}), DType::Float64);
+    if (!cov_sum_.defined() || cov_sum_.device() != res.device())
+      cov_sum_ = zeros({m, m}, DType::Float64, res.device());
+    ops::add_(cov_sum_, matmul(res, transpose(res, 0, 1)));
     cov_count_ += static_cast<double>(n);
-    for (size_t i = 0; i < m; ++i)
+    if (cuda::capturing()) cuda::on_replay([this, n] { cov_count_ += static_cast<double>(n); });
+    for (size_t i = 0; i < z.size(); ++i)
       r.terms.emplace_back("w_net" + std::to_string(i + 1), scalar_term(general_w_[i]));
   }
   return r;
 }
 
 void KdclMethod::on_epoch_start(const TrainClock&) {
-  if (cov_count_ > 0) {
-    std::vector<double> C = cov_sum_;
+  if (cov_count_ > 0 && cov_sum_.defined()) {  // outside any captured step: the host may read
+    std::vector<double> C = to_vector<double>(ops::to(cov_sum_, kCPU));
     for (double& v : C) v /= cov_count_;
     general_w_ = kdcl_general_weights(C, static_cast<int>(nets_.size()));
   }
-  std::fill(cov_sum_.begin(), cov_sum_.end(), 0.0);
+  if (cov_sum_.defined()) ops::fill_(cov_sum_, 0.0);
   cov_count_ = 0;
 }
 
@@ -261,7 +254,8 @@ std::vector<std::pair<std::string, Tensor>> KdclMethod::eval_logits(const Tensor
 
 nn::NamedTensors KdclMethod::extra_state() const {
   const int64_t m = static_cast<int64_t>(general_w_.size());
-  std::vector<double> cov = cov_sum_;
+  std::vector<double> cov = cov_sum_.defined() ? to_vector<double>(ops::to(cov_sum_, kCPU))
+                                               : std::vector<double>(m * m, 0.0);
   cov.push_back(cov_count_);
   return {{"general_weights", from_vector<double>(general_w_, {m})},
           {"cov_sum_and_count", from_vector<double>(cov, {m * m + 1})}};
@@ -274,7 +268,10 @@ void KdclMethod::load_extra_state(const nn::NamedTensors& state) {
       auto d = to_vector<double>(v);
       cov_count_ = d.back();
       d.pop_back();
-      cov_sum_ = d;
+      const int64_t m = static_cast<int64_t>(nets_.size());
+      OKD_CHECK(static_cast<int64_t>(d.size()) == m * m, "kdcl: the checkpoint's covariance has ",
+                d.size(), " entries, expected ", m * m);
+      cov_sum_ = ops::to(from_vector<double>(d, {m, m}), device_);
     }
   }
 }

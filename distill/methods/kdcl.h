@@ -23,11 +23,16 @@ Tensor kdcl_minlogit(const std::vector<Tensor>& logits, const Tensor& labels);
 Tensor kdcl_naive(const std::vector<Tensor>& logits, const Tensor& labels);
 // Simplex weights minimising the batch CE of sum_i a_i z_i: `steps` exponentiated-gradient
 // steps of size lr from the uniform point.
+// The weights as a tensor [m] on the logits' device (kdcl_linear_alpha, what the method uses) or
+// as host values (kdcl_linear_weights).
+Tensor kdcl_linear_alpha(const std::vector<Tensor>& logits, const Tensor& labels, int steps,
+                         double lr);
 std::vector<double> kdcl_linear_weights(const std::vector<Tensor>& logits, const Tensor& labels,
                                         int steps, double lr);
 // w = C^-1 1 / (1' C^-1 1) for a symmetric m x m matrix (row-major); uniform if C is singular.
 std::vector<double> kdcl_general_weights(const std::vector<double>& C, int m);
 Tensor weighted_logits(const std::vector<Tensor>& logits, const std::vector<double>& w);
+Tensor weighted_logits(const std::vector<Tensor>& logits, const Tensor& alpha);
 
 class KdclMethod : public Method {
  public:
@@ -57,8 +62,9 @@ class KdclMethod : public Method {
  private:
   std::vector<nn::BackbonePtr> nets_;
   std::vector<double> general_w_;  // the general ensemble's weights in use
-  std::vector<double> cov_sum_;    // accumulated sum_k (f_i - e).(f_j - e) this epoch
+  Tensor cov_sum_;  // [m, m] float64 on the device: sum_k (f_i - e).(f_j - e) this epoch
   double cov_count_ = 0;
+  Device device_ = kCPU;
 };
 
 }  // namespace okd::distill

@@ -23,5 +23,20 @@ TEST_P(MethodParityOnDevice, StepsMatchTheIndependentImplementation) {
 INSTANTIATE_TEST_SUITE_P(Cases, MethodParityOnDevice, ::testing::ValuesIn(parity::case_names()),
                          [](const auto& info) { return parity::case_test_name(info.param); });
 
+// The same steps as train_cifar --cuda-graph runs them: the first eagerly, then one captured
+// graph per epoch (and lr factor), replayed for the epoch's later steps. Every method declares
+// its step capturable (Method::capture_blocker() is empty), so every case must still match the
+// reference: a value frozen into the graph that should have moved between steps (a schedule
+// weight, an annealed temperature, an EMA step, a random mask) fails its term or tensor.
+class MethodParityCaptured : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MethodParityCaptured, ReplayedStepsMatchTheIndependentImplementation) {
+  (void)test::g_emulated;
+  parity::run_method_parity_case(GetParam(), test::kCuda, parity::StepMode::CapturedLikeTheTrainer);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, MethodParityCaptured, ::testing::ValuesIn(parity::case_names()),
+                         [](const auto& info) { return parity::case_test_name(info.param); });
+
 }  // namespace
 }  // namespace okd::distill

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <unordered_set>
@@ -25,6 +26,7 @@
 #include "nn/models/backbone.h"
 #include "nn/module.h"
 #include "optim/sgd.h"
+#include "tensor/cuda/graph.h"
 #include "tensor/ops/copy.h"
 #include "tests/distill/method_parity.h"
 #include "tests/support/test_support.h"
@@ -66,9 +68,16 @@ inline double scalar(const Tensor& t) {
   return to_vector<double>(ops::to(ops::to(t, kCPU), DType::Float64)).at(0);
 }
 
+// How the steps run: eagerly, or as train_cifar --cuda-graph runs them (Trainer::graph_step):
+// the first step eagerly, the next one captured as one CUDA graph, later ones replaying it until
+// the epoch or the lr factor changes, when it is captured again. Captured needs a CUDA device
+// (emulated without a GPU: the replay reruns the recorded kernel calls on the same memory).
+enum class StepMode { Eager, CapturedLikeTheTrainer };
+
 // Runs case `name` on `device` with gtest expectations; prints one summary line (the format
 // tests/reference/method_parity_table.py reads).
-inline void run_method_parity_case(const std::string& name, Device device) {
+inline void run_method_parity_case(const std::string& name, Device device,
+                                   StepMode mode = StepMode::Eager) {
   namespace fs = std::filesystem;
 
   std::map<std::string, std::string> meta;
@@ -156,7 +165,11 @@ inline void run_method_parity_case(const std::string& name, Device device) {
 
   // The steps, as the trainer runs them; every term compared after update() (which may add some).
   int64_t prev_epoch = -1;
-  double worst_term = 0, worst_delta = 0;  // largest relative differences seen, for the log
+  double worst_term = 0, worst_delta = 0;      // largest relative differences seen, for the log
+  std::unique_ptr<cuda::CapturedGraph> graph;  // StepMode::CapturedLikeTheTrainer
+  StepResult graph_result;
+  int64_t graph_epoch = -1, captures = 0, replays = 0;
+  double graph_lr_factor = 0;
   for (size_t k = 0; k < clocks.size(); ++k) {
     SCOPED_TRACE("step " + std::to_string(k));
     const TrainClock& clock = clocks[k];
@@ -165,9 +178,27 @@ inline void run_method_parity_case(const std::string& name, Device device) {
     m->set_training(true);
     if (clock.epoch != prev_epoch) m->on_epoch_start(clock);
     prev_epoch = clock.epoch;
-    StepResult r = m->forward_train(b, clock);
-    m->update(r, sgd, clock);
-    m->after_update(clock);
+    auto run_step = [&] {
+      StepResult r = m->forward_train(b, clock);
+      m->update(r, sgd, clock);
+      m->after_update(clock);
+      return r;
+    };
+    StepResult r;
+    if (mode == StepMode::Eager || k == 0) {
+      r = run_step();
+    } else if (!graph || graph_epoch != clock.epoch || graph_lr_factor != clock.lr_factor) {
+      graph = std::make_unique<cuda::CapturedGraph>();
+      graph->capture([&] { r = run_step(); }, "the method-parity step");
+      graph_result = r;
+      graph_epoch = clock.epoch;
+      graph_lr_factor = clock.lr_factor;
+      ++captures;
+    } else {
+      graph->replay();
+      r = graph_result;
+      ++replays;
+    }
     const std::string step = "step" + std::to_string(k) + "/";
     std::set<std::string> expected;
     for (const auto& [key, t] : ref)
@@ -222,11 +253,14 @@ inline void run_method_parity_case(const std::string& name, Device device) {
       const std::string name = key.substr(6, key.size() - 11);
       EXPECT_TRUE(okd_keys.count(name)) << name << ": the reference has this tensor, okd has not";
     }
+  std::string where = device.is_cpu() ? "" : " on " + device.str();
+  if (mode == StepMode::CapturedLikeTheTrainer)
+    where +=
+        ", captured " + std::to_string(captures) + "x, replayed " + std::to_string(replays) + "x";
   std::printf(
       "%s (%s%s): %zu steps, %zu tensors compared; largest relative difference: terms %.1e, "
       "changes %.1e\n",
-      name.c_str(), spec.c_str(), device.is_cpu() ? "" : (" on " + device.str()).c_str(),
-      clocks.size(), compared, worst_term, worst_delta);
+      name.c_str(), spec.c_str(), where.c_str(), clocks.size(), compared, worst_term, worst_delta);
 }
 
 }  // namespace okd::distill::parity

@@ -17,7 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, LATE, MethodBase, depth_of, make_layer, sigmoid_rampup
+from common import (
+    EPOCH3_4STEPS, CifarResNet, Clock, LATE, MethodBase, depth_of, make_layer, sigmoid_rampup)
 
 
 def kd_term(teacher_logits, student_logits, T, eps=0.0):
@@ -174,4 +175,7 @@ CASES = [
     ("okddip_eps_ramp40", "okddip:teacher_eps=1e-7,rampup_epochs=40,alpha=2",
      lambda: OKDDip(teacher_eps=1e-7, rampup_epochs=40, alpha=2.0), RAMP_CROSS,
      {"nesterov": True}),
+    # Four steps of one epoch: steps 3 and 4 are replays of a captured step on a device.
+    ("one_4steps", "one", ONE, EPOCH3_4STEPS, {}),
+    ("okddip_4steps", "okddip", OKDDip, EPOCH3_4STEPS, {"nesterov": True}),
 ]

@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from common import CifarResNet, LATE, MethodBase, depth_of, kl_batchmean
+from common import EPOCH3_4STEPS, CifarResNet, LATE, MethodBase, depth_of, kl_batchmean
 
 
 class Baseline(MethodBase):
@@ -81,4 +81,7 @@ CASES = [
      {}),
     ("dml_k3_sequential", "dml:peers=3,update=sequential",
      lambda: DML(peers=3, sequential=True), LATE, {}),
+    # Four steps of one epoch: steps 3 and 4 are replays of a captured step on a device.
+    ("baseline_4steps", "baseline", Baseline, EPOCH3_4STEPS, {}),
+    ("dml_4steps", "dml", DML, EPOCH3_4STEPS, {}),
 ]

@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, LATE, MethodBase, depth_of, kl_batchmean, sigmoid_rampup
+from common import (
+    EPOCH3_4STEPS, CifarResNet, Clock, LATE, MethodBase, depth_of, kl_batchmean, sigmoid_rampup)
 
 
 def gap(x):
@@ -349,4 +350,8 @@ CASES = [
      "cl-ilr:variant=okddip,heads=3,rescale=false,detach=true,rampup_epochs=40",
      lambda: CLILR(variant="okddip", heads=3, rescale=False, detach=True, rampup=40), RAMP, {}),
     ("cl_ilr_undetached_hier", "cl-ilr:detach=false", lambda: CLILR(detach=False), LATE, {}),
+    # Four steps of one epoch: steps 3 and 4 are replays of a captured step on a device.
+    ("kdcl_linear_4steps", "kdcl:ensemble=linear", lambda: KDCL(ensemble="linear"), EPOCH3_4STEPS, {}),
+    ("pcl_4steps", "pcl", PCL, EPOCH3_4STEPS, {}),
+    ("cl_ilr_4steps", "cl-ilr", CLILR, EPOCH3_4STEPS, {}),
 ]

@@ -248,6 +248,11 @@ class Clock:
 
 # Two steps past every ramp-up and warm-up (epoch 100 of 300): the cases' usual clocks.
 LATE = [Clock(100, 300, 0, 10), Clock(100, 300, 1, 10)]
+# Four steps of one epoch inside every ramp-up and warm-up (epoch 3 of 300): what a captured
+# training step replays (train_cifar --cuda-graph captures once per epoch; test_device's
+# MethodParityCaptured replays steps 3 and 4), so a value that should move from step to step
+# within an epoch and is frozen instead shows.
+EPOCH3_4STEPS = [Clock(3, 300, k, 10) for k in range(4)]
 
 
 def state_of(networks):

@@ -38,7 +38,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, LATE, MethodBase, depth_of, make_layer, sigmoid_rampup
+from common import (
+    EPOCH3_4STEPS, CifarResNet, Clock, LATE, MethodBase, depth_of, make_layer, sigmoid_rampup)
 
 
 def kd(student_logits, teacher_logits, T):
@@ -241,4 +242,6 @@ CASES = [
      lambda: DKEL(ema_keep_init=True, ema_decay=0.9), LATE, {}),
     # Four peers (the spec's 1/2 and "the other two" read as 1/(K-1) and the other K-1).
     ("dkel_peers4_epoch0", "dkel:peers=4", lambda: DKEL(peers=4), EPOCH0, {}),
+    # Four steps of one epoch: steps 3 and 4 are replays of a captured step on a device.
+    ("dkel_4steps", "dkel", DKEL, EPOCH3_4STEPS, {}),
 ]

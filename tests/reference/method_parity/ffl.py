@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, LATE, MethodBase, depth_of, sigmoid_rampup
+from common import EPOCH3_4STEPS, CifarResNet, Clock, LATE, MethodBase, depth_of, sigmoid_rampup
 
 
 def kd_ffl(student, teacher, T, eps):
@@ -131,4 +131,6 @@ CASES = [
      "ffl:T=2,teacher_eps=1e-4,rampup_epochs=40,share_trunk=false,fusion_wd=1e-4",
      lambda: FFL(T=2.0, teacher_eps=1e-4, rampup_epochs=40, share_trunk=False, fusion_wd=1e-4),
      RAMP40, {"nesterov": True, "weight_decay": 1e-4}),
+    # Four steps of one epoch: steps 3 and 4 are replays of a captured step on a device.
+    ("ffl_4steps", "ffl", FFL, EPOCH3_4STEPS, {}),
 ]

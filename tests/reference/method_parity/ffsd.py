@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, LATE, MethodBase, depth_of, kl_batchmean
+from common import EPOCH3_4STEPS, CifarResNet, Clock, LATE, MethodBase, depth_of, kl_batchmean
 
 
 # --- shared blocks (§1) --------------------------------------------------------------------------
@@ -315,4 +315,6 @@ CASES = [
      "warmup_epochs=10,fusion_wd=1e-3,decoder_lr=0.01,decoder_wd=1e-3",
      lambda: FFSD(num_students=3, lambda_div=0.05, lambda_sd=100.0, lambda_fusion=5.0,
                   warmup_epochs=10, fusion_wd=1e-3, decoder_lr=0.01, decoder_wd=1e-3), MID, {}),
+    # Four steps of one epoch: steps 3 and 4 are replays of a captured step on a device.
+    ("ffsd_4steps", "ffsd", FFSD, EPOCH3_4STEPS, {}),
 ]

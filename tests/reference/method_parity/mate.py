@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, LATE, MethodBase, depth_of, sigmoid_rampup
+from common import EPOCH3_4STEPS, CifarResNet, Clock, LATE, MethodBase, depth_of, sigmoid_rampup
 
 
 def kd(student_logits, teacher_logits, T):
@@ -142,4 +142,6 @@ CASES = [
     ("mate_grad_to_exits_nokdtheta",
      "mate:teacher_grad_to_exits=true,theta_grad_from_kd=false",
      lambda: MATE(teacher_grad_to_exits=True, theta_grad_from_kd=False), LATE, {}),
+    # Four steps of one epoch: steps 3 and 4 are replays of a captured step on a device.
+    ("mate_4steps", "mate", MATE, EPOCH3_4STEPS, {}),
 ]

@@ -14,7 +14,8 @@ every term.
 import torch
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, LATE, MethodBase, depth_of, det_teacher, kl_batchmean
+from common import (
+    EPOCH3_4STEPS, CifarResNet, Clock, LATE, MethodBase, depth_of, det_teacher, kl_batchmean)
 
 
 class Offline(MethodBase):
@@ -64,4 +65,6 @@ CASES = [
      "ce_weight=0.1,T=4,beta=500", lambda: Offline(ce_weight=0.1, kd_weight=0.9, beta=500.0),
      [Clock(3, 300, 4, 10), Clock(3, 300, 5, 10), Clock(3, 300, 6, 10)],
      {"teacher_arch": "resnet20"}),
+    # Four steps of one epoch: steps 3 and 4 are replays of a captured step on a device.
+    ("kd_4steps", "kd:teacher=@TEACHER@", Offline, EPOCH3_4STEPS, {"teacher_arch": "resnet8"}),
 ]

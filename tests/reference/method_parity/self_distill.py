@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import CifarResNet, Clock, LATE, MethodBase, depth_of, kl_batchmean
+from common import EPOCH3_4STEPS, CifarResNet, Clock, LATE, MethodBase, depth_of, kl_batchmean
 
 
 def bottleneck_exit(cin, width, k):
@@ -218,4 +218,7 @@ CASES = [
     # the constant-temperature variant (T = 4) on BYOT's exits
     ("phuong_t4_bottleneck", "phuong:T=4,exits=bottleneck",
      lambda: Phuong(T="4", exits="bottleneck"), LATE, {}),
+    # Four steps of one epoch: steps 3 and 4 are replays of a captured step on a device.
+    ("byot_4steps", "byot", BYOT, EPOCH3_4STEPS, {}),
+    ("eed_4steps", "eed", EED, EPOCH3_4STEPS, {}),
 ]
