@@ -57,8 +57,8 @@ if [[ "${OKD_TEST_SANITIZE:-1}" == 1 ]]; then
   # The training-loop tests (several networks for a dozen steps each, and whole train_cifar runs)
   # already ran in the Release pass; under the sanitizers they would take most of the CI budget
   # while exercising the same kernels as the op and method unit tests that do run here. The
-  # method-parity cases run here on the CPU; their emulated-device twins (eager and captured) would run the same
-  # CPU kernels again (3 minutes of CPU each under the sanitizers).
+  # method-parity cases run here on the CPU; their emulated-device twins (eager and captured)
+  # would run the same CPU kernels again (3 minutes of CPU each under the sanitizers).
   slow='EveryMethod|TrainCifarMethod|EmulatedTraining|BackboneZoo|PredictReference'
   slow+='|MethodParityOnDevice|MethodParityCaptured'
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
