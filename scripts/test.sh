@@ -33,13 +33,22 @@ if [[ "${OKD_TEST_SIM:-1}" == 1 ]]; then
   echo "== GPU tests on the simulator =="
   # The simulator's own tests and every CUDA op test of test_tensor (kernels, cuBLAS and cuDNN
   # calls, run against the CPU ops), and one method-parity case of each of the 20 methods run on
-  # the simulated GPU against the independent PyTorch figures (about 50 s on one core; all 78
-  # cases take 4 minutes). The rest of test_device takes several minutes on the simulator:
+  # the simulated GPU against the independent PyTorch figures (about 50 s on one core; all 92
+  # cases take 4-5 minutes). The rest of test_device takes several minutes on the simulator:
   # `ctest --test-dir build-sim` runs everything.
   parity='baseline|kd|at|eed|phuong|byot|mate|ekd_fws_fa_dropout|ffl|one|dml|kdcl|cl_ilr|okddip'
   parity+='|pcl|afd|mcl|dkel_late|amln|ffsd'
+  # And seven cases captured and replayed as --cuda-graph trains, through the simulator's stream
+  # capture and graph launch: the EMA counters, the device dropout draws, Phuong's annealing,
+  # MCL's negatives and KDCL's per-epoch weights (about 40 s on one core).
+  captured='dkel_4steps|pcl_4steps|ekd_fws_resnet20_fa_dropout0_5|mcl_steps3_beta05'
+  captured+='|kdcl_general_m3|phuong_anneal_early|one_4steps'
+  # (ctest's names end with "  # GetParam() = ...", hence "( |$)")
+  ops_re='^(Simt|SimtRuntime|SimtDeathTest|SimCublas|SimCudnn|Cuda)'
+  eager_re="^Cases/MethodParityOnDevice\.StepsMatchTheIndependentImplementation/($parity)( |\$)"
+  graph_re="^Cases/MethodParityCaptured\.ReplayedStepsMatchTheIndependentImplementation/($captured)( |\$)"
   ctest --test-dir build-sim --output-on-failure -j"$jobs" --timeout 600 \
-        -R "^(Simt|SimtRuntime|SimtDeathTest|SimCublas|SimCudnn|Cuda)|^Cases/MethodParityOnDevice\.StepsMatchTheIndependentImplementation/($parity)( |$)"
+        -R "$ops_re|$eager_re|$graph_re"
   # and the backend's start-up on a machine whose runtime finds no GPU
   OKD_SIM_DEVICES=0 ctest --test-dir build-sim --output-on-failure \
         -R '^CudaBackend.AskingForCudaWithoutAGpuIsAClearError$'
