@@ -6,11 +6,17 @@ from common import EPOCH3_4STEPS, CifarResNet, LATE, MethodBase, depth_of, kl_ba
 
 
 class Baseline(MethodBase):
+    """CE(z, y), with PyTorch's label smoothing when asked (okd's baseline:label-smoothing)."""
+
+    def __init__(self, label_smoothing=0.0):
+        self.label_smoothing = label_smoothing
+
     def build(self, arch, num_classes, **_):
         self.nets = [("net", CifarResNet(depth_of(arch), num_classes))]
 
     def forward_train(self, views, labels, clock):
-        ce = F.cross_entropy(self.nets[0][1](views[0]), labels)
+        ce = F.cross_entropy(self.nets[0][1](views[0]), labels,
+                             label_smoothing=self.label_smoothing)
         return ce, [("ce", ce)]
 
 
@@ -83,5 +89,7 @@ CASES = [
      lambda: DML(peers=3, sequential=True), LATE, {}),
     # Four steps of one epoch: steps 3 and 4 are replays of a captured step on a device.
     ("baseline_4steps", "baseline", Baseline, EPOCH3_4STEPS, {}),
+    ("baseline_label_smoothing", "baseline:label-smoothing=0.1",
+     lambda: Baseline(label_smoothing=0.1), LATE, {}),
     ("dml_4steps", "dml", DML, EPOCH3_4STEPS, {}),
 ]

@@ -353,5 +353,6 @@ CASES = [
     # Four steps of one epoch: steps 3 and 4 are replays of a captured step on a device.
     ("kdcl_linear_4steps", "kdcl:ensemble=linear", lambda: KDCL(ensemble="linear"), EPOCH3_4STEPS, {}),
     ("pcl_4steps", "pcl", PCL, EPOCH3_4STEPS, {}),
+    ("pcl_rampup40", "pcl:rampup_epochs=40", lambda: PCL(rampup=40), RAMP, {}),
     ("cl_ilr_4steps", "cl-ilr", CLILR, EPOCH3_4STEPS, {}),
 ]

@@ -39,7 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common import (
-    EPOCH3_4STEPS, CifarResNet, Clock, LATE, MethodBase, depth_of, make_layer, sigmoid_rampup)
+    CifarResNet, Clock, LATE, MethodBase, depth_of, make_layer, sigmoid_rampup)
 
 
 def kd(student_logits, teacher_logits, T):
@@ -243,5 +243,11 @@ CASES = [
     # Four peers (the spec's 1/2 and "the other two" read as 1/(K-1) and the other K-1).
     ("dkel_peers4_epoch0", "dkel:peers=4", lambda: DKEL(peers=4), EPOCH0, {}),
     # Four steps of one epoch: steps 3 and 4 are replays of a captured step on a device.
-    ("dkel_4steps", "dkel", DKEL, EPOCH3_4STEPS, {}),
+    # (epoch 1 with lambda = 1: w_r = 1 and w_e = 0.607, so both PM parts count in the replays)
+    ("dkel_4steps", "dkel:rampup_lambda=1", lambda: DKEL(rampup_lambda=1.0),
+     [Clock(1, 300, k, 10) for k in range(4)], {}),
+    # A cutoff above w_e = e^-0.5 = 0.607 at epoch 1: the decaying-ensemble weight is cut to 0
+    # (lambda = 1 so that w_r = 1 and PM counts).
+    ("dkel_exp_cutoff07_epoch1", "dkel:rampup_lambda=1,exp_cutoff=0.7",
+     lambda: DKEL(rampup_lambda=1.0, exp_cutoff=0.7), EPOCH1, {}),
 ]

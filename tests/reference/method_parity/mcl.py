@@ -178,4 +178,7 @@ CASES = [
     # 3; beta = 0.5 so that the contrastive term weighs on the parameters' changes.
     ("mcl_steps3_beta05", "mcl:negatives=7,beta=0.5", lambda: MCL(negatives=7, beta=0.5),
      STEPS3, {"lr": 0.2}),
+    # A smaller embedding (the heads' output and the banks' width).
+    ("mcl_embed16", "mcl:negatives=7,embed_dim=16", lambda: MCL(negatives=7, embed_dim=16), LATE,
+     {}),
 ]
