@@ -53,32 +53,36 @@ def gap(x):
 
 
 class Branch(nn.Module):
-    """A copied branch: stage 2 + stage 3 + GAP + FC, named like the backbone's."""
+    """A copied branch: stage 2 (split_stage 2 only) + stage 3 + GAP + FC, named like the
+    backbone's."""
 
-    def __init__(self, blocks, num_classes):
+    def __init__(self, blocks, num_classes, split_stage):
         super().__init__()
-        self.layer2 = make_layer(16, 32, blocks, 2)
+        if split_stage == 2:
+            self.layer2 = make_layer(16, 32, blocks, 2)
         self.layer3 = make_layer(32, 64, blocks, 2)
         self.fc = nn.Linear(64, num_classes)
 
 
 class MclNet(nn.Module):
-    """net.base (shared stem + layer1, and branch 1) and net.branch1.. (branches 2..m)."""
+    """net.base (the shared stages before split_stage, and branch 1) and net.branch1.. (branches
+    2..m, copies of stages split_stage..3 and the FC). split_stage 2: stem + layer1 shared (the
+    default); 3: stem + layer1 + layer2 shared."""
 
-    def __init__(self, depth, num_classes, branches):
+    def __init__(self, depth, num_classes, branches, split_stage=2):
         super().__init__()
         self.base = CifarResNet(depth, num_classes)
         for k in range(1, branches):
-            setattr(self, f"branch{k}", Branch(self.base.blocks, num_classes))
-        self.m = branches
+            setattr(self, f"branch{k}", Branch(self.base.blocks, num_classes, split_stage))
+        self.m, self.split = branches, split_stage
 
     def forward(self, x):
         """(logits [m x (B, C)], pooled features [m x (B, 64)])."""
-        h = self.base.run_stages(0, 1, x)  # stem + layer1, shared
+        h = self.base.run_stages(0, self.split - 1, x)  # the shared stages
         logits, feats = [], []
         for k in range(self.m):
             br = self.base if k == 0 else getattr(self, f"branch{k}")
-            f = gap(br.layer3(br.layer2(h)))
+            f = gap(br.layer3(br.layer2(h) if self.split == 2 else h))
             feats.append(f)
             logits.append(br.fc(f))
         return logits, feats
@@ -107,7 +111,8 @@ def nce(s, K, N):
 
 class MCL(MethodBase):
     def __init__(self, branches=4, negatives=7, tau=0.1, bank_momentum=0.5, T=3.0, alpha=1.0,
-                 beta=0.025, gamma=1.0, embed_dim=128, n_train=8):
+                 beta=0.025, gamma=1.0, embed_dim=128, n_train=8, split_stage=2):
+        self.split_stage = split_stage
         self.N = n_train  # N of the formulas: the training-set size = run_case's batch
         self.m, self.K, self.tau, self.mu = branches, negatives, tau, bank_momentum
         self.T, self.alpha, self.beta, self.gamma, self.dim = T, alpha, beta, gamma, embed_dim
@@ -116,7 +121,7 @@ class MCL(MethodBase):
         # The training set is the batch itself (run_case's batch of n_train images, labels
         # i % classes): the banks have one row per training sample.
         self.train_labels = torch.arange(self.N, dtype=torch.int64) % num_classes
-        self.model = MclNet(depth_of(arch), num_classes, self.m)
+        self.model = MclNet(depth_of(arch), num_classes, self.m, self.split_stage)
         self.embed = nn.ModuleList([nn.Linear(64, self.dim) for _ in range(self.m)])
         self.memory = Memory(self.m, self.N, self.dim)
         self.nets = [("net", self.model), ("embed", self.embed), ("memory", self.memory)]
@@ -181,4 +186,7 @@ CASES = [
     # A smaller embedding (the heads' output and the banks' width).
     ("mcl_embed16", "mcl:negatives=7,embed_dim=16", lambda: MCL(negatives=7, embed_dim=16), LATE,
      {}),
+    # Branches that share stage 2 too (split after stage 2), three of them.
+    ("mcl_split3_m3", "mcl:negatives=7,split_stage=3,branches=3",
+     lambda: MCL(negatives=7, split_stage=3, branches=3), LATE, {}),
 ]
