@@ -11,7 +11,7 @@
 # budget: a stage is skipped (and says so) when less than its minimum remains, and its own limit
 # is cut to what remains. Parts, in order of priority:
 #   build     configure + build test_tensor test_device bench_train train_cifar for sm_90
-#   tests     the CUDA op tests, then test_device on the GPU
+#   tests     the CUDA op tests, then test_device on the GPU, then the method-parity cases there
 #   bench     issue 9's table: baseline/dml x ResNet-20/32/56 x batch 128/512 x float32/bf16,
 #             okd eager and --cuda-graph against PyTorch eager and torch.compile, images/s, with
 #             the ratios in $OUT/summary.txt. In order of priority (the budget skips the rest and
@@ -99,8 +99,15 @@ if want tests; then
   stage test_cuda_ops 30 240 "$build/tests/test_tensor" --gtest_filter='Cuda*'
   grep -E "^\[  (PASSED|FAILED) |^\[  SKIPPED \] [0-9]|FAILED  \]" "$out/test_cuda_ops.log" |
     tee -a "$out/summary.txt"
-  stage test_device 60 300 "$build/tests/test_device"
+  stage test_device 60 300 "$build/tests/test_device" --gtest_filter='-Cases/*'
   grep -E "^\[  (PASSED|FAILED) |^\[  SKIPPED \] [0-9]|FAILED  \]" "$out/test_device.log" |
+    tee -a "$out/summary.txt"
+  # Every method-parity case on the GPU in float64, eager and captured as --cuda-graph trains
+  # (docs/method-parity.md), in its own stage so that it cannot crowd out the rest: what does not
+  # fit in the limit is cut off, and the log says how far it came.
+  stage method_parity 20 150 "$build/tests/test_device" --gtest_filter='Cases/*'
+  grep -E "^\[  (PASSED|FAILED) |FAILED  \]" "$out/method_parity.log" | tee -a "$out/summary.txt"
+  grep -c "^\[       OK \]" "$out/method_parity.log" | sed 's/^/method parity cases passed: /' |
     tee -a "$out/summary.txt"
 fi
 # --- bench: okd (bench_train) against PyTorch (bench/train_peer.py), rows by priority ----------
