@@ -47,8 +47,10 @@ if [[ "${OKD_TEST_SIM:-1}" == 1 ]]; then
   ops_re='^(Simt|SimtRuntime|SimtDeathTest|SimCublas|SimCudnn|Cuda)'
   eager_re="^Cases/MethodParityOnDevice\.StepsMatchTheIndependentImplementation/($parity)( |\$)"
   graph_re="^Cases/MethodParityCaptured\.ReplayedStepsMatchTheIndependentImplementation/($captured)( |\$)"
+  # And two in bf16 (Autocast), replayed against eager steps: the staging copies under capture.
+  bf16_re='^Cases/MethodBf16Captured\.ReplayedStepsMatchEagerSteps/(dml_4steps|ekd_fws_resnet20_fa_dropout0_5)( |$)'
   ctest --test-dir build-sim --output-on-failure -j"$jobs" --timeout 600 \
-        -R "$ops_re|$eager_re|$graph_re"
+        -R "$ops_re|$eager_re|$graph_re|$bf16_re"
   # and the backend's start-up on a machine whose runtime finds no GPU
   OKD_SIM_DEVICES=0 ctest --test-dir build-sim --output-on-failure \
         -R '^CudaBackend.AskingForCudaWithoutAGpuIsAClearError$'
@@ -66,10 +68,10 @@ if [[ "${OKD_TEST_SANITIZE:-1}" == 1 ]]; then
   # The training-loop tests (several networks for a dozen steps each, and whole train_cifar runs)
   # already ran in the Release pass; under the sanitizers they would take most of the CI budget
   # while exercising the same kernels as the op and method unit tests that do run here. The
-  # method-parity cases run here on the CPU; their emulated-device twins (eager and captured)
+  # method-parity cases run here on the CPU; their emulated-device twins (eager, captured, bf16)
   # would run the same CPU kernels again (3 minutes of CPU each under the sanitizers).
   slow='EveryMethod|TrainCifarMethod|EmulatedTraining|BackboneZoo|PredictReference'
-  slow+='|MethodParityOnDevice|MethodParityCaptured'
+  slow+='|MethodParityOnDevice|MethodParityCaptured|MethodBf16Captured'
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-sanitize --output-on-failure -j"$jobs" --timeout 900 -E "$slow"
 fi

@@ -23,6 +23,7 @@
 #include <unordered_set>
 
 #include "distill/method.h"
+#include "nn/functional.h"
 #include "nn/models/backbone.h"
 #include "nn/module.h"
 #include "optim/sgd.h"
@@ -74,11 +75,25 @@ inline double scalar(const Tensor& t) {
 // (emulated without a GPU: the replay reruns the recorded kernel calls on the same memory).
 enum class StepMode { Eager, CapturedLikeTheTrainer };
 
+// What a run observed, for comparing two runs of a case with each other (not with the
+// reference): every step's loss and terms, and every tensor's final values.
+struct RunRecord {
+  std::vector<std::vector<std::pair<std::string, double>>> steps;  // ("loss", ...) first
+  std::vector<std::pair<std::string, std::vector<double>>> finals;
+};
+
 // Runs case `name` on `device` with gtest expectations; prints one summary line (the format
-// tests/reference/method_parity_table.py reads).
+// tests/reference/method_parity_table.py reads). In float64 (the default) every term and every
+// tensor's change must match the reference. In another dtype or under Autocast(bf16) the run is
+// only recorded into *record (the reference's float64 figures do not apply), for comparing two
+// runs of the same case.
 inline void run_method_parity_case(const std::string& name, Device device,
-                                   StepMode mode = StepMode::Eager) {
+                                   StepMode mode = StepMode::Eager, DType dtype = DType::Float64,
+                                   Precision precision = Precision::Float32,
+                                   RunRecord* record = nullptr) {
   namespace fs = std::filesystem;
+  const bool compare = dtype == DType::Float64 && precision == Precision::Float32;
+  nn::functional::Autocast autocast(precision);
 
   std::map<std::string, std::string> meta;
   const std::string path = test::data_path("method_parity/" + name + ".safetensors");
@@ -131,9 +146,9 @@ inline void run_method_parity_case(const std::string& name, Device device,
   ctx.train_labels = from_vector<int64_t>(train_labels, {batch});  // on the CPU, as the trainer
   m->build(ctx);
   det_init(*m);
-  // As the trainer: networks built and initialised on the CPU, then moved (here also to float64).
+  // As the trainer: networks built and initialised on the CPU, then moved (here also to dtype).
   for (auto& [n, net] : m->networks()) {
-    net->to(DType::Float64);
+    net->to(dtype);
     net->to(device);
   }
 
@@ -156,7 +171,7 @@ inline void run_method_parity_case(const std::string& name, Device device,
   so.weight_decay = weight_decay;
   so.nesterov = meta["nesterov"] == "true";
   optim::SGD sgd(groups, so);
-  Batch b = det_batch(batch, ctx.image_size, m->num_views(), classes, DType::Float64);
+  Batch b = det_batch(batch, ctx.image_size, m->num_views(), classes, dtype);
   if (!device.is_cpu()) {  // as the trainer hands a batch to a method on a device
     for (auto& v : b.views) v = ops::to(v, device);
     b.labels = ops::to(b.labels, device);
@@ -199,6 +214,12 @@ inline void run_method_parity_case(const std::string& name, Device device,
       r = graph_result;
       ++replays;
     }
+    if (record) {
+      record->steps.emplace_back();
+      record->steps.back().emplace_back("loss", scalar(r.loss));
+      for (const auto& [tname, t] : r.terms) record->steps.back().emplace_back(tname, scalar(t));
+    }
+    if (!compare) continue;
     const std::string step = "step" + std::to_string(k) + "/";
     std::set<std::string> expected;
     for (const auto& [key, t] : ref)
@@ -216,6 +237,12 @@ inline void run_method_parity_case(const std::string& name, Device device,
     const double want = scalar(ref.at(step + "loss"));
     EXPECT_NEAR(scalar(r.loss), want, kTermRtol * std::max(1.0, std::fabs(want))) << "total loss";
   }
+
+  if (record)
+    for (const auto& [key, t] : tensors)
+      record->finals.emplace_back(key,
+                                  to_vector<double>(ops::to(ops::to(t, kCPU), DType::Float64)));
+  if (!compare) return;
 
   // The change of every tensor over the run.
   size_t compared = 0;
