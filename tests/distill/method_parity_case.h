@@ -50,6 +50,17 @@ inline std::vector<std::string> case_names() {
   return names;
 }
 
+// The cases of three steps or more (a captured step is replayed at least once).
+inline std::vector<std::string> case_names_with_replays() {
+  std::vector<std::string> names;
+  for (const auto& n : case_names()) {
+    std::map<std::string, std::string> meta;
+    nn::load_safetensors(test::data_path("method_parity/" + n + ".safetensors"), &meta);
+    if (std::count(meta["clocks"].begin(), meta["clocks"].end(), ';') >= 2) names.push_back(n);
+  }
+  return names;
+}
+
 // A case name as a gtest parameter name (letters, digits and _).
 inline std::string case_test_name(std::string n) {
   for (auto& c : n)
