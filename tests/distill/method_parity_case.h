@@ -29,6 +29,7 @@
 #include "optim/sgd.h"
 #include "tensor/cuda/graph.h"
 #include "tensor/ops/copy.h"
+#include "tensor/runtime.h"
 #include "tests/distill/method_parity.h"
 #include "tests/support/test_support.h"
 
@@ -105,6 +106,14 @@ inline void run_method_parity_case(const std::string& name, Device device,
   namespace fs = std::filesystem;
   const bool compare = dtype == DType::Float64 && precision == Precision::Float32;
   nn::functional::Autocast autocast(precision);
+  // One CPU thread: the ops of these tiny networks are too small to share, and ctest runs test
+  // processes side by side, where every op's OpenMP barrier would wait on a busy core (the cases
+  // ran 100 times slower under `ctest -j2` than alone). okd's results do not depend on it.
+  struct OneThread {
+    int saved = num_threads();
+    OneThread() { set_num_threads(1); }
+    ~OneThread() { set_num_threads(saved); }
+  } one_thread;
 
   std::map<std::string, std::string> meta;
   const std::string path = test::data_path("method_parity/" + name + ".safetensors");
