@@ -20,13 +20,13 @@
 #include "apps/lib/train_config.h"
 #include "apps/lib/train_data.h"
 #include "autograd/functions.h"
+#include "distill/captured_step.h"
 #include "distill/method.h"
 #include "nn/functional.h"
 #include "nn/models/backbone.h"
 #include "optim/schedule.h"
 #include "optim/sgd.h"
 #include "tensor/cuda/cuda_ops.h"
-#include "tensor/cuda/graph.h"
 #include "tensor/ops/copy.h"
 #include "tensor/ops/index.h"
 #include "tensor/ops/view.h"
@@ -172,16 +172,11 @@ class Trainer {
   bool interrupted_ = false;
   int64_t steps_this_process_ = 0;
 
-  // --cuda-graph (tensor/cuda/graph.h): the captured step, its fixed input batch and result, and
-  // the epoch and lr factor frozen into it.
+  // --cuda-graph: the step policy (distill/captured_step.h) and the fixed input batch.
   distill::StepResult graph_step(const distill::Batch& batch, const distill::TrainClock& clock);
   bool use_graph_ = false;
-  std::unique_ptr<cuda::CapturedGraph> graph_;
+  distill::CapturedSteps graph_steps_;
   distill::Batch graph_input_;
-  distill::StepResult graph_result_;
-  int64_t graph_epoch_ = -1;
-  double graph_lr_factor_ = 0;
-  int64_t graph_eager_steps_ = 0, graph_captures_ = 0, graph_replays_ = 0;
 };
 
 void Trainer::setup() {
@@ -375,11 +370,8 @@ void Trainer::train_epoch(int64_t epoch) {
   start_step_ = 0;
 }
 
-// One full-batch step under --cuda-graph. The batch is copied into the fixed input tensors; the
-// first step of the process runs eagerly (it creates the momentum buffers, cuDNN's algorithm
-// choices and anything else a method makes lazily: none of that may happen inside a graph); the
-// next one is captured, and later ones replay it until the epoch or the lr factor changes, when
-// the scalars frozen into the graph may be stale and it is captured again.
+// One full-batch step under --cuda-graph: the batch is copied into the fixed input tensors and
+// the step runs eagerly, captured or replayed as distill::CapturedSteps decides.
 distill::StepResult Trainer::graph_step(const distill::Batch& batch,
                                         const distill::TrainClock& clock) {
   if (graph_input_.views.empty()) {
@@ -390,31 +382,14 @@ distill::StepResult Trainer::graph_step(const distill::Batch& batch,
     ops::copy_across_devices_(graph_input_.labels, batch.labels);
     if (batch.indices.defined()) ops::copy_across_devices_(graph_input_.indices, batch.indices);
   }
-  auto step = [&] {
-    distill::StepResult r = method_->forward_train(graph_input_, clock);
-    method_->update(r, *optimizer_, clock);
-    method_->after_update(clock);
-    return r;
-  };
-  if (graph_eager_steps_ == 0) {
-    ++graph_eager_steps_;
-    return step();
-  }
-  if (!graph_ || graph_epoch_ != clock.epoch || graph_lr_factor_ != lr_factor_) {
-    graph_.reset();  // its memory pool goes back to the allocator
-    auto g = std::make_unique<cuda::CapturedGraph>();
-    distill::StepResult r;
-    g->capture([&] { r = step(); }, "a --cuda-graph training step");
-    graph_ = std::move(g);
-    graph_result_ = r;
-    graph_epoch_ = clock.epoch;
-    graph_lr_factor_ = lr_factor_;
-    ++graph_captures_;
-    return r;
-  }
-  graph_->replay();
-  ++graph_replays_;
-  return graph_result_;
+  return graph_steps_.run(
+      [&] {
+        distill::StepResult r = method_->forward_train(graph_input_, clock);
+        method_->update(r, *optimizer_, clock);
+        method_->after_update(clock);
+        return r;
+      },
+      clock.epoch, lr_factor_);
 }
 
 std::map<std::string, MemberStats> Trainer::evaluate(TrainData::Split& split) {
@@ -733,8 +708,9 @@ int Trainer::run() {
                      std::to_string(cfg_.epochs) + " epochs, " + format_duration(seconds) + ")");
   if (use_graph_)
     std::printf("cuda graph: %lld captures, %lld replays, %lld eager warm-up step(s)\n",
-                static_cast<long long>(graph_captures_), static_cast<long long>(graph_replays_),
-                static_cast<long long>(graph_eager_steps_));
+                static_cast<long long>(graph_steps_.captures()),
+                static_cast<long long>(graph_steps_.replays()),
+                static_cast<long long>(graph_steps_.eager_steps()));
   std::printf("run directory: %s (metrics.csv, summary.json, curves.svg, checkpoints/)\n",
               run_dir_.string().c_str());
   return 0;

@@ -17,17 +17,16 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
-#include <memory>
 #include <set>
 #include <sstream>
 #include <unordered_set>
 
+#include "distill/captured_step.h"
 #include "distill/method.h"
 #include "nn/functional.h"
 #include "nn/models/backbone.h"
 #include "nn/module.h"
 #include "optim/sgd.h"
-#include "tensor/cuda/graph.h"
 #include "tensor/ops/copy.h"
 #include "tensor/runtime.h"
 #include "tests/distill/method_parity.h"
@@ -81,9 +80,9 @@ inline double scalar(const Tensor& t) {
   return to_vector<double>(ops::to(ops::to(t, kCPU), DType::Float64)).at(0);
 }
 
-// How the steps run: eagerly, or as train_cifar --cuda-graph runs them (Trainer::graph_step):
-// the first step eagerly, the next one captured as one CUDA graph, later ones replaying it until
-// the epoch or the lr factor changes, when it is captured again. Captured needs a CUDA device
+// How the steps run: eagerly, or as train_cifar --cuda-graph runs them (distill::CapturedSteps,
+// the trainer's own policy: the first step eagerly, the next one captured as one CUDA graph,
+// later ones replaying it until the epoch or the lr factor changes). Captured needs a CUDA device
 // (emulated without a GPU: the replay reruns the recorded kernel calls on the same memory).
 enum class StepMode { Eager, CapturedLikeTheTrainer };
 
@@ -200,11 +199,8 @@ inline void run_method_parity_case(const std::string& name, Device device,
 
   // The steps, as the trainer runs them; every term compared after update() (which may add some).
   int64_t prev_epoch = -1;
-  double worst_term = 0, worst_delta = 0;      // largest relative differences seen, for the log
-  std::unique_ptr<cuda::CapturedGraph> graph;  // StepMode::CapturedLikeTheTrainer
-  StepResult graph_result;
-  int64_t graph_epoch = -1, captures = 0, replays = 0;
-  double graph_lr_factor = 0;
+  double worst_term = 0, worst_delta = 0;  // largest relative differences seen, for the log
+  CapturedSteps graph_steps;               // StepMode::CapturedLikeTheTrainer
   for (size_t k = 0; k < clocks.size(); ++k) {
     SCOPED_TRACE("step " + std::to_string(k));
     const TrainClock& clock = clocks[k];
@@ -219,21 +215,9 @@ inline void run_method_parity_case(const std::string& name, Device device,
       m->after_update(clock);
       return r;
     };
-    StepResult r;
-    if (mode == StepMode::Eager || k == 0) {
-      r = run_step();
-    } else if (!graph || graph_epoch != clock.epoch || graph_lr_factor != clock.lr_factor) {
-      graph = std::make_unique<cuda::CapturedGraph>();
-      graph->capture([&] { r = run_step(); }, "the method-parity step");
-      graph_result = r;
-      graph_epoch = clock.epoch;
-      graph_lr_factor = clock.lr_factor;
-      ++captures;
-    } else {
-      graph->replay();
-      r = graph_result;
-      ++replays;
-    }
+    StepResult r = mode == StepMode::Eager
+                       ? run_step()
+                       : graph_steps.run(run_step, clock.epoch, clock.lr_factor);
     if (record) {
       record->steps.emplace_back();
       record->steps.back().emplace_back("loss", scalar(r.loss));
@@ -302,8 +286,8 @@ inline void run_method_parity_case(const std::string& name, Device device,
     }
   std::string where = device.is_cpu() ? "" : " on " + device.str();
   if (mode == StepMode::CapturedLikeTheTrainer)
-    where +=
-        ", captured " + std::to_string(captures) + "x, replayed " + std::to_string(replays) + "x";
+    where += ", captured " + std::to_string(graph_steps.captures()) + "x, replayed " +
+             std::to_string(graph_steps.replays()) + "x";
   std::printf(
       "%s (%s%s): %zu steps, %zu tensors compared; largest relative difference: terms %.1e, "
       "changes %.1e\n",
