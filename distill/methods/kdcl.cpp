@@ -44,9 +44,9 @@ Tensor kdcl_naive(const std::vector<Tensor>& z, const Tensor& y) {
   NoGradGuard no_grad;
   const int64_t n = z[0].shape()[0], c = z[0].shape()[1];
   Tensor idx = reshape(y, {n, 1});
-  std::vector<Tensor> ce;
-  for (const auto& zi : z) ce.push_back(gather(log_softmax(detach(zi), 1), 1, idx) * -1.0);
-  Tensor best = ops::argmin(cat(ce, 1), 1, /*keepdim=*/true);  // [N, 1]
+  std::vector<Tensor> log_py;  // -CE(z_i, y) per sample: the least CE has the largest log p_y
+  for (const auto& zi : z) log_py.push_back(gather(log_softmax(detach(zi), 1), 1, idx));
+  Tensor best = ops::argmax(cat(log_py, 1), 1, /*keepdim=*/true);  // [N, 1]
   Tensor pick = expand(reshape(best, {n, 1, 1}), {n, 1, c});
   return reshape(gather(stacked(z, 1), 1, pick), {n, c});
 }
@@ -106,25 +106,26 @@ std::vector<double> kdcl_general_weights(const std::vector<double>& C, int m) {
   return x;
 }
 
-Tensor weighted_logits(const std::vector<Tensor>& z, const std::vector<double>& w) {
+namespace {
+// sum_i w(i) z_i, detached, in order (w(i): a host scalar or a 0-d tensor on the logits' device).
+template <class Weight>
+Tensor weighted_sum(const std::vector<Tensor>& z, Weight w) {
   NoGradGuard no_grad;
   Tensor t;
   for (size_t i = 0; i < z.size(); ++i) {
-    Tensor s = detach(z[i]) * w[i];
+    Tensor s = detach(z[i]) * w(i);
     t = t.defined() ? t + s : s;
   }
   return t;
 }
+}  // namespace
 
-// sum_i alpha[i] z_i with the weights in a tensor [m] on the logits' device.
+Tensor weighted_logits(const std::vector<Tensor>& z, const std::vector<double>& w) {
+  return weighted_sum(z, [&](size_t i) { return w[i]; });
+}
+
 Tensor weighted_logits(const std::vector<Tensor>& z, const Tensor& alpha) {
-  NoGradGuard no_grad;
-  Tensor t;
-  for (size_t i = 0; i < z.size(); ++i) {
-    Tensor s = detach(z[i]) * select(alpha, 0, static_cast<int64_t>(i));
-    t = t.defined() ? t + s : s;
-  }
-  return t;
+  return weighted_sum(z, [&](size_t i) { return select(alpha, 0, static_cast<int64_t>(i)); });
 }
 
 KdclMethod::KdclMethod() {
@@ -153,8 +154,7 @@ void KdclMethod::build(const BuildContext& ctx) {
   nets_.clear();
   for (int64_t k = 0; k < m; ++k) nets_.push_back(make_method_backbone(ctx, 100 * k));
   general_w_.assign(m, 1.0 / static_cast<double>(m));
-  device_ = ctx.device;
-  cov_sum_ = zeros({m, m}, DType::Float64, device_);
+  cov_sum_ = zeros({m, m}, DType::Float64, ctx.device);
   cov_count_ = 0;
 }
 
@@ -211,8 +211,7 @@ StepResult KdclMethod::forward_train(const Batch& batch, const TrainClock&) {
     Tensor f = softmax(stacked(z, 0), 2);  // [m, N, C]
     Tensor e = ops::to(ops::one_hot(batch.labels, c, f.dtype()), f.device());
     Tensor res = ops::to(reshape(f - unsqueeze(e, 0), {m, n * c}), DType::Float64);
-    if (!cov_sum_.defined() || cov_sum_.device() != res.device())
-      cov_sum_ = zeros({m, m}, DType::Float64, res.device());
+    if (cov_sum_.device() != res.device()) cov_sum_ = ops::to(cov_sum_, res.device());
     ops::add_(cov_sum_, matmul(res, transpose(res, 0, 1)));
     cov_count_ += static_cast<double>(n);
     if (cuda::capturing()) cuda::on_replay([this, n] { cov_count_ += static_cast<double>(n); });
@@ -223,12 +222,12 @@ StepResult KdclMethod::forward_train(const Batch& batch, const TrainClock&) {
 }
 
 void KdclMethod::on_epoch_start(const TrainClock&) {
-  if (cov_count_ > 0 && cov_sum_.defined()) {  // outside any captured step: the host may read
+  if (cov_count_ > 0) {  // outside any captured step: the host may read
     std::vector<double> C = to_vector<double>(ops::to(cov_sum_, kCPU));
     for (double& v : C) v /= cov_count_;
     general_w_ = kdcl_general_weights(C, static_cast<int>(nets_.size()));
   }
-  if (cov_sum_.defined()) ops::fill_(cov_sum_, 0.0);
+  ops::fill_(cov_sum_, 0.0);
   cov_count_ = 0;
 }
 
@@ -254,8 +253,7 @@ std::vector<std::pair<std::string, Tensor>> KdclMethod::eval_logits(const Tensor
 
 nn::NamedTensors KdclMethod::extra_state() const {
   const int64_t m = static_cast<int64_t>(general_w_.size());
-  std::vector<double> cov = cov_sum_.defined() ? to_vector<double>(ops::to(cov_sum_, kCPU))
-                                               : std::vector<double>(m * m, 0.0);
+  std::vector<double> cov = to_vector<double>(ops::to(cov_sum_, kCPU));
   cov.push_back(cov_count_);
   return {{"general_weights", from_vector<double>(general_w_, {m})},
           {"cov_sum_and_count", from_vector<double>(cov, {m * m + 1})}};
@@ -271,7 +269,7 @@ void KdclMethod::load_extra_state(const nn::NamedTensors& state) {
       const int64_t m = static_cast<int64_t>(nets_.size());
       OKD_CHECK(static_cast<int64_t>(d.size()) == m * m, "kdcl: the checkpoint's covariance has ",
                 d.size(), " entries, expected ", m * m);
-      cov_sum_ = ops::to(from_vector<double>(d, {m, m}), device_);
+      cov_sum_ = ops::to(from_vector<double>(d, {m, m}), cov_sum_.device());
     }
   }
 }

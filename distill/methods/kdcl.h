@@ -22,9 +22,8 @@ namespace okd::distill {
 Tensor kdcl_minlogit(const std::vector<Tensor>& logits, const Tensor& labels);
 Tensor kdcl_naive(const std::vector<Tensor>& logits, const Tensor& labels);
 // Simplex weights minimising the batch CE of sum_i a_i z_i: `steps` exponentiated-gradient
-// steps of size lr from the uniform point.
-// The weights as a tensor [m] on the logits' device (kdcl_linear_alpha, what the method uses) or
-// as host values (kdcl_linear_weights).
+// steps of size lr from the uniform point, as a tensor [m] on the logits' device
+// (kdcl_linear_alpha, what the method uses) or as host values (kdcl_linear_weights).
 Tensor kdcl_linear_alpha(const std::vector<Tensor>& logits, const Tensor& labels, int steps,
                          double lr);
 std::vector<double> kdcl_linear_weights(const std::vector<Tensor>& logits, const Tensor& labels,
@@ -64,7 +63,6 @@ class KdclMethod : public Method {
   std::vector<double> general_w_;  // the general ensemble's weights in use
   Tensor cov_sum_;  // [m, m] float64 on the device: sum_k (f_i - e).(f_j - e) this epoch
   double cov_count_ = 0;
-  Device device_ = kCPU;
 };
 
 }  // namespace okd::distill
